@@ -1,0 +1,190 @@
+//! Blocks: the header that proof of work seals, the body of transactions, the Merkle root
+//! that binds them, and the midstate hasher the miner searches nonces with.
+
+use crate::address::Address;
+use crate::encoding::read_bounded_vec;
+use crate::hash::{merkle_root, sha256d, BlockHash, Hash256, TxId};
+use crate::pow::CompactTarget;
+use crate::tx::SignedTransaction;
+use borsh::{BorshDeserialize, BorshSerialize};
+use std::fmt;
+
+/// Height of a block above genesis (which is 0).
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize,
+    serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct Height(pub u64);
+
+impl Height {
+    pub fn next(self) -> Height {
+        Height(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Height {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Debug for Height {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Height({})", self.0)
+    }
+}
+
+pub const BLOCK_VERSION: u32 = 1;
+
+/// The header. Field order is chosen so that the nonce sits in the last 32 bytes: a miner
+/// hashes the first 128 bytes once and then needs two SHA-256 compressions per nonce.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct BlockHeader {
+    pub version: u32,
+    pub height: Height,
+    pub prev_hash: BlockHash,
+    /// Merkle root of the txids (for genesis: the hash of the chain spec).
+    pub tx_root: Hash256,
+    /// Commitment to every account after this block (see `state::AccountTree`).
+    pub state_root: Hash256,
+    /// Receives the block reward and the fees.
+    pub miner: Address,
+    pub timestamp_ms: u64,
+    pub bits: CompactTarget,
+    pub nonce: u64,
+}
+
+/// Encoded size of a header; fixed, as every field is.
+pub const HEADER_BYTES: usize = 160;
+
+impl BlockHeader {
+    pub fn hash(&self) -> BlockHash {
+        BlockHash(sha256d(&self.encode()))
+    }
+
+    pub fn encode(&self) -> [u8; HEADER_BYTES] {
+        let bytes = borsh::to_vec(self).expect("writing to a Vec cannot fail");
+        bytes.try_into().expect("a header always encodes to HEADER_BYTES")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize)]
+pub struct Block {
+    pub header: BlockHeader,
+    pub txs: Vec<SignedTransaction>,
+}
+
+/// No block may claim more transactions than this, whatever its chain spec says: bounds
+/// what a length prefix can make a decoder do before the spec's own limit is checked.
+pub const MAX_TXS_ANY_BLOCK: usize = 1 << 20;
+
+impl BorshDeserialize for Block {
+    fn deserialize_reader<R: std::io::Read>(reader: &mut R) -> std::io::Result<Self> {
+        let header = BlockHeader::deserialize_reader(reader)?;
+        let txs = read_bounded_vec(reader, MAX_TXS_ANY_BLOCK)?;
+        Ok(Block { header, txs })
+    }
+}
+
+impl Block {
+    pub fn hash(&self) -> BlockHash {
+        self.header.hash()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        borsh::to_vec(self).expect("writing to a Vec cannot fail")
+    }
+
+    pub fn txids(&self) -> Vec<TxId> {
+        self.txs.iter().map(SignedTransaction::txid).collect()
+    }
+}
+
+pub fn tx_merkle_root(txids: &[TxId]) -> Hash256 {
+    let leaves: Vec<Hash256> = txids.iter().map(|t| t.0).collect();
+    merkle_root(&leaves)
+}
+
+const SHA256_IV: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+
+/// Hashes one header under many nonces, reusing the SHA-256 state of its first 128 bytes.
+#[derive(Clone)]
+pub struct HeaderHasher {
+    midstate: [u32; 8],
+    /// Bytes 128..160 of the header followed by SHA-256 padding for 160 bytes.
+    tail: [u8; 64],
+}
+
+const NONCE_OFFSET_IN_TAIL: usize = HEADER_BYTES - 8 - 128;
+
+impl HeaderHasher {
+    pub fn new(header: &BlockHeader) -> HeaderHasher {
+        let bytes = header.encode();
+        let mut midstate = SHA256_IV;
+        let first: [u8; 64] = bytes[0..64].try_into().unwrap();
+        let second: [u8; 64] = bytes[64..128].try_into().unwrap();
+        sha2::block_api::compress256(&mut midstate, &[first, second]);
+        let mut tail = [0u8; 64];
+        tail[..32].copy_from_slice(&bytes[128..160]);
+        tail[32] = 0x80;
+        tail[56..].copy_from_slice(&((HEADER_BYTES as u64) * 8).to_be_bytes());
+        HeaderHasher { midstate, tail }
+    }
+
+    /// The block hash the header would have with `nonce`.
+    pub fn hash_with_nonce(&mut self, nonce: u64) -> Hash256 {
+        self.tail[NONCE_OFFSET_IN_TAIL..NONCE_OFFSET_IN_TAIL + 8].copy_from_slice(&nonce.to_le_bytes());
+        let mut state = self.midstate;
+        sha2::block_api::compress256(&mut state, std::slice::from_ref(&self.tail));
+        let mut second = [0u8; 64];
+        for (chunk, word) in second[..32].chunks_exact_mut(4).zip(state) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        second[32] = 0x80;
+        second[56..].copy_from_slice(&256u64.to_be_bytes());
+        let mut out = SHA256_IV;
+        sha2::block_api::compress256(&mut out, &[second]);
+        let mut digest = [0u8; 32];
+        for (chunk, word) in digest.chunks_exact_mut(4).zip(out) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        Hash256(digest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub(crate) fn sample_header(nonce: u64, timestamp_ms: u64) -> BlockHeader {
+        BlockHeader {
+            version: BLOCK_VERSION,
+            height: Height(42),
+            prev_hash: BlockHash(sha256d(b"parent")),
+            tx_root: sha256d(b"txs"),
+            state_root: sha256d(b"state"),
+            miner: Address([9; 32]),
+            timestamp_ms,
+            bits: CompactTarget(0x1f00ffff),
+            nonce,
+        }
+    }
+
+    #[test]
+    fn header_encodes_to_its_fixed_size() {
+        assert_eq!(borsh::to_vec(&sample_header(1, 2)).unwrap().len(), HEADER_BYTES);
+    }
+
+    proptest! {
+        #[test]
+        fn midstate_hasher_agrees_with_plain_hashing(nonce in any::<u64>(), ts in any::<u64>()) {
+            let header = sample_header(nonce, ts);
+            let mut hasher = HeaderHasher::new(&sample_header(0, ts));
+            prop_assert_eq!(hasher.hash_with_nonce(nonce), header.hash().0);
+        }
+    }
+}

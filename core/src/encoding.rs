@@ -1,0 +1,58 @@
+//! Canonical borsh decoding of bytes from strangers: the input size is capped before
+//! anything is read, length prefixes are checked before allocating, and leftover bytes
+//! are refused, so every object has exactly one encoding.
+
+use borsh::BorshDeserialize;
+use std::io::{self, Read};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{what} is {size} bytes, more than the limit of {max}")]
+    TooLarge { what: &'static str, size: usize, max: usize },
+    #[error("{what} could not be decoded: {reason}")]
+    Malformed { what: &'static str, reason: String },
+    #[error("{what} has {extra} bytes left over after decoding")]
+    TrailingBytes { what: &'static str, extra: usize },
+}
+
+/// Decodes exactly one `T` from `bytes`, which may be at most `max` bytes long.
+pub fn decode_exact<T: BorshDeserialize>(what: &'static str, bytes: &[u8], max: usize) -> Result<T, DecodeError> {
+    if bytes.len() > max {
+        return Err(DecodeError::TooLarge { what, size: bytes.len(), max });
+    }
+    let mut rest = bytes;
+    let value = T::deserialize(&mut rest).map_err(|e| DecodeError::Malformed { what, reason: e.to_string() })?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes { what, extra: rest.len() });
+    }
+    Ok(value)
+}
+
+pub(crate) fn invalid_data(error: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error.to_string())
+}
+
+/// Reads a borsh string whose length prefix must not exceed `max` bytes.
+pub(crate) fn read_bounded_string<R: Read>(reader: &mut R, max: usize) -> io::Result<String> {
+    let len = u32::deserialize_reader(reader)? as usize;
+    if len > max {
+        return Err(invalid_data(format!("string of {len} bytes, at most {max} allowed")));
+    }
+    let mut buf = vec![0u8; len];
+    reader.read_exact(&mut buf)?;
+    String::from_utf8(buf).map_err(invalid_data)
+}
+
+/// Reads a borsh vector whose length prefix must not exceed `max` elements.
+pub(crate) fn read_bounded_vec<R: Read, T: BorshDeserialize>(reader: &mut R, max: usize) -> io::Result<Vec<T>> {
+    let len = u32::deserialize_reader(reader)? as usize;
+    if len > max {
+        return Err(invalid_data(format!("list of {len} items, at most {max} allowed")));
+    }
+    // Capacity grows with what is actually read, never with what the prefix claims.
+    let mut items = Vec::with_capacity(len.min(1024));
+    for _ in 0..len {
+        items.push(T::deserialize_reader(reader)?);
+    }
+    Ok(items)
+}

@@ -1,0 +1,174 @@
+//! Hashes: double SHA-256 for block hashes and txids, tagged single SHA-256 for Merkle
+//! trees, and the newtypes that keep a block hash from being taken for a txid.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::str::FromStr;
+
+/// A 32-byte digest. Shown as lowercase hex in byte order.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, BorshSerialize, BorshDeserialize)]
+pub struct Hash256(pub [u8; 32]);
+
+impl Hash256 {
+    pub const ZERO: Hash256 = Hash256([0; 32]);
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Hash256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Hash256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected 64 hex characters for a hash, got {0:?}")]
+pub struct ParseHashError(pub String);
+
+impl FromStr for Hash256 {
+    type Err = ParseHashError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| ParseHashError(s.to_string()))?;
+        Ok(Hash256(out))
+    }
+}
+
+/// SHA-256 applied twice: block hashes and txids.
+pub fn sha256d(data: &[u8]) -> Hash256 {
+    Hash256(Sha256::digest(Sha256::digest(data)).into())
+}
+
+/// Single SHA-256 of a one-byte domain tag followed by `parts`: Merkle leaves and nodes,
+/// so that a leaf can never be read as an inner node.
+pub fn tagged_hash(tag: u8, parts: &[&[u8]]) -> Hash256 {
+    let mut hasher = Sha256::new();
+    hasher.update([tag]);
+    for part in parts {
+        hasher.update(part);
+    }
+    Hash256(hasher.finalize().into())
+}
+
+/// Domain tags of every tagged hash in the protocol.
+pub mod tag {
+    pub const MERKLE_NODE: u8 = 0x01;
+    pub const ACCOUNT_LEAF: u8 = 0x02;
+    pub const STATE_NODE: u8 = 0x03;
+}
+
+/// Root of a binary Merkle tree whose leaves are already hashes. An odd node is carried
+/// up unchanged (never paired with itself), so two different leaf lists never share a
+/// root (the mutation that duplicating the last node allows in Bitcoin). Empty: zero.
+pub fn merkle_root(leaves: &[Hash256]) -> Hash256 {
+    match leaves.len() {
+        0 => return Hash256::ZERO,
+        1 => return leaves[0],
+        _ => {}
+    }
+    let mut level: Vec<Hash256> = leaves.to_vec();
+    while level.len() > 1 {
+        let mut next = Vec::with_capacity(level.len().div_ceil(2));
+        for pair in level.chunks(2) {
+            next.push(match pair {
+                [left, right] => tagged_hash(tag::MERKLE_NODE, &[&left.0, &right.0]),
+                [odd] => *odd,
+                _ => unreachable!("chunks(2) yields one or two"),
+            });
+        }
+        level = next;
+    }
+    level[0]
+}
+
+/// Defines a hash newtype that reads and prints as hex and serialises to JSON as hex.
+macro_rules! hash_newtype {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, BorshSerialize, BorshDeserialize)]
+        pub struct $name(pub Hash256);
+
+        impl $name {
+            pub const ZERO: $name = $name(Hash256::ZERO);
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                &self.0 .0
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+        impl FromStr for $name {
+            type Err = ParseHashError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Hash256::from_str(s).map($name)
+            }
+        }
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+hash_newtype!(
+    /// Double SHA-256 of a block header's borsh bytes.
+    BlockHash
+);
+hash_newtype!(
+    /// Double SHA-256 of a signed transaction's borsh bytes.
+    TxId
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256d_matches_known_vector() {
+        // sha256d("hello") as used in Bitcoin's own test vectors.
+        assert_eq!(
+            sha256d(b"hello").to_string(),
+            "9595c9df90075148eb06860365df33584b75bff782a510c6cd4883a419833d50"
+        );
+    }
+
+    #[test]
+    fn merkle_root_distinguishes_odd_duplication() {
+        let a = sha256d(b"a");
+        let b = sha256d(b"b");
+        let c = sha256d(b"c");
+        assert_ne!(merkle_root(&[a, b, c]), merkle_root(&[a, b, c, c]));
+        assert_eq!(merkle_root(&[a]), a);
+        assert_eq!(merkle_root(&[]), Hash256::ZERO);
+    }
+
+    #[test]
+    fn hash_parses_back_from_its_text() {
+        let h = BlockHash(sha256d(b"x"));
+        assert_eq!(h.to_string().parse::<BlockHash>().unwrap(), h);
+        assert!("zz".parse::<BlockHash>().is_err());
+    }
+}

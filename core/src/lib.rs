@@ -1,0 +1,25 @@
+//! Apiary consensus: what is a valid block and transaction, and what a valid block does
+//! to the ledger. Pure and deterministic: no I/O, no clock, no async.
+
+pub mod address;
+pub mod amount;
+pub mod block;
+pub mod encoding;
+pub mod hash;
+pub mod hd;
+pub mod pow;
+pub mod spec;
+pub mod state;
+pub mod tx;
+pub mod validate;
+
+pub use address::{Address, AddressError, AddressPrefix};
+pub use amount::{Amount, AmountError, COIN};
+pub use block::{tx_merkle_root, Block, BlockHeader, Height};
+pub use encoding::{decode_exact, DecodeError};
+pub use hash::{BlockHash, Hash256, TxId};
+pub use pow::{CompactTarget, Target, Work};
+pub use spec::{ChainId, ChainSpec, ConsensusParams};
+pub use state::{Account, AccountTree, Nonce, StateUndo};
+pub use tx::{SignedTransaction, Transaction};
+pub use validate::{BlockError, ParentContext, TxError};

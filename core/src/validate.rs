@@ -1,0 +1,437 @@
+//! The rules. Stateless checks (size, proof of work, Merkle root, signatures) need only the
+//! block; contextual checks need its parent; `connect_block` applies it to the state. Each
+//! rejection names the rule that failed.
+
+use crate::amount::Amount;
+use crate::block::{tx_merkle_root, Block, BlockHeader, Height, BLOCK_VERSION};
+use crate::hash::{BlockHash, Hash256, TxId};
+use crate::pow::{next_target, CompactTarget, TargetError};
+use crate::spec::ChainSpec;
+use crate::state::{Account, AccountTree, Nonce, StateUndo, UndoRecorder};
+use crate::tx::{verify_signatures, SignedTransaction};
+use std::collections::HashSet;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    #[error("transaction is for chain {found:?}, this chain is {expected:?}")]
+    WrongChain { expected: String, found: String },
+    #[error("sender is not a valid ed25519 public key")]
+    SenderNotAKey,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("nonce {found} is not the sender's next nonce {expected}")]
+    BadNonce { expected: u64, found: u64 },
+    #[error("sender has {balance} coins, the transaction spends {needed}")]
+    Overdraft { balance: Amount, needed: Amount },
+    #[error("amount plus fee, or the receiver's balance, overflows")]
+    AmountOverflow,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    #[error("block is {size} bytes, the limit is {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("block has {count} transactions, the limit is {max}")]
+    TooManyTxs { count: usize, max: usize },
+    #[error("unknown block version {0}")]
+    BadVersion(u32),
+    #[error("bad target: {0}")]
+    BadBits(#[from] TargetError),
+    #[error("target {found:?} is not the required {expected:?}")]
+    WrongBits { expected: CompactTarget, found: CompactTarget },
+    #[error("target {0:?} is easier than the chain's proof-of-work limit")]
+    BitsAboveLimit(CompactTarget),
+    #[error("block hash {0} does not meet its target")]
+    InsufficientWork(BlockHash),
+    #[error("Merkle root {found} in header, {expected} from the transactions")]
+    BadTxRoot { expected: Hash256, found: Hash256 },
+    #[error("transaction {0} appears twice")]
+    DuplicateTx(TxId),
+    #[error("height {found} does not follow the parent's {expected}", expected = expected.0 - 1)]
+    BadHeight { expected: Height, found: Height },
+    #[error("timestamp {timestamp_ms} is not after the median time past {median_ms}")]
+    TimestampTooOld { timestamp_ms: u64, median_ms: u64 },
+    #[error("timestamp {timestamp_ms} is more than the allowed drift ahead of now ({limit_ms})")]
+    TimestampTooFarAhead { timestamp_ms: u64, limit_ms: u64 },
+    #[error("transaction {index} ({txid}): {source}")]
+    InvalidTx { index: usize, txid: TxId, source: TxError },
+    #[error("state root {found} in header, {expected} after applying the block")]
+    BadStateRoot { expected: Hash256, found: Hash256 },
+    #[error("miner's balance would overflow")]
+    RewardOverflow,
+}
+
+impl BlockError {
+    /// How much a peer that sent this block should be penalised (100 = ban). A block too
+    /// far in the future may be honest clock skew, so it costs nothing.
+    pub fn misbehavior_score(&self) -> u32 {
+        match self {
+            BlockError::TimestampTooFarAhead { .. } => 0,
+            _ => 100,
+        }
+    }
+}
+
+/// What the rules need to know of a block's parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentContext {
+    pub hash: BlockHash,
+    pub height: Height,
+    pub bits: CompactTarget,
+    pub timestamp_ms: u64,
+    /// parent.timestamp − grandparent.timestamp; None when the parent is genesis.
+    pub solve_time_ms: Option<i64>,
+    /// Median of the last `median_time_span` timestamps up to and including the parent.
+    pub median_time_past_ms: u64,
+}
+
+/// Median of up to `median_time_span` recent timestamps (any order).
+pub fn median_time_past(timestamps: &[u64]) -> u64 {
+    let mut sorted = timestamps.to_vec();
+    sorted.sort_unstable();
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0)
+}
+
+/// The target every child of `parent` must carry.
+pub fn required_bits(parent: &ParentContext, spec: &ChainSpec) -> CompactTarget {
+    match parent.solve_time_ms {
+        None => spec.consensus.genesis_bits,
+        Some(solve_time) => match parent.bits.to_target() {
+            Ok(target) => next_target(target, solve_time, &spec.retarget_params()).to_compact(),
+            Err(_) => spec.consensus.pow_limit,
+        },
+    }
+}
+
+/// Checks that need only the block itself, cheapest first. Returns the txids.
+pub fn check_block(block: &Block, encoded_size: usize, spec: &ChainSpec) -> Result<Vec<TxId>, BlockError> {
+    let c = &spec.consensus;
+    if encoded_size > c.max_block_bytes as usize {
+        return Err(BlockError::TooLarge { size: encoded_size, max: c.max_block_bytes as usize });
+    }
+    if block.txs.len() > c.max_block_txs as usize {
+        return Err(BlockError::TooManyTxs { count: block.txs.len(), max: c.max_block_txs as usize });
+    }
+    check_header_pow(&block.header, spec)?;
+    let txids = block.txids();
+    let root = tx_merkle_root(&txids);
+    if root != block.header.tx_root {
+        return Err(BlockError::BadTxRoot { expected: root, found: block.header.tx_root });
+    }
+    let mut seen = HashSet::with_capacity(txids.len());
+    for txid in &txids {
+        if !seen.insert(*txid) {
+            return Err(BlockError::DuplicateTx(*txid));
+        }
+    }
+    let invalid = |index: usize, source: TxError| BlockError::InvalidTx { index, txid: txids[index], source };
+    for (index, stx) in block.txs.iter().enumerate() {
+        check_chain_id(stx, spec).map_err(|e| invalid(index, e))?;
+    }
+    verify_signatures(&block.txs).map_err(|(index, e)| invalid(index, e))?;
+    Ok(txids)
+}
+
+/// Version, target within the limit, and proof of work: all a header alone can show.
+pub fn check_header_pow(header: &BlockHeader, spec: &ChainSpec) -> Result<(), BlockError> {
+    if header.version != BLOCK_VERSION {
+        return Err(BlockError::BadVersion(header.version));
+    }
+    let target = header.bits.to_target()?;
+    if target > spec.pow_limit() {
+        return Err(BlockError::BitsAboveLimit(header.bits));
+    }
+    let hash = header.hash();
+    if !target.is_met_by(&hash.0) {
+        return Err(BlockError::InsufficientWork(hash));
+    }
+    Ok(())
+}
+
+pub fn check_chain_id(stx: &SignedTransaction, spec: &ChainSpec) -> Result<(), TxError> {
+    if stx.tx.chain_id != spec.chain_id {
+        return Err(TxError::WrongChain {
+            expected: spec.chain_id.to_string(),
+            found: stx.tx.chain_id.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks of a header against its parent and the validating node's clock.
+pub fn check_header_context(
+    header: &BlockHeader,
+    parent: &ParentContext,
+    now_ms: u64,
+    spec: &ChainSpec,
+) -> Result<(), BlockError> {
+    let expected_height = parent.height.next();
+    if header.height != expected_height {
+        return Err(BlockError::BadHeight { expected: expected_height, found: header.height });
+    }
+    let expected_bits = required_bits(parent, spec);
+    if header.bits != expected_bits {
+        return Err(BlockError::WrongBits { expected: expected_bits, found: header.bits });
+    }
+    if header.timestamp_ms <= parent.median_time_past_ms {
+        return Err(BlockError::TimestampTooOld {
+            timestamp_ms: header.timestamp_ms,
+            median_ms: parent.median_time_past_ms,
+        });
+    }
+    let limit_ms = now_ms.saturating_add(spec.consensus.max_future_drift_ms);
+    if header.timestamp_ms > limit_ms {
+        return Err(BlockError::TimestampTooFarAhead { timestamp_ms: header.timestamp_ms, limit_ms });
+    }
+    Ok(())
+}
+
+/// Applies one transaction, all or nothing; returns its fee.
+pub fn apply_tx(tree: &mut AccountTree, stx: &SignedTransaction, undo: &mut UndoRecorder) -> Result<Amount, TxError> {
+    let tx = &stx.tx;
+    let sender = tree.get(&tx.from).unwrap_or_default();
+    if tx.nonce != sender.nonce {
+        return Err(TxError::BadNonce { expected: sender.nonce.0, found: tx.nonce.0 });
+    }
+    let needed = tx.amount.checked_add(tx.fee).ok_or(TxError::AmountOverflow)?;
+    let remaining = sender
+        .balance
+        .checked_sub(needed)
+        .ok_or(TxError::Overdraft { balance: sender.balance, needed })?;
+    let next_nonce = Nonce(sender.nonce.0.checked_add(1).ok_or(TxError::AmountOverflow)?);
+    if tx.to == tx.from {
+        let balance = remaining.checked_add(tx.amount).ok_or(TxError::AmountOverflow)?;
+        undo.set(tree, tx.from, Account { balance, nonce: next_nonce });
+        return Ok(tx.fee);
+    }
+    let receiver = tree.get(&tx.to).unwrap_or_default();
+    let received = receiver.balance.checked_add(tx.amount).ok_or(TxError::AmountOverflow)?;
+    undo.set(tree, tx.from, Account { balance: remaining, nonce: next_nonce });
+    undo.set(tree, tx.to, Account { balance: received, nonce: receiver.nonce });
+    Ok(tx.fee)
+}
+
+/// Pays the block reward and the fees to the block's miner.
+pub fn pay_miner(
+    tree: &mut AccountTree,
+    header: &BlockHeader,
+    fees: Amount,
+    spec: &ChainSpec,
+    undo: &mut UndoRecorder,
+) -> Result<(), BlockError> {
+    let miner = tree.get(&header.miner).unwrap_or_default();
+    let balance = miner
+        .balance
+        .checked_add(spec.block_reward(header.height))
+        .and_then(|b| b.checked_add(fees))
+        .ok_or(BlockError::RewardOverflow)?;
+    undo.set(tree, header.miner, Account { balance, nonce: miner.nonce });
+    Ok(())
+}
+
+/// Applies a block that passed `check_block` and `check_header_context` to the state of
+/// its parent, and checks the header's state root. On any error the state is unchanged.
+pub fn connect_block(
+    tree: &mut AccountTree,
+    block: &Block,
+    txids: &[TxId],
+    spec: &ChainSpec,
+) -> Result<StateUndo, BlockError> {
+    let mut undo = UndoRecorder::new();
+    let result = apply_block_body(tree, block, txids, spec, &mut undo);
+    let undo = undo.finish();
+    let error = match result {
+        Ok(()) => {
+            let root = tree.root();
+            if root == block.header.state_root {
+                return Ok(undo);
+            }
+            BlockError::BadStateRoot { expected: root, found: block.header.state_root }
+        }
+        Err(error) => error,
+    };
+    tree.apply_undo(&undo);
+    Err(error)
+}
+
+fn apply_block_body(
+    tree: &mut AccountTree,
+    block: &Block,
+    txids: &[TxId],
+    spec: &ChainSpec,
+    undo: &mut UndoRecorder,
+) -> Result<(), BlockError> {
+    let mut fees = Amount::ZERO;
+    for (index, stx) in block.txs.iter().enumerate() {
+        let invalid = |source| BlockError::InvalidTx { index, txid: txids[index], source };
+        let fee = apply_tx(tree, stx, undo).map_err(invalid)?;
+        fees = fees.checked_add(fee).ok_or(BlockError::RewardOverflow)?;
+    }
+    pay_miner(tree, &block.header, fees, spec, undo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::Address;
+    use crate::block::HeaderHasher;
+    use crate::spec::tests::test_spec;
+    use crate::tx::tests::{key, transfer};
+    use proptest::prelude::*;
+
+    /// Builds and mines a valid child of `parent` carrying `txs`, applying it to `tree`.
+    pub(crate) fn mine_child(
+        tree: &mut AccountTree,
+        spec: &ChainSpec,
+        parent: &BlockHeader,
+        txs: Vec<SignedTransaction>,
+    ) -> Block {
+        let txids: Vec<TxId> = txs.iter().map(SignedTransaction::txid).collect();
+        let mut header = BlockHeader {
+            version: BLOCK_VERSION,
+            height: parent.height.next(),
+            prev_hash: parent.hash(),
+            tx_root: tx_merkle_root(&txids),
+            state_root: Hash256::ZERO,
+            miner: Address([0xee; 32]),
+            timestamp_ms: parent.timestamp_ms + 1_000,
+            bits: spec.consensus.genesis_bits,
+            nonce: 0,
+        };
+        let mut block = Block { header: header.clone(), txs };
+        let mut undo = UndoRecorder::new();
+        apply_block_body(tree, &block, &txids, spec, &mut undo).unwrap();
+        header.state_root = tree.root();
+        let target = header.bits.to_target().unwrap();
+        let mut hasher = HeaderHasher::new(&header);
+        header.nonce = (0..).find(|n| target.is_met_by(&hasher.hash_with_nonce(*n))).unwrap();
+        block.header = header;
+        block
+    }
+
+    fn funded_spec() -> ChainSpec {
+        let alice = Address(key(1).verifying_key().to_bytes());
+        test_spec(vec![(alice, Amount::from_base_units(1_000_000))])
+    }
+
+    #[test]
+    fn valid_block_connects_and_pays_the_miner() {
+        let spec = funded_spec();
+        let genesis = spec.genesis_block();
+        let mut tree = spec.genesis_state();
+        let bob = Address([2; 32]);
+        let block = mine_child(&mut tree, &spec, &genesis.header, vec![transfer(&key(1), bob, 500, 0)]);
+        let mut fresh = spec.genesis_state();
+        let txids = check_block(&block, block.encode().len(), &spec).unwrap();
+        let undo = connect_block(&mut fresh, &block, &txids, &spec).unwrap();
+        assert_eq!(fresh.get(&bob).unwrap().balance.base_units(), 500);
+        let miner = fresh.get(&block.header.miner).unwrap();
+        assert_eq!(miner.balance, spec.block_reward(Height(1)).checked_add(Amount::from_base_units(10)).unwrap());
+        fresh.apply_undo(&undo);
+        assert_eq!(fresh.root(), genesis.header.state_root);
+    }
+
+    #[test]
+    fn each_bad_transaction_is_named() {
+        let spec = funded_spec();
+        let mut tree = spec.genesis_state();
+        let bob = Address([2; 32]);
+        let mut undo = UndoRecorder::new();
+        assert_eq!(
+            apply_tx(&mut tree, &transfer(&key(1), bob, 5, 3), &mut undo),
+            Err(TxError::BadNonce { expected: 0, found: 3 })
+        );
+        assert!(matches!(
+            apply_tx(&mut tree, &transfer(&key(1), bob, 2_000_000, 0), &mut undo),
+            Err(TxError::Overdraft { .. })
+        ));
+        assert!(matches!(
+            apply_tx(&mut tree, &transfer(&key(9), bob, 1, 0), &mut undo),
+            Err(TxError::Overdraft { .. })
+        ));
+        let mut wrong_chain = transfer(&key(1), bob, 1, 0);
+        wrong_chain.tx.chain_id = crate::spec::ChainId::new("other").unwrap();
+        assert!(matches!(check_chain_id(&wrong_chain, &spec), Err(TxError::WrongChain { .. })));
+        assert_eq!(undo.touched(), 0, "failed transactions change nothing");
+    }
+
+    #[test]
+    fn header_context_rules() {
+        let spec = funded_spec();
+        let genesis = spec.genesis_block().header;
+        let parent = ParentContext {
+            hash: genesis.hash(),
+            height: Height(0),
+            bits: genesis.bits,
+            timestamp_ms: genesis.timestamp_ms,
+            solve_time_ms: None,
+            median_time_past_ms: genesis.timestamp_ms,
+        };
+        let mut header = genesis.clone();
+        header.height = Height(1);
+        header.timestamp_ms = genesis.timestamp_ms + 1;
+        let now = genesis.timestamp_ms;
+        check_header_context(&header, &parent, now, &spec).unwrap();
+        header.timestamp_ms = genesis.timestamp_ms;
+        assert!(matches!(check_header_context(&header, &parent, now, &spec), Err(BlockError::TimestampTooOld { .. })));
+        header.timestamp_ms = now + spec.consensus.max_future_drift_ms + 1;
+        assert!(matches!(
+            check_header_context(&header, &parent, now, &spec),
+            Err(BlockError::TimestampTooFarAhead { .. })
+        ));
+        header.timestamp_ms = now + 1;
+        header.height = Height(2);
+        assert!(matches!(check_header_context(&header, &parent, now, &spec), Err(BlockError::BadHeight { .. })));
+        header.height = Height(1);
+        header.bits = CompactTarget(0x1d00ffff);
+        assert!(matches!(check_header_context(&header, &parent, now, &spec), Err(BlockError::WrongBits { .. })));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// A body that does not match the header's Merkle root, or a header whose state
+        /// root is not the state after the body, is rejected, and the state is untouched.
+        #[test]
+        fn mismatched_body_or_state_root_is_rejected(amounts in proptest::collection::vec(1u64..1000, 2..6), flip in 0usize..32) {
+            let spec = funded_spec();
+            let genesis = spec.genesis_block();
+            let mut tree = spec.genesis_state();
+            let txs: Vec<_> = amounts.iter().enumerate()
+                .map(|(i, a)| transfer(&key(1), Address([2; 32]), *a, i as u64)).collect();
+            let block = mine_child(&mut tree, &spec, &genesis.header, txs);
+            let mut state = spec.genesis_state();
+            let root_before = state.root();
+
+            let mut dropped = block.clone();
+            dropped.txs.pop();
+            let is_bad_root = matches!(check_block(&dropped, 0, &spec), Err(BlockError::BadTxRoot { .. }));
+            prop_assert!(is_bad_root);
+
+            let mut wrong_state = block.clone();
+            wrong_state.header.state_root.0[flip] ^= 1;
+            let txids = wrong_state.txids();
+            let is_bad_state = matches!(connect_block(&mut state, &wrong_state, &txids, &spec), Err(BlockError::BadStateRoot { .. }));
+            prop_assert!(is_bad_state);
+            prop_assert_eq!(state.root(), root_before);
+        }
+
+        /// Applying a block and then its undo is the identity on state.
+        #[test]
+        fn apply_then_undo_is_identity(amounts in proptest::collection::vec(0u64..400_000, 1..8)) {
+            let spec = funded_spec();
+            let genesis = spec.genesis_block();
+            let mut tree = spec.genesis_state();
+            let txs: Vec<_> = amounts.iter().enumerate()
+                .map(|(i, a)| transfer(&key(1), Address([i as u8 + 2; 32]), *a / 4, i as u64)).collect();
+            let block = mine_child(&mut tree, &spec, &genesis.header, txs);
+            let mut state = spec.genesis_state();
+            let before: Vec<_> = state.iter().map(|(a, acc)| (*a, *acc)).collect();
+            let undo = connect_block(&mut state, &block, &block.txids(), &spec).unwrap();
+            state.apply_undo(&undo);
+            let after: Vec<_> = state.iter().map(|(a, acc)| (*a, *acc)).collect();
+            prop_assert_eq!(after, before);
+            prop_assert_eq!(state.root(), genesis.header.state_root);
+        }
+    }
+}
