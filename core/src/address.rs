@@ -7,7 +7,9 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use std::fmt;
 
 /// The 32 bytes of an ed25519 public key.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, BorshSerialize, BorshDeserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, BorshSerialize, BorshDeserialize,
+)]
 pub struct Address(pub [u8; 32]);
 
 impl fmt::Debug for Address {
@@ -25,10 +27,16 @@ pub enum AddressError {
     #[error("{0:?} is not a bech32m address: {1}")]
     Malformed(String, String),
     #[error("address {address:?} is for a chain with prefix {found:?}, this chain's prefix is {expected:?}")]
-    WrongPrefix { address: String, expected: String, found: String },
+    WrongPrefix {
+        address: String,
+        expected: String,
+        found: String,
+    },
     #[error("address {0:?} holds {1} bytes, an address holds 32")]
     WrongLength(String, usize),
-    #[error("address prefix {0:?} must be 1 to 16 lowercase letters or digits, starting with a letter")]
+    #[error(
+        "address prefix {0:?} must be 1 to 16 lowercase letters or digits, starting with a letter"
+    )]
     BadPrefix(String),
 }
 
@@ -36,7 +44,9 @@ impl AddressPrefix {
     pub fn new(prefix: &str) -> Result<AddressPrefix, AddressError> {
         let ok = (1..=16).contains(&prefix.len())
             && prefix.starts_with(|c: char| c.is_ascii_lowercase())
-            && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         if !ok {
             return Err(AddressError::BadPrefix(prefix.to_string()));
         }
@@ -77,8 +87,10 @@ impl Address {
             });
         }
         let bytes: Vec<u8> = checked.byte_iter().collect();
-        let array: [u8; 32] =
-            bytes.as_slice().try_into().map_err(|_| AddressError::WrongLength(text.to_string(), bytes.len()))?;
+        let array: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| AddressError::WrongLength(text.to_string(), bytes.len()))?;
         Ok(Address(array))
     }
 }
@@ -100,7 +112,10 @@ mod tests {
         let i = typo.len() - 3;
         typo[i] = if typo[i] == 'q' { 'p' } else { 'q' };
         let typo: String = typo.into_iter().collect();
-        assert!(matches!(Address::parse(&typo, &prefix), Err(AddressError::Malformed(..))));
+        assert!(matches!(
+            Address::parse(&typo, &prefix),
+            Err(AddressError::Malformed(..))
+        ));
 
         let other = AddressPrefix::new("apmain").unwrap();
         assert!(matches!(

@@ -11,8 +11,18 @@ pub const COIN_DECIMALS: u32 = 8;
 pub const COIN: u64 = 10u64.pow(COIN_DECIMALS);
 
 #[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize,
-    serde::Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    BorshSerialize,
+    BorshDeserialize,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(transparent)]
 pub struct Amount(u64);
@@ -66,7 +76,11 @@ impl Amount {
             return Err(AmountError::TooPrecise(text.to_string()));
         }
         let too_large = || AmountError::TooLarge(text.to_string());
-        let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| too_large())? };
+        let whole: u64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| too_large())?
+        };
         let frac_units: u64 = if frac.is_empty() {
             0
         } else {
@@ -114,16 +128,28 @@ mod tests {
 
     #[test]
     fn parses_and_shows_coins_exactly() {
-        assert_eq!(Amount::parse_coins("1.5").unwrap().base_units(), 150_000_000);
+        assert_eq!(
+            Amount::parse_coins("1.5").unwrap().base_units(),
+            150_000_000
+        );
         assert_eq!(Amount::parse_coins("0.00000001").unwrap().base_units(), 1);
         assert_eq!(Amount::parse_coins(".5").unwrap().base_units(), 50_000_000);
         assert_eq!(Amount::parse_coins("21").unwrap().to_string(), "21");
         assert_eq!(Amount::from_base_units(150_000_000).to_string(), "1.5");
-        assert!(matches!(Amount::parse_coins("1.000000001"), Err(AmountError::TooPrecise(_))));
+        assert!(matches!(
+            Amount::parse_coins("1.000000001"),
+            Err(AmountError::TooPrecise(_))
+        ));
         for bad in ["", ".", "1,5", "-1", "1e3", "1.2.3", " 1"] {
-            assert!(matches!(Amount::parse_coins(bad), Err(AmountError::Malformed(_))), "{bad}");
+            assert!(
+                matches!(Amount::parse_coins(bad), Err(AmountError::Malformed(_))),
+                "{bad}"
+            );
         }
-        assert!(matches!(Amount::parse_coins("184467440738"), Err(AmountError::TooLarge(_))));
+        assert!(matches!(
+            Amount::parse_coins("184467440738"),
+            Err(AmountError::TooLarge(_))
+        ));
     }
 
     proptest! {

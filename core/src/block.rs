@@ -11,8 +11,18 @@ use std::fmt;
 
 /// Height of a block above genesis (which is 0).
 #[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize,
-    serde::Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    BorshSerialize,
+    BorshDeserialize,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(transparent)]
 pub struct Height(pub u64);
@@ -65,7 +75,9 @@ impl BlockHeader {
 
     pub fn encode(&self) -> [u8; HEADER_BYTES] {
         let bytes = borsh::to_vec(self).expect("writing to a Vec cannot fail");
-        bytes.try_into().expect("a header always encodes to HEADER_BYTES")
+        bytes
+            .try_into()
+            .expect("a header always encodes to HEADER_BYTES")
     }
 }
 
@@ -136,7 +148,8 @@ impl HeaderHasher {
 
     /// The block hash the header would have with `nonce`.
     pub fn hash_with_nonce(&mut self, nonce: u64) -> Hash256 {
-        self.tail[NONCE_OFFSET_IN_TAIL..NONCE_OFFSET_IN_TAIL + 8].copy_from_slice(&nonce.to_le_bytes());
+        self.tail[NONCE_OFFSET_IN_TAIL..NONCE_OFFSET_IN_TAIL + 8]
+            .copy_from_slice(&nonce.to_le_bytes());
         let mut state = self.midstate;
         sha2::block_api::compress256(&mut state, std::slice::from_ref(&self.tail));
         let mut second = [0u8; 64];
@@ -176,7 +189,10 @@ mod tests {
 
     #[test]
     fn header_encodes_to_its_fixed_size() {
-        assert_eq!(borsh::to_vec(&sample_header(1, 2)).unwrap().len(), HEADER_BYTES);
+        assert_eq!(
+            borsh::to_vec(&sample_header(1, 2)).unwrap().len(),
+            HEADER_BYTES
+        );
     }
 
     proptest! {

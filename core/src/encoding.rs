@@ -8,7 +8,11 @@ use std::io::{self, Read};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("{what} is {size} bytes, more than the limit of {max}")]
-    TooLarge { what: &'static str, size: usize, max: usize },
+    TooLarge {
+        what: &'static str,
+        size: usize,
+        max: usize,
+    },
     #[error("{what} could not be decoded: {reason}")]
     Malformed { what: &'static str, reason: String },
     #[error("{what} has {extra} bytes left over after decoding")]
@@ -16,14 +20,28 @@ pub enum DecodeError {
 }
 
 /// Decodes exactly one `T` from `bytes`, which may be at most `max` bytes long.
-pub fn decode_exact<T: BorshDeserialize>(what: &'static str, bytes: &[u8], max: usize) -> Result<T, DecodeError> {
+pub fn decode_exact<T: BorshDeserialize>(
+    what: &'static str,
+    bytes: &[u8],
+    max: usize,
+) -> Result<T, DecodeError> {
     if bytes.len() > max {
-        return Err(DecodeError::TooLarge { what, size: bytes.len(), max });
+        return Err(DecodeError::TooLarge {
+            what,
+            size: bytes.len(),
+            max,
+        });
     }
     let mut rest = bytes;
-    let value = T::deserialize(&mut rest).map_err(|e| DecodeError::Malformed { what, reason: e.to_string() })?;
+    let value = T::deserialize(&mut rest).map_err(|e| DecodeError::Malformed {
+        what,
+        reason: e.to_string(),
+    })?;
     if !rest.is_empty() {
-        return Err(DecodeError::TrailingBytes { what, extra: rest.len() });
+        return Err(DecodeError::TrailingBytes {
+            what,
+            extra: rest.len(),
+        });
     }
     Ok(value)
 }
@@ -36,7 +54,9 @@ pub(crate) fn invalid_data(error: impl std::fmt::Display) -> io::Error {
 pub(crate) fn read_bounded_string<R: Read>(reader: &mut R, max: usize) -> io::Result<String> {
     let len = u32::deserialize_reader(reader)? as usize;
     if len > max {
-        return Err(invalid_data(format!("string of {len} bytes, at most {max} allowed")));
+        return Err(invalid_data(format!(
+            "string of {len} bytes, at most {max} allowed"
+        )));
     }
     let mut buf = vec![0u8; len];
     reader.read_exact(&mut buf)?;
@@ -44,10 +64,15 @@ pub(crate) fn read_bounded_string<R: Read>(reader: &mut R, max: usize) -> io::Re
 }
 
 /// Reads a borsh vector whose length prefix must not exceed `max` elements.
-pub(crate) fn read_bounded_vec<R: Read, T: BorshDeserialize>(reader: &mut R, max: usize) -> io::Result<Vec<T>> {
+pub(crate) fn read_bounded_vec<R: Read, T: BorshDeserialize>(
+    reader: &mut R,
+    max: usize,
+) -> io::Result<Vec<T>> {
     let len = u32::deserialize_reader(reader)? as usize;
     if len > max {
-        return Err(invalid_data(format!("list of {len} items, at most {max} allowed")));
+        return Err(invalid_data(format!(
+            "list of {len} items, at most {max} allowed"
+        )));
     }
     // Capacity grows with what is actually read, never with what the prefix claims.
     let mut items = Vec::with_capacity(len.min(1024));

@@ -7,7 +7,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A 32-byte digest. Shown as lowercase hex in byte order.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, BorshSerialize, BorshDeserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, BorshSerialize, BorshDeserialize,
+)]
 pub struct Hash256(pub [u8; 32]);
 
 impl Hash256 {

@@ -19,7 +19,8 @@ pub enum MnemonicError {
 
 /// The 64-byte BIP39 seed of a mnemonic (with an optional passphrase).
 pub fn seed_from_mnemonic(phrase: &str, passphrase: &str) -> Result<[u8; 64], MnemonicError> {
-    let mnemonic = bip39::Mnemonic::parse(phrase).map_err(|e| MnemonicError::Invalid(e.to_string()))?;
+    let mnemonic =
+        bip39::Mnemonic::parse(phrase).map_err(|e| MnemonicError::Invalid(e.to_string()))?;
     Ok(mnemonic.to_seed(passphrase))
 }
 
@@ -35,7 +36,8 @@ pub fn slip10_derive(seed: &[u8], path: &[u32]) -> ([u8; 32], [u8; 32]) {
 }
 
 fn hmac_sha512(key: &[u8], parts: &[&[u8]]) -> [u8; 64] {
-    let mut mac = <Hmac<Sha512> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+    let mut mac =
+        <Hmac<Sha512> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
     for part in parts {
         mac.update(part);
     }
@@ -74,13 +76,28 @@ mod tests {
     fn matches_slip10_ed25519_vector_1() {
         let seed = hex::decode("000102030405060708090a0b0c0d0e0f").unwrap();
         let (key, chain) = slip10_derive(&seed, &[]);
-        assert_eq!(hex::encode(key), "2b4be7f19ee27bbf30c667b642d5f4aa69fd169872f8fc3059c08ebae2eb19e7");
-        assert_eq!(hex::encode(chain), "90046a93de5380a72b5e45010748567d5ea02bbf6522f979e05c0d8d8ca9fffb");
+        assert_eq!(
+            hex::encode(key),
+            "2b4be7f19ee27bbf30c667b642d5f4aa69fd169872f8fc3059c08ebae2eb19e7"
+        );
+        assert_eq!(
+            hex::encode(chain),
+            "90046a93de5380a72b5e45010748567d5ea02bbf6522f979e05c0d8d8ca9fffb"
+        );
         let (key, chain) = slip10_derive(&seed, &[0, 1, 2, 2, 1_000_000_000]);
-        assert_eq!(hex::encode(key), "8f94d394a8e8fd6b1bc2f3f49f5c47e385281d5c17e65324b0f62483e37e8793");
-        assert_eq!(hex::encode(chain), "68789923a0cac2cd5a29172a475fe9e0fb14cd6adb5ad98a3fa70333e7afa230");
+        assert_eq!(
+            hex::encode(key),
+            "8f94d394a8e8fd6b1bc2f3f49f5c47e385281d5c17e65324b0f62483e37e8793"
+        );
+        assert_eq!(
+            hex::encode(chain),
+            "68789923a0cac2cd5a29172a475fe9e0fb14cd6adb5ad98a3fa70333e7afa230"
+        );
         let public = SigningKey::from_bytes(&key).verifying_key().to_bytes();
-        assert_eq!(hex::encode(public), "3c24da049451555d51a7014a37337aa4e12d41e485abccfa46b47dfb2af54b7a");
+        assert_eq!(
+            hex::encode(public),
+            "3c24da049451555d51a7014a37337aa4e12d41e485abccfa46b47dfb2af54b7a"
+        );
     }
 
     /// BIP39 reference vector: "abandon … about" with passphrase "TREZOR".

@@ -25,7 +25,17 @@ fn widen(value: U256) -> U512 {
 }
 
 /// A target in Bitcoin's compact "nBits" form: one exponent byte, three mantissa bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct CompactTarget(pub u32);
 
@@ -69,7 +79,8 @@ impl Target {
 
     pub fn from_hex(text: &str) -> Result<Target, TargetError> {
         let mut bytes = [0u8; 32];
-        hex::decode_to_slice(text, &mut bytes).map_err(|_| TargetError::BadHex(text.to_string()))?;
+        hex::decode_to_slice(text, &mut bytes)
+            .map_err(|_| TargetError::BadHex(text.to_string()))?;
         Target::from_u256(U256::from_big_endian(&bytes))
     }
 
@@ -166,7 +177,9 @@ impl BorshSerialize for Work {
 
 impl BorshDeserialize for Work {
     fn deserialize_reader<R: std::io::Read>(reader: &mut R) -> std::io::Result<Self> {
-        Ok(Work::from_be_bytes(&<[u8; 32]>::deserialize_reader(reader)?))
+        Ok(Work::from_be_bytes(&<[u8; 32]>::deserialize_reader(
+            reader,
+        )?))
     }
 }
 
@@ -194,7 +207,10 @@ pub fn next_target(parent: Target, parent_solve_time_ms: i64, params: &RetargetP
     let frac = (exponent & 0xffff) as u128;
     // 2^frac for frac in [0, 1), by aserti3-2d's cubic approximation (error < 0.013 %).
     let factor: u128 = 65536
-        + ((195_766_423_245_049 * frac + 971_821_376 * frac * frac + 5127 * frac * frac * frac + (1u128 << 47))
+        + ((195_766_423_245_049 * frac
+            + 971_821_376 * frac * frac
+            + 5127 * frac * frac * frac
+            + (1u128 << 47))
             >> 48);
     let limit = params.pow_limit.0;
     let net_shift = shifts - 16;
@@ -215,7 +231,10 @@ pub fn next_target(parent: Target, parent_solve_time_ms: i64, params: &RetargetP
         U256::from_big_endian(&shifted.to_big_endian()[32..])
     };
     // Never zero, and the compact form is what goes in headers.
-    Target(result.max(U256::one())).to_compact().to_target().unwrap_or(Target(U256::one()))
+    Target(result.max(U256::one()))
+        .to_compact()
+        .to_target()
+        .unwrap_or(Target(U256::one()))
 }
 
 #[cfg(test)]
@@ -260,12 +279,22 @@ mod tests {
     #[test]
     fn on_time_blocks_keep_the_target_and_a_half_life_late_doubles_it() {
         let p = params();
-        let start = Target::for_expected_hashes(1 << 30).to_compact().to_target().unwrap();
+        let start = Target::for_expected_hashes(1 << 30)
+            .to_compact()
+            .to_target()
+            .unwrap();
         assert_eq!(next_target(start, 2_000, &p), start);
         let doubled = next_target(start, 42_000, &p).as_u256();
         let expected = start.as_u256() * U256::from(2u8);
-        let diff = if doubled > expected { doubled - expected } else { expected - doubled };
-        assert!(diff < expected / U256::from(10_000u32), "{doubled} vs {expected}");
+        let diff = if doubled > expected {
+            doubled - expected
+        } else {
+            expected - doubled
+        };
+        assert!(
+            diff < expected / U256::from(10_000u32),
+            "{doubled} vs {expected}"
+        );
         assert_eq!(next_target(start, i64::MAX / 2, &p), p.pow_limit);
         assert_eq!(next_target(start, i64::MIN / 2, &p).as_u256(), U256::one());
     }
@@ -293,7 +322,12 @@ mod tests {
     }
 
     /// Blocks until the expected block time is back within 25 % of target, or None.
-    fn blocks_to_recover(target: &mut Target, miner: &mut Miner, rate: f64, p: &RetargetParams) -> Option<usize> {
+    fn blocks_to_recover(
+        target: &mut Target,
+        miner: &mut Miner,
+        rate: f64,
+        p: &RetargetParams,
+    ) -> Option<usize> {
         for n in 1..=400 {
             *target = next_target(*target, miner.solve_time_ms(*target, rate), p);
             let expected = expected_hashes(*target) / rate;
@@ -312,7 +346,10 @@ mod tests {
             pow_limit: Target::for_expected_hashes(16),
         };
         let rate = 10_000.0; // hashes per ms
-        let mut target = Target::for_expected_hashes(20_000_000).to_compact().to_target().unwrap();
+        let mut target = Target::for_expected_hashes(20_000_000)
+            .to_compact()
+            .to_target()
+            .unwrap();
         let mut miner = Miner(7);
         let blocks = 20_000;
         let mut total_ms = 0i64;
@@ -322,12 +359,21 @@ mod tests {
             target = next_target(target, solve, &p);
         }
         let mean = total_ms as f64 / blocks as f64;
-        assert!((mean / 2_000.0 - 1.0).abs() < 0.05, "mean block time {mean} ms");
+        assert!(
+            (mean / 2_000.0 - 1.0).abs() < 0.05,
+            "mean block time {mean} ms"
+        );
 
         let after_drop = blocks_to_recover(&mut target, &mut miner, rate / 10.0, &p);
-        assert!(after_drop.is_some_and(|n| n <= 100), "10x drop: {after_drop:?} blocks");
+        assert!(
+            after_drop.is_some_and(|n| n <= 100),
+            "10x drop: {after_drop:?} blocks"
+        );
         let after_rise = blocks_to_recover(&mut target, &mut miner, rate, &p);
-        assert!(after_rise.is_some_and(|n| n <= 100), "10x rise: {after_rise:?} blocks");
+        assert!(
+            after_rise.is_some_and(|n| n <= 100),
+            "10x rise: {after_rise:?} blocks"
+        );
     }
 
     proptest! {

@@ -21,7 +21,9 @@ pub const MAX_CHAIN_ID_LEN: usize = 32;
 impl ChainId {
     pub fn new(name: &str) -> Result<ChainId, SpecError> {
         let ok = (1..=MAX_CHAIN_ID_LEN).contains(&name.len())
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !ok {
             return Err(SpecError::BadChainId(name.to_string()));
         }
@@ -90,7 +92,10 @@ pub enum SpecError {
     #[error("{field} must be greater than zero")]
     Zero { field: &'static str },
     #[error("{field}: {source}")]
-    Target { field: &'static str, source: TargetError },
+    Target {
+        field: &'static str,
+        source: TargetError,
+    },
     #[error("genesis_bits is easier than pow_limit")]
     GenesisEasierThanLimit,
     #[error("max_block_bytes {0} cannot hold a header and one transaction")]
@@ -115,9 +120,20 @@ impl ChainSpec {
                 return Err(SpecError::Zero { field });
             }
         }
-        let limit = c.pow_limit.to_target().map_err(|source| SpecError::Target { field: "pow_limit", source })?;
-        let genesis =
-            c.genesis_bits.to_target().map_err(|source| SpecError::Target { field: "genesis_bits", source })?;
+        let limit = c
+            .pow_limit
+            .to_target()
+            .map_err(|source| SpecError::Target {
+                field: "pow_limit",
+                source,
+            })?;
+        let genesis = c
+            .genesis_bits
+            .to_target()
+            .map_err(|source| SpecError::Target {
+                field: "genesis_bits",
+                source,
+            })?;
         if genesis > limit {
             return Err(SpecError::GenesisEasierThanLimit);
         }
@@ -128,9 +144,13 @@ impl ChainSpec {
         let mut total = Amount::ZERO;
         for (address, amount) in &self.allocations {
             if !seen.insert(*address) {
-                return Err(SpecError::DuplicateAllocation(address.to_text(&self.address_prefix)));
+                return Err(SpecError::DuplicateAllocation(
+                    address.to_text(&self.address_prefix),
+                ));
             }
-            total = total.checked_add(*amount).ok_or(SpecError::AllocationOverflow)?;
+            total = total
+                .checked_add(*amount)
+                .ok_or(SpecError::AllocationOverflow)?;
         }
         Ok(())
     }
@@ -144,7 +164,13 @@ impl ChainSpec {
     pub fn genesis_state(&self) -> AccountTree {
         let mut tree = AccountTree::new();
         for (address, amount) in &self.allocations {
-            tree.set(*address, Some(Account { balance: *amount, nonce: Nonce(0) }));
+            tree.set(
+                *address,
+                Some(Account {
+                    balance: *amount,
+                    nonce: Nonce(0),
+                }),
+            );
         }
         tree
     }
@@ -161,7 +187,10 @@ impl ChainSpec {
             bits: self.consensus.genesis_bits,
             nonce: 0,
         };
-        Block { header, txs: Vec::new() }
+        Block {
+            header,
+            txs: Vec::new(),
+        }
     }
 
     pub fn genesis_hash(&self) -> BlockHash {
@@ -187,7 +216,10 @@ impl ChainSpec {
     }
 
     pub fn pow_limit(&self) -> Target {
-        self.consensus.pow_limit.to_target().expect("checked by ChainSpec::validate")
+        self.consensus
+            .pow_limit
+            .to_target()
+            .expect("checked by ChainSpec::validate")
     }
 }
 
@@ -240,12 +272,26 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_specs_say_what_is_wrong() {
-        let mut spec = test_spec(vec![(Address([1; 32]), Amount::MAX), (Address([2; 32]), Amount::MAX)]);
+        let mut spec = test_spec(vec![
+            (Address([1; 32]), Amount::MAX),
+            (Address([2; 32]), Amount::MAX),
+        ]);
         assert_eq!(spec.validate(), Err(SpecError::AllocationOverflow));
-        spec.allocations = vec![(Address([1; 32]), Amount::ZERO), (Address([1; 32]), Amount::ZERO)];
-        assert!(matches!(spec.validate(), Err(SpecError::DuplicateAllocation(_))));
+        spec.allocations = vec![
+            (Address([1; 32]), Amount::ZERO),
+            (Address([1; 32]), Amount::ZERO),
+        ];
+        assert!(matches!(
+            spec.validate(),
+            Err(SpecError::DuplicateAllocation(_))
+        ));
         spec.allocations.clear();
         spec.consensus.target_block_time_ms = 0;
-        assert_eq!(spec.validate(), Err(SpecError::Zero { field: "target_block_time_ms" }));
+        assert_eq!(
+            spec.validate(),
+            Err(SpecError::Zero {
+                field: "target_block_time_ms"
+            })
+        );
     }
 }

@@ -14,8 +14,18 @@ use std::fmt;
 
 /// A sender's count of transactions so far; the next one must carry exactly this.
 #[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize,
-    serde::Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    BorshSerialize,
+    BorshDeserialize,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(transparent)]
 pub struct Nonce(pub u64);
@@ -131,15 +141,21 @@ impl AccountTree {
             self.is_dirty[bucket] = true;
             self.dirty.push(bucket as u32);
         }
-        self.len = self.len + usize::from(account.is_some_and(|a| !a.is_empty())) - usize::from(previous.is_some());
+        self.len = self.len + usize::from(account.is_some_and(|a| !a.is_empty()))
+            - usize::from(previous.is_some());
         previous
     }
 
-    /// Restores the state an undo record was taken from.
-    pub fn apply_undo(&mut self, undo: &StateUndo) {
-        for (address, previous) in undo.previous.iter().rev() {
-            self.set(*address, *previous);
-        }
+    /// Restores the state an undo record was taken from; returns the record that would
+    /// restore the state as it was before this call.
+    pub fn apply_undo(&mut self, undo: &StateUndo) -> StateUndo {
+        let previous = undo
+            .previous
+            .iter()
+            .rev()
+            .map(|(address, value)| (*address, self.set(*address, *value)))
+            .collect();
+        StateUndo { previous }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Address, &Account)> {
@@ -151,12 +167,21 @@ impl AccountTree {
         if self.dirty.is_empty() {
             return self.nodes[1];
         }
-        let mut level: Vec<usize> = std::mem::take(&mut self.dirty).into_iter().map(|b| b as usize).collect();
+        let mut level: Vec<usize> = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .map(|b| b as usize)
+            .collect();
         level.sort_unstable();
         let hashes: Vec<Hash256> = if level.len() >= PARALLEL_THRESHOLD {
-            level.par_iter().map(|&b| bucket_hash(&self.buckets[b])).collect()
+            level
+                .par_iter()
+                .map(|&b| bucket_hash(&self.buckets[b]))
+                .collect()
         } else {
-            level.iter().map(|&b| bucket_hash(&self.buckets[b])).collect()
+            level
+                .iter()
+                .map(|&b| bucket_hash(&self.buckets[b]))
+                .collect()
         };
         for (&b, hash) in level.iter().zip(hashes) {
             self.is_dirty[b] = false;
@@ -168,9 +193,15 @@ impl AccountTree {
             level.dedup();
             let nodes = &self.nodes;
             let hashes: Vec<Hash256> = if level.len() >= PARALLEL_THRESHOLD {
-                level.par_iter().map(|&i| node_hash(&nodes[2 * i], &nodes[2 * i + 1])).collect()
+                level
+                    .par_iter()
+                    .map(|&i| node_hash(&nodes[2 * i], &nodes[2 * i + 1]))
+                    .collect()
             } else {
-                level.iter().map(|&i| node_hash(&nodes[2 * i], &nodes[2 * i + 1])).collect()
+                level
+                    .iter()
+                    .map(|&i| node_hash(&nodes[2 * i], &nodes[2 * i + 1]))
+                    .collect()
             };
             for (&i, hash) in level.iter().zip(hashes) {
                 self.nodes[i] = hash;
@@ -215,7 +246,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn account(balance: u64, nonce: u64) -> Account {
-        Account { balance: Amount::from_base_units(balance), nonce: Nonce(nonce) }
+        Account {
+            balance: Amount::from_base_units(balance),
+            nonce: Nonce(nonce),
+        }
     }
 
     fn rebuilt_root(tree: &AccountTree) -> Hash256 {

@@ -43,7 +43,10 @@ impl Transaction {
 
     pub fn sign(self, key: &SigningKey) -> SignedTransaction {
         let signature = key.sign(&self.signing_bytes()).to_bytes();
-        SignedTransaction { tx: self, signature }
+        SignedTransaction {
+            tx: self,
+            signature,
+        }
     }
 }
 
@@ -60,8 +63,11 @@ impl SignedTransaction {
     /// non-canonical encodings refused).
     pub fn verify_signature(&self) -> Result<(), TxError> {
         let key = sender_key(&self.tx.from)?;
-        key.verify_strict(&self.tx.signing_bytes(), &Signature::from_bytes(&self.signature))
-            .map_err(|_| TxError::BadSignature)
+        key.verify_strict(
+            &self.tx.signing_bytes(),
+            &Signature::from_bytes(&self.signature),
+        )
+        .map_err(|_| TxError::BadSignature)
     }
 }
 
@@ -80,7 +86,9 @@ pub fn verify_signatures(txs: &[SignedTransaction]) -> Result<(), (usize, TxErro
         .par_chunks(SIGNATURE_BATCH)
         .enumerate()
         .filter_map(|(chunk_index, chunk)| {
-            verify_chunk(chunk).err().map(|(i, e)| (chunk_index * SIGNATURE_BATCH + i, e))
+            verify_chunk(chunk)
+                .err()
+                .map(|(i, e)| (chunk_index * SIGNATURE_BATCH + i, e))
         })
         .collect();
     match failures.into_iter().min_by_key(|(i, _)| *i) {
@@ -97,7 +105,10 @@ fn verify_chunk(chunk: &[SignedTransaction]) -> Result<(), (usize, TxError)> {
         .collect::<Result<Vec<_>, _>>()?;
     let messages: Vec<Vec<u8>> = chunk.iter().map(|stx| stx.tx.signing_bytes()).collect();
     let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    let signatures: Vec<Signature> = chunk.iter().map(|stx| Signature::from_bytes(&stx.signature)).collect();
+    let signatures: Vec<Signature> = chunk
+        .iter()
+        .map(|stx| Signature::from_bytes(&stx.signature))
+        .collect();
     if ed25519_dalek::verify_batch(&message_refs, &signatures, &keys).is_ok() {
         return Ok(());
     }
@@ -119,7 +130,12 @@ pub(crate) mod tests {
         SigningKey::from_bytes(&[seed; 32])
     }
 
-    pub(crate) fn transfer(from: &SigningKey, to: Address, amount: u64, nonce: u64) -> SignedTransaction {
+    pub(crate) fn transfer(
+        from: &SigningKey,
+        to: Address,
+        amount: u64,
+        nonce: u64,
+    ) -> SignedTransaction {
         Transaction {
             chain_id: ChainId::new("apiary-test").unwrap(),
             from: Address(from.verifying_key().to_bytes()),
@@ -133,7 +149,9 @@ pub(crate) mod tests {
 
     #[test]
     fn signed_transfer_verifies_singly_and_in_batch() {
-        let txs: Vec<_> = (0..300).map(|i| transfer(&key(1), Address([2; 32]), 5, i)).collect();
+        let txs: Vec<_> = (0..300)
+            .map(|i| transfer(&key(1), Address([2; 32]), 5, i))
+            .collect();
         for tx in &txs[..3] {
             tx.verify_signature().unwrap();
         }
@@ -143,7 +161,9 @@ pub(crate) mod tests {
 
     #[test]
     fn batch_names_the_bad_signature() {
-        let mut txs: Vec<_> = (0..300).map(|i| transfer(&key(1), Address([2; 32]), 5, i)).collect();
+        let mut txs: Vec<_> = (0..300)
+            .map(|i| transfer(&key(1), Address([2; 32]), 5, i))
+            .collect();
         txs[270].tx.amount = Amount::from_base_units(6);
         assert_eq!(verify_signatures(&txs), Err((270, TxError::BadSignature)));
     }

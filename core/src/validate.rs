@@ -38,7 +38,10 @@ pub enum BlockError {
     #[error("bad target: {0}")]
     BadBits(#[from] TargetError),
     #[error("target {found:?} is not the required {expected:?}")]
-    WrongBits { expected: CompactTarget, found: CompactTarget },
+    WrongBits {
+        expected: CompactTarget,
+        found: CompactTarget,
+    },
     #[error("target {0:?} is easier than the chain's proof-of-work limit")]
     BitsAboveLimit(CompactTarget),
     #[error("block hash {0} does not meet its target")]
@@ -54,7 +57,11 @@ pub enum BlockError {
     #[error("timestamp {timestamp_ms} is more than the allowed drift ahead of now ({limit_ms})")]
     TimestampTooFarAhead { timestamp_ms: u64, limit_ms: u64 },
     #[error("transaction {index} ({txid}): {source}")]
-    InvalidTx { index: usize, txid: TxId, source: TxError },
+    InvalidTx {
+        index: usize,
+        txid: TxId,
+        source: TxError,
+    },
     #[error("state root {found} in header, {expected} after applying the block")]
     BadStateRoot { expected: Hash256, found: Hash256 },
     #[error("miner's balance would overflow")]
@@ -104,19 +111,32 @@ pub fn required_bits(parent: &ParentContext, spec: &ChainSpec) -> CompactTarget 
 }
 
 /// Checks that need only the block itself, cheapest first. Returns the txids.
-pub fn check_block(block: &Block, encoded_size: usize, spec: &ChainSpec) -> Result<Vec<TxId>, BlockError> {
+pub fn check_block(
+    block: &Block,
+    encoded_size: usize,
+    spec: &ChainSpec,
+) -> Result<Vec<TxId>, BlockError> {
     let c = &spec.consensus;
     if encoded_size > c.max_block_bytes as usize {
-        return Err(BlockError::TooLarge { size: encoded_size, max: c.max_block_bytes as usize });
+        return Err(BlockError::TooLarge {
+            size: encoded_size,
+            max: c.max_block_bytes as usize,
+        });
     }
     if block.txs.len() > c.max_block_txs as usize {
-        return Err(BlockError::TooManyTxs { count: block.txs.len(), max: c.max_block_txs as usize });
+        return Err(BlockError::TooManyTxs {
+            count: block.txs.len(),
+            max: c.max_block_txs as usize,
+        });
     }
     check_header_pow(&block.header, spec)?;
     let txids = block.txids();
     let root = tx_merkle_root(&txids);
     if root != block.header.tx_root {
-        return Err(BlockError::BadTxRoot { expected: root, found: block.header.tx_root });
+        return Err(BlockError::BadTxRoot {
+            expected: root,
+            found: block.header.tx_root,
+        });
     }
     let mut seen = HashSet::with_capacity(txids.len());
     for txid in &txids {
@@ -124,7 +144,11 @@ pub fn check_block(block: &Block, encoded_size: usize, spec: &ChainSpec) -> Resu
             return Err(BlockError::DuplicateTx(*txid));
         }
     }
-    let invalid = |index: usize, source: TxError| BlockError::InvalidTx { index, txid: txids[index], source };
+    let invalid = |index: usize, source: TxError| BlockError::InvalidTx {
+        index,
+        txid: txids[index],
+        source,
+    };
     for (index, stx) in block.txs.iter().enumerate() {
         check_chain_id(stx, spec).map_err(|e| invalid(index, e))?;
     }
@@ -167,11 +191,17 @@ pub fn check_header_context(
 ) -> Result<(), BlockError> {
     let expected_height = parent.height.next();
     if header.height != expected_height {
-        return Err(BlockError::BadHeight { expected: expected_height, found: header.height });
+        return Err(BlockError::BadHeight {
+            expected: expected_height,
+            found: header.height,
+        });
     }
     let expected_bits = required_bits(parent, spec);
     if header.bits != expected_bits {
-        return Err(BlockError::WrongBits { expected: expected_bits, found: header.bits });
+        return Err(BlockError::WrongBits {
+            expected: expected_bits,
+            found: header.bits,
+        });
     }
     if header.timestamp_ms <= parent.median_time_past_ms {
         return Err(BlockError::TimestampTooOld {
@@ -181,33 +211,81 @@ pub fn check_header_context(
     }
     let limit_ms = now_ms.saturating_add(spec.consensus.max_future_drift_ms);
     if header.timestamp_ms > limit_ms {
-        return Err(BlockError::TimestampTooFarAhead { timestamp_ms: header.timestamp_ms, limit_ms });
+        return Err(BlockError::TimestampTooFarAhead {
+            timestamp_ms: header.timestamp_ms,
+            limit_ms,
+        });
     }
     Ok(())
 }
 
 /// Applies one transaction, all or nothing; returns its fee.
-pub fn apply_tx(tree: &mut AccountTree, stx: &SignedTransaction, undo: &mut UndoRecorder) -> Result<Amount, TxError> {
+pub fn apply_tx(
+    tree: &mut AccountTree,
+    stx: &SignedTransaction,
+    undo: &mut UndoRecorder,
+) -> Result<Amount, TxError> {
     let tx = &stx.tx;
     let sender = tree.get(&tx.from).unwrap_or_default();
     if tx.nonce != sender.nonce {
-        return Err(TxError::BadNonce { expected: sender.nonce.0, found: tx.nonce.0 });
+        return Err(TxError::BadNonce {
+            expected: sender.nonce.0,
+            found: tx.nonce.0,
+        });
     }
-    let needed = tx.amount.checked_add(tx.fee).ok_or(TxError::AmountOverflow)?;
+    let needed = tx
+        .amount
+        .checked_add(tx.fee)
+        .ok_or(TxError::AmountOverflow)?;
     let remaining = sender
         .balance
         .checked_sub(needed)
-        .ok_or(TxError::Overdraft { balance: sender.balance, needed })?;
-    let next_nonce = Nonce(sender.nonce.0.checked_add(1).ok_or(TxError::AmountOverflow)?);
+        .ok_or(TxError::Overdraft {
+            balance: sender.balance,
+            needed,
+        })?;
+    let next_nonce = Nonce(
+        sender
+            .nonce
+            .0
+            .checked_add(1)
+            .ok_or(TxError::AmountOverflow)?,
+    );
     if tx.to == tx.from {
-        let balance = remaining.checked_add(tx.amount).ok_or(TxError::AmountOverflow)?;
-        undo.set(tree, tx.from, Account { balance, nonce: next_nonce });
+        let balance = remaining
+            .checked_add(tx.amount)
+            .ok_or(TxError::AmountOverflow)?;
+        undo.set(
+            tree,
+            tx.from,
+            Account {
+                balance,
+                nonce: next_nonce,
+            },
+        );
         return Ok(tx.fee);
     }
     let receiver = tree.get(&tx.to).unwrap_or_default();
-    let received = receiver.balance.checked_add(tx.amount).ok_or(TxError::AmountOverflow)?;
-    undo.set(tree, tx.from, Account { balance: remaining, nonce: next_nonce });
-    undo.set(tree, tx.to, Account { balance: received, nonce: receiver.nonce });
+    let received = receiver
+        .balance
+        .checked_add(tx.amount)
+        .ok_or(TxError::AmountOverflow)?;
+    undo.set(
+        tree,
+        tx.from,
+        Account {
+            balance: remaining,
+            nonce: next_nonce,
+        },
+    );
+    undo.set(
+        tree,
+        tx.to,
+        Account {
+            balance: received,
+            nonce: receiver.nonce,
+        },
+    );
     Ok(tx.fee)
 }
 
@@ -225,7 +303,14 @@ pub fn pay_miner(
         .checked_add(spec.block_reward(header.height))
         .and_then(|b| b.checked_add(fees))
         .ok_or(BlockError::RewardOverflow)?;
-    undo.set(tree, header.miner, Account { balance, nonce: miner.nonce });
+    undo.set(
+        tree,
+        header.miner,
+        Account {
+            balance,
+            nonce: miner.nonce,
+        },
+    );
     Ok(())
 }
 
@@ -246,7 +331,10 @@ pub fn connect_block(
             if root == block.header.state_root {
                 return Ok(undo);
             }
-            BlockError::BadStateRoot { expected: root, found: block.header.state_root }
+            BlockError::BadStateRoot {
+                expected: root,
+                found: block.header.state_root,
+            }
         }
         Err(error) => error,
     };
@@ -263,7 +351,11 @@ fn apply_block_body(
 ) -> Result<(), BlockError> {
     let mut fees = Amount::ZERO;
     for (index, stx) in block.txs.iter().enumerate() {
-        let invalid = |source| BlockError::InvalidTx { index, txid: txids[index], source };
+        let invalid = |source| BlockError::InvalidTx {
+            index,
+            txid: txids[index],
+            source,
+        };
         let fee = apply_tx(tree, stx, undo).map_err(invalid)?;
         fees = fees.checked_add(fee).ok_or(BlockError::RewardOverflow)?;
     }
@@ -298,13 +390,18 @@ mod tests {
             bits: spec.consensus.genesis_bits,
             nonce: 0,
         };
-        let mut block = Block { header: header.clone(), txs };
+        let mut block = Block {
+            header: header.clone(),
+            txs,
+        };
         let mut undo = UndoRecorder::new();
         apply_block_body(tree, &block, &txids, spec, &mut undo).unwrap();
         header.state_root = tree.root();
         let target = header.bits.to_target().unwrap();
         let mut hasher = HeaderHasher::new(&header);
-        header.nonce = (0..).find(|n| target.is_met_by(&hasher.hash_with_nonce(*n))).unwrap();
+        header.nonce = (0..)
+            .find(|n| target.is_met_by(&hasher.hash_with_nonce(*n)))
+            .unwrap();
         block.header = header;
         block
     }
@@ -320,13 +417,23 @@ mod tests {
         let genesis = spec.genesis_block();
         let mut tree = spec.genesis_state();
         let bob = Address([2; 32]);
-        let block = mine_child(&mut tree, &spec, &genesis.header, vec![transfer(&key(1), bob, 500, 0)]);
+        let block = mine_child(
+            &mut tree,
+            &spec,
+            &genesis.header,
+            vec![transfer(&key(1), bob, 500, 0)],
+        );
         let mut fresh = spec.genesis_state();
         let txids = check_block(&block, block.encode().len(), &spec).unwrap();
         let undo = connect_block(&mut fresh, &block, &txids, &spec).unwrap();
         assert_eq!(fresh.get(&bob).unwrap().balance.base_units(), 500);
         let miner = fresh.get(&block.header.miner).unwrap();
-        assert_eq!(miner.balance, spec.block_reward(Height(1)).checked_add(Amount::from_base_units(10)).unwrap());
+        assert_eq!(
+            miner.balance,
+            spec.block_reward(Height(1))
+                .checked_add(Amount::from_base_units(10))
+                .unwrap()
+        );
         fresh.apply_undo(&undo);
         assert_eq!(fresh.root(), genesis.header.state_root);
     }
@@ -339,7 +446,10 @@ mod tests {
         let mut undo = UndoRecorder::new();
         assert_eq!(
             apply_tx(&mut tree, &transfer(&key(1), bob, 5, 3), &mut undo),
-            Err(TxError::BadNonce { expected: 0, found: 3 })
+            Err(TxError::BadNonce {
+                expected: 0,
+                found: 3
+            })
         );
         assert!(matches!(
             apply_tx(&mut tree, &transfer(&key(1), bob, 2_000_000, 0), &mut undo),
@@ -351,7 +461,10 @@ mod tests {
         ));
         let mut wrong_chain = transfer(&key(1), bob, 1, 0);
         wrong_chain.tx.chain_id = crate::spec::ChainId::new("other").unwrap();
-        assert!(matches!(check_chain_id(&wrong_chain, &spec), Err(TxError::WrongChain { .. })));
+        assert!(matches!(
+            check_chain_id(&wrong_chain, &spec),
+            Err(TxError::WrongChain { .. })
+        ));
         assert_eq!(undo.touched(), 0, "failed transactions change nothing");
     }
 
@@ -373,7 +486,10 @@ mod tests {
         let now = genesis.timestamp_ms;
         check_header_context(&header, &parent, now, &spec).unwrap();
         header.timestamp_ms = genesis.timestamp_ms;
-        assert!(matches!(check_header_context(&header, &parent, now, &spec), Err(BlockError::TimestampTooOld { .. })));
+        assert!(matches!(
+            check_header_context(&header, &parent, now, &spec),
+            Err(BlockError::TimestampTooOld { .. })
+        ));
         header.timestamp_ms = now + spec.consensus.max_future_drift_ms + 1;
         assert!(matches!(
             check_header_context(&header, &parent, now, &spec),
@@ -381,10 +497,16 @@ mod tests {
         ));
         header.timestamp_ms = now + 1;
         header.height = Height(2);
-        assert!(matches!(check_header_context(&header, &parent, now, &spec), Err(BlockError::BadHeight { .. })));
+        assert!(matches!(
+            check_header_context(&header, &parent, now, &spec),
+            Err(BlockError::BadHeight { .. })
+        ));
         header.height = Height(1);
         header.bits = CompactTarget(0x1d00ffff);
-        assert!(matches!(check_header_context(&header, &parent, now, &spec), Err(BlockError::WrongBits { .. })));
+        assert!(matches!(
+            check_header_context(&header, &parent, now, &spec),
+            Err(BlockError::WrongBits { .. })
+        ));
     }
 
     proptest! {

@@ -33,7 +33,10 @@ pub struct SpecFileError {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadSpecError {
     #[error("cannot read chain spec {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("chain spec {path}, {source}")]
     Invalid { path: String, source: SpecFileError },
 }
@@ -77,19 +80,26 @@ struct AllocFile {
 
 /// Parses and checks a chain spec, naming the line of whatever is wrong.
 pub fn parse_spec(text: &str) -> Result<ChainSpec, SpecFileError> {
-    let line_of = |span: Range<usize>| Some(text[..span.start.min(text.len())].matches('\n').count() + 1);
-    let at = |span: Range<usize>, message: String| SpecFileError { line: line_of(span), message };
+    let line_of =
+        |span: Range<usize>| Some(text[..span.start.min(text.len())].matches('\n').count() + 1);
+    let at = |span: Range<usize>, message: String| SpecFileError {
+        line: line_of(span),
+        message,
+    };
     let file: SpecFile = toml::from_str(text).map_err(|e| SpecFileError {
         line: e.span().and_then(line_of),
         message: e.message().to_string(),
     })?;
 
-    let chain_id = ChainId::new(file.chain_id.get_ref()).map_err(|e| at(file.chain_id.span(), e.to_string()))?;
+    let chain_id = ChainId::new(file.chain_id.get_ref())
+        .map_err(|e| at(file.chain_id.span(), e.to_string()))?;
     let address_prefix = AddressPrefix::new(file.address_prefix.get_ref())
         .map_err(|e| at(file.address_prefix.span(), e.to_string()))?;
     let c = file.consensus.get_ref();
     let target = |field: &Spanned<String>, name: &str| {
-        Target::from_hex(field.get_ref()).map(|t| t.to_compact()).map_err(|e| at(field.span(), format!("{name}: {e}")))
+        Target::from_hex(field.get_ref())
+            .map(|t| t.to_compact())
+            .map_err(|e| at(field.span(), format!("{name}: {e}")))
     };
     let coins = |field: &Spanned<String>, name: &str| {
         Amount::parse_coins(field.get_ref()).map_err(|e| at(field.span(), format!("{name}: {e}")))
@@ -127,15 +137,24 @@ pub fn parse_spec(text: &str) -> Result<ChainSpec, SpecFileError> {
             }
             _ => Some(file.consensus.span()),
         };
-        SpecFileError { line: span.and_then(line_of), message: e.to_string() }
+        SpecFileError {
+            line: span.and_then(line_of),
+            message: e.to_string(),
+        }
     })?;
     Ok(spec)
 }
 
 pub fn load_spec(path: &Path) -> Result<ChainSpec, LoadSpecError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| LoadSpecError::Read { path: shown.clone(), source })?;
-    parse_spec(&text).map_err(|source| LoadSpecError::Invalid { path: shown, source })
+    let text = std::fs::read_to_string(path).map_err(|source| LoadSpecError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    parse_spec(&text).map_err(|source| LoadSpecError::Invalid {
+        path: shown,
+        source,
+    })
 }
 
 /// The TOML text of a spec; `parse_spec` of it gives the same spec back.
@@ -198,9 +217,14 @@ pub struct NewSpec {
 
 impl NewSpec {
     pub fn build(self) -> Result<ChainSpec, SpecError> {
-        let half_life = if self.asert_half_life_ms == 0 { 20 * self.target_block_time_ms } else { self.asert_half_life_ms };
+        let half_life = if self.asert_half_life_ms == 0 {
+            20 * self.target_block_time_ms
+        } else {
+            self.asert_half_life_ms
+        };
         let pow_limit = Target::for_expected_hashes(self.min_hashes).to_compact();
-        let genesis = Target::for_expected_hashes(self.initial_hashes.max(self.min_hashes)).to_compact();
+        let genesis =
+            Target::for_expected_hashes(self.initial_hashes.max(self.min_hashes)).to_compact();
         let spec = ChainSpec {
             chain_id: self.chain_id,
             address_prefix: self.address_prefix,
@@ -252,9 +276,21 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let bad_address = DEVNET_TOML.replace("apdev1nye7zzkr5ghqjprzet75ccuw06pna4hrlg6mjhnmu4227r6cthmq2k0ee9", "apdev1nye7zzkr5ghqjprzet75ccuw06pna4hrlg6mjhnmu4227r6cthmq2k0ee8");
+        let bad_address = DEVNET_TOML.replace(
+            "apdev1nye7zzkr5ghqjprzet75ccuw06pna4hrlg6mjhnmu4227r6cthmq2k0ee9",
+            "apdev1nye7zzkr5ghqjprzet75ccuw06pna4hrlg6mjhnmu4227r6cthmq2k0ee8",
+        );
         let e = error_of(&bad_address);
-        assert_eq!(e.line, Some(DEVNET_TOML.lines().position(|l| l.contains("apdev1nye7")).unwrap() + 1));
+        assert_eq!(
+            e.line,
+            Some(
+                DEVNET_TOML
+                    .lines()
+                    .position(|l| l.contains("apdev1nye7"))
+                    .unwrap()
+                    + 1
+            )
+        );
         assert!(e.message.contains("bech32m"), "{e}");
 
         let typo = DEVNET_TOML.replace("max_block_txs", "max_blok_txs");
@@ -270,6 +306,8 @@ mod tests {
         assert_eq!(error_of(not_toml).line, Some(2));
 
         let zero = DEVNET_TOML.replace("target_block_time_ms = 2000", "target_block_time_ms = 0");
-        assert!(error_of(&zero).message.contains("target_block_time_ms must be greater than zero"));
+        assert!(error_of(&zero)
+            .message
+            .contains("target_block_time_ms must be greater than zero"));
     }
 }

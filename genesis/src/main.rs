@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "apiary-genesis", version, about = "Create, check and hash Apiary chain specs")]
+#[command(
+    name = "apiary-genesis",
+    version,
+    about = "Create, check and hash Apiary chain specs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -103,11 +107,14 @@ fn new_spec(args: NewArgs) -> Result<()> {
         let Some((address, coins)) = entry.split_once('=') else {
             bail!("--alloc {entry:?}: expected ADDRESS=COINS");
         };
-        let address = Address::parse(address, &address_prefix).with_context(|| format!("--alloc {entry:?}"))?;
+        let address = Address::parse(address, &address_prefix)
+            .with_context(|| format!("--alloc {entry:?}"))?;
         let coins = Amount::parse_coins(coins).with_context(|| format!("--alloc {entry:?}"))?;
         allocations.push((address, coins));
     }
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
     let spec = NewSpec {
         chain_id: ChainId::new(&args.chain_id)?,
         address_prefix,

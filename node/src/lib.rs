@@ -1,1 +1,11 @@
+//! The Apiary full node: storage (RocksDB), chain (fork choice, reorg), mempool, miner and
+//! JSON-RPC, around the pure consensus rules of `apiary-core`.
 
+pub mod chain;
+pub mod mempool;
+pub mod miner;
+pub mod node;
+pub mod rpc;
+pub mod store;
+
+pub use node::{now_ms, Node, NodeState};

@@ -1,0 +1,562 @@
+//! The chain: every known header with its cumulative work, the main chain, and the account
+//! state at its tip. Blocks may arrive in any order from anywhere; the most-work valid
+//! branch wins, and switching to it (disconnects and connects together) is one write batch.
+
+use crate::store::{BlockStatus, IndexEntry, Store, StoreError, TxLocation};
+use apiary_core::validate::{check_block, check_header_context, connect_block, median_time_past};
+use apiary_core::{
+    Account, AccountTree, Address, Block, BlockError, BlockHash, ChainSpec, Height, ParentContext,
+    StateUndo, TxId, Work,
+};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("block {hash} is invalid: {error}")]
+    Invalid { hash: BlockHash, error: BlockError },
+    #[error("block {0} was already found invalid")]
+    KnownInvalid(BlockHash),
+    #[error("block {hash} descends from invalid block {ancestor}")]
+    InvalidAncestor {
+        hash: BlockHash,
+        ancestor: BlockHash,
+    },
+    #[error("parent {parent} of block {hash} is unknown")]
+    UnknownParent { hash: BlockHash, parent: BlockHash },
+    #[error("switching to block {hash} would undo {depth} blocks, more than the limit of {max}")]
+    ReorgTooDeep {
+        hash: BlockHash,
+        depth: u64,
+        max: u64,
+    },
+    #[error("stored chain is inconsistent: {0}; restart with --reindex")]
+    Inconsistent(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ChainError {
+    /// How much a peer that sent the block should be penalised (100 = ban).
+    pub fn misbehavior_score(&self) -> u32 {
+        match self {
+            ChainError::Invalid { error, .. } => error.misbehavior_score(),
+            ChainError::KnownInvalid(_) | ChainError::InvalidAncestor { .. } => 100,
+            _ => 0,
+        }
+    }
+}
+
+/// What accepting a block did to the main chain.
+#[derive(Debug, Default)]
+pub struct TipChange {
+    /// Blocks taken off the main chain, tip first.
+    pub disconnected: Vec<Block>,
+    /// Blocks put on the main chain, lowest first.
+    pub connected: Vec<Block>,
+}
+
+impl TipChange {
+    fn absorb(&mut self, other: TipChange) {
+        self.disconnected.extend(other.disconnected);
+        self.connected.extend(other.connected);
+    }
+}
+
+#[derive(Debug)]
+pub enum Accepted {
+    /// The block was already known.
+    Duplicate,
+    /// Stored on a side branch with less work than the main chain.
+    SideBranch,
+    /// The main chain changed.
+    NewTip(TipChange),
+}
+
+pub struct Chain {
+    spec: Arc<ChainSpec>,
+    store: Store,
+    index: HashMap<BlockHash, IndexEntry>,
+    /// Main chain hashes by height.
+    main: Vec<BlockHash>,
+    state: AccountTree,
+    /// Stored blocks with more work than the tip when they arrived, best last.
+    candidates: BTreeSet<(Work, BlockHash)>,
+}
+
+fn block_work(entry_bits: apiary_core::CompactTarget) -> Work {
+    entry_bits
+        .to_target()
+        .map(|t| t.work())
+        .unwrap_or(Work::ZERO)
+}
+
+impl Chain {
+    /// Loads the chain from `store`, creating genesis on first start, and checks that the
+    /// tip, the main-chain index and the account state agree.
+    pub fn open(store: Store, spec: Arc<ChainSpec>) -> Result<Chain, ChainError> {
+        let mut chain = Chain {
+            spec,
+            store,
+            index: HashMap::new(),
+            main: Vec::new(),
+            state: AccountTree::new(),
+            candidates: BTreeSet::new(),
+        };
+        if chain.store.tip()?.is_none() {
+            chain.write_genesis()?;
+        }
+        chain.load()?;
+        // Blocks stored but not yet connected when the node stopped.
+        let tip_work = chain.tip_entry().total_work;
+        for (hash, entry) in &chain.index {
+            if entry.status == BlockStatus::Stored && entry.total_work > tip_work {
+                chain.candidates.insert((entry.total_work, *hash));
+            }
+        }
+        chain.activate_best_chain()?;
+        Ok(chain)
+    }
+
+    /// Rebuilds accounts, main chain and tx index from the stored blocks of the old main
+    /// chain, re-checking every block and every header's state commitment.
+    pub fn reindex(store: Store, spec: Arc<ChainSpec>) -> Result<Chain, ChainError> {
+        let old_main: Vec<BlockHash> = store
+            .main_chain()
+            .map(|r| r.map(|(_, h)| h))
+            .collect::<Result<_, _>>()?;
+        store.clear_derived_state()?;
+        let mut chain = Chain {
+            spec,
+            store,
+            index: HashMap::new(),
+            main: Vec::new(),
+            state: AccountTree::new(),
+            candidates: BTreeSet::new(),
+        };
+        chain.write_genesis()?;
+        chain.load()?;
+        for hash in old_main.iter().skip(1) {
+            let block = chain.body(hash)?;
+            if let Err(error) = check_block(&block, block.encode().len(), &chain.spec) {
+                tracing::warn!(%hash, %error, "reindex: stored block is invalid; stopping there");
+                chain.mark_invalid(hash);
+                break;
+            }
+            chain.reorganize_to(*hash)?;
+            if block.header.height.0 % 1000 == 0 {
+                tracing::info!(height = block.header.height.0, "reindex progress");
+            }
+        }
+        Ok(chain)
+    }
+
+    fn write_genesis(&mut self) -> Result<(), ChainError> {
+        let genesis = self.spec.genesis_block();
+        let hash = genesis.hash();
+        let mut batch = self.store.batch();
+        let entry = IndexEntry {
+            total_work: block_work(genesis.header.bits),
+            header: genesis.header.clone(),
+            status: BlockStatus::Valid,
+        };
+        batch.put_entry(&hash, &entry);
+        batch.put_body(&hash, &genesis);
+        batch.set_main(Height(0), &hash);
+        for (address, amount) in &self.spec.allocations {
+            batch.put_account(
+                address,
+                Some(Account {
+                    balance: *amount,
+                    nonce: Default::default(),
+                }),
+            );
+        }
+        batch.set_tip(&hash);
+        batch.commit(true)?;
+        Ok(())
+    }
+
+    fn load(&mut self) -> Result<(), ChainError> {
+        let inconsistent = |m: String| ChainError::Inconsistent(m);
+        self.index = self.store.entries().collect::<Result<_, _>>()?;
+        self.main.clear();
+        for item in self.store.main_chain() {
+            let (height, hash) = item?;
+            if height.0 != self.main.len() as u64 {
+                return Err(inconsistent(format!(
+                    "main chain index skips to height {height}"
+                )));
+            }
+            let entry = self
+                .index
+                .get(&hash)
+                .ok_or_else(|| inconsistent(format!("main chain block {hash} has no header")))?;
+            if entry.header.height != height {
+                return Err(inconsistent(format!(
+                    "block {hash} is indexed at height {height}"
+                )));
+            }
+            self.main.push(hash);
+        }
+        let tip = self
+            .store
+            .tip()?
+            .ok_or_else(|| inconsistent("no tip recorded".into()))?;
+        if self.main.last() != Some(&tip) {
+            return Err(inconsistent(format!(
+                "tip {tip} is not the top of the main chain index"
+            )));
+        }
+        if self.main.first() != Some(&self.spec.genesis_hash()) {
+            return Err(inconsistent(
+                "main chain does not start at this chain's genesis".into(),
+            ));
+        }
+        let mut state = AccountTree::new();
+        for item in self.store.accounts() {
+            let (address, account) = item?;
+            state.set(address, Some(account));
+        }
+        let expected = self.index[&tip].header.state_root;
+        let found = state.root();
+        if found != expected {
+            return Err(inconsistent(format!(
+                "stored accounts hash to {found}, tip {tip} commits to {expected}"
+            )));
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    pub fn spec(&self) -> &ChainSpec {
+        &self.spec
+    }
+
+    pub fn tip(&self) -> BlockHash {
+        *self
+            .main
+            .last()
+            .expect("the main chain holds at least genesis")
+    }
+
+    pub fn tip_entry(&self) -> &IndexEntry {
+        &self.index[&self.tip()]
+    }
+
+    pub fn height(&self) -> Height {
+        Height(self.main.len() as u64 - 1)
+    }
+
+    pub fn state(&self) -> &AccountTree {
+        &self.state
+    }
+
+    pub fn state_mut(&mut self) -> &mut AccountTree {
+        &mut self.state
+    }
+
+    pub fn account(&self, address: &Address) -> Account {
+        self.state.get(address).unwrap_or_default()
+    }
+
+    pub fn entry(&self, hash: &BlockHash) -> Option<&IndexEntry> {
+        self.index.get(hash)
+    }
+
+    pub fn main_hash(&self, height: Height) -> Option<BlockHash> {
+        self.main.get(usize::try_from(height.0).ok()?).copied()
+    }
+
+    pub fn is_main(&self, hash: &BlockHash) -> bool {
+        self.index
+            .get(hash)
+            .is_some_and(|e| self.main_hash(e.header.height) == Some(*hash))
+    }
+
+    pub fn body(&self, hash: &BlockHash) -> Result<Block, ChainError> {
+        self.store
+            .body(hash)?
+            .ok_or_else(|| ChainError::Inconsistent(format!("body of block {hash} is missing")))
+    }
+
+    pub fn tx_location(&self, txid: &TxId) -> Result<Option<TxLocation>, ChainError> {
+        Ok(self.store.tx_location(txid)?)
+    }
+
+    /// What a child of `parent` is checked against.
+    pub fn parent_context(&self, parent: &BlockHash) -> Option<ParentContext> {
+        let entry = self.index.get(parent)?;
+        let header = &entry.header;
+        let grandparent = (header.height.0 > 0)
+            .then(|| self.index.get(&header.prev_hash))
+            .flatten();
+        let mut timestamps = Vec::with_capacity(self.spec.consensus.median_time_span as usize);
+        let mut cursor = Some(entry);
+        while let Some(e) = cursor {
+            if timestamps.len() == self.spec.consensus.median_time_span as usize {
+                break;
+            }
+            timestamps.push(e.header.timestamp_ms);
+            cursor = if e.header.height.0 == 0 {
+                None
+            } else {
+                self.index.get(&e.header.prev_hash)
+            };
+        }
+        Some(ParentContext {
+            hash: *parent,
+            height: header.height,
+            bits: header.bits,
+            timestamp_ms: header.timestamp_ms,
+            solve_time_ms: grandparent
+                .map(|g| header.timestamp_ms as i64 - g.header.timestamp_ms as i64),
+            median_time_past_ms: median_time_past(&timestamps),
+        })
+    }
+
+    /// Accepts a block that passed `check_block` (whose txids are given): checks it
+    /// against its parent, stores it, and moves the main chain to the most-work branch.
+    pub fn accept_block(&mut self, block: Block, now_ms: u64) -> Result<Accepted, ChainError> {
+        let hash = block.hash();
+        if let Some(entry) = self.index.get(&hash) {
+            return match entry.status {
+                BlockStatus::Invalid => Err(ChainError::KnownInvalid(hash)),
+                _ => Ok(Accepted::Duplicate),
+            };
+        }
+        let parent_hash = block.header.prev_hash;
+        let parent = self
+            .index
+            .get(&parent_hash)
+            .ok_or(ChainError::UnknownParent {
+                hash,
+                parent: parent_hash,
+            })?;
+        if parent.status == BlockStatus::Invalid {
+            return Err(ChainError::InvalidAncestor {
+                hash,
+                ancestor: parent_hash,
+            });
+        }
+        let parent_work = parent.total_work;
+        let context = self
+            .parent_context(&parent_hash)
+            .expect("parent is indexed");
+        if let Err(error) = check_header_context(&block.header, &context, now_ms, &self.spec) {
+            return Err(ChainError::Invalid { hash, error });
+        }
+        let total_work = parent_work
+            .checked_add(block_work(block.header.bits))
+            .unwrap_or(parent_work);
+        let entry = IndexEntry {
+            header: block.header.clone(),
+            total_work,
+            status: BlockStatus::Stored,
+        };
+        let mut batch = self.store.batch();
+        batch.put_entry(&hash, &entry);
+        batch.put_body(&hash, &block);
+        // Not synced: the block is acknowledged only once connected, by a synced batch.
+        batch.commit(false)?;
+        self.index.insert(hash, entry);
+        if total_work <= self.tip_entry().total_work {
+            return Ok(Accepted::SideBranch);
+        }
+        self.candidates.insert((total_work, hash));
+        let change = self.activate_best_chain_reporting(hash)?;
+        Ok(if change.connected.is_empty() {
+            Accepted::SideBranch
+        } else {
+            Accepted::NewTip(change)
+        })
+    }
+
+    fn activate_best_chain(&mut self) -> Result<TipChange, ChainError> {
+        self.activate_best_chain_reporting(BlockHash::ZERO)
+    }
+
+    /// Switches to the best candidate until none beats the tip. If `watched` turns out
+    /// invalid, that error is returned (after the chain settled on the best valid branch).
+    fn activate_best_chain_reporting(
+        &mut self,
+        watched: BlockHash,
+    ) -> Result<TipChange, ChainError> {
+        let mut change = TipChange::default();
+        let mut watched_error = None;
+        while let Some(&(work, candidate)) = self.candidates.last() {
+            self.candidates.remove(&(work, candidate));
+            if work <= self.tip_entry().total_work {
+                continue;
+            }
+            match self.reorganize_to(candidate) {
+                Ok(step) => change.absorb(step),
+                Err(ChainError::Invalid { hash, error }) => {
+                    tracing::warn!(%hash, %error, "invalid block on a competing branch");
+                    self.mark_invalid(&hash);
+                    if self.descends_from(&watched, &hash) {
+                        watched_error = Some(ChainError::Invalid { hash, error });
+                    }
+                }
+                Err(ChainError::InvalidAncestor { hash, ancestor }) => {
+                    self.mark_invalid(&hash);
+                    if hash == watched {
+                        watched_error = Some(ChainError::InvalidAncestor { hash, ancestor });
+                    }
+                }
+                Err(error @ ChainError::ReorgTooDeep { .. }) => {
+                    tracing::warn!(%error, "refusing deep reorganisation");
+                    if candidate == watched {
+                        watched_error = Some(error);
+                    }
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        match watched_error {
+            Some(error) if change.connected.is_empty() => Err(error),
+            _ => Ok(change),
+        }
+    }
+
+    fn descends_from(&self, block: &BlockHash, ancestor: &BlockHash) -> bool {
+        let Some(target_height) = self.index.get(ancestor).map(|e| e.header.height) else {
+            return false;
+        };
+        let mut cursor = *block;
+        while let Some(entry) = self.index.get(&cursor) {
+            if cursor == *ancestor {
+                return true;
+            }
+            if entry.header.height <= target_height {
+                return false;
+            }
+            cursor = entry.header.prev_hash;
+        }
+        false
+    }
+
+    fn mark_invalid(&mut self, hash: &BlockHash) {
+        if let Some(entry) = self.index.get_mut(hash) {
+            entry.status = BlockStatus::Invalid;
+            let mut batch = self.store.batch();
+            batch.put_entry(hash, entry);
+            if let Err(error) = batch.commit(false) {
+                tracing::warn!(%error, "could not record an invalid block");
+            }
+        }
+    }
+
+    /// Disconnects the main chain down to the fork point with `target`'s branch and
+    /// connects that branch up to `target`, all in one write batch. On any failure the
+    /// state and the store are as they were.
+    fn reorganize_to(&mut self, target: BlockHash) -> Result<TipChange, ChainError> {
+        let mut branch = Vec::new();
+        let mut cursor = target;
+        while !self.is_main(&cursor) {
+            let entry = &self.index[&cursor];
+            if entry.status == BlockStatus::Invalid {
+                return Err(ChainError::InvalidAncestor {
+                    hash: target,
+                    ancestor: cursor,
+                });
+            }
+            branch.push(cursor);
+            cursor = entry.header.prev_hash;
+        }
+        branch.reverse();
+        let fork_height = self.index[&cursor].header.height;
+        let depth = self.height().0 - fork_height.0;
+        if depth > self.spec.consensus.max_reorg_depth {
+            return Err(ChainError::ReorgTooDeep {
+                hash: target,
+                depth,
+                max: self.spec.consensus.max_reorg_depth,
+            });
+        }
+
+        // Undo records that return the in-memory state to where it was, applied in reverse.
+        let mut rollback: Vec<StateUndo> = Vec::new();
+        let result = self.switch_branch(fork_height, &branch, target, &mut rollback);
+        if result.is_err() {
+            for undo in rollback.iter().rev() {
+                self.state.apply_undo(undo);
+            }
+        }
+        let (change, branch_entries) = result?;
+        self.main.truncate(fork_height.0 as usize + 1);
+        for (hash, entry) in branch.iter().zip(branch_entries) {
+            self.main.push(*hash);
+            self.index.insert(*hash, entry);
+        }
+        if let (Some(first), Some(last)) = (change.connected.first(), change.connected.last()) {
+            let disconnected = change.disconnected.len();
+            tracing::info!(
+                height = last.header.height.0,
+                hash = %target,
+                txs = change.connected.iter().map(|b| b.txs.len()).sum::<usize>(),
+                from_height = first.header.height.0,
+                disconnected,
+                "new tip"
+            );
+        }
+        Ok(change)
+    }
+
+    fn switch_branch(
+        &mut self,
+        fork_height: Height,
+        branch: &[BlockHash],
+        target: BlockHash,
+        rollback: &mut Vec<StateUndo>,
+    ) -> Result<(TipChange, Vec<IndexEntry>), ChainError> {
+        let mut batch = self.store.batch();
+        let mut touched: HashSet<Address> = HashSet::new();
+        let mut change = TipChange::default();
+        for height in (fork_height.0 + 1..=self.height().0).rev() {
+            let hash = self.main[height as usize];
+            let block = self.body(&hash)?;
+            let undo = self.store.undo(&hash)?.ok_or_else(|| {
+                ChainError::Inconsistent(format!("undo data of block {hash} is missing"))
+            })?;
+            rollback.push(self.state.apply_undo(&undo));
+            touched.extend(undo.previous.iter().map(|(a, _)| *a));
+            batch.unset_main(Height(height));
+            for txid in block.txids() {
+                batch.delete_tx(&txid);
+            }
+            change.disconnected.push(block);
+        }
+        let mut entries = Vec::with_capacity(branch.len());
+        for hash in branch {
+            let block = self.body(hash)?;
+            let txids = block.txids();
+            let undo = connect_block(&mut self.state, &block, &txids, &self.spec)
+                .map_err(|error| ChainError::Invalid { hash: *hash, error })?;
+            touched.extend(undo.previous.iter().map(|(a, _)| *a));
+            batch.put_undo(hash, &undo);
+            rollback.push(undo);
+            batch.set_main(block.header.height, hash);
+            for (index, txid) in txids.iter().enumerate() {
+                batch.put_tx(
+                    txid,
+                    TxLocation {
+                        block: *hash,
+                        index: index as u32,
+                    },
+                );
+            }
+            let mut entry = self.index[hash].clone();
+            entry.status = BlockStatus::Valid;
+            batch.put_entry(hash, &entry);
+            entries.push(entry);
+            change.connected.push(block);
+        }
+        for address in &touched {
+            batch.put_account(address, self.state.get(address));
+        }
+        batch.set_tip(&target);
+        batch.commit(true)?;
+        Ok((change, entries))
+    }
+}

@@ -1,0 +1,155 @@
+//! The miner: a block template from the mempool's best transactions, then a nonce search
+//! on N threads that starts over whenever the tip changes. Found blocks take the same way
+//! in as every other block (`Node::submit_block`).
+
+use crate::chain::{Accepted, ChainError};
+use crate::node::{now_ms, Node, NodeState};
+use apiary_core::block::{HeaderHasher, BLOCK_VERSION, HEADER_BYTES};
+use apiary_core::state::UndoRecorder;
+use apiary_core::validate::{apply_tx, pay_miner, required_bits};
+use apiary_core::{
+    tx_merkle_root, Address, Amount, Block, BlockHash, BlockHeader, Hash256, SignedTransaction,
+};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A template is rebuilt at least this often, to take in new transactions.
+const TEMPLATE_REFRESH: Duration = Duration::from_secs(2);
+/// Nonces tried between looks at whether to stop.
+const NONCES_BETWEEN_CHECKS: u64 = 1 << 14;
+
+/// Builds the next block on the tip, paying `miner`: valid transactions from the mempool,
+/// highest fee first, and the state root they lead to.
+pub fn build_template(state: &mut NodeState, miner: Address, now_ms: u64) -> Block {
+    let NodeState { chain, mempool } = state;
+    let spec = chain.spec().clone();
+    let parent = chain.tip();
+    let context = chain.parent_context(&parent).expect("the tip is indexed");
+    let mut header = BlockHeader {
+        version: BLOCK_VERSION,
+        height: context.height.next(),
+        prev_hash: parent,
+        tx_root: Hash256::ZERO,
+        state_root: Hash256::ZERO,
+        miner,
+        timestamp_ms: now_ms.max(context.median_time_past_ms + 1),
+        bits: required_bits(&context, &spec),
+        nonce: 0,
+    };
+    let budget = (spec.consensus.max_block_bytes as usize).saturating_sub(HEADER_BYTES + 4);
+    let candidates = mempool.select(spec.consensus.max_block_txs as usize, budget);
+    let tree = chain.state_mut();
+    let mut undo = UndoRecorder::new();
+    let mut fees = Amount::ZERO;
+    let mut txs: Vec<SignedTransaction> = Vec::with_capacity(candidates.len());
+    for stx in candidates {
+        // The mempool checked these against the tip; skip any the block's order made invalid.
+        if let Ok(fee) = apply_tx(tree, &stx, &mut undo) {
+            fees = fees.checked_add(fee).unwrap_or(fees);
+            txs.push(stx);
+        }
+    }
+    if pay_miner(tree, &header, fees, &spec, &mut undo).is_err() {
+        // The miner's balance cannot grow: mine an empty block paying nothing extra.
+        tracing::warn!("miner balance would overflow; building an empty template");
+    }
+    header.state_root = tree.root();
+    tree.apply_undo(&undo.finish());
+    let txids: Vec<_> = txs.iter().map(SignedTransaction::txid).collect();
+    header.tx_root = tx_merkle_root(&txids);
+    Block { header, txs }
+}
+
+/// Searches nonces `start, start + stride, …` until the header meets its target or
+/// `stop()` says to give up.
+pub fn search_nonce(
+    header: &BlockHeader,
+    start: u64,
+    stride: u64,
+    stop: impl Fn() -> bool,
+) -> Option<u64> {
+    let target = header.bits.to_target().ok()?;
+    let mut hasher = HeaderHasher::new(header);
+    let mut nonce = start;
+    loop {
+        for _ in 0..NONCES_BETWEEN_CHECKS {
+            if target.is_met_by(&hasher.hash_with_nonce(nonce)) {
+                return Some(nonce);
+            }
+            nonce = nonce.wrapping_add(stride);
+        }
+        if stop() {
+            return None;
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MineError {
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    #[error("the mined block was refused: {0}")]
+    Refused(#[from] ChainError),
+}
+
+/// Mines one block on the current tip with `threads` threads and submits it. Starts over
+/// when the tip moves underneath it.
+pub fn mine_block(node: &Node, miner: Address, threads: usize) -> Result<BlockHash, MineError> {
+    let threads = threads.max(1) as u64;
+    loop {
+        if node.is_shutting_down() {
+            return Err(MineError::ShuttingDown);
+        }
+        let generation = node.tip_generation();
+        let template = build_template(&mut node.lock(), miner, now_ms());
+        let started = Instant::now();
+        let found = AtomicBool::new(false);
+        let winner = AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for index in 0..threads {
+                let (header, found, winner) = (&template.header, &found, &winner);
+                scope.spawn(move || {
+                    let stop = || {
+                        found.load(Ordering::Relaxed)
+                            || node.tip_generation() != generation
+                            || started.elapsed() > TEMPLATE_REFRESH
+                    };
+                    if let Some(nonce) = search_nonce(header, index, threads, stop) {
+                        if !found.swap(true, Ordering::AcqRel) {
+                            winner.store(nonce, Ordering::Release);
+                        }
+                    }
+                });
+            }
+        });
+        if !found.load(Ordering::Acquire) {
+            continue;
+        }
+        let mut block = template;
+        block.header.nonce = winner.load(Ordering::Acquire);
+        let hash = block.hash();
+        match node.submit_block(block)? {
+            Accepted::NewTip(_) => return Ok(hash),
+            // Another block won the race for this height: mine on the new tip.
+            Accepted::SideBranch | Accepted::Duplicate => continue,
+        }
+    }
+}
+
+/// Mines continuously until shutdown (`--mine`).
+pub fn spawn_miner(node: Arc<Node>, miner: Address, threads: usize) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("miner".into())
+        .spawn(move || loop {
+            match mine_block(&node, miner, threads) {
+                Ok(_) => {}
+                Err(MineError::ShuttingDown) => return,
+                Err(error) => {
+                    tracing::error!(%error, "mined block refused; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        })
+        .expect("spawning the miner thread")
+}

@@ -1,0 +1,97 @@
+//! The node's one way through: every block (miner, RPC, later the network) passes the
+//! stateless checks, then the chain under the lock, then the mempool follows the tip.
+
+use crate::chain::{Accepted, Chain, ChainError};
+use crate::mempool::{Mempool, MempoolConfig, MempoolError};
+use apiary_core::validate::check_block;
+use apiary_core::{Block, ChainSpec, SignedTransaction, TxId};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Milliseconds since the Unix epoch by this machine's clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Everything that changes together when a block connects.
+pub struct NodeState {
+    pub chain: Chain,
+    pub mempool: Mempool,
+}
+
+pub struct Node {
+    spec: Arc<ChainSpec>,
+    state: Mutex<NodeState>,
+    /// Bumped on every tip change, so miners know their template is stale.
+    tip_generation: AtomicU64,
+    shutdown: AtomicBool,
+}
+
+impl Node {
+    pub fn new(chain: Chain, mempool: MempoolConfig) -> Arc<Node> {
+        Arc::new(Node {
+            spec: Arc::new(chain.spec().clone()),
+            state: Mutex::new(NodeState {
+                chain,
+                mempool: Mempool::new(mempool),
+            }),
+            tip_generation: AtomicU64::new(0),
+            shutdown: AtomicBool::new(false),
+        })
+    }
+
+    pub fn spec(&self) -> &ChainSpec {
+        &self.spec
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, NodeState> {
+        // A panic while holding the lock leaves the state as the last committed batch
+        // made it (state changes are rolled back on error), so the data stays usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn tip_generation(&self) -> u64 {
+        self.tip_generation.load(Ordering::Acquire)
+    }
+
+    pub fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        self.tip_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// Validates and accepts a block from anywhere.
+    pub fn submit_block(&self, block: Block) -> Result<Accepted, ChainError> {
+        let hash = block.hash();
+        // The expensive checks (signatures on all cores) run before taking the lock.
+        check_block(&block, block.encode().len(), &self.spec)
+            .map_err(|error| ChainError::Invalid { hash, error })?;
+        let mut guard = self.lock();
+        let NodeState { chain, mempool } = &mut *guard;
+        let accepted = chain.accept_block(block, now_ms())?;
+        if let Accepted::NewTip(change) = &accepted {
+            let connected: Vec<&SignedTransaction> =
+                change.connected.iter().flat_map(|b| &b.txs).collect();
+            let disconnected: Vec<&SignedTransaction> =
+                change.disconnected.iter().flat_map(|b| &b.txs).collect();
+            mempool.update_for_tip(&connected, &disconnected, chain.state(), &self.spec);
+            self.tip_generation.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(accepted)
+    }
+
+    /// Validates a transaction against the tip and queues it for the next blocks.
+    pub fn submit_tx(&self, stx: SignedTransaction) -> Result<TxId, MempoolError> {
+        let mut guard = self.lock();
+        let NodeState { chain, mempool } = &mut *guard;
+        mempool.add(stx, chain.state(), &self.spec)
+    }
+}

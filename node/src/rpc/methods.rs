@@ -1,0 +1,268 @@
+//! What each RPC method does. Parameters are named and checked by serde, so a misspelt or
+//! missing one is an "invalid params" error that names it.
+
+use super::{
+    RpcContext, RpcError, INTERNAL_ERROR, METHOD_NOT_FOUND, MINING_FAILED, NOT_FOUND, TX_REJECTED,
+};
+use crate::chain::Chain;
+use crate::miner::mine_block;
+use crate::store::IndexEntry;
+use apiary_core::encoding::decode_exact;
+use apiary_core::tx::MAX_TX_BYTES;
+use apiary_core::{Address, Block, BlockHash, Height, SignedTransaction, TxId};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// `dev_mine` mines at most this many blocks per call.
+const MAX_DEV_MINE_BLOCKS: u32 = 10_000;
+
+pub fn call(context: &RpcContext, method: &str, params: Value) -> Result<Value, RpcError> {
+    match method {
+        "node_info" => node_info(context, parse(params)?),
+        "chain_tip" => chain_tip(context, parse(params)?),
+        "block_get" => block_get(context, parse(params)?),
+        "account_get" => account_get(context, parse(params)?),
+        "tx_submit" => tx_submit(context, parse(params)?),
+        "tx_get" => tx_get(context, parse(params)?),
+        "mempool_info" => mempool_info(context, parse(params)?),
+        "net_peers" => net_peers(parse(params)?),
+        "dev_mine" => dev_mine(context, parse(params)?),
+        other => Err(RpcError::new(
+            METHOD_NOT_FOUND,
+            format!("method not found: {other:?}"),
+        )),
+    }
+}
+
+fn parse<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
+    serde_json::from_value(params).map_err(RpcError::invalid_params)
+}
+
+fn internal(error: impl std::fmt::Display) -> RpcError {
+    RpcError::new(INTERNAL_ERROR, format!("internal error: {error}"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+fn parse_address(context: &RpcContext, text: &str) -> Result<Address, RpcError> {
+    Address::parse(text, &context.node.spec().address_prefix).map_err(RpcError::invalid_params)
+}
+
+fn node_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
+    let spec = context.node.spec();
+    let height = context.node.lock().chain.height();
+    Ok(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "chain_id": spec.chain_id.as_str(),
+        "genesis_hash": spec.genesis_hash(),
+        "address_prefix": spec.address_prefix.as_str(),
+        "peer_id": Value::Null,
+        "syncing": false,
+        "height": height,
+    }))
+}
+
+fn chain_tip(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
+    let guard = context.node.lock();
+    let entry = guard.chain.tip_entry();
+    Ok(json!({
+        "height": entry.header.height,
+        "hash": guard.chain.tip(),
+        "total_work": entry.total_work.to_string(),
+        "timestamp_ms": entry.header.timestamp_ms,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlockGet {
+    height: Option<u64>,
+    hash: Option<BlockHash>,
+}
+
+fn block_get(context: &RpcContext, params: BlockGet) -> Result<Value, RpcError> {
+    let guard = context.node.lock();
+    let chain = &guard.chain;
+    let hash = match (params.height, params.hash) {
+        (Some(height), None) => chain.main_hash(Height(height)).ok_or_else(|| {
+            RpcError::new(
+                NOT_FOUND,
+                format!(
+                    "no block at height {height}; the tip is at {}",
+                    chain.height()
+                ),
+            )
+        })?,
+        (None, Some(hash)) => hash,
+        _ => {
+            return Err(RpcError::invalid_params(
+                "give exactly one of \"height\" or \"hash\"",
+            ))
+        }
+    };
+    let entry = chain
+        .entry(&hash)
+        .ok_or_else(|| RpcError::new(NOT_FOUND, format!("block {hash} is not known")))?;
+    let block = chain.body(&hash).map_err(internal)?;
+    Ok(block_json(chain, &hash, entry, &block))
+}
+
+fn block_json(chain: &Chain, hash: &BlockHash, entry: &IndexEntry, block: &Block) -> Value {
+    let prefix = &chain.spec().address_prefix;
+    let header = &block.header;
+    let main = chain.is_main(hash);
+    let confirmations = if main {
+        chain.height().0 - header.height.0 + 1
+    } else {
+        0
+    };
+    let txs: Vec<Value> = block.txs.iter().map(|stx| tx_json(chain, stx)).collect();
+    json!({
+        "hash": hash,
+        "height": header.height,
+        "version": header.version,
+        "prev_hash": header.prev_hash,
+        "tx_root": header.tx_root.to_string(),
+        "state_root": header.state_root.to_string(),
+        "miner": header.miner.to_text(prefix),
+        "timestamp_ms": header.timestamp_ms,
+        "bits": format!("{:08x}", header.bits.0),
+        "nonce": header.nonce,
+        "total_work": entry.total_work.to_string(),
+        "status": format!("{:?}", entry.status).to_lowercase(),
+        "main_chain": main,
+        "confirmations": confirmations,
+        "size": block.encode().len(),
+        "txs": txs,
+    })
+}
+
+fn tx_json(chain: &Chain, stx: &SignedTransaction) -> Value {
+    let prefix = &chain.spec().address_prefix;
+    let tx = &stx.tx;
+    json!({
+        "txid": stx.txid(),
+        "from": tx.from.to_text(prefix),
+        "to": tx.to.to_text(prefix),
+        "amount": tx.amount.base_units(),
+        "fee": tx.fee.base_units(),
+        "nonce": tx.nonce.0,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountGet {
+    address: String,
+}
+
+fn account_get(context: &RpcContext, params: AccountGet) -> Result<Value, RpcError> {
+    let address = parse_address(context, &params.address)?;
+    let account = context.node.lock().chain.account(&address);
+    Ok(
+        json!({"address": params.address, "balance": account.balance.base_units(), "nonce": account.nonce.0}),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TxSubmit {
+    /// Hex of the signed transaction's borsh bytes.
+    tx: String,
+}
+
+fn tx_submit(context: &RpcContext, params: TxSubmit) -> Result<Value, RpcError> {
+    let bytes = hex::decode(params.tx.trim())
+        .map_err(|e| RpcError::invalid_params(format!("tx is not hex: {e}")))?;
+    let stx: SignedTransaction =
+        decode_exact("transaction", &bytes, MAX_TX_BYTES).map_err(RpcError::invalid_params)?;
+    let txid = context
+        .node
+        .submit_tx(stx)
+        .map_err(|e| RpcError::new(TX_REJECTED, format!("transaction rejected: {e}")))?;
+    Ok(json!({"txid": txid}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TxGet {
+    txid: TxId,
+}
+
+fn tx_get(context: &RpcContext, params: TxGet) -> Result<Value, RpcError> {
+    let guard = context.node.lock();
+    let chain = &guard.chain;
+    if let Some(location) = chain.tx_location(&params.txid).map_err(internal)? {
+        let entry = chain
+            .entry(&location.block)
+            .ok_or_else(|| internal("indexed block is not known"))?;
+        let height = entry.header.height;
+        let block = chain.body(&location.block).map_err(internal)?;
+        let tx = block
+            .txs
+            .get(location.index as usize)
+            .map(|stx| tx_json(chain, stx));
+        return Ok(json!({
+            "txid": params.txid,
+            "status": "confirmed",
+            "height": height,
+            "block_hash": location.block,
+            "confirmations": chain.height().0 - height.0 + 1,
+            "tx": tx,
+        }));
+    }
+    if let Some(stx) = guard.mempool.get(&params.txid) {
+        return Ok(json!({
+            "txid": params.txid, "status": "pending", "height": null, "block_hash": null,
+            "confirmations": 0, "tx": tx_json(chain, stx),
+        }));
+    }
+    Ok(
+        json!({"txid": params.txid, "status": "unknown", "height": null, "block_hash": null, "confirmations": 0}),
+    )
+}
+
+fn mempool_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
+    let guard = context.node.lock();
+    Ok(
+        json!({"count": guard.mempool.len(), "bytes": guard.mempool.bytes(), "min_fee": guard.mempool.min_fee().base_units()}),
+    )
+}
+
+fn net_peers(_: NoParams) -> Result<Value, RpcError> {
+    Ok(json!([]))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevMine {
+    blocks: u32,
+    address: Option<String>,
+}
+
+fn dev_mine(context: &RpcContext, params: DevMine) -> Result<Value, RpcError> {
+    if params.blocks == 0 || params.blocks > MAX_DEV_MINE_BLOCKS {
+        return Err(RpcError::invalid_params(format!(
+            "blocks must be 1 to {MAX_DEV_MINE_BLOCKS}"
+        )));
+    }
+    let miner = match &params.address {
+        Some(text) => parse_address(context, text)?,
+        None => context
+            .miner_address
+            .or_else(|| context.node.spec().allocations.first().map(|(a, _)| *a))
+            .ok_or_else(|| {
+                RpcError::invalid_params("no address given, and the node has no --miner-address")
+            })?,
+    };
+    let mut hashes = Vec::with_capacity(params.blocks as usize);
+    for _ in 0..params.blocks {
+        let hash = mine_block(&context.node, miner, context.mine_threads)
+            .map_err(|e| RpcError::new(MINING_FAILED, format!("mining failed: {e}")))?;
+        hashes.push(hash);
+    }
+    Ok(json!({"hashes": hashes}))
+}

@@ -1,0 +1,360 @@
+//! The RocksDB store: one column family per kind of record, and `StoreBatch`, through
+//! which every change of a block connect, disconnect or reorg commits as one atomic write.
+
+use apiary_core::{Account, Address, Block, BlockHash, BlockHeader, Height, StateUndo, TxId, Work};
+use borsh::{BorshDeserialize, BorshSerialize};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+use std::path::{Path, PathBuf};
+
+/// Bump when the layout of any column family changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const CF_META: &str = "meta";
+const CF_HEADERS: &str = "headers";
+const CF_BODIES: &str = "bodies";
+const CF_HEIGHTS: &str = "heights";
+const CF_ACCOUNTS: &str = "accounts";
+const CF_UNDO: &str = "undo";
+const CF_TXINDEX: &str = "txindex";
+const COLUMN_FAMILIES: [&str; 7] = [
+    CF_META,
+    CF_HEADERS,
+    CF_BODIES,
+    CF_HEIGHTS,
+    CF_ACCOUNTS,
+    CF_UNDO,
+    CF_TXINDEX,
+];
+
+const KEY_SCHEMA: &[u8] = b"schema_version";
+const KEY_GENESIS: &[u8] = b"genesis_hash";
+const KEY_TIP: &[u8] = b"tip";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data dir {0} is in use by another apiary-node (RocksDB lock held)")]
+    Locked(PathBuf),
+    #[error("cannot open the store in {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("the store in {path} has schema version {found}, this node reads version {expected}; use a new --datadir")]
+    SchemaMismatch {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    #[error("the store in {path} is of another chain (genesis {found}), this node runs genesis {expected}; use another --datadir")]
+    GenesisMismatch {
+        path: PathBuf,
+        found: BlockHash,
+        expected: BlockHash,
+    },
+    #[error("the store is corrupt: {0}")]
+    Corrupt(String),
+    #[error("RocksDB: {0}")]
+    Db(#[from] rocksdb::Error),
+}
+
+/// Where a block stands in the node's view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum BlockStatus {
+    /// Passed every check that needs no state; body stored; not (yet) on the main chain.
+    Stored,
+    /// Has been connected to the state, so it is fully valid.
+    Valid,
+    /// Failed a rule (or descends from a block that did): never considered again.
+    Invalid,
+}
+
+/// A known header with what fork choice needs.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct IndexEntry {
+    pub header: BlockHeader,
+    pub total_work: Work,
+    pub status: BlockStatus,
+}
+
+/// Where a transaction of the main chain is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct TxLocation {
+    pub block: BlockHash,
+    pub index: u32,
+}
+
+pub struct Store {
+    db: DB,
+    path: PathBuf,
+}
+
+fn encode<T: BorshSerialize>(value: &T) -> Vec<u8> {
+    borsh::to_vec(value).expect("writing to a Vec cannot fail")
+}
+
+impl Store {
+    /// Opens (or creates) the store for the chain with `genesis`.
+    pub fn open(path: &Path, genesis: BlockHash) -> Result<Store, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_max_open_files(512);
+        options.increase_parallelism(2);
+        let descriptors = COLUMN_FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&options, path, descriptors).map_err(|e| {
+            let message = e.to_string();
+            if message.contains("lock")
+                && (message.contains("Resource temporarily unavailable")
+                    || message.contains("No locks available"))
+            {
+                StoreError::Locked(path.to_path_buf())
+            } else {
+                StoreError::Open {
+                    path: path.to_path_buf(),
+                    message,
+                }
+            }
+        })?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+        };
+        store.check_identity(genesis)?;
+        Ok(store)
+    }
+
+    fn check_identity(&self, genesis: BlockHash) -> Result<(), StoreError> {
+        let schema = self.get_raw(CF_META, KEY_SCHEMA)?;
+        let stored_genesis = self.get_raw(CF_META, KEY_GENESIS)?;
+        match (schema, stored_genesis) {
+            (None, None) => {
+                if self
+                    .db
+                    .iterator_cf(self.cf(CF_HEADERS), rocksdb::IteratorMode::Start)
+                    .next()
+                    .is_some()
+                {
+                    return Err(StoreError::Corrupt(
+                        "blocks are stored but the schema version is missing".into(),
+                    ));
+                }
+                let mut batch = WriteBatch::default();
+                batch.put_cf(self.cf(CF_META), KEY_SCHEMA, SCHEMA_VERSION.to_le_bytes());
+                batch.put_cf(self.cf(CF_META), KEY_GENESIS, genesis.as_bytes());
+                self.write_raw(batch, true)?;
+                Ok(())
+            }
+            (Some(schema), stored_genesis) => {
+                let found =
+                    u32::from_le_bytes(schema.as_slice().try_into().map_err(|_| {
+                        StoreError::Corrupt("schema version is not 4 bytes".into())
+                    })?);
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::SchemaMismatch {
+                        path: self.path.clone(),
+                        found,
+                        expected: SCHEMA_VERSION,
+                    });
+                }
+                let found = stored_genesis
+                    .and_then(|g| <[u8; 32]>::try_from(g.as_slice()).ok())
+                    .map(|g| BlockHash(apiary_core::Hash256(g)))
+                    .ok_or_else(|| StoreError::Corrupt("genesis hash is missing".into()))?;
+                if found != genesis {
+                    return Err(StoreError::GenesisMismatch {
+                        path: self.path.clone(),
+                        found,
+                        expected: genesis,
+                    });
+                }
+                Ok(())
+            }
+            (None, Some(_)) => Err(StoreError::Corrupt("schema version is missing".into())),
+        }
+    }
+
+    fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("every column family is opened with the store")
+    }
+
+    fn get_raw(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    fn get<T: BorshDeserialize>(&self, cf: &str, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.db.get_pinned_cf(self.cf(cf), key)? {
+            None => Ok(None),
+            Some(bytes) => T::try_from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("record in {cf} does not decode: {e}"))),
+        }
+    }
+
+    fn write_raw(&self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(sync);
+        Ok(self.db.write_opt(batch, &options)?)
+    }
+
+    pub fn tip(&self) -> Result<Option<BlockHash>, StoreError> {
+        self.get(CF_META, KEY_TIP)
+    }
+
+    pub fn entry(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, StoreError> {
+        self.get(CF_HEADERS, hash.as_bytes())
+    }
+
+    pub fn body(&self, hash: &BlockHash) -> Result<Option<Block>, StoreError> {
+        self.get(CF_BODIES, hash.as_bytes())
+    }
+
+    pub fn undo(&self, hash: &BlockHash) -> Result<Option<StateUndo>, StoreError> {
+        self.get(CF_UNDO, hash.as_bytes())
+    }
+
+    pub fn main_hash(&self, height: Height) -> Result<Option<BlockHash>, StoreError> {
+        self.get(CF_HEIGHTS, &height.0.to_be_bytes())
+    }
+
+    pub fn tx_location(&self, txid: &TxId) -> Result<Option<TxLocation>, StoreError> {
+        self.get(CF_TXINDEX, txid.as_bytes())
+    }
+
+    /// Every stored header, in no particular order.
+    pub fn entries(
+        &self,
+    ) -> impl Iterator<Item = Result<(BlockHash, IndexEntry), StoreError>> + '_ {
+        self.decoded(CF_HEADERS)
+            .map(|r| r.map(|(k, v)| (BlockHash(apiary_core::Hash256(k)), v)))
+    }
+
+    /// Every account of the main chain's tip state.
+    pub fn accounts(&self) -> impl Iterator<Item = Result<(Address, Account), StoreError>> + '_ {
+        self.decoded(CF_ACCOUNTS)
+            .map(|r| r.map(|(k, v)| (Address(k), v)))
+    }
+
+    /// Every (height, hash) of the main chain, lowest first.
+    pub fn main_chain(&self) -> impl Iterator<Item = Result<(Height, BlockHash), StoreError>> + '_ {
+        self.db
+            .iterator_cf(self.cf(CF_HEIGHTS), rocksdb::IteratorMode::Start)
+            .map(|item| {
+                let (key, value) = item?;
+                let height = <[u8; 8]>::try_from(&*key)
+                    .map_err(|_| StoreError::Corrupt("height key is not 8 bytes".into()))?;
+                let hash = BlockHash::try_from_slice(&value)
+                    .map_err(|e| StoreError::Corrupt(format!("height index value: {e}")))?;
+                Ok((Height(u64::from_be_bytes(height)), hash))
+            })
+    }
+
+    fn decoded<T: BorshDeserialize>(
+        &self,
+        cf: &'static str,
+    ) -> impl Iterator<Item = Result<([u8; 32], T), StoreError>> + '_ {
+        self.db
+            .iterator_cf(self.cf(cf), rocksdb::IteratorMode::Start)
+            .map(move |item| {
+                let (key, value) = item?;
+                let key = <[u8; 32]>::try_from(&*key)
+                    .map_err(|_| StoreError::Corrupt(format!("key in {cf} is not 32 bytes")))?;
+                let value = T::try_from_slice(&value)
+                    .map_err(|e| StoreError::Corrupt(format!("record in {cf}: {e}")))?;
+                Ok((key, value))
+            })
+    }
+
+    pub fn batch(&self) -> StoreBatch<'_> {
+        StoreBatch {
+            store: self,
+            batch: WriteBatch::default(),
+        }
+    }
+
+    /// Removes all state derived from blocks (accounts, main chain, undo, tx index),
+    /// keeping headers and bodies: the start of `--reindex`.
+    pub fn clear_derived_state(&self) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for cf in [CF_ACCOUNTS, CF_HEIGHTS, CF_UNDO, CF_TXINDEX] {
+            for item in self
+                .db
+                .iterator_cf(self.cf(cf), rocksdb::IteratorMode::Start)
+            {
+                batch.delete_cf(self.cf(cf), item?.0);
+            }
+        }
+        batch.delete_cf(self.cf(CF_META), KEY_TIP);
+        self.write_raw(batch, true)
+    }
+}
+
+/// The changes of one block connect, disconnect or reorg, committed together or not at all.
+pub struct StoreBatch<'a> {
+    store: &'a Store,
+    batch: WriteBatch,
+}
+
+impl StoreBatch<'_> {
+    pub fn put_entry(&mut self, hash: &BlockHash, entry: &IndexEntry) {
+        self.batch
+            .put_cf(self.store.cf(CF_HEADERS), hash.as_bytes(), encode(entry));
+    }
+
+    pub fn put_body(&mut self, hash: &BlockHash, block: &Block) {
+        self.batch
+            .put_cf(self.store.cf(CF_BODIES), hash.as_bytes(), encode(block));
+    }
+
+    pub fn put_undo(&mut self, hash: &BlockHash, undo: &StateUndo) {
+        self.batch
+            .put_cf(self.store.cf(CF_UNDO), hash.as_bytes(), encode(undo));
+    }
+
+    pub fn set_main(&mut self, height: Height, hash: &BlockHash) {
+        self.batch.put_cf(
+            self.store.cf(CF_HEIGHTS),
+            height.0.to_be_bytes(),
+            hash.as_bytes(),
+        );
+    }
+
+    pub fn unset_main(&mut self, height: Height) {
+        self.batch
+            .delete_cf(self.store.cf(CF_HEIGHTS), height.0.to_be_bytes());
+    }
+
+    pub fn put_tx(&mut self, txid: &TxId, location: TxLocation) {
+        self.batch.put_cf(
+            self.store.cf(CF_TXINDEX),
+            txid.as_bytes(),
+            encode(&location),
+        );
+    }
+
+    pub fn delete_tx(&mut self, txid: &TxId) {
+        self.batch
+            .delete_cf(self.store.cf(CF_TXINDEX), txid.as_bytes());
+    }
+
+    /// Stores an account's new value; None or an empty account removes it.
+    pub fn put_account(&mut self, address: &Address, account: Option<Account>) {
+        match account.filter(|a| !a.is_empty()) {
+            Some(account) => {
+                self.batch
+                    .put_cf(self.store.cf(CF_ACCOUNTS), address.0, encode(&account))
+            }
+            None => self.batch.delete_cf(self.store.cf(CF_ACCOUNTS), address.0),
+        }
+    }
+
+    pub fn set_tip(&mut self, hash: &BlockHash) {
+        self.batch
+            .put_cf(self.store.cf(CF_META), KEY_TIP, hash.as_bytes());
+    }
+
+    /// Commits everything at once. `sync`: on disk before returning (survives power loss).
+    pub fn commit(self, sync: bool) -> Result<(), StoreError> {
+        self.store.write_raw(self.batch, sync)
+    }
+}
