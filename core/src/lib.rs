@@ -23,3 +23,5 @@ pub use spec::{ChainId, ChainSpec, ConsensusParams};
 pub use state::{Account, AccountTree, Nonce, StateUndo};
 pub use tx::{SignedTransaction, Transaction};
 pub use validate::{BlockError, ParentContext, TxError};
+/// The key type that signs transactions.
+pub use ed25519_dalek::SigningKey;

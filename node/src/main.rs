@@ -5,7 +5,7 @@ use anyhow::{anyhow, Context, Result};
 use apiary_core::{Address, ChainSpec};
 use apiary_node::chain::Chain;
 use apiary_node::mempool::MempoolConfig;
-use apiary_node::rpc::{router, write_cookie, RpcContext};
+use apiary_node::rpc::{router, write_cookie, write_private_file, RpcContext};
 use apiary_node::store::Store;
 use apiary_node::Node;
 use clap::Parser;
@@ -117,6 +117,7 @@ fn run(args: Args) -> Result<()> {
     ));
     node.request_shutdown();
     let _ = std::fs::remove_file(datadir.join("rpc.cookie"));
+    let _ = std::fs::remove_file(datadir.join("rpc.addr"));
     result
 }
 

@@ -63,21 +63,21 @@ pub fn write_cookie(datadir: &Path) -> std::io::Result<(PathBuf, String)> {
     getrandom::fill(&mut secret).map_err(|e| std::io::Error::other(e.to_string()))?;
     let credentials = format!("{COOKIE_USER}:{}", hex::encode(secret));
     let path = datadir.join("rpc.cookie");
-    let temp = datadir.join(".rpc.cookie.tmp");
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)?;
-        file.write_all(credentials.as_bytes())?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&temp, &path)?;
+    write_private_file(&path, credentials.as_bytes())?;
     Ok((path, credentials))
+}
+
+/// Writes `contents` to `path` readable by this user only, atomically: a reader sees the
+/// old file or the whole new one, never a part.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let temp = path.with_file_name(format!(".{name}.tmp"));
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)
 }
 
 pub fn router(context: Arc<RpcContext>) -> Router {

@@ -358,3 +358,45 @@ impl StoreBatch<'_> {
         self.store.write_raw(self.batch, sync)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apiary_core::Hash256;
+
+    fn hash(byte: u8) -> BlockHash {
+        BlockHash(Hash256([byte; 32]))
+    }
+
+    #[test]
+    fn another_chain_another_schema_or_a_second_opener_is_refused() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("db");
+        let store = Store::open(&path, hash(1)).unwrap();
+        assert!(matches!(Store::open(&path, hash(1)), Err(StoreError::Locked(_))));
+        drop(store);
+
+        let error = Store::open(&path, hash(2)).err().unwrap();
+        assert!(matches!(error, StoreError::GenesisMismatch { .. }));
+        assert!(error.to_string().contains("another chain"), "{error}");
+
+        let store = Store::open(&path, hash(1)).unwrap();
+        let mut batch = WriteBatch::default();
+        batch.put_cf(store.cf(CF_META), KEY_SCHEMA, 99u32.to_le_bytes());
+        store.write_raw(batch, true).unwrap();
+        drop(store);
+        let error = Store::open(&path, hash(1)).err().unwrap();
+        assert!(matches!(error, StoreError::SchemaMismatch { found: 99, expected: SCHEMA_VERSION, .. }), "{error}");
+    }
+
+    #[test]
+    fn garbage_in_the_data_dir_is_a_clear_error() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("db");
+        drop(Store::open(&path, hash(1)).unwrap());
+        let current = std::fs::read_to_string(path.join("CURRENT")).unwrap();
+        std::fs::write(path.join(current.trim()), b"not a manifest").unwrap();
+        let error = Store::open(&path, hash(1)).err().unwrap();
+        assert!(matches!(error, StoreError::Open { .. }), "{error}");
+    }
+}

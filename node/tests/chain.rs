@@ -1,0 +1,164 @@
+//! Fork choice and reorganisation, in-process against real RocksDB stores.
+
+mod common;
+
+use apiary_node::chain::{Accepted, ChainError};
+use apiary_node::Node;
+use apiary_core::{Block, BlockError, Hash256, TxError};
+use common::*;
+use tempfile::TempDir;
+
+fn feed(node: &Node, blocks: &[&Block]) {
+    for block in blocks {
+        node.submit_block((*block).clone()).unwrap();
+    }
+}
+
+fn tip_hash(node: &Node) -> apiary_core::BlockHash {
+    node.lock().chain.tip()
+}
+
+/// A node that only ever saw `branch`, in order: the replay the reorged node must equal.
+fn replay(spec: &apiary_core::ChainSpec, branch: &[Block]) -> (TempDir, std::sync::Arc<Node>) {
+    let dir = TempDir::new().unwrap();
+    let node = open_node(dir.path(), spec);
+    feed(&node, &branch.iter().collect::<Vec<_>>());
+    (dir, node)
+}
+
+#[test]
+fn interleaved_branches_end_on_most_work_and_switch_back() {
+    let spec = test_spec(100);
+    let (dir_a, dir_b, dir_c) = (TempDir::new().unwrap(), TempDir::new().unwrap(), TempDir::new().unwrap());
+    let (a, b, c) = (open_node(dir_a.path(), &spec), open_node(dir_b.path(), &spec), open_node(dir_c.path(), &spec));
+
+    a.submit_tx(transfer(&spec, 1, addr(10), 100, 0)).unwrap();
+    let mut branch_a = mine(&a, addr(20), 4);
+    b.submit_tx(transfer(&spec, 1, addr(11), 200, 0)).unwrap();
+    b.submit_tx(transfer(&spec, 2, addr(11), 300, 0)).unwrap();
+    let branch_b = mine(&b, addr(21), 6);
+    assert_eq!(branch_a[0].txs.len(), 1);
+    assert_eq!(branch_b[0].txs.len(), 2);
+
+    let mut interleaved = Vec::new();
+    for i in 0..6 {
+        interleaved.extend(branch_a.get(i));
+        interleaved.extend(branch_b.get(i));
+    }
+    feed(&c, &interleaved);
+    assert_eq!(tip_hash(&c), branch_b[5].hash());
+    let (_replay_dir, replay_b) = replay(&spec, &branch_b);
+    assert_eq!(accounts(&c), accounts(&replay_b));
+    assert_eq!(c.lock().chain.state_mut().root(), branch_b[5].header.state_root);
+
+    // Branch A overtakes: the node goes back, and its state is A's replay.
+    branch_a.extend(mine(&a, addr(20), 4));
+    feed(&c, &branch_a[4..].iter().collect::<Vec<_>>());
+    assert_eq!(tip_hash(&c), branch_a[7].hash());
+    let (_replay_dir, replay_a) = replay(&spec, &branch_a);
+    assert_eq!(accounts(&c), accounts(&replay_a));
+    assert_eq!(accounts(&c), accounts(&a));
+
+    // The tx of key 2 was only on branch B: it is back in the mempool. Key 1's B tx
+    // conflicts with A's (same nonce) and is gone.
+    let pending = c.lock().mempool.len();
+    assert_eq!(pending, 1);
+
+    // A restart finds the same chain and state.
+    let tip = tip_hash(&c);
+    let before = accounts(&c);
+    drop(c);
+    let c = open_node(dir_c.path(), &spec);
+    assert_eq!(tip_hash(&c), tip);
+    assert_eq!(accounts(&c), before);
+}
+
+#[test]
+fn invalid_tx_deep_in_winning_branch_is_rejected_and_node_stays_valid() {
+    let spec = test_spec(100);
+    let (dir_a, dir_b, dir_c) = (TempDir::new().unwrap(), TempDir::new().unwrap(), TempDir::new().unwrap());
+    let (a, b, c) = (open_node(dir_a.path(), &spec), open_node(dir_b.path(), &spec), open_node(dir_c.path(), &spec));
+    let main = mine(&a, addr(20), 4);
+    feed(&c, &main.iter().collect::<Vec<_>>());
+
+    let valid = mine(&b, addr(21), 2);
+    // Key 3 holds 1,000 coins: a correctly signed transfer of 5,000 overdraws.
+    let overdraft = transfer(&spec, 3, addr(12), 5_000, 0);
+    let bad = craft_block(&valid[1].header, vec![overdraft], Hash256::ZERO);
+    let mut side = valid.clone();
+    side.push(bad.clone());
+    for _ in 0..3 {
+        let parent = side.last().unwrap().header.clone();
+        side.push(craft_block(&parent, vec![], Hash256::ZERO));
+    }
+
+    for block in &side[..4] {
+        assert!(matches!(c.submit_block(block.clone()), Ok(Accepted::SideBranch)));
+    }
+    // Block 5 of the side branch has more work than the main chain: switching fails at
+    // the overdraft, and the node stays where it was.
+    match c.submit_block(side[4].clone()) {
+        Err(ChainError::Invalid { hash, error: BlockError::InvalidTx { source: TxError::Overdraft { .. }, .. } }) => {
+            assert_eq!(hash, bad.hash())
+        }
+        other => panic!("expected the overdraft to be named, got {other:?}"),
+    }
+    assert_eq!(tip_hash(&c), main[3].hash());
+    assert_eq!(accounts(&c), accounts(&a));
+    assert!(matches!(c.submit_block(side[5].clone()), Err(ChainError::InvalidAncestor { .. })));
+    assert!(matches!(c.submit_block(bad), Err(ChainError::KnownInvalid(_))));
+    assert_eq!(tip_hash(&c), main[3].hash());
+}
+
+#[test]
+fn reorg_deeper_than_the_limit_is_refused() {
+    let spec = test_spec(2);
+    let (dir_a, dir_b, dir_c) = (TempDir::new().unwrap(), TempDir::new().unwrap(), TempDir::new().unwrap());
+    let (a, b, c) = (open_node(dir_a.path(), &spec), open_node(dir_b.path(), &spec), open_node(dir_c.path(), &spec));
+    let main = mine(&a, addr(20), 4);
+    let fork = mine(&b, addr(21), 6);
+    feed(&c, &main.iter().collect::<Vec<_>>());
+    for block in &fork[..4] {
+        c.submit_block(block.clone()).unwrap();
+    }
+    assert!(matches!(c.submit_block(fork[4].clone()), Err(ChainError::ReorgTooDeep { depth: 4, max: 2, .. })));
+    assert_eq!(tip_hash(&c), main[3].hash());
+}
+
+#[test]
+fn unknown_parent_and_bad_proof_of_work_are_refused() {
+    let spec = test_spec(100);
+    let (dir_a, dir_c) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let (a, c) = (open_node(dir_a.path(), &spec), open_node(dir_c.path(), &spec));
+    let blocks = mine(&a, addr(20), 2);
+    assert!(matches!(c.submit_block(blocks[1].clone()), Err(ChainError::UnknownParent { .. })));
+
+    let mut no_work = blocks[0].clone();
+    let target = no_work.header.bits.to_target().unwrap();
+    no_work.header.nonce = (0..).find(|n| {
+        let mut h = no_work.header.clone();
+        h.nonce = *n;
+        !target.is_met_by(&h.hash().0)
+    }).unwrap();
+    assert!(matches!(
+        c.submit_block(no_work),
+        Err(ChainError::Invalid { error: BlockError::InsufficientWork(_), .. })
+    ));
+    assert_eq!(c.lock().chain.height().0, 0);
+}
+
+#[test]
+fn reindex_rebuilds_the_same_state() {
+    let spec = test_spec(100);
+    let dir = TempDir::new().unwrap();
+    let node = open_node(dir.path(), &spec);
+    node.submit_tx(transfer(&spec, 1, addr(10), 7, 0)).unwrap();
+    mine(&node, addr(20), 3);
+    let (tip, before) = (tip_hash(&node), accounts(&node));
+    drop(node);
+    let store = apiary_node::store::Store::open(&dir.path().join("db"), spec.genesis_hash()).unwrap();
+    let chain = apiary_node::chain::Chain::reindex(store, std::sync::Arc::new(spec.clone())).unwrap();
+    assert_eq!(chain.tip(), tip);
+    let after: Vec<_> = chain.state().iter().map(|(a, acc)| (*a, *acc)).collect();
+    assert_eq!(after, before);
+}

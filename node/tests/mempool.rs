@@ -1,0 +1,56 @@
+//! Mempool policy against a real chain state.
+
+mod common;
+
+use apiary_core::{Amount, SignedTransaction, Transaction};
+use apiary_node::mempool::{Mempool, MempoolConfig, MempoolError};
+use common::*;
+use tempfile::TempDir;
+
+fn with_fee(mut stx: SignedTransaction, from: u8, fee: u64) -> SignedTransaction {
+    stx.tx.fee = Amount::from_base_units(fee);
+    Transaction::sign(stx.tx, &key(from))
+}
+
+#[test]
+fn pool_orders_by_fee_keeps_nonce_order_and_refuses_what_cannot_be_mined() {
+    let spec = test_spec(100);
+    let dir = TempDir::new().unwrap();
+    let node = open_node(dir.path(), &spec);
+    let guard = node.lock();
+    let state = guard.chain.state();
+    let mut pool = Mempool::new(MempoolConfig::default());
+
+    let low = with_fee(transfer(&spec, 1, addr(10), 1, 0), 1, 2_000);
+    let then = with_fee(transfer(&spec, 1, addr(10), 1, 1), 1, 90_000);
+    let high = with_fee(transfer(&spec, 2, addr(10), 1, 0), 2, 50_000);
+    pool.add(low.clone(), state, &spec).unwrap();
+    pool.add(then.clone(), state, &spec).unwrap();
+    pool.add(high.clone(), state, &spec).unwrap();
+    // Key 2's tx pays more than key 1's first; key 1's second must follow its first.
+    let order: Vec<_> = pool.select(10, 1 << 20).iter().map(|t| t.txid()).collect();
+    assert_eq!(order, vec![high.txid(), low.txid(), then.txid()]);
+
+    assert!(matches!(pool.add(low.clone(), state, &spec), Err(MempoolError::Duplicate(_))));
+    assert!(matches!(
+        pool.add(transfer(&spec, 1, addr(10), 1, 5), state, &spec),
+        Err(MempoolError::NonceGap { expected: 2, found: 5 })
+    ));
+    // Replacement needs a higher fee.
+    let same_fee = with_fee(transfer(&spec, 1, addr(11), 1, 0), 1, 2_000);
+    assert!(matches!(pool.add(same_fee, state, &spec), Err(MempoolError::ReplacementFeeTooLow { .. })));
+    let bump = with_fee(transfer(&spec, 1, addr(11), 1, 0), 1, 3_000);
+    pool.add(bump.clone(), state, &spec).unwrap();
+    assert!(!pool.contains(&low.txid()) && pool.contains(&bump.txid()));
+    // Pending spends count against the balance (1,000 coins each key).
+    assert!(matches!(
+        pool.add(transfer(&spec, 2, addr(10), 999, 1), state, &spec),
+        Err(MempoolError::Overdraft { .. })
+    ));
+    let mut bad_sig = transfer(&spec, 3, addr(10), 1, 0);
+    bad_sig.signature[0] ^= 1;
+    assert!(matches!(pool.add(bad_sig, state, &spec), Err(MempoolError::Invalid(_))));
+    let cheap = with_fee(transfer(&spec, 3, addr(10), 1, 0), 3, 1);
+    assert!(matches!(pool.add(cheap, state, &spec), Err(MempoolError::FeeTooLow { .. })));
+    assert_eq!(pool.len(), 3);
+}
