@@ -135,9 +135,14 @@ async fn serve(
         ),
         _ => anyhow!("cannot listen for RPC on {rpc_addr}: {e}"),
     })?;
+    let bound = listener.local_addr()?;
+    // Scripts that asked for port 0 read the real address here; the cookie comes last,
+    // so its presence means the node is ready.
+    write_private_file(&datadir.join("rpc.addr"), bound.to_string().as_bytes())
+        .context("cannot write rpc.addr")?;
     let (cookie_path, credentials) =
         write_cookie(datadir).context("cannot write the RPC cookie")?;
-    tracing::info!(addr = %listener.local_addr()?, cookie = %cookie_path.display(), "JSON-RPC listening");
+    tracing::info!(addr = %bound, cookie = %cookie_path.display(), "JSON-RPC listening");
 
     let miner = match (mine, miner_address) {
         (true, Some(address)) => {
