@@ -16,6 +16,8 @@ pub mod validate;
 pub use address::{Address, AddressError, AddressPrefix};
 pub use amount::{Amount, AmountError, COIN};
 pub use block::{tx_merkle_root, Block, BlockHeader, Height};
+/// The key type that signs transactions.
+pub use ed25519_dalek::SigningKey;
 pub use encoding::{decode_exact, DecodeError};
 pub use hash::{BlockHash, Hash256, TxId};
 pub use pow::{CompactTarget, Target, Work};
@@ -23,5 +25,3 @@ pub use spec::{ChainId, ChainSpec, ConsensusParams};
 pub use state::{Account, AccountTree, Nonce, StateUndo};
 pub use tx::{SignedTransaction, Transaction};
 pub use validate::{BlockError, ParentContext, TxError};
-/// The key type that signs transactions.
-pub use ed25519_dalek::SigningKey;

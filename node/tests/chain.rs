@@ -2,9 +2,9 @@
 
 mod common;
 
+use apiary_core::{Block, BlockError, Hash256, TxError};
 use apiary_node::chain::{Accepted, ChainError};
 use apiary_node::Node;
-use apiary_core::{Block, BlockError, Hash256, TxError};
 use common::*;
 use tempfile::TempDir;
 
@@ -29,8 +29,16 @@ fn replay(spec: &apiary_core::ChainSpec, branch: &[Block]) -> (TempDir, std::syn
 #[test]
 fn interleaved_branches_end_on_most_work_and_switch_back() {
     let spec = test_spec(100);
-    let (dir_a, dir_b, dir_c) = (TempDir::new().unwrap(), TempDir::new().unwrap(), TempDir::new().unwrap());
-    let (a, b, c) = (open_node(dir_a.path(), &spec), open_node(dir_b.path(), &spec), open_node(dir_c.path(), &spec));
+    let (dir_a, dir_b, dir_c) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    let (a, b, c) = (
+        open_node(dir_a.path(), &spec),
+        open_node(dir_b.path(), &spec),
+        open_node(dir_c.path(), &spec),
+    );
 
     a.submit_tx(transfer(&spec, 1, addr(10), 100, 0)).unwrap();
     let mut branch_a = mine(&a, addr(20), 4);
@@ -49,7 +57,10 @@ fn interleaved_branches_end_on_most_work_and_switch_back() {
     assert_eq!(tip_hash(&c), branch_b[5].hash());
     let (_replay_dir, replay_b) = replay(&spec, &branch_b);
     assert_eq!(accounts(&c), accounts(&replay_b));
-    assert_eq!(c.lock().chain.state_mut().root(), branch_b[5].header.state_root);
+    assert_eq!(
+        c.lock().chain.state_mut().root(),
+        branch_b[5].header.state_root
+    );
 
     // Branch A overtakes: the node goes back, and its state is A's replay.
     branch_a.extend(mine(&a, addr(20), 4));
@@ -76,8 +87,16 @@ fn interleaved_branches_end_on_most_work_and_switch_back() {
 #[test]
 fn invalid_tx_deep_in_winning_branch_is_rejected_and_node_stays_valid() {
     let spec = test_spec(100);
-    let (dir_a, dir_b, dir_c) = (TempDir::new().unwrap(), TempDir::new().unwrap(), TempDir::new().unwrap());
-    let (a, b, c) = (open_node(dir_a.path(), &spec), open_node(dir_b.path(), &spec), open_node(dir_c.path(), &spec));
+    let (dir_a, dir_b, dir_c) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    let (a, b, c) = (
+        open_node(dir_a.path(), &spec),
+        open_node(dir_b.path(), &spec),
+        open_node(dir_c.path(), &spec),
+    );
     let main = mine(&a, addr(20), 4);
     feed(&c, &main.iter().collect::<Vec<_>>());
 
@@ -93,35 +112,66 @@ fn invalid_tx_deep_in_winning_branch_is_rejected_and_node_stays_valid() {
     }
 
     for block in &side[..4] {
-        assert!(matches!(c.submit_block(block.clone()), Ok(Accepted::SideBranch)));
+        assert!(matches!(
+            c.submit_block(block.clone()),
+            Ok(Accepted::SideBranch)
+        ));
     }
     // Block 5 of the side branch has more work than the main chain: switching fails at
     // the overdraft, and the node stays where it was.
     match c.submit_block(side[4].clone()) {
-        Err(ChainError::Invalid { hash, error: BlockError::InvalidTx { source: TxError::Overdraft { .. }, .. } }) => {
+        Err(ChainError::Invalid {
+            hash,
+            error:
+                BlockError::InvalidTx {
+                    source: TxError::Overdraft { .. },
+                    ..
+                },
+        }) => {
             assert_eq!(hash, bad.hash())
         }
         other => panic!("expected the overdraft to be named, got {other:?}"),
     }
     assert_eq!(tip_hash(&c), main[3].hash());
     assert_eq!(accounts(&c), accounts(&a));
-    assert!(matches!(c.submit_block(side[5].clone()), Err(ChainError::InvalidAncestor { .. })));
-    assert!(matches!(c.submit_block(bad), Err(ChainError::KnownInvalid(_))));
+    assert!(matches!(
+        c.submit_block(side[5].clone()),
+        Err(ChainError::InvalidAncestor { .. })
+    ));
+    assert!(matches!(
+        c.submit_block(bad),
+        Err(ChainError::KnownInvalid(_))
+    ));
     assert_eq!(tip_hash(&c), main[3].hash());
 }
 
 #[test]
 fn reorg_deeper_than_the_limit_is_refused() {
     let spec = test_spec(2);
-    let (dir_a, dir_b, dir_c) = (TempDir::new().unwrap(), TempDir::new().unwrap(), TempDir::new().unwrap());
-    let (a, b, c) = (open_node(dir_a.path(), &spec), open_node(dir_b.path(), &spec), open_node(dir_c.path(), &spec));
+    let (dir_a, dir_b, dir_c) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    let (a, b, c) = (
+        open_node(dir_a.path(), &spec),
+        open_node(dir_b.path(), &spec),
+        open_node(dir_c.path(), &spec),
+    );
     let main = mine(&a, addr(20), 4);
     let fork = mine(&b, addr(21), 6);
     feed(&c, &main.iter().collect::<Vec<_>>());
     for block in &fork[..4] {
         c.submit_block(block.clone()).unwrap();
     }
-    assert!(matches!(c.submit_block(fork[4].clone()), Err(ChainError::ReorgTooDeep { depth: 4, max: 2, .. })));
+    assert!(matches!(
+        c.submit_block(fork[4].clone()),
+        Err(ChainError::ReorgTooDeep {
+            depth: 4,
+            max: 2,
+            ..
+        })
+    ));
     assert_eq!(tip_hash(&c), main[3].hash());
 }
 
@@ -129,20 +179,31 @@ fn reorg_deeper_than_the_limit_is_refused() {
 fn unknown_parent_and_bad_proof_of_work_are_refused() {
     let spec = test_spec(100);
     let (dir_a, dir_c) = (TempDir::new().unwrap(), TempDir::new().unwrap());
-    let (a, c) = (open_node(dir_a.path(), &spec), open_node(dir_c.path(), &spec));
+    let (a, c) = (
+        open_node(dir_a.path(), &spec),
+        open_node(dir_c.path(), &spec),
+    );
     let blocks = mine(&a, addr(20), 2);
-    assert!(matches!(c.submit_block(blocks[1].clone()), Err(ChainError::UnknownParent { .. })));
+    assert!(matches!(
+        c.submit_block(blocks[1].clone()),
+        Err(ChainError::UnknownParent { .. })
+    ));
 
     let mut no_work = blocks[0].clone();
     let target = no_work.header.bits.to_target().unwrap();
-    no_work.header.nonce = (0..).find(|n| {
-        let mut h = no_work.header.clone();
-        h.nonce = *n;
-        !target.is_met_by(&h.hash().0)
-    }).unwrap();
+    no_work.header.nonce = (0..)
+        .find(|n| {
+            let mut h = no_work.header.clone();
+            h.nonce = *n;
+            !target.is_met_by(&h.hash().0)
+        })
+        .unwrap();
     assert!(matches!(
         c.submit_block(no_work),
-        Err(ChainError::Invalid { error: BlockError::InsufficientWork(_), .. })
+        Err(ChainError::Invalid {
+            error: BlockError::InsufficientWork(_),
+            ..
+        })
     ));
     assert_eq!(c.lock().chain.height().0, 0);
 }
@@ -156,8 +217,10 @@ fn reindex_rebuilds_the_same_state() {
     mine(&node, addr(20), 3);
     let (tip, before) = (tip_hash(&node), accounts(&node));
     drop(node);
-    let store = apiary_node::store::Store::open(&dir.path().join("db"), spec.genesis_hash()).unwrap();
-    let chain = apiary_node::chain::Chain::reindex(store, std::sync::Arc::new(spec.clone())).unwrap();
+    let store =
+        apiary_node::store::Store::open(&dir.path().join("db"), spec.genesis_hash()).unwrap();
+    let chain =
+        apiary_node::chain::Chain::reindex(store, std::sync::Arc::new(spec.clone())).unwrap();
     assert_eq!(chain.tip(), tip);
     let after: Vec<_> = chain.state().iter().map(|(a, acc)| (*a, *acc)).collect();
     assert_eq!(after, before);

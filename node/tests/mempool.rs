@@ -31,14 +31,23 @@ fn pool_orders_by_fee_keeps_nonce_order_and_refuses_what_cannot_be_mined() {
     let order: Vec<_> = pool.select(10, 1 << 20).iter().map(|t| t.txid()).collect();
     assert_eq!(order, vec![high.txid(), low.txid(), then.txid()]);
 
-    assert!(matches!(pool.add(low.clone(), state, &spec), Err(MempoolError::Duplicate(_))));
+    assert!(matches!(
+        pool.add(low.clone(), state, &spec),
+        Err(MempoolError::Duplicate(_))
+    ));
     assert!(matches!(
         pool.add(transfer(&spec, 1, addr(10), 1, 5), state, &spec),
-        Err(MempoolError::NonceGap { expected: 2, found: 5 })
+        Err(MempoolError::NonceGap {
+            expected: 2,
+            found: 5
+        })
     ));
     // Replacement needs a higher fee.
     let same_fee = with_fee(transfer(&spec, 1, addr(11), 1, 0), 1, 2_000);
-    assert!(matches!(pool.add(same_fee, state, &spec), Err(MempoolError::ReplacementFeeTooLow { .. })));
+    assert!(matches!(
+        pool.add(same_fee, state, &spec),
+        Err(MempoolError::ReplacementFeeTooLow { .. })
+    ));
     let bump = with_fee(transfer(&spec, 1, addr(11), 1, 0), 1, 3_000);
     pool.add(bump.clone(), state, &spec).unwrap();
     assert!(!pool.contains(&low.txid()) && pool.contains(&bump.txid()));
@@ -49,8 +58,14 @@ fn pool_orders_by_fee_keeps_nonce_order_and_refuses_what_cannot_be_mined() {
     ));
     let mut bad_sig = transfer(&spec, 3, addr(10), 1, 0);
     bad_sig.signature[0] ^= 1;
-    assert!(matches!(pool.add(bad_sig, state, &spec), Err(MempoolError::Invalid(_))));
+    assert!(matches!(
+        pool.add(bad_sig, state, &spec),
+        Err(MempoolError::Invalid(_))
+    ));
     let cheap = with_fee(transfer(&spec, 3, addr(10), 1, 0), 3, 1);
-    assert!(matches!(pool.add(cheap, state, &spec), Err(MempoolError::FeeTooLow { .. })));
+    assert!(matches!(
+        pool.add(cheap, state, &spec),
+        Err(MempoolError::FeeTooLow { .. })
+    ));
     assert_eq!(pool.len(), 3);
 }

@@ -1,1 +1,289 @@
+//! Helpers for whole-system tests: real `apiary-node` processes on 127.0.0.1 with
+//! ephemeral ports, a JSON-RPC client with cookie auth, and waiting on conditions with
+//! deadlines (never sleeping in place of synchronisation).
 
+use apiary_core::spec::ChainId;
+use apiary_core::{
+    Address, AddressPrefix, Amount, Nonce, SignedTransaction, SigningKey, Transaction,
+};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const CHAIN_ID: &str = "apiary-systest";
+pub const PREFIX: &str = "aptest";
+
+/// A built binary of this workspace (tests run from target/<profile>/deps).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --workspace` first",
+        path.display()
+    );
+    path
+}
+
+pub fn run(name: &str, args: &[&str]) -> Output {
+    Command::new(bin(name))
+        .args(args)
+        .output()
+        .expect("running a workspace binary")
+}
+
+/// Polls `check` until it returns true, panicking with `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+pub fn address(seed: u8) -> Address {
+    Address(key(seed).verifying_key().to_bytes())
+}
+
+pub fn address_text(seed: u8) -> String {
+    address(seed).to_text(&AddressPrefix::new(PREFIX).unwrap())
+}
+
+/// Writes a chain spec with `apiary-genesis new`: blocks need a couple of hashes, and keys
+/// 1..=3 hold 1,000 coins each.
+pub fn write_test_spec(dir: &Path) -> PathBuf {
+    let path = dir.join("spec.toml");
+    let allocs: Vec<String> = (1..=3)
+        .map(|s| format!("--alloc={}=1000", address_text(s)))
+        .collect();
+    let mut args = vec![
+        "new",
+        "--chain-id",
+        CHAIN_ID,
+        "--address-prefix",
+        PREFIX,
+        "--block-time-ms",
+        "1000",
+        "--half-life-ms",
+        "1000000000",
+        "--initial-hashes",
+        "2",
+        "--min-hashes",
+        "2",
+        "--halving-interval",
+        "0",
+        "-o",
+    ];
+    let path_text = path.to_str().unwrap().to_string();
+    args.push(&path_text);
+    args.extend(allocs.iter().map(String::as_str));
+    let output = run("apiary-genesis", &args);
+    assert!(
+        output.status.success(),
+        "apiary-genesis new: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    path
+}
+
+pub fn transfer(from: u8, to: Address, base_units: u64, fee: u64, nonce: u64) -> SignedTransaction {
+    Transaction {
+        chain_id: ChainId::new(CHAIN_ID).unwrap(),
+        from: address(from),
+        to,
+        amount: Amount::from_base_units(base_units),
+        fee: Amount::from_base_units(fee),
+        nonce: Nonce(nonce),
+    }
+    .sign(&key(from))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcFailure {
+    pub http_status: u16,
+    pub code: i64,
+    pub message: String,
+}
+
+#[derive(Clone)]
+pub struct Rpc {
+    pub url: String,
+    pub credentials: String,
+}
+
+impl Rpc {
+    pub fn call(&self, method: &str, params: Value) -> Result<Value, RpcFailure> {
+        self.raw(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string(),
+        )
+    }
+
+    /// Posts `body` as is and returns the result, or the JSON-RPC error.
+    pub fn raw(&self, body: &str) -> Result<Value, RpcFailure> {
+        use base64::Engine;
+        let encode = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let response = ureq::post(&self.url)
+            .timeout(Duration::from_secs(60))
+            .set(
+                "Authorization",
+                &format!("Basic {}", encode(self.credentials.as_bytes())),
+            )
+            .set("Content-Type", "application/json")
+            .send_string(body);
+        let (status, text) = match response {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(status, r)) => (status, r.into_string().unwrap_or_default()),
+            Err(e) => {
+                return Err(RpcFailure {
+                    http_status: 0,
+                    code: 0,
+                    message: e.to_string(),
+                })
+            }
+        };
+        let value: Value = serde_json::from_str(&text).map_err(|e| RpcFailure {
+            http_status: status,
+            code: 0,
+            message: format!("{e}: {text}"),
+        })?;
+        match value.get("error") {
+            Some(error) => Err(RpcFailure {
+                http_status: status,
+                code: error["code"].as_i64().unwrap_or(0),
+                message: error["message"].as_str().unwrap_or_default().to_string(),
+            }),
+            None => Ok(value["result"].clone()),
+        }
+    }
+
+    pub fn tip_height(&self) -> u64 {
+        self.call("chain_tip", json!({})).expect("chain_tip")["height"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+/// A running `apiary-node`; killed (SIGKILL) when dropped.
+pub struct NodeProcess {
+    child: Option<Child>,
+    pub datadir: PathBuf,
+    pub rpc: Rpc,
+}
+
+impl NodeProcess {
+    /// Starts a node on `datadir` with RPC on an ephemeral loopback port and waits until it
+    /// answers; Err holds its log if it exits first.
+    pub fn start(
+        datadir: &Path,
+        spec: Option<&Path>,
+        extra: &[&str],
+    ) -> Result<NodeProcess, String> {
+        std::fs::create_dir_all(datadir).unwrap();
+        let cookie = datadir.join("rpc.cookie");
+        let _ = std::fs::remove_file(&cookie);
+        let _ = std::fs::remove_file(datadir.join("rpc.addr"));
+        let log_path = datadir.join("node.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let mut command = Command::new(bin("apiary-node"));
+        command
+            .arg("--datadir")
+            .arg(datadir)
+            .args(["--rpc-addr", "127.0.0.1:0"]);
+        if let Some(spec) = spec {
+            command.arg("--genesis").arg(spec);
+        }
+        let mut child = command
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(format!("apiary-node exited with {status}:\n{log}"));
+            }
+            if cookie.exists() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("apiary-node did not start within 60 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let addr = std::fs::read_to_string(datadir.join("rpc.addr")).map_err(|e| e.to_string())?;
+        let credentials = std::fs::read_to_string(&cookie).map_err(|e| e.to_string())?;
+        let rpc = Rpc {
+            url: format!("http://{}/", addr.trim()),
+            credentials,
+        };
+        Ok(NodeProcess {
+            child: Some(child),
+            datadir: datadir.to_path_buf(),
+            rpc,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns whether it exited successfully.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.datadir.join("node.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -373,7 +373,10 @@ mod tests {
         let dir = tempfile::TempDir::new().unwrap();
         let path = dir.path().join("db");
         let store = Store::open(&path, hash(1)).unwrap();
-        assert!(matches!(Store::open(&path, hash(1)), Err(StoreError::Locked(_))));
+        assert!(matches!(
+            Store::open(&path, hash(1)),
+            Err(StoreError::Locked(_))
+        ));
         drop(store);
 
         let error = Store::open(&path, hash(2)).err().unwrap();
@@ -386,7 +389,17 @@ mod tests {
         store.write_raw(batch, true).unwrap();
         drop(store);
         let error = Store::open(&path, hash(1)).err().unwrap();
-        assert!(matches!(error, StoreError::SchemaMismatch { found: 99, expected: SCHEMA_VERSION, .. }), "{error}");
+        assert!(
+            matches!(
+                error,
+                StoreError::SchemaMismatch {
+                    found: 99,
+                    expected: SCHEMA_VERSION,
+                    ..
+                }
+            ),
+            "{error}"
+        );
     }
 
     #[test]

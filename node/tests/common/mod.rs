@@ -4,9 +4,10 @@
 use apiary_core::block::BLOCK_VERSION;
 use apiary_core::hd::address_of;
 use apiary_core::spec::ChainId;
+use apiary_core::SigningKey;
 use apiary_core::{
-    tx_merkle_root, Address, AddressPrefix, Amount, Block, BlockHeader, ChainSpec, Hash256, Nonce, SignedTransaction,
-    Transaction,
+    tx_merkle_root, Address, AddressPrefix, Amount, Block, BlockHeader, ChainSpec, Hash256, Nonce,
+    SignedTransaction, Transaction,
 };
 use apiary_genesis::NewSpec;
 use apiary_node::chain::Chain;
@@ -14,7 +15,6 @@ use apiary_node::mempool::MempoolConfig;
 use apiary_node::miner::{mine_block, search_nonce};
 use apiary_node::store::Store;
 use apiary_node::Node;
-use apiary_core::SigningKey;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -42,7 +42,9 @@ pub fn test_spec(max_reorg_depth: u64) -> ChainSpec {
         initial_reward: Amount::from_coins(50).unwrap(),
         halving_interval: 0,
         max_reorg_depth,
-        allocations: (1..=3).map(|s| (addr(s), Amount::from_coins(1_000).unwrap())).collect(),
+        allocations: (1..=3)
+            .map(|s| (addr(s), Amount::from_coins(1_000).unwrap()))
+            .collect(),
     }
     .build()
     .unwrap()
@@ -50,10 +52,19 @@ pub fn test_spec(max_reorg_depth: u64) -> ChainSpec {
 
 pub fn open_node(dir: &Path, spec: &ChainSpec) -> Arc<Node> {
     let store = Store::open(&dir.join("db"), spec.genesis_hash()).unwrap();
-    Node::new(Chain::open(store, Arc::new(spec.clone())).unwrap(), MempoolConfig::default())
+    Node::new(
+        Chain::open(store, Arc::new(spec.clone())).unwrap(),
+        MempoolConfig::default(),
+    )
 }
 
-pub fn transfer(spec: &ChainSpec, from: u8, to: Address, coins: u64, nonce: u64) -> SignedTransaction {
+pub fn transfer(
+    spec: &ChainSpec,
+    from: u8,
+    to: Address,
+    coins: u64,
+    nonce: u64,
+) -> SignedTransaction {
     Transaction {
         chain_id: spec.chain_id.clone(),
         from: addr(from),
@@ -77,7 +88,11 @@ pub fn mine(node: &Node, miner: Address, count: usize) -> Vec<Block> {
 
 /// A block on `parent` with any content and a valid proof of work: for blocks that are
 /// well-formed but break a rule only the state can show.
-pub fn craft_block(parent: &BlockHeader, txs: Vec<SignedTransaction>, state_root: Hash256) -> Block {
+pub fn craft_block(
+    parent: &BlockHeader,
+    txs: Vec<SignedTransaction>,
+    state_root: Hash256,
+) -> Block {
     let txids: Vec<_> = txs.iter().map(SignedTransaction::txid).collect();
     let mut header = BlockHeader {
         version: BLOCK_VERSION,
@@ -96,5 +111,10 @@ pub fn craft_block(parent: &BlockHeader, txs: Vec<SignedTransaction>, state_root
 
 /// Every account of a node's tip state, in order.
 pub fn accounts(node: &Node) -> Vec<(Address, apiary_core::Account)> {
-    node.lock().chain.state().iter().map(|(a, acc)| (*a, *acc)).collect()
+    node.lock()
+        .chain
+        .state()
+        .iter()
+        .map(|(a, acc)| (*a, *acc))
+        .collect()
 }
