@@ -33,7 +33,7 @@ pub struct Node {
 impl Node {
     pub fn new(chain: Chain, mempool: MempoolConfig) -> Arc<Node> {
         Arc::new(Node {
-            spec: Arc::new(chain.spec().clone()),
+            spec: chain.shared_spec(),
             state: Mutex::new(NodeState {
                 chain,
                 mempool: Mempool::new(mempool),
@@ -72,11 +72,11 @@ impl Node {
     pub fn submit_block(&self, block: Block) -> Result<Accepted, ChainError> {
         let hash = block.hash();
         // The expensive checks (signatures on all cores) run before taking the lock.
-        check_block(&block, block.encode().len(), &self.spec)
+        let txids = check_block(&block, block.encode().len(), &self.spec)
             .map_err(|error| ChainError::Invalid { hash, error })?;
         let mut guard = self.lock();
         let NodeState { chain, mempool } = &mut *guard;
-        let accepted = chain.accept_block(block, now_ms())?;
+        let accepted = chain.accept_block(block, txids, now_ms())?;
         if let Accepted::NewTip(change) = &accepted {
             let connected: Vec<&SignedTransaction> =
                 change.connected.iter().flat_map(|b| &b.txs).collect();

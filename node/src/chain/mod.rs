@@ -82,6 +82,8 @@ pub struct Chain {
     state: AccountTree,
     /// Stored blocks with more work than the tip when they arrived, best last.
     candidates: BTreeSet<(Work, BlockHash)>,
+    /// The block being accepted, with its txids, so connecting it needs no reread.
+    arriving: Option<(BlockHash, Block, Vec<TxId>)>,
 }
 
 fn block_work(entry_bits: apiary_core::CompactTarget) -> Work {
@@ -102,6 +104,7 @@ impl Chain {
             main: Vec::new(),
             state: AccountTree::new(),
             candidates: BTreeSet::new(),
+            arriving: None,
         };
         if chain.store.tip()?.is_none() {
             chain.write_genesis()?;
@@ -133,6 +136,7 @@ impl Chain {
             main: Vec::new(),
             state: AccountTree::new(),
             candidates: BTreeSet::new(),
+            arriving: None,
         };
         chain.write_genesis()?;
         chain.load()?;
@@ -233,6 +237,10 @@ impl Chain {
         &self.spec
     }
 
+    pub fn shared_spec(&self) -> Arc<ChainSpec> {
+        self.spec.clone()
+    }
+
     pub fn tip(&self) -> BlockHash {
         *self
             .main
@@ -317,7 +325,12 @@ impl Chain {
 
     /// Accepts a block that passed `check_block` (whose txids are given): checks it
     /// against its parent, stores it, and moves the main chain to the most-work branch.
-    pub fn accept_block(&mut self, block: Block, now_ms: u64) -> Result<Accepted, ChainError> {
+    pub fn accept_block(
+        &mut self,
+        block: Block,
+        txids: Vec<TxId>,
+        now_ms: u64,
+    ) -> Result<Accepted, ChainError> {
         let hash = block.hash();
         if let Some(entry) = self.index.get(&hash) {
             return match entry.status {
@@ -364,7 +377,10 @@ impl Chain {
             return Ok(Accepted::SideBranch);
         }
         self.candidates.insert((total_work, hash));
-        let change = self.activate_best_chain_reporting(hash)?;
+        self.arriving = Some((hash, block, txids));
+        let change = self.activate_best_chain_reporting(hash);
+        self.arriving = None;
+        let change = change?;
         Ok(if change.connected.is_empty() {
             Accepted::SideBranch
         } else {
@@ -529,8 +545,14 @@ impl Chain {
         }
         let mut entries = Vec::with_capacity(branch.len());
         for hash in branch {
-            let block = self.body(hash)?;
-            let txids = block.txids();
+            let (block, txids) = match self.arriving.take_if(|(arriving, ..)| arriving == hash) {
+                Some((_, block, txids)) => (block, txids),
+                None => {
+                    let block = self.body(hash)?;
+                    let txids = block.txids();
+                    (block, txids)
+                }
+            };
             let undo = connect_block(&mut self.state, &block, &txids, &self.spec)
                 .map_err(|error| ChainError::Invalid { hash: *hash, error })?;
             touched.extend(undo.previous.iter().map(|(a, _)| *a));

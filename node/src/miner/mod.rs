@@ -8,7 +8,8 @@ use apiary_core::block::{HeaderHasher, BLOCK_VERSION, HEADER_BYTES};
 use apiary_core::state::UndoRecorder;
 use apiary_core::validate::{apply_tx, pay_miner, required_bits};
 use apiary_core::{
-    tx_merkle_root, Address, Amount, Block, BlockHash, BlockHeader, Hash256, SignedTransaction,
+    tx_merkle_root, AccountTree, Address, Amount, Block, BlockHash, BlockHeader, ChainSpec, Hash256,
+    ParentContext, SignedTransaction,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,36 +24,58 @@ const NONCES_BETWEEN_CHECKS: u64 = 1 << 14;
 /// highest fee first, and the state root they lead to.
 pub fn build_template(state: &mut NodeState, miner: Address, now_ms: u64) -> Block {
     let NodeState { chain, mempool } = state;
-    let spec = chain.spec().clone();
-    let parent = chain.tip();
-    let context = chain.parent_context(&parent).expect("the tip is indexed");
+    let spec = chain.shared_spec();
+    let context = chain.parent_context(&chain.tip()).expect("the tip is indexed");
+    let candidates = mempool.select(spec.consensus.max_block_txs as usize, block_tx_budget(&spec));
+    assemble_block(chain.state_mut(), &spec, &context, miner, candidates, now_ms)
+}
+
+fn block_tx_budget(spec: &ChainSpec) -> usize {
+    (spec.consensus.max_block_bytes as usize).saturating_sub(HEADER_BYTES + 4)
+}
+
+/// Assembles an unsealed block (nonce 0) on the parent described by `context`: those
+/// `candidates` that apply in order and fit (the rest are skipped), the miner's reward and
+/// fees, and the state root all that leads to. `tree` is the parent's state and is left
+/// as it was.
+pub fn assemble_block(
+    tree: &mut AccountTree,
+    spec: &ChainSpec,
+    context: &ParentContext,
+    miner: Address,
+    candidates: Vec<SignedTransaction>,
+    now_ms: u64,
+) -> Block {
     let mut header = BlockHeader {
         version: BLOCK_VERSION,
         height: context.height.next(),
-        prev_hash: parent,
+        prev_hash: context.hash,
         tx_root: Hash256::ZERO,
         state_root: Hash256::ZERO,
         miner,
         timestamp_ms: now_ms.max(context.median_time_past_ms + 1),
-        bits: required_bits(&context, &spec),
+        bits: required_bits(context, spec),
         nonce: 0,
     };
-    let budget = (spec.consensus.max_block_bytes as usize).saturating_sub(HEADER_BYTES + 4);
-    let candidates = mempool.select(spec.consensus.max_block_txs as usize, budget);
-    let tree = chain.state_mut();
+    let max_txs = spec.consensus.max_block_txs as usize;
+    let mut bytes_left = block_tx_budget(spec);
     let mut undo = UndoRecorder::new();
     let mut fees = Amount::ZERO;
-    let mut txs: Vec<SignedTransaction> = Vec::with_capacity(candidates.len());
+    let mut txs: Vec<SignedTransaction> = Vec::with_capacity(candidates.len().min(max_txs));
     for stx in candidates {
-        // The mempool checked these against the tip; skip any the block's order made invalid.
+        let size = stx.encode().len();
+        if txs.len() == max_txs || size > bytes_left {
+            continue;
+        }
+        // Candidates were checked against the parent state; skip any the order made invalid.
         if let Ok(fee) = apply_tx(tree, &stx, &mut undo) {
             fees = fees.checked_add(fee).unwrap_or(fees);
+            bytes_left -= size;
             txs.push(stx);
         }
     }
-    if pay_miner(tree, &header, fees, &spec, &mut undo).is_err() {
-        // The miner's balance cannot grow: mine an empty block paying nothing extra.
-        tracing::warn!("miner balance would overflow; building an empty template");
+    if pay_miner(tree, &header, fees, spec, &mut undo).is_err() {
+        tracing::warn!("the miner's balance would overflow; its pay is left out");
     }
     header.state_root = tree.root();
     tree.apply_undo(&undo.finish());
