@@ -128,6 +128,8 @@ pub struct HeaderHasher {
     midstate: [u32; 8],
     /// Bytes 128..160 of the header followed by SHA-256 padding for 160 bytes.
     tail: [u8; 64],
+    /// The second hash's only block: the first digest, then padding for 32 bytes.
+    second: [u8; 64],
 }
 
 const NONCE_OFFSET_IN_TAIL: usize = HEADER_BYTES - 8 - 128;
@@ -143,29 +145,42 @@ impl HeaderHasher {
         tail[..32].copy_from_slice(&bytes[128..160]);
         tail[32] = 0x80;
         tail[56..].copy_from_slice(&((HEADER_BYTES as u64) * 8).to_be_bytes());
-        HeaderHasher { midstate, tail }
+        let mut second = [0u8; 64];
+        second[32] = 0x80;
+        second[56..].copy_from_slice(&256u64.to_be_bytes());
+        HeaderHasher { midstate, tail, second }
     }
 
     /// The block hash the header would have with `nonce`.
     pub fn hash_with_nonce(&mut self, nonce: u64) -> Hash256 {
-        self.tail[NONCE_OFFSET_IN_TAIL..NONCE_OFFSET_IN_TAIL + 8]
-            .copy_from_slice(&nonce.to_le_bytes());
-        let mut state = self.midstate;
-        sha2::block_api::compress256(&mut state, std::slice::from_ref(&self.tail));
-        let mut second = [0u8; 64];
-        for (chunk, word) in second[..32].chunks_exact_mut(4).zip(state) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-        second[32] = 0x80;
-        second[56..].copy_from_slice(&256u64.to_be_bytes());
-        let mut out = SHA256_IV;
-        sha2::block_api::compress256(&mut out, &[second]);
+        let words = self.hash_words(nonce);
         let mut digest = [0u8; 32];
-        for (chunk, word) in digest.chunks_exact_mut(4).zip(out) {
+        for (chunk, word) in digest.chunks_exact_mut(4).zip(words) {
             chunk.copy_from_slice(&word.to_be_bytes());
         }
         Hash256(digest)
     }
+
+    /// The hash with `nonce` as eight big-endian words: comparing these arrays compares
+    /// the hashes as numbers, without building bytes (the miner's inner loop).
+    #[inline]
+    pub fn hash_words(&mut self, nonce: u64) -> [u32; 8] {
+        self.tail[NONCE_OFFSET_IN_TAIL..NONCE_OFFSET_IN_TAIL + 8].copy_from_slice(&nonce.to_le_bytes());
+        let mut state = self.midstate;
+        sha2::block_api::compress256(&mut state, std::slice::from_ref(&self.tail));
+        for (chunk, word) in self.second[..32].chunks_exact_mut(4).zip(state) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        let mut out = SHA256_IV;
+        sha2::block_api::compress256(&mut out, std::slice::from_ref(&self.second));
+        out
+    }
+}
+
+/// A target as eight big-endian words, for comparison with `HeaderHasher::hash_words`.
+pub fn target_words(target: &crate::pow::Target) -> [u32; 8] {
+    let bytes = target.to_be_bytes();
+    std::array::from_fn(|i| u32::from_be_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap()))
 }
 
 #[cfg(test)]

@@ -92,6 +92,12 @@ impl Target {
         U256::from_big_endian(&hash.0) <= self.0
     }
 
+    /// The target as 32 big-endian bytes: a hash meets it when `hash.0 <= bytes`
+    /// (byte-wise order is numeric order), which a nonce search can test per hash cheaply.
+    pub fn to_be_bytes(&self) -> [u8; 32] {
+        self.0.to_big_endian()
+    }
+
     /// The compact form, rounded down (never easier than `self`).
     pub fn to_compact(&self) -> CompactTarget {
         let mut size = self.0.bits().div_ceil(8) as u32;

@@ -4,7 +4,7 @@
 
 use crate::chain::{Accepted, ChainError};
 use crate::node::{now_ms, Node, NodeState};
-use apiary_core::block::{HeaderHasher, BLOCK_VERSION, HEADER_BYTES};
+use apiary_core::block::{target_words, HeaderHasher, BLOCK_VERSION, HEADER_BYTES};
 use apiary_core::state::UndoRecorder;
 use apiary_core::validate::{apply_tx, pay_miner, required_bits};
 use apiary_core::{
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// A template is rebuilt at least this often, to take in new transactions.
 const TEMPLATE_REFRESH: Duration = Duration::from_secs(2);
 /// Nonces tried between looks at whether to stop.
-const NONCES_BETWEEN_CHECKS: u64 = 1 << 14;
+pub const NONCES_BETWEEN_CHECKS: u64 = 1 << 14;
 
 /// Builds the next block on the tip, paying `miner`: valid transactions from the mempool,
 /// highest fee first, and the state root they lead to.
@@ -92,12 +92,12 @@ pub fn search_nonce(
     stride: u64,
     stop: impl Fn() -> bool,
 ) -> Option<u64> {
-    let target = header.bits.to_target().ok()?;
+    let target = target_words(&header.bits.to_target().ok()?);
     let mut hasher = HeaderHasher::new(header);
     let mut nonce = start;
     loop {
         for _ in 0..NONCES_BETWEEN_CHECKS {
-            if target.is_met_by(&hasher.hash_with_nonce(nonce)) {
+            if hasher.hash_words(nonce) <= target {
                 return Some(nonce);
             }
             nonce = nonce.wrapping_add(stride);

@@ -1,0 +1,352 @@
+//! `apiary-bench`: end-to-end benchmarks of a release build, each reported against a limit
+//! measured in the same run on the same machine. Run through `scripts/bench`.
+//!
+//! - `connect`: a fresh node connects a chain of blocks full of transfers from disk
+//!   (decode, stateless checks, signatures, state, one synced write batch per block),
+//!   against raw ed25519 batch verification of the same signatures on all cores.
+//! - `mining`: the miner's nonces per second on one thread, against the raw rate of the two
+//!   SHA-256 compressions every nonce needs.
+
+use anyhow::{bail, Context, Result};
+use apiary_core::block::HEADER_BYTES;
+use apiary_core::pow::U256;
+use apiary_core::encoding::decode_exact;
+use apiary_core::spec::ChainId;
+use apiary_core::{
+    Address, AddressPrefix, Amount, Block, BlockHeader, ChainSpec, Nonce, SignedTransaction,
+    SigningKey, Target, Transaction,
+};
+use apiary_genesis::NewSpec;
+use apiary_node::chain::{Accepted, Chain};
+use apiary_node::mempool::MempoolConfig;
+use apiary_node::miner::{assemble_block, search_nonce, NONCES_BETWEEN_CHECKS};
+use apiary_node::store::Store;
+use apiary_node::{now_ms, Node};
+use rayon::prelude::*;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+const ALL: [&str; 2] = ["connect", "mining"];
+
+fn main() -> Result<()> {
+    let mut names = Vec::new();
+    let mut markdown: Option<PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--markdown" => markdown = Some(args.next().context("--markdown FILE")?.into()),
+            "--help" | "-h" => {
+                println!("usage: apiary-bench [--markdown BENCHMARKS.md] [{}]...", ALL.join("|"));
+                return Ok(());
+            }
+            name if ALL.contains(&name) => names.push(name.to_string()),
+            other => bail!("unknown benchmark {other:?}; known: {}", ALL.join(", ")),
+        }
+    }
+    if names.is_empty() {
+        names = ALL.iter().map(|s| s.to_string()).collect();
+    }
+    let mut results = Map::new();
+    for name in &names {
+        eprintln!("== {name}");
+        let result = match name.as_str() {
+            "connect" => bench_connect(&ConnectParams::from_env()?)?,
+            "mining" => bench_mining(),
+            _ => unreachable!("names are checked above"),
+        };
+        eprintln!("{name}: {result}");
+        results.insert(name.clone(), result);
+    }
+    if let Some(path) = markdown {
+        update_markdown(&path, &results)?;
+    }
+    println!("{}", Value::Object(results));
+    Ok(())
+}
+
+struct ConnectParams {
+    blocks: usize,
+    txs_per_block: usize,
+    accounts: usize,
+}
+
+impl ConnectParams {
+    fn from_env() -> Result<ConnectParams> {
+        let get = |name: &str, default: usize| -> Result<usize> {
+            match std::env::var(name) {
+                Ok(v) => v.parse().with_context(|| format!("{name}={v:?}")),
+                Err(_) => Ok(default),
+            }
+        };
+        Ok(ConnectParams {
+            blocks: get("BENCH_BLOCKS", 200)?,
+            txs_per_block: get("BENCH_TXS", 1000)?,
+            accounts: get("BENCH_ACCOUNTS", 100_000)?,
+        })
+    }
+}
+
+fn account_key(index: usize) -> SigningKey {
+    SigningKey::from_bytes(&Sha256::digest((index as u64).to_le_bytes()).into())
+}
+
+fn bench_spec(addresses: &[Address], params: &ConnectParams) -> Result<ChainSpec> {
+    Ok(NewSpec {
+        chain_id: ChainId::new("apiary-bench")?,
+        address_prefix: AddressPrefix::new("apbench")?,
+        genesis_timestamp_ms: now_ms() - 3_600_000,
+        target_block_time_ms: 1_000,
+        asert_half_life_ms: 1_000_000_000,
+        initial_hashes: 2,
+        min_hashes: 2,
+        max_block_bytes: 64 << 20,
+        max_block_txs: params.txs_per_block as u32,
+        max_future_drift_ms: 3_600_000,
+        initial_reward: Amount::from_coins(50).unwrap(),
+        halving_interval: 0,
+        max_reorg_depth: 100,
+        allocations: addresses
+            .iter()
+            .map(|a| (*a, Amount::from_coins(1_000).unwrap()))
+            .collect(),
+    }
+    .build()?)
+}
+
+/// splitmix64: a deterministic choice of senders and receivers.
+struct Picks(u64);
+impl Picks {
+    fn next(&mut self, below: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) % below as u64) as usize
+    }
+}
+
+/// Builds the chain with a generator node and returns its blocks' bytes.
+fn generate_chain(
+    spec: &Arc<ChainSpec>,
+    keys: &[SigningKey],
+    addresses: &[Address],
+    params: &ConnectParams,
+) -> Result<Vec<Vec<u8>>> {
+    let dir = tempfile::TempDir::new()?;
+    let mut chain = Chain::open(Store::open(&dir.path().join("db"), spec.genesis_hash())?, spec.clone())?;
+    let mut nonces = vec![0u64; keys.len()];
+    let mut picks = Picks(42);
+    let miner = addresses[0];
+    let mut encoded = Vec::with_capacity(params.blocks);
+    for height in 0..params.blocks {
+        let plan: Vec<(usize, usize, u64)> = (0..params.txs_per_block)
+            .map(|_| {
+                let from = picks.next(keys.len());
+                let to = picks.next(keys.len());
+                nonces[from] += 1;
+                (from, to, nonces[from] - 1)
+            })
+            .collect();
+        let txs: Vec<SignedTransaction> = plan
+            .par_iter()
+            .map(|&(from, to, nonce)| {
+                Transaction {
+                    chain_id: spec.chain_id.clone(),
+                    from: addresses[from],
+                    to: addresses[to],
+                    amount: Amount::from_base_units(1_000),
+                    fee: Amount::from_base_units(1_000),
+                    nonce: Nonce(nonce),
+                }
+                .sign(&keys[from])
+            })
+            .collect();
+        let context = chain.parent_context(&chain.tip()).expect("tip is indexed");
+        let mut block =
+            assemble_block(chain.state_mut(), spec, &context, miner, txs, now_ms());
+        if block.txs.len() != params.txs_per_block {
+            bail!("block {height} holds {} transactions, not {}", block.txs.len(), params.txs_per_block);
+        }
+        block.header.nonce = search_nonce(&block.header, 0, 1, || false).expect("easy target");
+        encoded.push(block.encode());
+        let txids = block.txids();
+        if !matches!(chain.accept_block(block, txids, now_ms())?, Accepted::NewTip(_)) {
+            bail!("generated block {height} did not extend the chain");
+        }
+    }
+    Ok(encoded)
+}
+
+/// Signatures per second of raw ed25519 batch verification on all cores.
+fn batch_verify_limit(blocks: &[Block]) -> f64 {
+    let txs: Vec<&SignedTransaction> = blocks.iter().flat_map(|b| &b.txs).collect();
+    let keys: Vec<ed25519_dalek::VerifyingKey> = txs
+        .par_iter()
+        .map(|stx| ed25519_dalek::VerifyingKey::from_bytes(&stx.tx.from.0).unwrap())
+        .collect();
+    let messages: Vec<Vec<u8>> = txs.iter().map(|stx| stx.tx.signing_bytes()).collect();
+    let signatures: Vec<ed25519_dalek::Signature> = txs
+        .iter()
+        .map(|stx| ed25519_dalek::Signature::from_bytes(&stx.signature))
+        .collect();
+    let started = Instant::now();
+    let chunk = apiary_core::tx::SIGNATURE_BATCH;
+    let ok = (0..txs.len().div_ceil(chunk)).into_par_iter().all(|i| {
+        let range = i * chunk..((i + 1) * chunk).min(txs.len());
+        let refs: Vec<&[u8]> = messages[range.clone()].iter().map(Vec::as_slice).collect();
+        ed25519_dalek::verify_batch(&refs, &signatures[range.clone()], &keys[range]).is_ok()
+    });
+    assert!(ok, "generated signatures verify");
+    txs.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+fn bench_connect(params: &ConnectParams) -> Result<Value> {
+    eprintln!("deriving {} account keys", params.accounts);
+    let keys: Vec<SigningKey> = (0..params.accounts).into_par_iter().map(account_key).collect();
+    let addresses: Vec<Address> = keys.par_iter().map(apiary_core::hd::address_of).collect();
+    let spec = Arc::new(bench_spec(&addresses, params)?);
+    eprintln!("generating {} blocks x {} transfers", params.blocks, params.txs_per_block);
+    let encoded = generate_chain(&spec, &keys, &addresses, params)?;
+    let path = tempfile::NamedTempFile::new()?;
+    std::fs::write(path.path(), borsh::to_vec(&encoded)?)?;
+
+    let dir = tempfile::TempDir::new()?;
+    let store = Store::open(&dir.path().join("db"), spec.genesis_hash())?;
+    let node = Node::new(Chain::open(store, spec.clone())?, MempoolConfig::default());
+    eprintln!("connecting from disk on a fresh node");
+    let started = Instant::now();
+    let file: Vec<Vec<u8>> = borsh::from_slice(&std::fs::read(path.path())?)?;
+    let mut blocks = Vec::with_capacity(file.len());
+    for bytes in &file {
+        let block: Block = decode_exact("block", bytes, spec.consensus.max_block_bytes as usize)?;
+        blocks.push(block.clone());
+        if !matches!(node.submit_block(block)?, Accepted::NewTip(_)) {
+            bail!("a block did not extend the chain");
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let txs = params.blocks * params.txs_per_block;
+    let tx_per_s = txs as f64 / seconds;
+    eprintln!("measuring raw batch verification of the same {txs} signatures");
+    let limit = batch_verify_limit(&blocks);
+    Ok(json!({
+        "value": tx_per_s.round(),
+        "unit": "tx/s",
+        "limit": limit.round(),
+        "ratio": round3(tx_per_s / limit),
+        "params": {
+            "blocks": params.blocks,
+            "txs_per_block": params.txs_per_block,
+            "accounts": params.accounts,
+            "seconds": round3(seconds),
+            "threads": rayon::current_num_threads(),
+            "limit_is": "ed25519 verify_batch on all cores, same signatures",
+        },
+    }))
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn bench_mining() -> Value {
+    let header = BlockHeader {
+        version: 1,
+        height: apiary_core::Height(1),
+        prev_hash: Default::default(),
+        tx_root: Default::default(),
+        state_root: Default::default(),
+        miner: Address([1; 32]),
+        timestamp_ms: now_ms(),
+        bits: apiary_core::CompactTarget(0x1f00ffff),
+        nonce: 0,
+    };
+    // The miner's own search loop, on a target no hash meets, stopped after `rounds`.
+    let mut impossible = header.clone();
+    impossible.bits = Target::from_u256(U256::one()).unwrap().to_compact();
+    let checks_wanted = 20_000_000 / NONCES_BETWEEN_CHECKS;
+    let rounds = checks_wanted * NONCES_BETWEEN_CHECKS;
+    let checks = std::cell::Cell::new(0u64);
+    let started = Instant::now();
+    let found = search_nonce(&impossible, 0, 1, || {
+        checks.set(checks.get() + 1);
+        checks.get() >= checks_wanted
+    });
+    assert!(found.is_none(), "no hash meets a target of 1");
+    let miner_rate = rounds as f64 / started.elapsed().as_secs_f64();
+    let mut sink = 0u8;
+
+    // The floor of any nonce search: two SHA-256 compressions per nonce, nothing else.
+    let mut state = [0u32; 8];
+    let block = [[7u8; 64]];
+    let started = Instant::now();
+    for i in 0..rounds {
+        state[0] ^= i as u32;
+        sha2::block_api::compress256(&mut state, &block);
+        sha2::block_api::compress256(&mut state, &block);
+    }
+    sink ^= state[0] as u8;
+    let raw_rate = rounds as f64 / started.elapsed().as_secs_f64();
+
+    // For reference: hashing the whole 160-byte header twice per nonce, no midstate.
+    let mut bytes = header.encode();
+    let plain_rounds = rounds / 4;
+    let started = Instant::now();
+    for nonce in 0..plain_rounds {
+        bytes[HEADER_BYTES - 8..].copy_from_slice(&nonce.to_le_bytes());
+        sink ^= Sha256::digest(Sha256::digest(bytes))[0];
+    }
+    let plain_rate = plain_rounds as f64 / started.elapsed().as_secs_f64();
+    std::hint::black_box(sink);
+    json!({
+        "value": miner_rate.round(),
+        "unit": "hashes/s/thread",
+        "limit": raw_rate.round(),
+        "ratio": round3(miner_rate / raw_rate),
+        "params": {
+            "nonces": rounds,
+            "limit_is": "two raw SHA-256 compressions per nonce, one thread",
+            "plain_sha256d_of_header_per_s": plain_rate.round(),
+        },
+    })
+}
+
+const BEGIN: &str = "<!-- bench:begin -->";
+const END: &str = "<!-- bench:end -->";
+
+/// Rewrites the table between the bench markers, keeping rows of benchmarks not run now.
+fn update_markdown(path: &PathBuf, results: &Map<String, Value>) -> Result<()> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let (before, old_table, after) = match (text.find(BEGIN), text.find(END)) {
+        (Some(b), Some(e)) if b < e => (&text[..b], &text[b + BEGIN.len()..e], &text[e + END.len()..]),
+        _ => (text.as_str(), "", "\n"),
+    };
+    let mut rows: std::collections::BTreeMap<String, String> = old_table
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|l| Some((l.split('`').nth(1)?.to_string(), l.to_string())))
+        .collect();
+    let date = std::process::Command::new("date").arg("-u").arg("+%Y-%m-%d").output()?;
+    let date = String::from_utf8_lossy(&date.stdout).trim().to_string();
+    for (name, r) in results {
+        rows.insert(
+            name.clone(),
+            format!(
+                "| `{name}` | {} {} | {} | {} | `{}` | {date} |",
+                r["value"], r["unit"].as_str().unwrap_or(""), r["limit"], r["ratio"], r["params"]
+            ),
+        );
+    }
+    let mut table = String::from(
+        "\n| benchmark | value | limit (same run) | ratio | params | date |\n|---|---|---|---|---|---|\n",
+    );
+    for row in rows.values() {
+        table.push_str(row);
+        table.push('\n');
+    }
+    std::fs::write(path, format!("{before}{BEGIN}{table}{END}{after}"))?;
+    Ok(())
+}
