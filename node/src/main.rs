@@ -115,7 +115,7 @@ fn run(args: Args) -> Result<()> {
         args.mine,
         mine_threads,
     ));
-    node.request_shutdown();
+    node.shutdown();
     let _ = std::fs::remove_file(datadir.join("rpc.cookie"));
     let _ = std::fs::remove_file(datadir.join("rpc.addr"));
     result

@@ -1,9 +1,8 @@
 //! The node's one way through: every block (miner, RPC, later the network) passes the
 //! stateless checks, then the chain under the lock, then the mempool follows the tip.
 
-use crate::chain::{Accepted, Chain, ChainError};
+use crate::chain::{Accepted, Chain, ChainError, CheckedBlock};
 use crate::mempool::{Mempool, MempoolConfig, MempoolError};
-use apiary_core::validate::check_block;
 use apiary_core::{Block, ChainSpec, SignedTransaction, TxId};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -64,19 +63,35 @@ impl Node {
         self.tip_generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Stops miners and writes the account state, so the next start needs no replay.
+    pub fn shutdown(&self) {
+        self.request_shutdown();
+        if let Err(error) = self.lock().chain.flush_state() {
+            tracing::error!(%error, "could not write the account state; the next start replays blocks");
+        }
+    }
+
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.load(Ordering::Acquire)
     }
 
     /// Validates and accepts a block from anywhere.
     pub fn submit_block(&self, block: Block) -> Result<Accepted, ChainError> {
-        let hash = block.hash();
-        // The expensive checks (signatures on all cores) run before taking the lock.
-        let txids = check_block(&block, block.encode().len(), &self.spec)
-            .map_err(|error| ChainError::Invalid { hash, error })?;
+        let size = block.encode().len();
+        self.accept_block(self.check_block(block, size)?)
+    }
+
+    /// The checks that need no state (signatures on all cores); no lock is taken, so they
+    /// can run ahead of the chain.
+    pub fn check_block(&self, block: Block, encoded_size: usize) -> Result<CheckedBlock, ChainError> {
+        CheckedBlock::check(block, encoded_size, &self.spec)
+    }
+
+    /// Takes a checked block into the chain; the mempool follows any change of tip.
+    pub fn accept_block(&self, checked: CheckedBlock) -> Result<Accepted, ChainError> {
         let mut guard = self.lock();
         let NodeState { chain, mempool } = &mut *guard;
-        let accepted = chain.accept_block(block, txids, now_ms())?;
+        let accepted = chain.accept_block(checked, now_ms())?;
         if let Accepted::NewTip(change) = &accepted {
             let connected: Vec<&SignedTransaction> =
                 change.connected.iter().flat_map(|b| &b.txs).collect();

@@ -84,6 +84,30 @@ fn interleaved_branches_end_on_most_work_and_switch_back() {
     assert_eq!(accounts(&c), before);
 }
 
+/// The state is written every few hundred blocks; a crash after a reorg that took the last
+/// written state off the main chain must undo and replay back to the tip.
+#[test]
+fn restart_after_unflushed_reorg_rebuilds_the_tip_state() {
+    let spec = test_spec(100);
+    let (dir_a, dir_b, dir_c) = (TempDir::new().unwrap(), TempDir::new().unwrap(), TempDir::new().unwrap());
+    let (a, b, c) = (open_node(dir_a.path(), &spec), open_node(dir_b.path(), &spec), open_node(dir_c.path(), &spec));
+    a.submit_tx(transfer(&spec, 1, addr(10), 100, 0)).unwrap();
+    let branch_a = mine(&a, addr(20), 3);
+    b.submit_tx(transfer(&spec, 2, addr(11), 300, 0)).unwrap();
+    let branch_b = mine(&b, addr(21), 5);
+    feed(&c, &branch_a.iter().collect::<Vec<_>>());
+    c.lock().chain.flush_state().unwrap();
+    feed(&c, &branch_b.iter().collect::<Vec<_>>());
+    assert_eq!(tip_hash(&c), branch_b[4].hash());
+    let expected = accounts(&c);
+    // Dropped without a flush: as after kill -9.
+    drop(c);
+    let c = open_node(dir_c.path(), &spec);
+    assert_eq!(tip_hash(&c), branch_b[4].hash());
+    assert_eq!(accounts(&c), expected);
+    assert_eq!(accounts(&c), accounts(&b));
+}
+
 #[test]
 fn invalid_tx_deep_in_winning_branch_is_rejected_and_node_stays_valid() {
     let spec = test_spec(100);

@@ -1,6 +1,11 @@
 //! The chain: every known header with its cumulative work, the main chain, and the account
 //! state at its tip. Blocks may arrive in any order from anywhere; the most-work valid
 //! branch wins, and switching to it (disconnects and connects together) is one write batch.
+//!
+//! Account balances are written to disk in batches every few hundred blocks (as Bitcoin
+//! Core flushes its coins cache), not with every block: blocks, undo data and the tip are
+//! durable per block, so after a crash the state is rebuilt by replaying the blocks since
+//! the last flush. Per-block account writes would cost more than the block's signatures.
 
 use crate::store::{BlockStatus, IndexEntry, Store, StoreError, TxLocation};
 use apiary_core::validate::{check_block, check_header_context, connect_block, median_time_past};
@@ -10,6 +15,11 @@ use apiary_core::{
 };
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+
+/// Write the accounts to disk once this many have changed since the last flush…
+const FLUSH_AFTER_ACCOUNTS: usize = 200_000;
+/// …or this many blocks have connected, bounding the replay after a crash.
+const FLUSH_AFTER_BLOCKS: u64 = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
@@ -44,6 +54,37 @@ impl ChainError {
             ChainError::KnownInvalid(_) | ChainError::InvalidAncestor { .. } => 100,
             _ => 0,
         }
+    }
+}
+
+/// A block that passed every check that needs no state. Only `CheckedBlock::check` makes
+/// one, so the chain never takes a block whose signatures nobody verified; the checks can
+/// run on other threads, ahead of the chain (as a sync or an import does).
+#[derive(Debug)]
+pub struct CheckedBlock {
+    hash: BlockHash,
+    block: Block,
+    txids: Vec<TxId>,
+}
+
+impl CheckedBlock {
+    pub fn check(
+        block: Block,
+        encoded_size: usize,
+        spec: &ChainSpec,
+    ) -> Result<CheckedBlock, ChainError> {
+        let hash = block.hash();
+        let txids = check_block(&block, encoded_size, spec)
+            .map_err(|error| ChainError::Invalid { hash, error })?;
+        Ok(CheckedBlock { hash, block, txids })
+    }
+
+    pub fn hash(&self) -> BlockHash {
+        self.hash
+    }
+
+    pub fn block(&self) -> &Block {
+        &self.block
     }
 }
 
@@ -84,6 +125,9 @@ pub struct Chain {
     candidates: BTreeSet<(Work, BlockHash)>,
     /// The block being accepted, with its txids, so connecting it needs no reread.
     arriving: Option<(BlockHash, Block, Vec<TxId>)>,
+    /// Accounts changed since the state was last written, and the height it was written at.
+    unflushed: HashSet<Address>,
+    flushed_height: Height,
 }
 
 fn block_work(entry_bits: apiary_core::CompactTarget) -> Work {
@@ -105,6 +149,8 @@ impl Chain {
             state: AccountTree::new(),
             candidates: BTreeSet::new(),
             arriving: None,
+            unflushed: HashSet::new(),
+            flushed_height: Height(0),
         };
         if chain.store.tip()?.is_none() {
             chain.write_genesis()?;
@@ -137,6 +183,8 @@ impl Chain {
             state: AccountTree::new(),
             candidates: BTreeSet::new(),
             arriving: None,
+            unflushed: HashSet::new(),
+            flushed_height: Height(0),
         };
         chain.write_genesis()?;
         chain.load()?;
@@ -177,6 +225,7 @@ impl Chain {
             );
         }
         batch.set_tip(&hash);
+        batch.set_state_tip(&hash);
         batch.commit(true)?;
         Ok(())
     }
@@ -217,19 +266,73 @@ impl Chain {
                 "main chain does not start at this chain's genesis".into(),
             ));
         }
+        let state_tip = self.store.state_tip()?.unwrap_or(tip);
+        let state_entry = self.index.get(&state_tip).ok_or_else(|| {
+            inconsistent(format!("the stored state is of unknown block {state_tip}"))
+        })?;
+        let expected = state_entry.header.state_root;
         let mut state = AccountTree::new();
         for item in self.store.accounts() {
             let (address, account) = item?;
             state.set(address, Some(account));
         }
-        let expected = self.index[&tip].header.state_root;
         let found = state.root();
         if found != expected {
             return Err(inconsistent(format!(
-                "stored accounts hash to {found}, tip {tip} commits to {expected}"
+                "stored accounts hash to {found}, block {state_tip} commits to {expected}"
             )));
         }
         self.state = state;
+        self.flushed_height = state_entry.header.height;
+        self.replay_to_tip(state_tip)
+    }
+
+    /// Brings the state from `state_tip` (where it was last written) to the tip: undoes
+    /// blocks a reorganisation has since taken off the main chain, then re-applies the
+    /// main chain's blocks, checking each header's state commitment on the way.
+    fn replay_to_tip(&mut self, state_tip: BlockHash) -> Result<(), ChainError> {
+        let mut cursor = state_tip;
+        let mut undone = 0;
+        while !self.is_main(&cursor) {
+            let undo = self.store.undo(&cursor)?.ok_or_else(|| {
+                ChainError::Inconsistent(format!("undo data of block {cursor} is missing"))
+            })?;
+            self.state.apply_undo(&undo);
+            self.unflushed.extend(undo.previous.iter().map(|(a, _)| *a));
+            cursor = self.index[&cursor].header.prev_hash;
+            undone += 1;
+        }
+        let from = self.index[&cursor].header.height.0 + 1;
+        let to = self.height().0;
+        for height in from..=to {
+            let hash = self.main[height as usize];
+            let block = self.body(&hash)?;
+            let undo = connect_block(&mut self.state, &block, &block.txids(), &self.spec)
+                .map_err(|error| {
+                    ChainError::Inconsistent(format!("replaying block {hash}: {error}"))
+                })?;
+            self.unflushed.extend(undo.previous.iter().map(|(a, _)| *a));
+        }
+        if undone > 0 || from <= to {
+            tracing::info!(undone, replayed = to + 1 - from, "state rebuilt from stored blocks");
+            self.flush_state()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every account changed since the last flush, with the block they belong to.
+    pub fn flush_state(&mut self) -> Result<(), ChainError> {
+        // Sorted keys insert into RocksDB's memtable faster.
+        let mut changed: Vec<&Address> = self.unflushed.iter().collect();
+        changed.sort_unstable();
+        let mut batch = self.store.batch();
+        for address in changed {
+            batch.put_account(address, self.state.get(address));
+        }
+        batch.set_state_tip(&self.tip());
+        batch.commit(true)?;
+        self.unflushed.clear();
+        self.flushed_height = self.height();
         Ok(())
     }
 
@@ -323,15 +426,14 @@ impl Chain {
         })
     }
 
-    /// Accepts a block that passed `check_block` (whose txids are given): checks it
-    /// against its parent, stores it, and moves the main chain to the most-work branch.
+    /// Accepts a checked block: checks it against its parent, stores it, and moves the
+    /// main chain to the most-work branch.
     pub fn accept_block(
         &mut self,
-        block: Block,
-        txids: Vec<TxId>,
+        checked: CheckedBlock,
         now_ms: u64,
     ) -> Result<Accepted, ChainError> {
-        let hash = block.hash();
+        let CheckedBlock { hash, block, txids } = checked;
         if let Some(entry) = self.index.get(&hash) {
             return match entry.status {
                 BlockStatus::Invalid => Err(ChainError::KnownInvalid(hash)),
@@ -505,6 +607,11 @@ impl Chain {
             self.main.push(*hash);
             self.index.insert(*hash, entry);
         }
+        if self.unflushed.len() >= FLUSH_AFTER_ACCOUNTS
+            || self.height().0.saturating_sub(self.flushed_height.0) >= FLUSH_AFTER_BLOCKS
+        {
+            self.flush_state()?;
+        }
         if let (Some(first), Some(last)) = (change.connected.first(), change.connected.last()) {
             let disconnected = change.disconnected.len();
             tracing::info!(
@@ -527,7 +634,7 @@ impl Chain {
         rollback: &mut Vec<StateUndo>,
     ) -> Result<(TipChange, Vec<IndexEntry>), ChainError> {
         let mut batch = self.store.batch();
-        let mut touched: HashSet<Address> = HashSet::new();
+        let mut touched: Vec<Address> = Vec::new();
         let mut change = TipChange::default();
         for height in (fork_height.0 + 1..=self.height().0).rev() {
             let hash = self.main[height as usize];
@@ -574,11 +681,10 @@ impl Chain {
             entries.push(entry);
             change.connected.push(block);
         }
-        for address in &touched {
-            batch.put_account(address, self.state.get(address));
-        }
         batch.set_tip(&target);
         batch.commit(true)?;
+        // The accounts themselves reach the disk with the next flush.
+        self.unflushed.extend(touched);
         Ok((change, entries))
     }
 }

@@ -29,6 +29,8 @@ const COLUMN_FAMILIES: [&str; 7] = [
 const KEY_SCHEMA: &[u8] = b"schema_version";
 const KEY_GENESIS: &[u8] = b"genesis_hash";
 const KEY_TIP: &[u8] = b"tip";
+/// The block whose resulting state the accounts column family holds; at or behind the tip.
+const KEY_STATE_TIP: &[u8] = b"state_tip";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -201,6 +203,10 @@ impl Store {
         self.get(CF_META, KEY_TIP)
     }
 
+    pub fn state_tip(&self) -> Result<Option<BlockHash>, StoreError> {
+        self.get(CF_META, KEY_STATE_TIP)
+    }
+
     pub fn entry(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, StoreError> {
         self.get(CF_HEADERS, hash.as_bytes())
     }
@@ -285,6 +291,7 @@ impl Store {
             }
         }
         batch.delete_cf(self.cf(CF_META), KEY_TIP);
+        batch.delete_cf(self.cf(CF_META), KEY_STATE_TIP);
         self.write_raw(batch, true)
     }
 }
@@ -346,6 +353,12 @@ impl StoreBatch<'_> {
             }
             None => self.batch.delete_cf(self.store.cf(CF_ACCOUNTS), address.0),
         }
+    }
+
+    /// Records that the accounts written in this batch are the state after `hash`.
+    pub fn set_state_tip(&mut self, hash: &BlockHash) {
+        self.batch
+            .put_cf(self.store.cf(CF_META), KEY_STATE_TIP, hash.as_bytes());
     }
 
     pub fn set_tip(&mut self, hash: &BlockHash) {
