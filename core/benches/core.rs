@@ -3,12 +3,11 @@
 
 use apiary_core::block::{HeaderHasher, BLOCK_VERSION};
 use apiary_core::spec::{ChainId, ConsensusParams};
-use apiary_core::tx::verify_signatures;
+use apiary_core::tx::{verify_signatures, KeyCache};
 use apiary_core::validate::{check_block, connect_block};
 use apiary_core::{
     tx_merkle_root, Account, AccountTree, Address, AddressPrefix, Amount, Block, BlockHeader,
-    ChainSpec, Hash256, Height, Nonce, SignedTransaction, SigningKey, Target,
-    Transaction,
+    ChainSpec, Hash256, Height, Nonce, SignedTransaction, SigningKey, Target, Transaction,
 };
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sha2::{Digest, Sha256};
@@ -47,13 +46,25 @@ fn address_of(i: u64) -> Address {
 fn fixture(spec: &ChainSpec) -> (Vec<SignedTransaction>, AccountTree) {
     let mut tree = AccountTree::new();
     for i in 0..ACCOUNTS {
-        tree.set(address_of(i), Some(Account { balance: Amount::from_base_units(1 << 40), nonce: Nonce(0) }));
+        tree.set(
+            address_of(i),
+            Some(Account {
+                balance: Amount::from_base_units(1 << 40),
+                nonce: Nonce(0),
+            }),
+        );
     }
     let txs: Vec<SignedTransaction> = (0..TXS as u64)
         .map(|i| {
             let key = SigningKey::from_bytes(&Sha256::digest((i + 1_000_000).to_le_bytes()).into());
             let from = Address(key.verifying_key().to_bytes());
-            tree.set(from, Some(Account { balance: Amount::from_base_units(1 << 40), nonce: Nonce(0) }));
+            tree.set(
+                from,
+                Some(Account {
+                    balance: Amount::from_base_units(1 << 40),
+                    nonce: Nonce(0),
+                }),
+            );
             Transaction {
                 chain_id: spec.chain_id.clone(),
                 from,
@@ -88,7 +99,9 @@ fn block_on(tree: &mut AccountTree, spec: &ChainSpec, txs: Vec<SignedTransaction
     // Connecting with a zero state root fails (leaving the state as it was) and names the
     // root the block should carry.
     match connect_block(tree, &block, &txids, spec) {
-        Err(apiary_core::BlockError::BadStateRoot { expected, .. }) => block.header.state_root = expected,
+        Err(apiary_core::BlockError::BadStateRoot { expected, .. }) => {
+            block.header.state_root = expected
+        }
         other => panic!("{other:?}"),
     }
     block
@@ -103,25 +116,36 @@ fn benches(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("signatures");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("verify_strict one tx", |b| b.iter(|| txs[0].verify_signature().unwrap()));
-    group.throughput(Throughput::Elements(TXS as u64));
-    group.bench_function("verify_signatures 1000 txs (batched, all cores)", |b| {
-        b.iter(|| verify_signatures(&txs).unwrap())
+    group.bench_function("verify_strict one tx", |b| {
+        b.iter(|| txs[0].verify_signature().unwrap())
     });
+    group.throughput(Throughput::Elements(TXS as u64));
+    group.bench_function(
+        "verify_signatures 1000 txs (batched, all cores, keys decoded)",
+        |b| b.iter(|| verify_signatures(&txs, &KeyCache::default()).unwrap()),
+    );
+    let warm = KeyCache::default();
+    group.bench_function(
+        "verify_signatures 1000 txs (batched, all cores, keys cached)",
+        |b| b.iter(|| verify_signatures(&txs, &warm).unwrap()),
+    );
     group.finish();
 
     let mut group = c.benchmark_group("block");
     group.throughput(Throughput::Elements(TXS as u64));
     group.bench_function("check_block 1000 txs", |b| {
-        b.iter(|| check_block(&block, encoded_size, &spec).unwrap())
+        b.iter(|| check_block(&block, encoded_size, &spec, &KeyCache::default()).unwrap())
     });
-    group.bench_function("connect_block 1000 txs on 100k accounts (apply + root + undo)", |b| {
-        b.iter_batched_ref(
-            || tree.clone(),
-            |tree| connect_block(tree, &block, &txids, &spec).unwrap(),
-            BatchSize::LargeInput,
-        )
-    });
+    group.bench_function(
+        "connect_block 1000 txs on 100k accounts (apply + root + undo)",
+        |b| {
+            b.iter_batched_ref(
+                || tree.clone(),
+                |tree| connect_block(tree, &block, &txids, &spec).unwrap(),
+                BatchSize::LargeInput,
+            )
+        },
+    );
     group.finish();
 
     let header = block.header.clone();

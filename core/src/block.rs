@@ -3,7 +3,7 @@
 
 use crate::address::Address;
 use crate::encoding::read_bounded_vec;
-use crate::hash::{merkle_root, sha256d, BlockHash, Hash256, TxId};
+use crate::hash::{merkle_root, sha256d, BlockHash, Hash256, TxId, SHA256_IV};
 use crate::pow::CompactTarget;
 use crate::tx::SignedTransaction;
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -109,7 +109,8 @@ impl Block {
     }
 
     pub fn txids(&self) -> Vec<TxId> {
-        self.txs.iter().map(SignedTransaction::txid).collect()
+        use rayon::prelude::*;
+        self.txs.par_iter().map(SignedTransaction::txid).collect()
     }
 }
 
@@ -117,10 +118,6 @@ pub fn tx_merkle_root(txids: &[TxId]) -> Hash256 {
     let leaves: Vec<Hash256> = txids.iter().map(|t| t.0).collect();
     merkle_root(&leaves)
 }
-
-const SHA256_IV: [u32; 8] = [
-    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-];
 
 /// Hashes one header under many nonces, reusing the SHA-256 state of its first 128 bytes.
 #[derive(Clone)]
@@ -148,7 +145,11 @@ impl HeaderHasher {
         let mut second = [0u8; 64];
         second[32] = 0x80;
         second[56..].copy_from_slice(&256u64.to_be_bytes());
-        HeaderHasher { midstate, tail, second }
+        HeaderHasher {
+            midstate,
+            tail,
+            second,
+        }
     }
 
     /// The block hash the header would have with `nonce`.
@@ -165,7 +166,8 @@ impl HeaderHasher {
     /// the hashes as numbers, without building bytes (the miner's inner loop).
     #[inline]
     pub fn hash_words(&mut self, nonce: u64) -> [u32; 8] {
-        self.tail[NONCE_OFFSET_IN_TAIL..NONCE_OFFSET_IN_TAIL + 8].copy_from_slice(&nonce.to_le_bytes());
+        self.tail[NONCE_OFFSET_IN_TAIL..NONCE_OFFSET_IN_TAIL + 8]
+            .copy_from_slice(&nonce.to_le_bytes());
         let mut state = self.midstate;
         sha2::block_api::compress256(&mut state, std::slice::from_ref(&self.tail));
         for (chunk, word) in self.second[..32].chunks_exact_mut(4).zip(state) {

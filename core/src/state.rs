@@ -6,9 +6,8 @@
 
 use crate::address::Address;
 use crate::amount::Amount;
-use crate::hash::{merkle_root, tag, tagged_hash, Hash256};
+use crate::hash::{merkle_root, state_node_hash, tag, tagged_hash, Hash256};
 use borsh::{BorshDeserialize, BorshSerialize};
-use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -65,8 +64,6 @@ pub struct StateUndo {
 
 const BUCKET_BITS: u32 = 16;
 const BUCKETS: usize = 1 << BUCKET_BITS;
-/// Below this many dirty nodes on a level, hashing them on one thread is faster.
-const PARALLEL_THRESHOLD: usize = 256;
 
 #[derive(Clone)]
 pub struct AccountTree {
@@ -99,7 +96,7 @@ fn node_hash(left: &Hash256, right: &Hash256) -> Hash256 {
     if left == &Hash256::ZERO && right == &Hash256::ZERO {
         return Hash256::ZERO;
     }
-    tagged_hash(tag::STATE_NODE, &[&left.0, &right.0])
+    state_node_hash(left, right)
 }
 
 fn bucket_hash(bucket: &BTreeMap<Address, Account>) -> Hash256 {
@@ -163,6 +160,7 @@ impl AccountTree {
     }
 
     /// The commitment to every account; rehashes only what changed since the last call.
+    /// On one thread on purpose: it runs while other blocks' signatures keep all cores busy.
     pub fn root(&mut self) -> Hash256 {
         if self.dirty.is_empty() {
             return self.nodes[1];
@@ -172,39 +170,16 @@ impl AccountTree {
             .map(|b| b as usize)
             .collect();
         level.sort_unstable();
-        let hashes: Vec<Hash256> = if level.len() >= PARALLEL_THRESHOLD {
-            level
-                .par_iter()
-                .map(|&b| bucket_hash(&self.buckets[b]))
-                .collect()
-        } else {
-            level
-                .iter()
-                .map(|&b| bucket_hash(&self.buckets[b]))
-                .collect()
-        };
-        for (&b, hash) in level.iter().zip(hashes) {
+        for &b in &level {
             self.is_dirty[b] = false;
-            self.nodes[BUCKETS + b] = hash;
+            self.nodes[BUCKETS + b] = bucket_hash(&self.buckets[b]);
         }
         let mut level: Vec<usize> = level.into_iter().map(|b| BUCKETS + b).collect();
         while level[0] > 1 {
             level = level.into_iter().map(|i| i / 2).collect();
             level.dedup();
-            let nodes = &self.nodes;
-            let hashes: Vec<Hash256> = if level.len() >= PARALLEL_THRESHOLD {
-                level
-                    .par_iter()
-                    .map(|&i| node_hash(&nodes[2 * i], &nodes[2 * i + 1]))
-                    .collect()
-            } else {
-                level
-                    .iter()
-                    .map(|&i| node_hash(&nodes[2 * i], &nodes[2 * i + 1]))
-                    .collect()
-            };
-            for (&i, hash) in level.iter().zip(hashes) {
-                self.nodes[i] = hash;
+            for &i in &level {
+                self.nodes[i] = node_hash(&self.nodes[2 * i], &self.nodes[2 * i + 1]);
             }
         }
         self.nodes[1]

@@ -10,6 +10,8 @@ use crate::validate::TxError;
 use borsh::{BorshDeserialize, BorshSerialize};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rayon::prelude::*;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Transaction {
@@ -79,14 +81,75 @@ fn sender_key(from: &Address) -> Result<VerifyingKey, TxError> {
     Ok(key)
 }
 
+/// Decoded public keys of recent senders. Decoding a key (a square root on the curve)
+/// costs about a quarter of its share of a batch verification, and active accounts send
+/// again and again. Bounded: it starts over when full.
+pub struct KeyCache {
+    keys: Mutex<HashMap<Address, VerifyingKey>>,
+    capacity: usize,
+}
+
+impl KeyCache {
+    pub fn new(capacity: usize) -> KeyCache {
+        KeyCache {
+            keys: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<Address, VerifyingKey>> {
+        // The map holds only decoded keys: a panic elsewhere cannot leave it wrong.
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The decoded keys of `senders`, or the index of the first that is not a valid key.
+    fn decode(
+        &self,
+        senders: impl Iterator<Item = Address> + Clone,
+    ) -> Result<Vec<VerifyingKey>, (usize, TxError)> {
+        let cached: Vec<Option<VerifyingKey>> = {
+            let keys = self.keys();
+            senders.clone().map(|a| keys.get(&a).copied()).collect()
+        };
+        let mut fresh = Vec::new();
+        let mut decoded = Vec::with_capacity(cached.len());
+        for (i, (address, hit)) in senders.zip(cached).enumerate() {
+            let key = match hit {
+                Some(key) => key,
+                None => {
+                    let key = sender_key(&address).map_err(|e| (i, e))?;
+                    fresh.push((address, key));
+                    key
+                }
+            };
+            decoded.push(key);
+        }
+        let mut keys = self.keys();
+        if keys.len() + fresh.len() > self.capacity {
+            keys.clear();
+        }
+        keys.extend(fresh);
+        Ok(decoded)
+    }
+}
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        KeyCache::new(1 << 18)
+    }
+}
+
 /// Verifies every signature, batching on all cores. On failure, names the first bad
 /// transaction by its index (found by strict one-by-one verification of its chunk).
-pub fn verify_signatures(txs: &[SignedTransaction]) -> Result<(), (usize, TxError)> {
+pub fn verify_signatures(
+    txs: &[SignedTransaction],
+    keys: &KeyCache,
+) -> Result<(), (usize, TxError)> {
     let failures: Vec<(usize, TxError)> = txs
         .par_chunks(SIGNATURE_BATCH)
         .enumerate()
         .filter_map(|(chunk_index, chunk)| {
-            verify_chunk(chunk)
+            verify_chunk(chunk, keys)
                 .err()
                 .map(|(i, e)| (chunk_index * SIGNATURE_BATCH + i, e))
         })
@@ -97,19 +160,15 @@ pub fn verify_signatures(txs: &[SignedTransaction]) -> Result<(), (usize, TxErro
     }
 }
 
-fn verify_chunk(chunk: &[SignedTransaction]) -> Result<(), (usize, TxError)> {
-    let keys = chunk
-        .iter()
-        .enumerate()
-        .map(|(i, stx)| sender_key(&stx.tx.from).map_err(|e| (i, e)))
-        .collect::<Result<Vec<_>, _>>()?;
+fn verify_chunk(chunk: &[SignedTransaction], keys: &KeyCache) -> Result<(), (usize, TxError)> {
+    let decoded = keys.decode(chunk.iter().map(|stx| stx.tx.from))?;
     let messages: Vec<Vec<u8>> = chunk.iter().map(|stx| stx.tx.signing_bytes()).collect();
     let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
     let signatures: Vec<Signature> = chunk
         .iter()
         .map(|stx| Signature::from_bytes(&stx.signature))
         .collect();
-    if ed25519_dalek::verify_batch(&message_refs, &signatures, &keys).is_ok() {
+    if ed25519_dalek::verify_batch(&message_refs, &signatures, &decoded).is_ok() {
         return Ok(());
     }
     for (i, stx) in chunk.iter().enumerate() {
@@ -155,7 +214,8 @@ pub(crate) mod tests {
         for tx in &txs[..3] {
             tx.verify_signature().unwrap();
         }
-        verify_signatures(&txs).unwrap();
+        verify_signatures(&txs, &KeyCache::default()).unwrap();
+        verify_signatures(&txs, &KeyCache::new(1)).unwrap();
         assert!(txs[0].encode().len() <= MAX_TX_BYTES);
     }
 
@@ -165,7 +225,10 @@ pub(crate) mod tests {
             .map(|i| transfer(&key(1), Address([2; 32]), 5, i))
             .collect();
         txs[270].tx.amount = Amount::from_base_units(6);
-        assert_eq!(verify_signatures(&txs), Err((270, TxError::BadSignature)));
+        assert_eq!(
+            verify_signatures(&txs, &KeyCache::default()),
+            Err((270, TxError::BadSignature))
+        );
     }
 
     proptest! {
@@ -180,7 +243,7 @@ pub(crate) mod tests {
                 Err(_) => {}
                 Ok(changed) => {
                     prop_assert!(changed.verify_signature().is_err());
-                    prop_assert!(verify_signatures(std::slice::from_ref(&changed)).is_err());
+                    prop_assert!(verify_signatures(std::slice::from_ref(&changed), &KeyCache::default()).is_err());
                 }
             }
         }

@@ -8,7 +8,7 @@ use crate::hash::{BlockHash, Hash256, TxId};
 use crate::pow::{next_target, CompactTarget, TargetError};
 use crate::spec::ChainSpec;
 use crate::state::{Account, AccountTree, Nonce, StateUndo, UndoRecorder};
-use crate::tx::{verify_signatures, SignedTransaction};
+use crate::tx::{verify_signatures, KeyCache, SignedTransaction};
 use std::collections::HashSet;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,6 +115,7 @@ pub fn check_block(
     block: &Block,
     encoded_size: usize,
     spec: &ChainSpec,
+    keys: &KeyCache,
 ) -> Result<Vec<TxId>, BlockError> {
     let c = &spec.consensus;
     if encoded_size > c.max_block_bytes as usize {
@@ -152,7 +153,7 @@ pub fn check_block(
     for (index, stx) in block.txs.iter().enumerate() {
         check_chain_id(stx, spec).map_err(|e| invalid(index, e))?;
     }
-    verify_signatures(&block.txs).map_err(|(index, e)| invalid(index, e))?;
+    verify_signatures(&block.txs, keys).map_err(|(index, e)| invalid(index, e))?;
     Ok(txids)
 }
 
@@ -424,7 +425,7 @@ mod tests {
             vec![transfer(&key(1), bob, 500, 0)],
         );
         let mut fresh = spec.genesis_state();
-        let txids = check_block(&block, block.encode().len(), &spec).unwrap();
+        let txids = check_block(&block, block.encode().len(), &spec, &KeyCache::default()).unwrap();
         let undo = connect_block(&mut fresh, &block, &txids, &spec).unwrap();
         assert_eq!(fresh.get(&bob).unwrap().balance.base_units(), 500);
         let miner = fresh.get(&block.header.miner).unwrap();
@@ -527,7 +528,7 @@ mod tests {
 
             let mut dropped = block.clone();
             dropped.txs.pop();
-            let is_bad_root = matches!(check_block(&dropped, 0, &spec), Err(BlockError::BadTxRoot { .. }));
+            let is_bad_root = matches!(check_block(&dropped, 0, &spec, &KeyCache::default()), Err(BlockError::BadTxRoot { .. }));
             prop_assert!(is_bad_root);
 
             let mut wrong_state = block.clone();

@@ -3,6 +3,7 @@
 
 use crate::chain::{Accepted, Chain, ChainError, CheckedBlock};
 use crate::mempool::{Mempool, MempoolConfig, MempoolError};
+use apiary_core::tx::KeyCache;
 use apiary_core::{Block, ChainSpec, SignedTransaction, TxId};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,6 +28,7 @@ pub struct Node {
     /// Bumped on every tip change, so miners know their template is stale.
     tip_generation: AtomicU64,
     shutdown: AtomicBool,
+    keys: KeyCache,
 }
 
 impl Node {
@@ -39,6 +41,7 @@ impl Node {
             }),
             tip_generation: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
+            keys: KeyCache::default(),
         })
     }
 
@@ -77,14 +80,18 @@ impl Node {
 
     /// Validates and accepts a block from anywhere.
     pub fn submit_block(&self, block: Block) -> Result<Accepted, ChainError> {
-        let size = block.encode().len();
-        self.accept_block(self.check_block(block, size)?)
+        let bytes = block.encode();
+        self.accept_block(self.check_block(block, bytes)?)
     }
 
     /// The checks that need no state (signatures on all cores); no lock is taken, so they
     /// can run ahead of the chain.
-    pub fn check_block(&self, block: Block, encoded_size: usize) -> Result<CheckedBlock, ChainError> {
-        CheckedBlock::check(block, encoded_size, &self.spec)
+    pub fn check_block(
+        &self,
+        block: Block,
+        bytes: Vec<u8>,
+    ) -> Result<CheckedBlock, ChainError> {
+        CheckedBlock::check(block, bytes, &self.spec, &self.keys)
     }
 
     /// Takes a checked block into the chain; the mempool follows any change of tip.

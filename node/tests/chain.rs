@@ -89,8 +89,16 @@ fn interleaved_branches_end_on_most_work_and_switch_back() {
 #[test]
 fn restart_after_unflushed_reorg_rebuilds_the_tip_state() {
     let spec = test_spec(100);
-    let (dir_a, dir_b, dir_c) = (TempDir::new().unwrap(), TempDir::new().unwrap(), TempDir::new().unwrap());
-    let (a, b, c) = (open_node(dir_a.path(), &spec), open_node(dir_b.path(), &spec), open_node(dir_c.path(), &spec));
+    let (dir_a, dir_b, dir_c) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    let (a, b, c) = (
+        open_node(dir_a.path(), &spec),
+        open_node(dir_b.path(), &spec),
+        open_node(dir_c.path(), &spec),
+    );
     a.submit_tx(transfer(&spec, 1, addr(10), 100, 0)).unwrap();
     let branch_a = mine(&a, addr(20), 3);
     b.submit_tx(transfer(&spec, 2, addr(11), 300, 0)).unwrap();

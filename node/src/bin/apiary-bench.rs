@@ -9,8 +9,8 @@
 
 use anyhow::{bail, Context, Result};
 use apiary_core::block::HEADER_BYTES;
-use apiary_core::pow::U256;
 use apiary_core::encoding::decode_exact;
+use apiary_core::pow::U256;
 use apiary_core::spec::ChainId;
 use apiary_core::{
     Address, AddressPrefix, Amount, Block, BlockHeader, ChainSpec, Nonce, SignedTransaction,
@@ -39,7 +39,10 @@ fn main() -> Result<()> {
         match arg.as_str() {
             "--markdown" => markdown = Some(args.next().context("--markdown FILE")?.into()),
             "--help" | "-h" => {
-                println!("usage: apiary-bench [--markdown BENCHMARKS.md] [{}]...", ALL.join("|"));
+                println!(
+                    "usage: apiary-bench [--markdown BENCHMARKS.md] [{}]...",
+                    ALL.join("|")
+                );
                 return Ok(());
             }
             name if ALL.contains(&name) => names.push(name.to_string()),
@@ -136,11 +139,15 @@ fn generate_chain(
     params: &ConnectParams,
 ) -> Result<Vec<Vec<u8>>> {
     let dir = tempfile::TempDir::new()?;
-    let mut chain = Chain::open(Store::open(&dir.path().join("db"), spec.genesis_hash())?, spec.clone())?;
+    let mut chain = Chain::open(
+        Store::open(&dir.path().join("db"), spec.genesis_hash())?,
+        spec.clone(),
+    )?;
     let mut nonces = vec![0u64; keys.len()];
     let mut picks = Picks(42);
     let miner = addresses[0];
     let mut encoded = Vec::with_capacity(params.blocks);
+    let key_cache = apiary_core::tx::KeyCache::default();
     for height in 0..params.blocks {
         let plan: Vec<(usize, usize, u64)> = (0..params.txs_per_block)
             .map(|_| {
@@ -165,15 +172,18 @@ fn generate_chain(
             })
             .collect();
         let context = chain.parent_context(&chain.tip()).expect("tip is indexed");
-        let mut block =
-            assemble_block(chain.state_mut(), spec, &context, miner, txs, now_ms());
+        let mut block = assemble_block(chain.state_mut(), spec, &context, miner, txs, now_ms());
         if block.txs.len() != params.txs_per_block {
-            bail!("block {height} holds {} transactions, not {}", block.txs.len(), params.txs_per_block);
+            bail!(
+                "block {height} holds {} transactions, not {}",
+                block.txs.len(),
+                params.txs_per_block
+            );
         }
         block.header.nonce = search_nonce(&block.header, 0, 1, || false).expect("easy target");
         let bytes = block.encode();
-        let checked = CheckedBlock::check(block, bytes.len(), spec)?;
-        encoded.push(bytes);
+        encoded.push(bytes.clone());
+        let checked = CheckedBlock::check(block, bytes, spec, &key_cache)?;
         if !matches!(chain.accept_block(checked, now_ms())?, Accepted::NewTip(_)) {
             bail!("generated block {height} did not extend the chain");
         }
@@ -206,10 +216,16 @@ fn batch_verify_limit(blocks: &[Block]) -> f64 {
 
 fn bench_connect(params: &ConnectParams) -> Result<Value> {
     eprintln!("deriving {} account keys", params.accounts);
-    let keys: Vec<SigningKey> = (0..params.accounts).into_par_iter().map(account_key).collect();
+    let keys: Vec<SigningKey> = (0..params.accounts)
+        .into_par_iter()
+        .map(account_key)
+        .collect();
     let addresses: Vec<Address> = keys.par_iter().map(apiary_core::hd::address_of).collect();
     let spec = Arc::new(bench_spec(&addresses, params)?);
-    eprintln!("generating {} blocks x {} transfers", params.blocks, params.txs_per_block);
+    eprintln!(
+        "generating {} blocks x {} transfers",
+        params.blocks, params.txs_per_block
+    );
     let encoded = generate_chain(&spec, &keys, &addresses, params)?;
     let path = tempfile::NamedTempFile::new()?;
     std::fs::write(path.path(), borsh::to_vec(&encoded)?)?;
@@ -224,27 +240,34 @@ fn bench_connect(params: &ConnectParams) -> Result<Value> {
     // As a sync does: a checker thread decodes blocks and runs the stateless checks
     // (signatures on all cores) ahead, while this thread connects them in order.
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<_>>(4);
+    let mut accept_seconds = 0.0;
     std::thread::scope(|scope| -> Result<()> {
         let checker_node = &node;
         scope.spawn(move || {
-            for bytes in &file {
-                let checked = decode_exact::<Block>("block", bytes, max_bytes)
+            for bytes in file {
+                let checked = decode_exact::<Block>("block", &bytes, max_bytes)
                     .map_err(anyhow::Error::from)
-                    .and_then(|block| Ok(checker_node.check_block(block, bytes.len())?));
+                    .and_then(|block| Ok(checker_node.check_block(block, bytes)?));
                 if sender.send(checked).is_err() {
                     return;
                 }
             }
         });
         for checked in receiver {
-            if !matches!(node.accept_block(checked?)?, Accepted::NewTip(_)) {
+            let checked = checked?;
+            let accept_started = Instant::now();
+            if !matches!(node.accept_block(checked)?, Accepted::NewTip(_)) {
                 bail!("a block did not extend the chain");
             }
+            accept_seconds += accept_started.elapsed().as_secs_f64();
         }
         Ok(())
     })?;
     let seconds = started.elapsed().as_secs_f64();
-    let blocks: Vec<Block> = encoded.iter().map(|b| borsh::from_slice(b)).collect::<Result<_, _>>()?;
+    let blocks: Vec<Block> = encoded
+        .iter()
+        .map(|b| borsh::from_slice(b))
+        .collect::<Result<_, _>>()?;
     let txs = params.blocks * params.txs_per_block;
     let tx_per_s = txs as f64 / seconds;
     eprintln!("measuring raw batch verification of the same {txs} signatures");
@@ -252,7 +275,12 @@ fn bench_connect(params: &ConnectParams) -> Result<Value> {
     // Where the time goes: the stateless checks alone (signatures included), again.
     let started = Instant::now();
     for block in &blocks {
-        apiary_core::validate::check_block(block, block.encode().len(), &spec)?;
+        apiary_core::validate::check_block(
+            block,
+            block.encode().len(),
+            &spec,
+            &apiary_core::tx::KeyCache::default(),
+        )?;
     }
     let stateless_seconds = started.elapsed().as_secs_f64();
     Ok(json!({
@@ -266,6 +294,7 @@ fn bench_connect(params: &ConnectParams) -> Result<Value> {
             "accounts": params.accounts,
             "seconds": round3(seconds),
             "stateless_checks_seconds": round3(stateless_seconds),
+            "chain_accept_seconds": round3(accept_seconds),
             "threads": rayon::current_num_threads(),
             "limit_is": "ed25519 verify_batch on all cores, same signatures",
         },
@@ -345,7 +374,11 @@ const END: &str = "<!-- bench:end -->";
 fn update_markdown(path: &PathBuf, results: &Map<String, Value>) -> Result<()> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let (before, old_table, after) = match (text.find(BEGIN), text.find(END)) {
-        (Some(b), Some(e)) if b < e => (&text[..b], &text[b + BEGIN.len()..e], &text[e + END.len()..]),
+        (Some(b), Some(e)) if b < e => (
+            &text[..b],
+            &text[b + BEGIN.len()..e],
+            &text[e + END.len()..],
+        ),
         _ => (text.as_str(), "", "\n"),
     };
     let mut rows: std::collections::BTreeMap<String, String> = old_table
@@ -353,14 +386,21 @@ fn update_markdown(path: &PathBuf, results: &Map<String, Value>) -> Result<()> {
         .filter(|l| l.starts_with("| `"))
         .filter_map(|l| Some((l.split('`').nth(1)?.to_string(), l.to_string())))
         .collect();
-    let date = std::process::Command::new("date").arg("-u").arg("+%Y-%m-%d").output()?;
+    let date = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()?;
     let date = String::from_utf8_lossy(&date.stdout).trim().to_string();
     for (name, r) in results {
         rows.insert(
             name.clone(),
             format!(
                 "| `{name}` | {} {} | {} | {} | `{}` | {date} |",
-                r["value"], r["unit"].as_str().unwrap_or(""), r["limit"], r["ratio"], r["params"]
+                r["value"],
+                r["unit"].as_str().unwrap_or(""),
+                r["limit"],
+                r["ratio"],
+                r["params"]
             ),
         );
     }

@@ -8,6 +8,7 @@
 //! the last flush. Per-block account writes would cost more than the block's signatures.
 
 use crate::store::{BlockStatus, IndexEntry, Store, StoreError, TxLocation};
+use apiary_core::tx::KeyCache;
 use apiary_core::validate::{check_block, check_header_context, connect_block, median_time_past};
 use apiary_core::{
     Account, AccountTree, Address, Block, BlockError, BlockHash, ChainSpec, Height, ParentContext,
@@ -64,19 +65,24 @@ impl ChainError {
 pub struct CheckedBlock {
     hash: BlockHash,
     block: Block,
+    /// The block's canonical borsh bytes (what decoded to `block`), stored as they are.
+    bytes: Vec<u8>,
     txids: Vec<TxId>,
 }
 
 impl CheckedBlock {
+    /// Checks `block`, whose canonical encoding is `bytes` (decoding is canonical, so
+    /// the bytes a block was decoded from are its encoding).
     pub fn check(
         block: Block,
-        encoded_size: usize,
+        bytes: Vec<u8>,
         spec: &ChainSpec,
+        keys: &KeyCache,
     ) -> Result<CheckedBlock, ChainError> {
         let hash = block.hash();
-        let txids = check_block(&block, encoded_size, spec)
+        let txids = check_block(&block, bytes.len(), spec, keys)
             .map_err(|error| ChainError::Invalid { hash, error })?;
-        Ok(CheckedBlock { hash, block, txids })
+        Ok(CheckedBlock { hash, block, bytes, txids })
     }
 
     pub fn hash(&self) -> BlockHash {
@@ -188,9 +194,10 @@ impl Chain {
         };
         chain.write_genesis()?;
         chain.load()?;
+        let keys = KeyCache::default();
         for hash in old_main.iter().skip(1) {
             let block = chain.body(hash)?;
-            if let Err(error) = check_block(&block, block.encode().len(), &chain.spec) {
+            if let Err(error) = check_block(&block, block.encode().len(), &chain.spec, &keys) {
                 tracing::warn!(%hash, %error, "reindex: stored block is invalid; stopping there");
                 chain.mark_invalid(hash);
                 break;
@@ -307,14 +314,17 @@ impl Chain {
         for height in from..=to {
             let hash = self.main[height as usize];
             let block = self.body(&hash)?;
-            let undo = connect_block(&mut self.state, &block, &block.txids(), &self.spec)
-                .map_err(|error| {
-                    ChainError::Inconsistent(format!("replaying block {hash}: {error}"))
-                })?;
+            let undo = connect_block(&mut self.state, &block, &block.txids(), &self.spec).map_err(
+                |error| ChainError::Inconsistent(format!("replaying block {hash}: {error}")),
+            )?;
             self.unflushed.extend(undo.previous.iter().map(|(a, _)| *a));
         }
         if undone > 0 || from <= to {
-            tracing::info!(undone, replayed = to + 1 - from, "state rebuilt from stored blocks");
+            tracing::info!(
+                undone,
+                replayed = to + 1 - from,
+                "state rebuilt from stored blocks"
+            );
             self.flush_state()?;
         }
         Ok(())
@@ -433,7 +443,7 @@ impl Chain {
         checked: CheckedBlock,
         now_ms: u64,
     ) -> Result<Accepted, ChainError> {
-        let CheckedBlock { hash, block, txids } = checked;
+        let CheckedBlock { hash, block, bytes, txids } = checked;
         if let Some(entry) = self.index.get(&hash) {
             return match entry.status {
                 BlockStatus::Invalid => Err(ChainError::KnownInvalid(hash)),
@@ -471,7 +481,7 @@ impl Chain {
         };
         let mut batch = self.store.batch();
         batch.put_entry(&hash, &entry);
-        batch.put_body(&hash, &block);
+        batch.put_encoded_body(&hash, &bytes);
         // Not synced: the block is acknowledged only once connected, by a synced batch.
         batch.commit(false)?;
         self.index.insert(hash, entry);

@@ -208,6 +208,9 @@ impl Mempool {
         state: &AccountTree,
         spec: &ChainSpec,
     ) {
+        if self.txs.is_empty() && disconnected.is_empty() {
+            return;
+        }
         for stx in connected {
             self.remove(&stx.txid());
         }

@@ -8,8 +8,8 @@ use apiary_core::block::{target_words, HeaderHasher, BLOCK_VERSION, HEADER_BYTES
 use apiary_core::state::UndoRecorder;
 use apiary_core::validate::{apply_tx, pay_miner, required_bits};
 use apiary_core::{
-    tx_merkle_root, AccountTree, Address, Amount, Block, BlockHash, BlockHeader, ChainSpec, Hash256,
-    ParentContext, SignedTransaction,
+    tx_merkle_root, AccountTree, Address, Amount, Block, BlockHash, BlockHeader, ChainSpec,
+    Hash256, ParentContext, SignedTransaction,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,9 +25,21 @@ pub const NONCES_BETWEEN_CHECKS: u64 = 1 << 14;
 pub fn build_template(state: &mut NodeState, miner: Address, now_ms: u64) -> Block {
     let NodeState { chain, mempool } = state;
     let spec = chain.shared_spec();
-    let context = chain.parent_context(&chain.tip()).expect("the tip is indexed");
-    let candidates = mempool.select(spec.consensus.max_block_txs as usize, block_tx_budget(&spec));
-    assemble_block(chain.state_mut(), &spec, &context, miner, candidates, now_ms)
+    let context = chain
+        .parent_context(&chain.tip())
+        .expect("the tip is indexed");
+    let candidates = mempool.select(
+        spec.consensus.max_block_txs as usize,
+        block_tx_budget(&spec),
+    );
+    assemble_block(
+        chain.state_mut(),
+        &spec,
+        &context,
+        miner,
+        candidates,
+        now_ms,
+    )
 }
 
 fn block_tx_budget(spec: &ChainSpec) -> usize {

@@ -309,8 +309,13 @@ impl StoreBatch<'_> {
     }
 
     pub fn put_body(&mut self, hash: &BlockHash, block: &Block) {
+        self.put_encoded_body(hash, &encode(block));
+    }
+
+    /// Stores a block's body from its borsh bytes as received (checked to decode to it).
+    pub fn put_encoded_body(&mut self, hash: &BlockHash, bytes: &[u8]) {
         self.batch
-            .put_cf(self.store.cf(CF_BODIES), hash.as_bytes(), encode(block));
+            .put_cf(self.store.cf(CF_BODIES), hash.as_bytes(), bytes);
     }
 
     pub fn put_undo(&mut self, hash: &BlockHash, undo: &StateUndo) {
