@@ -86,11 +86,7 @@ impl Node {
 
     /// The checks that need no state (signatures on all cores); no lock is taken, so they
     /// can run ahead of the chain.
-    pub fn check_block(
-        &self,
-        block: Block,
-        bytes: Vec<u8>,
-    ) -> Result<CheckedBlock, ChainError> {
+    pub fn check_block(&self, block: Block, bytes: Vec<u8>) -> Result<CheckedBlock, ChainError> {
         CheckedBlock::check(block, bytes, &self.spec, &self.keys)
     }
 

@@ -114,6 +114,14 @@ fn restart_after_unflushed_reorg_rebuilds_the_tip_state() {
     assert_eq!(tip_hash(&c), branch_b[4].hash());
     assert_eq!(accounts(&c), expected);
     assert_eq!(accounts(&c), accounts(&b));
+    // The tx index was rebuilt too: B's payment is found, A's is gone with its branch.
+    let chain = &c.lock().chain;
+    let paid = chain
+        .tx_location(&branch_b[0].txs[0].txid())
+        .unwrap()
+        .unwrap();
+    assert_eq!(paid.block, branch_b[0].hash());
+    assert_eq!(chain.tx_location(&branch_a[0].txs[0].txid()).unwrap(), None);
 }
 
 #[test]

@@ -2,10 +2,10 @@
 //! state at its tip. Blocks may arrive in any order from anywhere; the most-work valid
 //! branch wins, and switching to it (disconnects and connects together) is one write batch.
 //!
-//! Account balances are written to disk in batches every few hundred blocks (as Bitcoin
-//! Core flushes its coins cache), not with every block: blocks, undo data and the tip are
-//! durable per block, so after a crash the state is rebuilt by replaying the blocks since
-//! the last flush. Per-block account writes would cost more than the block's signatures.
+//! Account balances and the tx index are written to disk every few hundred blocks (as
+//! Bitcoin Core flushes its coins cache), not with every block: blocks, undo data and the
+//! tip are durable per block, so after a crash both are rebuilt by replaying the blocks
+//! since the last flush. Writing them per block would cost more than the block's signatures.
 
 use crate::store::{BlockStatus, IndexEntry, Store, StoreError, TxLocation};
 use apiary_core::tx::KeyCache;
@@ -19,6 +19,8 @@ use std::sync::Arc;
 
 /// Write the accounts to disk once this many have changed since the last flush…
 const FLUSH_AFTER_ACCOUNTS: usize = 200_000;
+/// …or this many transactions were indexed…
+const FLUSH_AFTER_TXS: usize = 500_000;
 /// …or this many blocks have connected, bounding the replay after a crash.
 const FLUSH_AFTER_BLOCKS: u64 = 500;
 
@@ -82,7 +84,12 @@ impl CheckedBlock {
         let hash = block.hash();
         let txids = check_block(&block, bytes.len(), spec, keys)
             .map_err(|error| ChainError::Invalid { hash, error })?;
-        Ok(CheckedBlock { hash, block, bytes, txids })
+        Ok(CheckedBlock {
+            hash,
+            block,
+            bytes,
+            txids,
+        })
     }
 
     pub fn hash(&self) -> BlockHash {
@@ -131,8 +138,10 @@ pub struct Chain {
     candidates: BTreeSet<(Work, BlockHash)>,
     /// The block being accepted, with its txids, so connecting it needs no reread.
     arriving: Option<(BlockHash, Block, Vec<TxId>)>,
-    /// Accounts changed since the state was last written, and the height it was written at.
-    unflushed: HashSet<Address>,
+    /// What changed since the derived state (accounts, tx index) was last written, and
+    /// the height it was written at.
+    unflushed_accounts: HashSet<Address>,
+    unflushed_txs: HashMap<TxId, Option<TxLocation>>,
     flushed_height: Height,
 }
 
@@ -155,7 +164,8 @@ impl Chain {
             state: AccountTree::new(),
             candidates: BTreeSet::new(),
             arriving: None,
-            unflushed: HashSet::new(),
+            unflushed_accounts: HashSet::new(),
+            unflushed_txs: HashMap::new(),
             flushed_height: Height(0),
         };
         if chain.store.tip()?.is_none() {
@@ -189,7 +199,8 @@ impl Chain {
             state: AccountTree::new(),
             candidates: BTreeSet::new(),
             arriving: None,
-            unflushed: HashSet::new(),
+            unflushed_accounts: HashSet::new(),
+            unflushed_txs: HashMap::new(),
             flushed_height: Height(0),
         };
         chain.write_genesis()?;
@@ -305,7 +316,11 @@ impl Chain {
                 ChainError::Inconsistent(format!("undo data of block {cursor} is missing"))
             })?;
             self.state.apply_undo(&undo);
-            self.unflushed.extend(undo.previous.iter().map(|(a, _)| *a));
+            self.unflushed_accounts
+                .extend(undo.previous.iter().map(|(a, _)| *a));
+            let txids = self.body(&cursor)?.txids();
+            self.unflushed_txs
+                .extend(txids.into_iter().map(|txid| (txid, None)));
             cursor = self.index[&cursor].header.prev_hash;
             undone += 1;
         }
@@ -314,10 +329,18 @@ impl Chain {
         for height in from..=to {
             let hash = self.main[height as usize];
             let block = self.body(&hash)?;
-            let undo = connect_block(&mut self.state, &block, &block.txids(), &self.spec).map_err(
-                |error| ChainError::Inconsistent(format!("replaying block {hash}: {error}")),
-            )?;
-            self.unflushed.extend(undo.previous.iter().map(|(a, _)| *a));
+            let txids = block.txids();
+            let undo =
+                connect_block(&mut self.state, &block, &txids, &self.spec).map_err(|error| {
+                    ChainError::Inconsistent(format!("replaying block {hash}: {error}"))
+                })?;
+            self.unflushed_accounts
+                .extend(undo.previous.iter().map(|(a, _)| *a));
+            self.unflushed_txs.extend(
+                (0..)
+                    .zip(txids)
+                    .map(|(index, txid)| (txid, Some(TxLocation { block: hash, index }))),
+            );
         }
         if undone > 0 || from <= to {
             tracing::info!(
@@ -330,18 +353,28 @@ impl Chain {
         Ok(())
     }
 
-    /// Writes every account changed since the last flush, with the block they belong to.
+    /// Writes every account and tx index entry changed since the last flush, with the
+    /// block they belong to, in one batch.
     pub fn flush_state(&mut self) -> Result<(), ChainError> {
         // Sorted keys insert into RocksDB's memtable faster.
-        let mut changed: Vec<&Address> = self.unflushed.iter().collect();
-        changed.sort_unstable();
+        let mut accounts: Vec<&Address> = self.unflushed_accounts.iter().collect();
+        accounts.sort_unstable();
+        let mut txs: Vec<(&TxId, &Option<TxLocation>)> = self.unflushed_txs.iter().collect();
+        txs.sort_unstable_by_key(|(txid, _)| **txid);
         let mut batch = self.store.batch();
-        for address in changed {
+        for address in accounts {
             batch.put_account(address, self.state.get(address));
+        }
+        for (txid, location) in txs {
+            match location {
+                Some(location) => batch.put_tx(txid, *location),
+                None => batch.delete_tx(txid),
+            }
         }
         batch.set_state_tip(&self.tip());
         batch.commit(true)?;
-        self.unflushed.clear();
+        self.unflushed_accounts.clear();
+        self.unflushed_txs.clear();
         self.flushed_height = self.height();
         Ok(())
     }
@@ -402,7 +435,10 @@ impl Chain {
     }
 
     pub fn tx_location(&self, txid: &TxId) -> Result<Option<TxLocation>, ChainError> {
-        Ok(self.store.tx_location(txid)?)
+        match self.unflushed_txs.get(txid) {
+            Some(location) => Ok(*location),
+            None => Ok(self.store.tx_location(txid)?),
+        }
     }
 
     /// What a child of `parent` is checked against.
@@ -443,7 +479,12 @@ impl Chain {
         checked: CheckedBlock,
         now_ms: u64,
     ) -> Result<Accepted, ChainError> {
-        let CheckedBlock { hash, block, bytes, txids } = checked;
+        let CheckedBlock {
+            hash,
+            block,
+            bytes,
+            txids,
+        } = checked;
         if let Some(entry) = self.index.get(&hash) {
             return match entry.status {
                 BlockStatus::Invalid => Err(ChainError::KnownInvalid(hash)),
@@ -617,7 +658,8 @@ impl Chain {
             self.main.push(*hash);
             self.index.insert(*hash, entry);
         }
-        if self.unflushed.len() >= FLUSH_AFTER_ACCOUNTS
+        if self.unflushed_accounts.len() >= FLUSH_AFTER_ACCOUNTS
+            || self.unflushed_txs.len() >= FLUSH_AFTER_TXS
             || self.height().0.saturating_sub(self.flushed_height.0) >= FLUSH_AFTER_BLOCKS
         {
             self.flush_state()?;
@@ -645,6 +687,7 @@ impl Chain {
     ) -> Result<(TipChange, Vec<IndexEntry>), ChainError> {
         let mut batch = self.store.batch();
         let mut touched: Vec<Address> = Vec::new();
+        let mut indexed: Vec<(TxId, Option<TxLocation>)> = Vec::new();
         let mut change = TipChange::default();
         for height in (fork_height.0 + 1..=self.height().0).rev() {
             let hash = self.main[height as usize];
@@ -655,9 +698,7 @@ impl Chain {
             rollback.push(self.state.apply_undo(&undo));
             touched.extend(undo.previous.iter().map(|(a, _)| *a));
             batch.unset_main(Height(height));
-            for txid in block.txids() {
-                batch.delete_tx(&txid);
-            }
+            indexed.extend(block.txids().into_iter().map(|txid| (txid, None)));
             change.disconnected.push(block);
         }
         let mut entries = Vec::with_capacity(branch.len());
@@ -676,15 +717,15 @@ impl Chain {
             batch.put_undo(hash, &undo);
             rollback.push(undo);
             batch.set_main(block.header.height, hash);
-            for (index, txid) in txids.iter().enumerate() {
-                batch.put_tx(
-                    txid,
-                    TxLocation {
+            indexed.extend((0..).zip(&txids).map(|(index, txid)| {
+                (
+                    *txid,
+                    Some(TxLocation {
                         block: *hash,
-                        index: index as u32,
-                    },
-                );
-            }
+                        index,
+                    }),
+                )
+            }));
             let mut entry = self.index[hash].clone();
             entry.status = BlockStatus::Valid;
             batch.put_entry(hash, &entry);
@@ -693,8 +734,9 @@ impl Chain {
         }
         batch.set_tip(&target);
         batch.commit(true)?;
-        // The accounts themselves reach the disk with the next flush.
-        self.unflushed.extend(touched);
+        // Accounts and tx index reach the disk with the next flush.
+        self.unflushed_accounts.extend(touched);
+        self.unflushed_txs.extend(indexed);
         Ok((change, entries))
     }
 }
