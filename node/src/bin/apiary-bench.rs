@@ -288,9 +288,9 @@ fn bench_connect(params: &ConnectParams) -> Result<Value> {
     }
     let stateless_seconds = started.elapsed().as_secs_f64();
     Ok(json!({
-        "value": tx_per_s.round(),
+        "value": tx_per_s.round() as u64,
         "unit": "tx/s",
-        "limit": limit.round(),
+        "limit": limit.round() as u64,
         "ratio": round3(tx_per_s / limit),
         "params": {
             "blocks": params.blocks,
@@ -360,14 +360,14 @@ fn bench_mining() -> Value {
     let plain_rate = plain_rounds as f64 / started.elapsed().as_secs_f64();
     std::hint::black_box(sink);
     json!({
-        "value": miner_rate.round(),
+        "value": miner_rate.round() as u64,
         "unit": "hashes/s/thread",
-        "limit": raw_rate.round(),
+        "limit": raw_rate.round() as u64,
         "ratio": round3(miner_rate / raw_rate),
         "params": {
             "nonces": rounds,
             "limit_is": "two raw SHA-256 compressions per nonce, one thread",
-            "plain_sha256d_of_header_per_s": plain_rate.round(),
+            "plain_sha256d_of_header_per_s": plain_rate.round() as u64,
         },
     })
 }

@@ -664,14 +664,13 @@ impl Chain {
         {
             self.flush_state()?;
         }
-        if let (Some(first), Some(last)) = (change.connected.first(), change.connected.last()) {
-            let disconnected = change.disconnected.len();
+        if let Some(last) = change.connected.last() {
             tracing::info!(
                 height = last.header.height.0,
                 hash = %target,
-                txs = change.connected.iter().map(|b| b.txs.len()).sum::<usize>(),
-                from_height = first.header.height.0,
-                disconnected,
+                txs = last.txs.len(),
+                connected = change.connected.len(),
+                disconnected = change.disconnected.len(),
                 "new tip"
             );
         }

@@ -1,5 +1,7 @@
 //! The RocksDB store: one column family per kind of record, and `StoreBatch`, through
-//! which every change of a block connect, disconnect or reorg commits as one atomic write.
+//! which every change commits as one atomic write: per block connect, disconnect or
+//! reorg (bodies, undo data, main-chain index, tip), and per state flush (accounts and tx
+//! index, with the block they belong to).
 
 use apiary_core::{Account, Address, Block, BlockHash, BlockHeader, Height, StateUndo, TxId, Work};
 use borsh::{BorshDeserialize, BorshSerialize};
