@@ -29,16 +29,7 @@ fn replay(spec: &apiary_core::ChainSpec, branch: &[Block]) -> (TempDir, std::syn
 #[test]
 fn interleaved_branches_end_on_most_work_and_switch_back() {
     let spec = test_spec(100);
-    let (dir_a, dir_b, dir_c) = (
-        TempDir::new().unwrap(),
-        TempDir::new().unwrap(),
-        TempDir::new().unwrap(),
-    );
-    let (a, b, c) = (
-        open_node(dir_a.path(), &spec),
-        open_node(dir_b.path(), &spec),
-        open_node(dir_c.path(), &spec),
-    );
+    let (dirs, [a, b, c]) = three_nodes(&spec);
 
     a.submit_tx(transfer(&spec, 1, addr(10), 100, 0)).unwrap();
     let mut branch_a = mine(&a, addr(20), 4);
@@ -79,7 +70,7 @@ fn interleaved_branches_end_on_most_work_and_switch_back() {
     let tip = tip_hash(&c);
     let before = accounts(&c);
     drop(c);
-    let c = open_node(dir_c.path(), &spec);
+    let c = open_node(dirs[2].path(), &spec);
     assert_eq!(tip_hash(&c), tip);
     assert_eq!(accounts(&c), before);
 }
@@ -89,16 +80,7 @@ fn interleaved_branches_end_on_most_work_and_switch_back() {
 #[test]
 fn restart_after_unflushed_reorg_rebuilds_the_tip_state() {
     let spec = test_spec(100);
-    let (dir_a, dir_b, dir_c) = (
-        TempDir::new().unwrap(),
-        TempDir::new().unwrap(),
-        TempDir::new().unwrap(),
-    );
-    let (a, b, c) = (
-        open_node(dir_a.path(), &spec),
-        open_node(dir_b.path(), &spec),
-        open_node(dir_c.path(), &spec),
-    );
+    let (dirs, [a, b, c]) = three_nodes(&spec);
     a.submit_tx(transfer(&spec, 1, addr(10), 100, 0)).unwrap();
     let branch_a = mine(&a, addr(20), 3);
     b.submit_tx(transfer(&spec, 2, addr(11), 300, 0)).unwrap();
@@ -110,7 +92,7 @@ fn restart_after_unflushed_reorg_rebuilds_the_tip_state() {
     let expected = accounts(&c);
     // Dropped without a flush: as after kill -9.
     drop(c);
-    let c = open_node(dir_c.path(), &spec);
+    let c = open_node(dirs[2].path(), &spec);
     assert_eq!(tip_hash(&c), branch_b[4].hash());
     assert_eq!(accounts(&c), expected);
     assert_eq!(accounts(&c), accounts(&b));
@@ -127,16 +109,7 @@ fn restart_after_unflushed_reorg_rebuilds_the_tip_state() {
 #[test]
 fn invalid_tx_deep_in_winning_branch_is_rejected_and_node_stays_valid() {
     let spec = test_spec(100);
-    let (dir_a, dir_b, dir_c) = (
-        TempDir::new().unwrap(),
-        TempDir::new().unwrap(),
-        TempDir::new().unwrap(),
-    );
-    let (a, b, c) = (
-        open_node(dir_a.path(), &spec),
-        open_node(dir_b.path(), &spec),
-        open_node(dir_c.path(), &spec),
-    );
+    let (_dirs, [a, b, c]) = three_nodes(&spec);
     let main = mine(&a, addr(20), 4);
     feed(&c, &main.iter().collect::<Vec<_>>());
 
@@ -188,16 +161,7 @@ fn invalid_tx_deep_in_winning_branch_is_rejected_and_node_stays_valid() {
 #[test]
 fn reorg_deeper_than_the_limit_is_refused() {
     let spec = test_spec(2);
-    let (dir_a, dir_b, dir_c) = (
-        TempDir::new().unwrap(),
-        TempDir::new().unwrap(),
-        TempDir::new().unwrap(),
-    );
-    let (a, b, c) = (
-        open_node(dir_a.path(), &spec),
-        open_node(dir_b.path(), &spec),
-        open_node(dir_c.path(), &spec),
-    );
+    let (_dirs, [a, b, c]) = three_nodes(&spec);
     let main = mine(&a, addr(20), 4);
     let fork = mine(&b, addr(21), 6);
     feed(&c, &main.iter().collect::<Vec<_>>());
@@ -218,11 +182,7 @@ fn reorg_deeper_than_the_limit_is_refused() {
 #[test]
 fn unknown_parent_and_bad_proof_of_work_are_refused() {
     let spec = test_spec(100);
-    let (dir_a, dir_c) = (TempDir::new().unwrap(), TempDir::new().unwrap());
-    let (a, c) = (
-        open_node(dir_a.path(), &spec),
-        open_node(dir_c.path(), &spec),
-    );
+    let (_dirs, [a, _, c]) = three_nodes(&spec);
     let blocks = mine(&a, addr(20), 2);
     assert!(matches!(
         c.submit_block(blocks[1].clone()),

@@ -153,10 +153,9 @@ fn block_work(entry_bits: apiary_core::CompactTarget) -> Work {
 }
 
 impl Chain {
-    /// Loads the chain from `store`, creating genesis on first start, and checks that the
-    /// tip, the main-chain index and the account state agree.
-    pub fn open(store: Store, spec: Arc<ChainSpec>) -> Result<Chain, ChainError> {
-        let mut chain = Chain {
+    /// A chain with nothing loaded yet; `load` fills it from the store.
+    fn unloaded(store: Store, spec: Arc<ChainSpec>) -> Chain {
+        Chain {
             spec,
             store,
             index: HashMap::new(),
@@ -167,7 +166,13 @@ impl Chain {
             unflushed_accounts: HashSet::new(),
             unflushed_txs: HashMap::new(),
             flushed_height: Height(0),
-        };
+        }
+    }
+
+    /// Loads the chain from `store`, creating genesis on first start, and checks that the
+    /// tip, the main-chain index and the account state agree.
+    pub fn open(store: Store, spec: Arc<ChainSpec>) -> Result<Chain, ChainError> {
+        let mut chain = Chain::unloaded(store, spec);
         if chain.store.tip()?.is_none() {
             chain.write_genesis()?;
         }
@@ -191,18 +196,7 @@ impl Chain {
             .map(|r| r.map(|(_, h)| h))
             .collect::<Result<_, _>>()?;
         store.clear_derived_state()?;
-        let mut chain = Chain {
-            spec,
-            store,
-            index: HashMap::new(),
-            main: Vec::new(),
-            state: AccountTree::new(),
-            candidates: BTreeSet::new(),
-            arriving: None,
-            unflushed_accounts: HashSet::new(),
-            unflushed_txs: HashMap::new(),
-            flushed_height: Height(0),
-        };
+        let mut chain = Chain::unloaded(store, spec);
         chain.write_genesis()?;
         chain.load()?;
         let keys = KeyCache::default();

@@ -118,3 +118,11 @@ pub fn accounts(node: &Node) -> Vec<(Address, apiary_core::Account)> {
         .map(|(a, acc)| (*a, *acc))
         .collect()
 }
+
+/// Three nodes of one chain, each with its own store: two to mine competing branches,
+/// one to receive them. The temp dirs must outlive the nodes.
+pub fn three_nodes(spec: &ChainSpec) -> ([tempfile::TempDir; 3], [Arc<Node>; 3]) {
+    let dirs = [(); 3].map(|_| tempfile::TempDir::new().unwrap());
+    let nodes = [0, 1, 2].map(|i| open_node(dirs[i].path(), spec));
+    (dirs, nodes)
+}
