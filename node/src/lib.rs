@@ -2,10 +2,12 @@
 //! JSON-RPC, around the pure consensus rules of `apiary-core`.
 
 pub mod chain;
+pub mod files;
 pub mod mempool;
 pub mod miner;
 pub mod node;
+pub mod p2p;
 pub mod rpc;
 pub mod store;
 
-pub use node::{now_ms, Node, NodeState};
+pub use node::{now_ms, Announcement, Node, NodeState};

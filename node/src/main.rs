@@ -5,14 +5,18 @@ use anyhow::{anyhow, Context, Result};
 use apiary_core::{Address, ChainSpec};
 use apiary_node::chain::Chain;
 use apiary_node::mempool::MempoolConfig;
-use apiary_node::rpc::{router, write_cookie, write_private_file, RpcContext};
+use apiary_node::files::write_private_file;
+use apiary_node::rpc::{router, write_cookie, RpcContext};
 use apiary_node::store::Store;
 use apiary_node::Node;
+use apiary_node::p2p::{self, NetworkConfig};
 use clap::Parser;
+use libp2p::Multiaddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 const DEFAULT_RPC_ADDR: &str = "127.0.0.1:9797";
+const DEFAULT_LISTEN: &str = "/ip4/0.0.0.0/tcp/9798";
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +37,13 @@ struct Args {
     /// Where to answer JSON-RPC; keep it on loopback unless you know why not
     #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_RPC_ADDR)]
     rpc_addr: String,
+    /// Where to accept peers (libp2p multiaddr); repeat for several
+    #[arg(long, value_name = "MULTIADDR", default_value = DEFAULT_LISTEN)]
+    listen: Vec<Multiaddr>,
+    /// A peer to connect to and keep reconnecting to, e.g.
+    /// /ip4/127.0.0.1/tcp/9798/p2p/12D3KooW…; repeat for several
+    #[arg(long = "peer", value_name = "MULTIADDR")]
+    peers: Vec<Multiaddr>,
     /// Mine blocks continuously (needs --miner-address)
     #[arg(long, requires = "miner_address")]
     mine: bool,
@@ -108,10 +119,12 @@ fn run(args: Args) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let network = NetworkConfig { listen: args.listen.clone(), bootnodes: args.peers.clone(), datadir: datadir.clone() };
     let result = runtime.block_on(serve(
         node.clone(),
         &args.rpc_addr,
         &datadir,
+        network,
         miner_address,
         args.mine,
         mine_threads,
@@ -126,6 +139,7 @@ async fn serve(
     node: Arc<Node>,
     rpc_addr: &str,
     datadir: &std::path::Path,
+    network: NetworkConfig,
     miner_address: Option<Address>,
     mine: bool,
     mine_threads: usize,
@@ -136,6 +150,8 @@ async fn serve(
         ),
         _ => anyhow!("cannot listen for RPC on {rpc_addr}: {e}"),
     })?;
+    let network = p2p::start(node.clone(), network)?;
+    tracing::info!(peer_id = %network.peer_id, "p2p started");
     let bound = listener.local_addr()?;
     // Scripts that asked for port 0 read the real address here; the cookie comes last,
     // so its presence means the node is ready.
@@ -161,6 +177,7 @@ async fn serve(
         credentials,
         miner_address,
         mine_threads,
+        network: Some(network),
     });
     let shutdown_node = node.clone();
     axum::serve(listener, router(context))

@@ -16,6 +16,13 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// What the node tells the network about: its new tips and the transactions it accepted.
+#[derive(Debug, Clone)]
+pub enum Announcement {
+    Block(Block),
+    Tx(SignedTransaction),
+}
+
 /// Everything that changes together when a block connects.
 pub struct NodeState {
     pub chain: Chain,
@@ -29,6 +36,8 @@ pub struct Node {
     tip_generation: AtomicU64,
     shutdown: AtomicBool,
     keys: KeyCache,
+    /// Set once the network runs; announcements go nowhere before that.
+    announcer: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Announcement>>,
 }
 
 impl Node {
@@ -42,7 +51,21 @@ impl Node {
             tip_generation: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
             keys: KeyCache::default(),
+            announcer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Where announcements go from now on; returns the receiving end.
+    pub fn announcements(&self) -> tokio::sync::mpsc::UnboundedReceiver<Announcement> {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let _ = self.announcer.set(sender);
+        receiver
+    }
+
+    fn announce(&self, announcement: Announcement) {
+        if let Some(announcer) = self.announcer.get() {
+            let _ = announcer.send(announcement);
+        }
     }
 
     pub fn spec(&self) -> &ChainSpec {
@@ -102,6 +125,9 @@ impl Node {
                 change.disconnected.iter().flat_map(|b| &b.txs).collect();
             mempool.update_for_tip(&connected, &disconnected, chain.state(), &self.spec);
             self.tip_generation.fetch_add(1, Ordering::AcqRel);
+            if let Some(tip) = change.connected.last() {
+                self.announce(Announcement::Block(tip.clone()));
+            }
         }
         Ok(accepted)
     }
@@ -110,6 +136,9 @@ impl Node {
     pub fn submit_tx(&self, stx: SignedTransaction) -> Result<TxId, MempoolError> {
         let mut guard = self.lock();
         let NodeState { chain, mempool } = &mut *guard;
-        mempool.add(stx, chain.state(), &self.spec)
+        let txid = mempool.add(stx.clone(), chain.state(), &self.spec)?;
+        drop(guard);
+        self.announce(Announcement::Tx(stx));
+        Ok(txid)
     }
 }

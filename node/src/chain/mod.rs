@@ -435,6 +435,54 @@ impl Chain {
         }
     }
 
+    /// Hashes of the main chain from the tip back, spaced ever wider, ending at genesis:
+    /// a peer finds the most recent one it shares to say where to continue.
+    pub fn locator(&self) -> Vec<BlockHash> {
+        let mut heights = Vec::new();
+        let mut height = self.height().0;
+        let mut step = 1;
+        loop {
+            heights.push(height);
+            if height == 0 {
+                break;
+            }
+            if heights.len() > 10 {
+                step *= 2;
+            }
+            height = height.saturating_sub(step);
+        }
+        heights.into_iter().map(|h| self.main[h as usize]).collect()
+    }
+
+    /// Stored bytes of main-chain blocks after the first `locator` hash on the main chain
+    /// (genesis when none is), at most `max` of them and about `byte_target` bytes.
+    pub fn main_blocks_after(
+        &self,
+        locator: &[BlockHash],
+        max: u32,
+        byte_target: usize,
+    ) -> Result<Vec<Vec<u8>>, ChainError> {
+        let fork = locator
+            .iter()
+            .find(|hash| self.is_main(hash))
+            .map(|hash| self.index[hash].header.height.0)
+            .unwrap_or(0);
+        let mut blocks = Vec::new();
+        let mut bytes = 0;
+        for height in fork + 1..=self.height().0 {
+            if blocks.len() as u32 >= max || (bytes >= byte_target && !blocks.is_empty()) {
+                break;
+            }
+            let hash = self.main[height as usize];
+            let body = self.store.body_bytes(&hash)?.ok_or_else(|| {
+                ChainError::Inconsistent(format!("body of block {hash} is missing"))
+            })?;
+            bytes += body.len();
+            blocks.push(body);
+        }
+        Ok(blocks)
+    }
+
     /// What a child of `parent` is checked against.
     pub fn parent_context(&self, parent: &BlockHash) -> Option<ParentContext> {
         let entry = self.index.get(parent)?;

@@ -26,7 +26,7 @@ pub fn call(context: &RpcContext, method: &str, params: Value) -> Result<Value, 
         "tx_submit" => tx_submit(context, parse(params)?),
         "tx_get" => tx_get(context, parse(params)?),
         "mempool_info" => mempool_info(context, parse(params)?),
-        "net_peers" => net_peers(parse(params)?),
+        "net_peers" => net_peers(context, parse(params)?),
         "dev_mine" => dev_mine(context, parse(params)?),
         other => Err(RpcError::new(
             METHOD_NOT_FOUND,
@@ -53,14 +53,18 @@ fn parse_address(context: &RpcContext, text: &str) -> Result<Address, RpcError> 
 
 fn node_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
     let spec = context.node.spec();
-    let height = context.node.lock().chain.height();
+    let (height, work) = {
+        let guard = context.node.lock();
+        (guard.chain.height(), guard.chain.tip_entry().total_work)
+    };
+    let network = context.network.as_ref();
     Ok(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "chain_id": spec.chain_id.as_str(),
         "genesis_hash": spec.genesis_hash(),
         "address_prefix": spec.address_prefix.as_str(),
-        "peer_id": Value::Null,
-        "syncing": false,
+        "peer_id": network.map(|n| n.peer_id.to_string()),
+        "syncing": network.is_some_and(|n| n.is_behind(work)),
         "height": height,
     }))
 }
@@ -232,8 +236,9 @@ fn mempool_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
     )
 }
 
-fn net_peers(_: NoParams) -> Result<Value, RpcError> {
-    Ok(json!([]))
+fn net_peers(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
+    let peers = context.network.as_ref().map(|n| n.peers()).unwrap_or_default();
+    Ok(json!(peers))
 }
 
 #[derive(Deserialize)]

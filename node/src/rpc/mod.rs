@@ -13,6 +13,7 @@ use axum::routing::post;
 use axum::Router;
 use base64::Engine;
 use serde_json::{json, Value};
+use crate::files::write_private_file;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -55,6 +56,7 @@ pub struct RpcContext {
     pub credentials: String,
     pub miner_address: Option<Address>,
     pub mine_threads: usize,
+    pub network: Option<crate::p2p::NetworkHandle>,
 }
 
 /// Writes a fresh random cookie to `<datadir>/rpc.cookie` (mode 0600) and returns it.
@@ -65,24 +67,6 @@ pub fn write_cookie(datadir: &Path) -> std::io::Result<(PathBuf, String)> {
     let path = datadir.join("rpc.cookie");
     write_private_file(&path, credentials.as_bytes())?;
     Ok((path, credentials))
-}
-
-/// Writes `contents` to `path` readable by this user only, atomically: a reader sees the
-/// old file or the whole new one, never a part.
-pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let temp = path.with_file_name(format!(".{name}.tmp"));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&temp, path)
 }
 
 pub fn router(context: Arc<RpcContext>) -> Router {

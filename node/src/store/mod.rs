@@ -217,6 +217,11 @@ impl Store {
         self.get(CF_BODIES, hash.as_bytes())
     }
 
+    /// A block's stored borsh bytes, as sent to peers.
+    pub fn body_bytes(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_raw(CF_BODIES, hash.as_bytes())
+    }
+
     pub fn undo(&self, hash: &BlockHash) -> Result<Option<StateUndo>, StoreError> {
         self.get(CF_UNDO, hash.as_bytes())
     }

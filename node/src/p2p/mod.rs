@@ -1,0 +1,518 @@
+//! The network: libp2p over TCP with noise and yamux. Transactions and blocks travel by
+//! gossipsub and are validated before they are forwarded; a node behind asks a peer with
+//! more work for blocks over a request-response sync protocol. Protocol names and topics
+//! carry the genesis hash, and identify tells apart a peer of another chain at once.
+
+pub mod protocol;
+
+use crate::chain::{Accepted, ChainError};
+use crate::files::write_private_file;
+use crate::mempool::MempoolError;
+use crate::node::{Announcement, Node};
+use apiary_core::encoding::decode_exact;
+use apiary_core::tx::MAX_TX_BYTES;
+use apiary_core::{Block, BlockHash, SignedTransaction, TxError, Work};
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
+use libp2p::identity::Keypair;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{identify, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use protocol::{
+    sync_protocol, Status, SyncCodec, SyncRequest, SyncResponse, MAX_BLOCKS_PER_RESPONSE,
+    RESPONSE_BYTES_TARGET,
+};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// A peer whose misbehaviour adds up to this is banned.
+const BAN_SCORE: u32 = 100;
+const BAN_TIME: Duration = Duration::from_secs(600);
+/// How often lost bootnodes are dialled again.
+const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("node key {path}: {message}")]
+    NodeKey { path: PathBuf, message: String },
+    #[error("cannot listen on {addr}: {message}")]
+    Listen { addr: Multiaddr, message: String },
+    #[error("libp2p: {0}")]
+    Setup(String),
+}
+
+pub struct NetworkConfig {
+    pub listen: Vec<Multiaddr>,
+    pub bootnodes: Vec<Multiaddr>,
+    pub datadir: PathBuf,
+}
+
+/// What RPC can see of the network.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PeerInfo {
+    pub peer_id: String,
+    pub addr: String,
+    pub height: Option<u64>,
+}
+
+#[derive(Clone)]
+pub struct NetworkHandle {
+    pub peer_id: PeerId,
+    peers: Arc<Mutex<HashMap<PeerId, PeerInfo>>>,
+    best_peer_work: Arc<Mutex<Work>>,
+}
+
+impl NetworkHandle {
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let mut peers: Vec<PeerInfo> = self.peers.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        peers
+    }
+
+    /// Whether some peer has shown more work than `ours`.
+    pub fn is_behind(&self, ours: Work) -> bool {
+        *self.best_peer_work.lock().unwrap_or_else(|e| e.into_inner()) > ours
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    gossipsub: gossipsub::Behaviour,
+    identify: identify::Behaviour,
+    sync: request_response::Behaviour<SyncCodec>,
+}
+
+/// Loads the node's identity from `<datadir>/node_key`, creating it on first start.
+pub fn load_or_create_identity(datadir: &Path) -> Result<Keypair, NetworkError> {
+    let path = datadir.join("node_key");
+    let error = |message: String| NetworkError::NodeKey { path: path.clone(), message };
+    match std::fs::read(&path) {
+        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| error(format!("unreadable: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let keypair = Keypair::generate_ed25519();
+            let bytes = keypair.to_protobuf_encoding().map_err(|e| error(e.to_string()))?;
+            write_private_file(&path, &bytes).map_err(|e| error(e.to_string()))?;
+            Ok(keypair)
+        }
+        Err(e) => Err(error(e.to_string())),
+    }
+}
+
+fn topics(genesis: &BlockHash) -> (IdentTopic, IdentTopic) {
+    (IdentTopic::new(format!("apiary/{genesis}/blocks")), IdentTopic::new(format!("apiary/{genesis}/txs")))
+}
+
+fn identify_version(genesis: &BlockHash) -> String {
+    format!("/apiary/{genesis}")
+}
+
+/// Starts the network on the current tokio runtime.
+pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, NetworkError> {
+    let keypair = load_or_create_identity(&config.datadir)?;
+    let genesis = node.spec().genesis_hash();
+    let max_block = node.spec().consensus.max_block_bytes as usize;
+    let (block_topic, tx_topic) = topics(&genesis);
+    let blocks_hash = block_topic.hash();
+
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(ValidationMode::Anonymous)
+        .validate_messages()
+        .max_transmit_size(max_block + 4096)
+        // Sized for 2 to 50 peers; kept mesh_outbound_min <= mesh_n_low <= mesh_n <= mesh_n_high.
+        .mesh_outbound_min(1)
+        .mesh_n_low(3)
+        .mesh_n(6)
+        .mesh_n_high(12)
+        .heartbeat_interval(Duration::from_millis(500))
+        // The message id is the object's own hash: a block's header hash, a txid.
+        .message_id_fn(move |message: &gossipsub::Message| {
+            let data = &message.data;
+            let id = if message.topic == blocks_hash && data.len() >= apiary_core::block::HEADER_BYTES {
+                apiary_core::hash::sha256d(&data[..apiary_core::block::HEADER_BYTES])
+            } else {
+                apiary_core::hash::sha256d(data)
+            };
+            gossipsub::MessageId::from(id.0.to_vec())
+        })
+        .build()
+        .map_err(|e| NetworkError::Setup(e.to_string()))?;
+
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| NetworkError::Setup(e.to_string()))?
+        .with_behaviour(|key| {
+            let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?;
+            let identify = identify::Behaviour::new(identify::Config::new(identify_version(&genesis), key.public()));
+            let sync = request_response::Behaviour::with_codec(
+                SyncCodec { max_response_bytes: (RESPONSE_BYTES_TARGET + max_block).max(16 << 20) },
+                [(sync_protocol(&genesis), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+            );
+            Ok(Behaviour { gossipsub, identify, sync })
+        })
+        .map_err(|e| NetworkError::Setup(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm.behaviour_mut().gossipsub.subscribe(&block_topic).map_err(|e| NetworkError::Setup(e.to_string()))?;
+    swarm.behaviour_mut().gossipsub.subscribe(&tx_topic).map_err(|e| NetworkError::Setup(e.to_string()))?;
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetworkError::Listen { addr: addr.clone(), message: e.to_string() })?;
+    }
+    for addr in &config.bootnodes {
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, error = %e, "cannot dial bootnode");
+        }
+    }
+    let handle = NetworkHandle {
+        peer_id: *swarm.local_peer_id(),
+        peers: Arc::new(Mutex::new(HashMap::new())),
+        best_peer_work: Arc::new(Mutex::new(Work::ZERO)),
+    };
+    let service = Service {
+        announcements: node.announcements(),
+        node,
+        genesis,
+        block_topic,
+        tx_topic,
+        bootnodes: config.bootnodes,
+        datadir: config.datadir,
+        handle: handle.clone(),
+        peer_status: HashMap::new(),
+        scores: HashMap::new(),
+        banned: HashMap::new(),
+        syncing_from: None,
+        from_gossip: HashSet::new(),
+        wrote_addr: false,
+    };
+    tokio::spawn(service.run(swarm));
+    Ok(handle)
+}
+
+/// Results of work done off the runtime, handed back to the event loop.
+enum Verdict {
+    Gossip { message_id: gossipsub::MessageId, source: PeerId, acceptance: MessageAcceptance, penalty: u32, unknown_parent: bool },
+    Synced { peer: PeerId, received: usize, penalty: u32 },
+}
+
+struct Service {
+    node: Arc<Node>,
+    genesis: BlockHash,
+    block_topic: IdentTopic,
+    tx_topic: IdentTopic,
+    bootnodes: Vec<Multiaddr>,
+    datadir: PathBuf,
+    announcements: mpsc::UnboundedReceiver<Announcement>,
+    handle: NetworkHandle,
+    peer_status: HashMap<PeerId, Status>,
+    scores: HashMap<PeerId, u32>,
+    banned: HashMap<PeerId, Instant>,
+    /// The peer a sync request is outstanding with, if any.
+    syncing_from: Option<PeerId>,
+    /// Ids of objects that came by gossip: gossipsub forwards them itself once accepted,
+    /// so the node's own announcement of them is not published again.
+    from_gossip: HashSet<Vec<u8>>,
+    wrote_addr: bool,
+}
+
+impl Service {
+    async fn run(mut self, mut swarm: Swarm<Behaviour>) {
+        let (verdicts, mut verdict_rx) = mpsc::unbounded_channel::<Verdict>();
+        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        loop {
+            tokio::select! {
+                event = swarm.select_next_some() => self.on_swarm_event(&mut swarm, event, &verdicts),
+                Some(announcement) = self.announcements.recv() => self.publish(&mut swarm, announcement),
+                Some(verdict) = verdict_rx.recv() => self.on_verdict(&mut swarm, verdict),
+                _ = redial.tick() => self.redial(&mut swarm),
+            }
+            if self.node.is_shutting_down() {
+                return;
+            }
+        }
+    }
+
+    fn our_status(&self) -> Status {
+        let guard = self.node.lock();
+        let entry = guard.chain.tip_entry();
+        Status { genesis: self.genesis, height: entry.header.height, tip: guard.chain.tip(), total_work: entry.total_work }
+    }
+
+    fn publish(&mut self, swarm: &mut Swarm<Behaviour>, announcement: Announcement) {
+        let (topic, id, bytes) = match &announcement {
+            Announcement::Block(block) => (self.block_topic.clone(), block.hash().0, block.encode()),
+            Announcement::Tx(stx) => (self.tx_topic.clone(), stx.txid().0, stx.encode()),
+        };
+        if self.from_gossip.contains(id.0.as_slice()) {
+            return;
+        }
+        match swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
+            Err(error) => tracing::debug!(%error, "nothing published"),
+        }
+    }
+
+    fn redial(&mut self, swarm: &mut Swarm<Behaviour>) {
+        self.banned.retain(|_, until| *until > Instant::now());
+        for addr in &self.bootnodes {
+            let peer = addr.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+                _ => None,
+            });
+            if peer.is_some_and(|p| swarm.is_connected(&p)) {
+                continue;
+            }
+            let _ = swarm.dial(addr.clone());
+        }
+    }
+
+    fn penalise(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId, penalty: u32, why: &str) {
+        if penalty == 0 {
+            return;
+        }
+        let score = self.scores.entry(peer).or_default();
+        *score += penalty;
+        tracing::warn!(%peer, penalty, score = *score, why, "peer misbehaved");
+        if *score >= BAN_SCORE {
+            tracing::warn!(%peer, "banning peer for {} s", BAN_TIME.as_secs());
+            self.banned.insert(peer, Instant::now() + BAN_TIME);
+            let _ = swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    fn set_peer(&self, peer: PeerId, update: impl FnOnce(&mut PeerInfo)) {
+        let mut peers = self.handle.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let info = peers.entry(peer).or_insert_with(|| PeerInfo { peer_id: peer.to_string(), addr: String::new(), height: None });
+        update(info);
+    }
+
+    fn on_swarm_event(&mut self, swarm: &mut Swarm<Behaviour>, event: SwarmEvent<BehaviourEvent>, verdicts: &mpsc::UnboundedSender<Verdict>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address.clone().with(libp2p::multiaddr::Protocol::P2p(*swarm.local_peer_id()));
+                tracing::info!(addr = %full, "p2p listening");
+                if !self.wrote_addr {
+                    self.wrote_addr = true;
+                    let _ = write_private_file(&self.datadir.join("p2p.addr"), full.to_string().as_bytes());
+                }
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+                if self.banned.get(&peer_id).is_some_and(|until| *until > Instant::now()) {
+                    let _ = swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                let addr = endpoint.get_remote_address().to_string();
+                self.set_peer(peer_id, |info| info.addr = addr);
+                if num_established.get() == 1 {
+                    let status = self.our_status();
+                    swarm.behaviour_mut().sync.send_request(&peer_id, SyncRequest::Status(status));
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.handle.peers.lock().unwrap_or_else(|e| e.into_inner()).remove(&peer_id);
+                self.peer_status.remove(&peer_id);
+                if self.syncing_from == Some(peer_id) {
+                    self.syncing_from = None;
+                    self.sync_from_best(swarm);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                let ours = identify_version(&self.genesis);
+                if info.protocol_version != ours {
+                    tracing::warn!(
+                        peer = %peer_id,
+                        theirs = %info.protocol_version,
+                        ours = %ours,
+                        "peer runs another chain (genesis differs); disconnecting"
+                    );
+                    self.banned.insert(peer_id, Instant::now() + BAN_TIME);
+                    let _ = swarm.disconnect_peer_id(peer_id);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
+                self.on_gossip(propagation_source, message_id, message, verdicts);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. })) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let response = match request {
+                        SyncRequest::Status(status) => {
+                            self.learn_status(swarm, peer, status);
+                            SyncResponse::Status(self.our_status())
+                        }
+                        SyncRequest::GetBlocks { locator, max } => {
+                            let max = max.min(MAX_BLOCKS_PER_RESPONSE);
+                            let blocks = self.node.lock().chain.main_blocks_after(&locator, max, RESPONSE_BYTES_TARGET);
+                            SyncResponse::Blocks(blocks.unwrap_or_default())
+                        }
+                    };
+                    let _ = swarm.behaviour_mut().sync.send_response(channel, response);
+                }
+                request_response::Message::Response { response, .. } => match response {
+                    SyncResponse::Status(status) => self.learn_status(swarm, peer, status),
+                    SyncResponse::Blocks(blocks) => self.on_blocks(peer, blocks, verdicts),
+                },
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, error, .. })) => {
+                tracing::debug!(%peer, %error, "sync request failed");
+                if self.syncing_from == Some(peer) {
+                    self.syncing_from = None;
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. })) => {
+                // Undecodable or oversized requests.
+                if matches!(error, request_response::InboundFailure::Io(_)) {
+                    self.penalise(swarm, peer, 50, "malformed sync request");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn learn_status(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId, status: Status) {
+        if status.genesis != self.genesis {
+            tracing::warn!(%peer, theirs = %status.genesis, ours = %self.genesis, "peer runs another chain; disconnecting");
+            let _ = swarm.disconnect_peer_id(peer);
+            return;
+        }
+        self.set_peer(peer, |info| info.height = Some(status.height.0));
+        {
+            let mut best = self.handle.best_peer_work.lock().unwrap_or_else(|e| e.into_inner());
+            if status.total_work > *best {
+                *best = status.total_work;
+            }
+        }
+        self.peer_status.insert(peer, status);
+        self.sync_from_best(swarm);
+    }
+
+    /// Asks the peer with the most work for blocks, if it has more than we do and no
+    /// request is outstanding.
+    fn sync_from_best(&mut self, swarm: &mut Swarm<Behaviour>) {
+        if self.syncing_from.is_some() {
+            return;
+        }
+        let ours = self.node.lock().chain.tip_entry().total_work;
+        let Some((peer, _)) = self
+            .peer_status
+            .iter()
+            .filter(|(_, s)| s.total_work > ours)
+            .max_by_key(|(_, s)| s.total_work)
+            .map(|(p, s)| (*p, s.clone()))
+        else {
+            return;
+        };
+        let locator = self.node.lock().chain.locator();
+        self.syncing_from = Some(peer);
+        swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::GetBlocks { locator, max: MAX_BLOCKS_PER_RESPONSE });
+    }
+
+    fn on_blocks(&mut self, peer: PeerId, blocks: Vec<Vec<u8>>, verdicts: &mpsc::UnboundedSender<Verdict>) {
+        let node = self.node.clone();
+        let verdicts = verdicts.clone();
+        tokio::task::spawn_blocking(move || {
+            let max = node.spec().consensus.max_block_bytes as usize;
+            let mut penalty = 0;
+            let mut received = 0;
+            for bytes in blocks {
+                let block = match decode_exact::<Block>("block", &bytes, max) {
+                    Ok(block) => block,
+                    Err(_) => {
+                        penalty = BAN_SCORE;
+                        break;
+                    }
+                };
+                match node.check_block(block, bytes).and_then(|checked| node.accept_block(checked)) {
+                    Ok(_) => received += 1,
+                    Err(error) => {
+                        penalty = error.misbehavior_score();
+                        tracing::warn!(%peer, %error, "block from sync refused");
+                        break;
+                    }
+                }
+            }
+            let _ = verdicts.send(Verdict::Synced { peer, received, penalty });
+        });
+    }
+
+    fn on_gossip(&mut self, source: PeerId, message_id: gossipsub::MessageId, message: gossipsub::Message, verdicts: &mpsc::UnboundedSender<Verdict>) {
+        if self.from_gossip.len() > 100_000 {
+            self.from_gossip.clear();
+        }
+        self.from_gossip.insert(message_id.0.clone());
+        let node = self.node.clone();
+        let verdicts = verdicts.clone();
+        let is_block = message.topic == self.block_topic.hash();
+        tokio::task::spawn_blocking(move || {
+            let (acceptance, penalty, unknown_parent) = if is_block {
+                judge_block(&node, message.data)
+            } else {
+                judge_tx(&node, &message.data)
+            };
+            let _ = verdicts.send(Verdict::Gossip { message_id, source, acceptance, penalty, unknown_parent });
+        });
+    }
+
+    fn on_verdict(&mut self, swarm: &mut Swarm<Behaviour>, verdict: Verdict) {
+        match verdict {
+            Verdict::Gossip { message_id, source, acceptance, penalty, unknown_parent } => {
+                swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &source, acceptance);
+                self.penalise(swarm, source, penalty, "invalid gossip");
+                if unknown_parent {
+                    // The sender knows blocks we lack: ask where it stands, then sync.
+                    let status = self.our_status();
+                    swarm.behaviour_mut().sync.send_request(&source, SyncRequest::Status(status));
+                }
+            }
+            Verdict::Synced { peer, received, penalty } => {
+                self.syncing_from = None;
+                self.penalise(swarm, peer, penalty, "invalid block in sync");
+                if received > 0 && penalty == 0 {
+                    self.sync_from_best(swarm);
+                } else if penalty == 0 {
+                    // Nothing new from it: it has no more to give us.
+                    self.peer_status.remove(&peer);
+                }
+            }
+        }
+    }
+}
+
+/// Validates a gossiped block: (acceptance, penalty, whether its parent is unknown).
+fn judge_block(node: &Node, bytes: Vec<u8>) -> (MessageAcceptance, u32, bool) {
+    let max = node.spec().consensus.max_block_bytes as usize;
+    let block = match decode_exact::<Block>("block", &bytes, max) {
+        Ok(block) => block,
+        Err(_) => return (MessageAcceptance::Reject, BAN_SCORE / 2, false),
+    };
+    match node.check_block(block, bytes).and_then(|checked| node.accept_block(checked)) {
+        Ok(Accepted::NewTip(_)) | Ok(Accepted::SideBranch) => (MessageAcceptance::Accept, 0, false),
+        Ok(Accepted::Duplicate) => (MessageAcceptance::Ignore, 0, false),
+        Err(ChainError::UnknownParent { .. }) => (MessageAcceptance::Ignore, 0, true),
+        Err(error @ ChainError::Store(_)) | Err(error @ ChainError::Inconsistent(_)) => {
+            tracing::error!(%error, "could not take a gossiped block");
+            (MessageAcceptance::Ignore, 0, false)
+        }
+        Err(error) => (MessageAcceptance::Reject, error.misbehavior_score(), false),
+    }
+}
+
+/// Validates a gossiped transaction: (acceptance, penalty, false).
+fn judge_tx(node: &Node, bytes: &[u8]) -> (MessageAcceptance, u32, bool) {
+    let stx: SignedTransaction = match decode_exact("transaction", bytes, MAX_TX_BYTES) {
+        Ok(stx) => stx,
+        Err(_) => return (MessageAcceptance::Reject, BAN_SCORE / 2, false),
+    };
+    match node.submit_tx(stx) {
+        Ok(_) => (MessageAcceptance::Accept, 0, false),
+        Err(MempoolError::Invalid(TxError::BadSignature | TxError::SenderNotAKey | TxError::WrongChain { .. })) => {
+            (MessageAcceptance::Reject, 20, false)
+        }
+        // Stale, duplicate, or not payable against our tip: may be honest; do not forward.
+        Err(_) => (MessageAcceptance::Ignore, 0, false),
+    }
+}
