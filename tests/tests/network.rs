@@ -79,3 +79,77 @@ fn a_node_of_another_chain_is_refused_and_says_why() {
     wait_until(Duration::from_secs(30), "the connection to close", || n0.peer_count() == 0);
     assert_eq!(other.tip().0, 0, "nothing of the test chain reached the devnet node");
 }
+
+fn peer_id(node: &NodeProcess) -> String {
+    node.rpc.call("node_info", json!({})).unwrap()["peer_id"].as_str().unwrap().to_string()
+}
+
+fn mempool_count(node: &NodeProcess) -> u64 {
+    node.rpc.call("mempool_info", json!({})).unwrap()["count"].as_u64().unwrap()
+}
+
+fn tx_status(node: &NodeProcess, txid: &str) -> String {
+    node.rpc.call("tx_get", json!({"txid": txid})).unwrap()["status"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn partition_and_heal_ends_on_most_work_and_loses_no_tx() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let n0 = start_peer(dir.path(), "n0", &spec, None);
+    let boot = n0.p2p_addr();
+    let n1 = start_peer(dir.path(), "n1", &spec, Some(&boot));
+    let n2 = start_peer(dir.path(), "n2", &spec, Some(&boot));
+    let n2_addr = n2.p2p_addr();
+    let mut extra = LISTEN.to_vec();
+    extra.extend(["--mine-threads", "1", "--peer", &boot, "--peer", &n2_addr]);
+    let n3 = NodeProcess::start(&dir.path().join("n3"), Some(&spec), &extra).unwrap();
+    let n4 = NodeProcess::start(&dir.path().join("n4"), Some(&spec), &extra).unwrap();
+    let (side_a, side_b) = ([&n0, &n1], [&n2, &n3, &n4]);
+    wait_until(Duration::from_secs(30), "all five to connect", || n0.peer_count() == 4 && n2.peer_count() == 3);
+    n0.rpc.call("dev_mine", json!({"blocks": 2})).unwrap();
+    wait_for_tip(&[&n0, &n1, &n2, &n3, &n4], &n0.tip());
+
+    // Split 2 | 3: each side drops and bans the other.
+    for a in side_a {
+        for b in side_b {
+            a.rpc.call("net_disconnect", json!({"peer_id": peer_id(b), "ban_seconds": 3600})).unwrap();
+            b.rpc.call("net_disconnect", json!({"peer_id": peer_id(a), "ban_seconds": 3600})).unwrap();
+        }
+    }
+    wait_until(Duration::from_secs(30), "the partition", || n0.peer_count() == 1 && n2.peer_count() == 2);
+
+    // Both sides mine; side B mines more. Each side confirms a payment of its own.
+    let tx_a = transfer(2, address(7), 70_000, 10_000, 0);
+    let txid_a = n1.rpc.call("tx_submit", json!({"tx": hex::encode(tx_a.encode())})).unwrap()["txid"].as_str().unwrap().to_string();
+    wait_until(Duration::from_secs(30), "tx A to reach n0", || mempool_count(&n0) == 1);
+    n0.rpc.call("dev_mine", json!({"blocks": 2})).unwrap();
+    let tx_b = transfer(3, address(8), 80_000, 10_000, 0);
+    n3.rpc.call("tx_submit", json!({"tx": hex::encode(tx_b.encode())})).unwrap();
+    wait_until(Duration::from_secs(30), "tx B to reach n2", || mempool_count(&n2) == 1);
+    n2.rpc.call("dev_mine", json!({"blocks": 4})).unwrap();
+    wait_for_tip(&side_a, &n0.tip());
+    wait_for_tip(&side_b, &n2.tip());
+    assert_eq!(tx_status(&n1, &txid_a), "confirmed");
+    assert_ne!(n0.tip(), n2.tip());
+
+    // Heal: every node ends on side B's chain, which has more work.
+    for a in side_a {
+        for b in side_b {
+            a.rpc.call("net_connect", json!({"addr": b.p2p_addr()})).unwrap();
+            b.rpc.call("net_connect", json!({"addr": a.p2p_addr()})).unwrap();
+        }
+    }
+    let best = n2.tip();
+    wait_for_tip(&[&n0, &n1, &n2, &n3, &n4], &best);
+
+    // Tx A was confirmed only on the losing side: it is pending again, then confirms.
+    assert_eq!(tx_status(&n0, &txid_a), "pending");
+    n0.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
+    wait_for_tip(&[&n0, &n1, &n2, &n3, &n4], &n0.tip());
+    for node in [&n0, &n1, &n2, &n3, &n4] {
+        assert_eq!(tx_status(node, &txid_a), "confirmed");
+        assert_eq!(node.rpc.call("account_get", json!({"address": address_text(7)})).unwrap()["balance"], 70_000);
+        assert_eq!(node.rpc.call("account_get", json!({"address": address_text(8)})).unwrap()["balance"], 80_000);
+    }
+}

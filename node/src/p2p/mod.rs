@@ -58,11 +58,21 @@ pub struct PeerInfo {
     pub height: Option<u64>,
 }
 
+/// Operator commands (admin RPC), carried out by the network's event loop.
+#[derive(Debug)]
+pub enum NetCommand {
+    /// Lift any ban on the address's peer and dial it.
+    Connect(Multiaddr),
+    /// Close every connection to the peer and refuse it for a while.
+    Disconnect { peer: PeerId, ban: Duration },
+}
+
 #[derive(Clone)]
 pub struct NetworkHandle {
     pub peer_id: PeerId,
     peers: Arc<Mutex<HashMap<PeerId, PeerInfo>>>,
     best_peer_work: Arc<Mutex<Work>>,
+    commands: mpsc::UnboundedSender<NetCommand>,
 }
 
 impl NetworkHandle {
@@ -70,6 +80,10 @@ impl NetworkHandle {
         let mut peers: Vec<PeerInfo> = self.peers.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
         peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
         peers
+    }
+
+    pub fn command(&self, command: NetCommand) -> bool {
+        self.commands.send(command).is_ok()
     }
 
     /// Whether some peer has shown more work than `ours`.
@@ -169,12 +183,15 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
             tracing::warn!(%addr, error = %e, "cannot dial bootnode");
         }
     }
+    let (commands, command_rx) = mpsc::unbounded_channel();
     let handle = NetworkHandle {
         peer_id: *swarm.local_peer_id(),
         peers: Arc::new(Mutex::new(HashMap::new())),
         best_peer_work: Arc::new(Mutex::new(Work::ZERO)),
+        commands,
     };
     let service = Service {
+        commands: command_rx,
         announcements: node.announcements(),
         node,
         genesis,
@@ -208,6 +225,7 @@ struct Service {
     bootnodes: Vec<Multiaddr>,
     datadir: PathBuf,
     announcements: mpsc::UnboundedReceiver<Announcement>,
+    commands: mpsc::UnboundedReceiver<NetCommand>,
     handle: NetworkHandle,
     peer_status: HashMap<PeerId, Status>,
     scores: HashMap<PeerId, u32>,
@@ -229,6 +247,7 @@ impl Service {
                 event = swarm.select_next_some() => self.on_swarm_event(&mut swarm, event, &verdicts),
                 Some(announcement) = self.announcements.recv() => self.publish(&mut swarm, announcement),
                 Some(verdict) = verdict_rx.recv() => self.on_verdict(&mut swarm, verdict),
+                Some(command) = self.commands.recv() => self.on_command(&mut swarm, command),
                 _ = redial.tick() => self.redial(&mut swarm),
             }
             if self.node.is_shutting_down() {
@@ -257,14 +276,32 @@ impl Service {
         }
     }
 
+    fn on_command(&mut self, swarm: &mut Swarm<Behaviour>, command: NetCommand) {
+        match command {
+            NetCommand::Connect(addr) => {
+                if let Some(peer) = peer_of(&addr) {
+                    self.banned.remove(&peer);
+                    self.scores.remove(&peer);
+                }
+                if let Err(error) = swarm.dial(addr.clone()) {
+                    tracing::warn!(%addr, %error, "cannot dial");
+                }
+            }
+            NetCommand::Disconnect { peer, ban } => {
+                tracing::info!(%peer, ban_seconds = ban.as_secs(), "disconnecting peer on request");
+                if !ban.is_zero() {
+                    self.banned.insert(peer, Instant::now() + ban);
+                }
+                let _ = swarm.disconnect_peer_id(peer);
+            }
+        }
+    }
+
     fn redial(&mut self, swarm: &mut Swarm<Behaviour>) {
         self.banned.retain(|_, until| *until > Instant::now());
         for addr in &self.bootnodes {
-            let peer = addr.iter().find_map(|p| match p {
-                libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
-                _ => None,
-            });
-            if peer.is_some_and(|p| swarm.is_connected(&p)) {
+            let peer = peer_of(addr);
+            if peer.is_some_and(|p| swarm.is_connected(&p) || self.banned.contains_key(&p)) {
                 continue;
             }
             let _ = swarm.dial(addr.clone());
@@ -480,6 +517,13 @@ impl Service {
             }
         }
     }
+}
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
 }
 
 /// Validates a gossiped block: (acceptance, penalty, whether its parent is unknown).

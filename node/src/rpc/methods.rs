@@ -28,6 +28,8 @@ pub fn call(context: &RpcContext, method: &str, params: Value) -> Result<Value, 
         "mempool_info" => mempool_info(context, parse(params)?),
         "net_peers" => net_peers(context, parse(params)?),
         "dev_mine" => dev_mine(context, parse(params)?),
+        "net_connect" => net_connect(context, parse(params)?),
+        "net_disconnect" => net_disconnect(context, parse(params)?),
         other => Err(RpcError::new(
             METHOD_NOT_FOUND,
             format!("method not found: {other:?}"),
@@ -239,6 +241,39 @@ fn mempool_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
 fn net_peers(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
     let peers = context.network.as_ref().map(|n| n.peers()).unwrap_or_default();
     Ok(json!(peers))
+}
+
+fn network(context: &RpcContext) -> Result<&crate::p2p::NetworkHandle, RpcError> {
+    context.network.as_ref().ok_or_else(|| internal("the network is not running"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetConnect {
+    /// Multiaddr ending in /p2p/<peer id>.
+    addr: String,
+}
+
+fn net_connect(context: &RpcContext, params: NetConnect) -> Result<Value, RpcError> {
+    let addr: libp2p::Multiaddr = params.addr.parse().map_err(|e| RpcError::invalid_params(format!("addr: {e}")))?;
+    network(context)?.command(crate::p2p::NetCommand::Connect(addr));
+    Ok(json!({"dialing": params.addr}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetDisconnect {
+    peer_id: String,
+    /// Refuse the peer for this long (0: it may come back at once).
+    #[serde(default)]
+    ban_seconds: u64,
+}
+
+fn net_disconnect(context: &RpcContext, params: NetDisconnect) -> Result<Value, RpcError> {
+    let peer: libp2p::PeerId = params.peer_id.parse().map_err(|e| RpcError::invalid_params(format!("peer_id: {e}")))?;
+    let ban = std::time::Duration::from_secs(params.ban_seconds);
+    network(context)?.command(crate::p2p::NetCommand::Disconnect { peer, ban });
+    Ok(json!({"disconnected": params.peer_id, "ban_seconds": params.ban_seconds}))
 }
 
 #[derive(Deserialize)]
