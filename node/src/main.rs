@@ -4,12 +4,12 @@
 use anyhow::{anyhow, Context, Result};
 use apiary_core::{Address, ChainSpec};
 use apiary_node::chain::Chain;
-use apiary_node::mempool::MempoolConfig;
 use apiary_node::files::write_private_file;
+use apiary_node::mempool::MempoolConfig;
+use apiary_node::p2p::{self, NetworkConfig};
 use apiary_node::rpc::{router, write_cookie, RpcContext};
 use apiary_node::store::Store;
 use apiary_node::Node;
-use apiary_node::p2p::{self, NetworkConfig};
 use clap::Parser;
 use libp2p::Multiaddr;
 use std::path::PathBuf;
@@ -119,7 +119,11 @@ fn run(args: Args) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let network = NetworkConfig { listen: args.listen.clone(), bootnodes: args.peers.clone(), datadir: datadir.clone() };
+    let network = NetworkConfig {
+        listen: args.listen.clone(),
+        bootnodes: args.peers.clone(),
+        datadir: datadir.clone(),
+    };
     let result = runtime.block_on(serve(
         node.clone(),
         &args.rpc_addr,

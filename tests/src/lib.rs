@@ -248,17 +248,27 @@ impl NodeProcess {
     /// The node's p2p address with its peer id (written once it listens).
     pub fn p2p_addr(&self) -> String {
         let path = self.datadir.join("p2p.addr");
-        wait_until(Duration::from_secs(30), "the node to listen for peers", || path.exists());
+        wait_until(
+            Duration::from_secs(30),
+            "the node to listen for peers",
+            || path.exists(),
+        );
         std::fs::read_to_string(path).unwrap().trim().to_string()
     }
 
     pub fn peer_count(&self) -> usize {
-        self.rpc.call("net_peers", json!({})).map(|p| p.as_array().map_or(0, Vec::len)).unwrap_or(0)
+        self.rpc
+            .call("net_peers", json!({}))
+            .map(|p| p.as_array().map_or(0, Vec::len))
+            .unwrap_or(0)
     }
 
     pub fn tip(&self) -> (u64, String) {
         let tip = self.rpc.call("chain_tip", json!({})).expect("chain_tip");
-        (tip["height"].as_u64().unwrap(), tip["hash"].as_str().unwrap().to_string())
+        (
+            tip["height"].as_u64().unwrap(),
+            tip["hash"].as_str().unwrap().to_string(),
+        )
     }
 
     pub fn pid(&self) -> u32 {

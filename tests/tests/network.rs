@@ -19,9 +19,11 @@ fn start_peer(dir: &Path, name: &str, spec: &Path, bootnode: Option<&str>) -> No
 }
 
 fn wait_for_tip(nodes: &[&NodeProcess], tip: &(u64, String)) {
-    wait_until(Duration::from_secs(60), &format!("every node to reach {tip:?}"), || {
-        nodes.iter().all(|n| n.tip() == *tip)
-    });
+    wait_until(
+        Duration::from_secs(60),
+        &format!("every node to reach {tip:?}"),
+        || nodes.iter().all(|n| n.tip() == *tip),
+    );
 }
 
 #[test]
@@ -41,15 +43,27 @@ fn nodes_gossip_sync_and_recover_from_a_kill() {
 
     // A payment sent to n2 reaches n0's mempool by gossip and confirms everywhere.
     let stx = transfer(2, address(7), 123_000, 10_000, 0);
-    let txid = n2.rpc.call("tx_submit", json!({"tx": hex::encode(stx.encode())})).unwrap()["txid"].clone();
+    let txid = n2
+        .rpc
+        .call("tx_submit", json!({"tx": hex::encode(stx.encode())}))
+        .unwrap()["txid"]
+        .clone();
     wait_until(Duration::from_secs(30), "the tx to reach n0", || {
         n0.rpc.call("mempool_info", json!({})).unwrap()["count"] == 1
     });
     n0.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
     wait_for_tip(&[&n0, &n1, &n2], &n0.tip());
     for node in [&n0, &n1, &n2] {
-        assert_eq!(node.rpc.call("tx_get", json!({"txid": txid})).unwrap()["status"], "confirmed");
-        assert_eq!(node.rpc.call("account_get", json!({"address": address_text(7)})).unwrap()["balance"], 123_000);
+        assert_eq!(
+            node.rpc.call("tx_get", json!({"txid": txid})).unwrap()["status"],
+            "confirmed"
+        );
+        assert_eq!(
+            node.rpc
+                .call("account_get", json!({"address": address_text(7)}))
+                .unwrap()["balance"],
+            123_000
+        );
     }
 
     // n1 dies; the others go on; n1 comes back and catches up by itself.
@@ -72,24 +86,45 @@ fn a_node_of_another_chain_is_refused_and_says_why() {
     let n0 = start_peer(dir.path(), "n0", &spec, None);
     n0.rpc.call("dev_mine", json!({"blocks": 2})).unwrap();
     // The devnet: another genesis.
-    let other = NodeProcess::start(&dir.path().join("other"), None, &[LISTEN[0], LISTEN[1], "--peer", &n0.p2p_addr()]).unwrap();
-    wait_until(Duration::from_secs(30), "the other chain's node to be refused", || {
-        n0.log().contains("another chain") || other.log().contains("another chain")
+    let other = NodeProcess::start(
+        &dir.path().join("other"),
+        None,
+        &[LISTEN[0], LISTEN[1], "--peer", &n0.p2p_addr()],
+    )
+    .unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "the other chain's node to be refused",
+        || n0.log().contains("another chain") || other.log().contains("another chain"),
+    );
+    wait_until(Duration::from_secs(30), "the connection to close", || {
+        n0.peer_count() == 0
     });
-    wait_until(Duration::from_secs(30), "the connection to close", || n0.peer_count() == 0);
-    assert_eq!(other.tip().0, 0, "nothing of the test chain reached the devnet node");
+    assert_eq!(
+        other.tip().0,
+        0,
+        "nothing of the test chain reached the devnet node"
+    );
 }
 
 fn peer_id(node: &NodeProcess) -> String {
-    node.rpc.call("node_info", json!({})).unwrap()["peer_id"].as_str().unwrap().to_string()
+    node.rpc.call("node_info", json!({})).unwrap()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn mempool_count(node: &NodeProcess) -> u64 {
-    node.rpc.call("mempool_info", json!({})).unwrap()["count"].as_u64().unwrap()
+    node.rpc.call("mempool_info", json!({})).unwrap()["count"]
+        .as_u64()
+        .unwrap()
 }
 
 fn tx_status(node: &NodeProcess, txid: &str) -> String {
-    node.rpc.call("tx_get", json!({"txid": txid})).unwrap()["status"].as_str().unwrap().to_string()
+    node.rpc.call("tx_get", json!({"txid": txid})).unwrap()["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -106,27 +141,53 @@ fn partition_and_heal_ends_on_most_work_and_loses_no_tx() {
     let n3 = NodeProcess::start(&dir.path().join("n3"), Some(&spec), &extra).unwrap();
     let n4 = NodeProcess::start(&dir.path().join("n4"), Some(&spec), &extra).unwrap();
     let (side_a, side_b) = ([&n0, &n1], [&n2, &n3, &n4]);
-    wait_until(Duration::from_secs(30), "all five to connect", || n0.peer_count() == 4 && n2.peer_count() == 3);
+    wait_until(Duration::from_secs(30), "all five to connect", || {
+        n0.peer_count() == 4 && n2.peer_count() == 3
+    });
     n0.rpc.call("dev_mine", json!({"blocks": 2})).unwrap();
     wait_for_tip(&[&n0, &n1, &n2, &n3, &n4], &n0.tip());
 
     // Split 2 | 3: each side drops and bans the other.
     for a in side_a {
         for b in side_b {
-            a.rpc.call("net_disconnect", json!({"peer_id": peer_id(b), "ban_seconds": 3600})).unwrap();
-            b.rpc.call("net_disconnect", json!({"peer_id": peer_id(a), "ban_seconds": 3600})).unwrap();
+            a.rpc
+                .call(
+                    "net_disconnect",
+                    json!({"peer_id": peer_id(b), "ban_seconds": 3600}),
+                )
+                .unwrap();
+            b.rpc
+                .call(
+                    "net_disconnect",
+                    json!({"peer_id": peer_id(a), "ban_seconds": 3600}),
+                )
+                .unwrap();
         }
     }
-    wait_until(Duration::from_secs(30), "the partition", || n0.peer_count() == 1 && n2.peer_count() == 2);
+    wait_until(Duration::from_secs(30), "the partition", || {
+        n0.peer_count() == 1 && n2.peer_count() == 2
+    });
 
     // Both sides mine; side B mines more. Each side confirms a payment of its own.
     let tx_a = transfer(2, address(7), 70_000, 10_000, 0);
-    let txid_a = n1.rpc.call("tx_submit", json!({"tx": hex::encode(tx_a.encode())})).unwrap()["txid"].as_str().unwrap().to_string();
-    wait_until(Duration::from_secs(30), "tx A to reach n0", || mempool_count(&n0) == 1);
+    let txid_a = n1
+        .rpc
+        .call("tx_submit", json!({"tx": hex::encode(tx_a.encode())}))
+        .unwrap()["txid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_until(Duration::from_secs(30), "tx A to reach n0", || {
+        mempool_count(&n0) == 1
+    });
     n0.rpc.call("dev_mine", json!({"blocks": 2})).unwrap();
     let tx_b = transfer(3, address(8), 80_000, 10_000, 0);
-    n3.rpc.call("tx_submit", json!({"tx": hex::encode(tx_b.encode())})).unwrap();
-    wait_until(Duration::from_secs(30), "tx B to reach n2", || mempool_count(&n2) == 1);
+    n3.rpc
+        .call("tx_submit", json!({"tx": hex::encode(tx_b.encode())}))
+        .unwrap();
+    wait_until(Duration::from_secs(30), "tx B to reach n2", || {
+        mempool_count(&n2) == 1
+    });
     n2.rpc.call("dev_mine", json!({"blocks": 4})).unwrap();
     wait_for_tip(&side_a, &n0.tip());
     wait_for_tip(&side_b, &n2.tip());
@@ -136,8 +197,12 @@ fn partition_and_heal_ends_on_most_work_and_loses_no_tx() {
     // Heal: every node ends on side B's chain, which has more work.
     for a in side_a {
         for b in side_b {
-            a.rpc.call("net_connect", json!({"addr": b.p2p_addr()})).unwrap();
-            b.rpc.call("net_connect", json!({"addr": a.p2p_addr()})).unwrap();
+            a.rpc
+                .call("net_connect", json!({"addr": b.p2p_addr()}))
+                .unwrap();
+            b.rpc
+                .call("net_connect", json!({"addr": a.p2p_addr()}))
+                .unwrap();
         }
     }
     let best = n2.tip();
@@ -149,7 +214,92 @@ fn partition_and_heal_ends_on_most_work_and_loses_no_tx() {
     wait_for_tip(&[&n0, &n1, &n2, &n3, &n4], &n0.tip());
     for node in [&n0, &n1, &n2, &n3, &n4] {
         assert_eq!(tx_status(node, &txid_a), "confirmed");
-        assert_eq!(node.rpc.call("account_get", json!({"address": address_text(7)})).unwrap()["balance"], 70_000);
-        assert_eq!(node.rpc.call("account_get", json!({"address": address_text(8)})).unwrap()["balance"], 80_000);
+        assert_eq!(
+            node.rpc
+                .call("account_get", json!({"address": address_text(7)}))
+                .unwrap()["balance"],
+            70_000
+        );
+        assert_eq!(
+            node.rpc
+                .call("account_get", json!({"address": address_text(8)}))
+                .unwrap()["balance"],
+            80_000
+        );
+    }
+}
+
+fn balance(node: &NodeProcess, address: &str) -> u64 {
+    node.rpc
+        .call("account_get", json!({"address": address}))
+        .unwrap()["balance"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn a_double_spend_confirms_once_and_supply_adds_up() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let n0 = start_peer(dir.path(), "n0", &spec, None);
+    let boot = n0.p2p_addr();
+    let n1 = start_peer(dir.path(), "n1", &spec, Some(&boot));
+    let n2 = start_peer(dir.path(), "n2", &spec, Some(&boot));
+    wait_until(Duration::from_secs(30), "peers to connect", || {
+        n0.peer_count() == 2
+    });
+
+    // Same sender, same nonce, different payees, sent to two nodes at once.
+    let first = transfer(2, address(7), 500_000, 10_000, 0);
+    let second = transfer(2, address(8), 600_000, 20_000, 0);
+    let (r1, r2) = std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            n1.rpc
+                .call("tx_submit", json!({"tx": hex::encode(first.encode())}))
+        });
+        let b = s.spawn(|| {
+            n2.rpc
+                .call("tx_submit", json!({"tx": hex::encode(second.encode())}))
+        });
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(
+        r1.is_ok() || r2.is_ok(),
+        "at least one is accepted: {r1:?} {r2:?}"
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "one of them to reach the miner",
+        || mempool_count(&n0) == 1,
+    );
+    n0.rpc.call("dev_mine", json!({"blocks": 3})).unwrap();
+    wait_for_tip(&[&n0, &n1, &n2], &n0.tip());
+
+    let height = n0.tip().0;
+    for node in [&n0, &n1, &n2] {
+        let statuses = [first.txid(), second.txid()].map(|t| tx_status(node, &t.to_string()));
+        assert_eq!(
+            statuses.iter().filter(|s| *s == "confirmed").count(),
+            1,
+            "{statuses:?}"
+        );
+        let paid = balance(node, &address_text(7)) + balance(node, &address_text(8));
+        assert!(
+            paid == 500_000 || paid == 600_000,
+            "exactly one payment arrived: {paid}"
+        );
+        // Three allocations of 1,000 coins plus 50 per block; fees only move coins.
+        let total: u64 = [
+            address_text(1),
+            address_text(2),
+            address_text(3),
+            address_text(7),
+            address_text(8),
+        ]
+        .iter()
+        .map(|a| balance(node, a))
+        .sum();
+        assert_eq!(total, (3_000 + 50 * height) * 100_000_000);
+        assert_eq!(mempool_count(node), 0, "the loser left every mempool");
     }
 }

@@ -77,7 +77,13 @@ pub struct NetworkHandle {
 
 impl NetworkHandle {
     pub fn peers(&self) -> Vec<PeerInfo> {
-        let mut peers: Vec<PeerInfo> = self.peers.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let mut peers: Vec<PeerInfo> = self
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
         peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
         peers
     }
@@ -88,7 +94,11 @@ impl NetworkHandle {
 
     /// Whether some peer has shown more work than `ours`.
     pub fn is_behind(&self, ours: Work) -> bool {
-        *self.best_peer_work.lock().unwrap_or_else(|e| e.into_inner()) > ours
+        *self
+            .best_peer_work
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            > ours
     }
 }
 
@@ -102,12 +112,19 @@ struct Behaviour {
 /// Loads the node's identity from `<datadir>/node_key`, creating it on first start.
 pub fn load_or_create_identity(datadir: &Path) -> Result<Keypair, NetworkError> {
     let path = datadir.join("node_key");
-    let error = |message: String| NetworkError::NodeKey { path: path.clone(), message };
+    let error = |message: String| NetworkError::NodeKey {
+        path: path.clone(),
+        message,
+    };
     match std::fs::read(&path) {
-        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| error(format!("unreadable: {e}"))),
+        Ok(bytes) => {
+            Keypair::from_protobuf_encoding(&bytes).map_err(|e| error(format!("unreadable: {e}")))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let keypair = Keypair::generate_ed25519();
-            let bytes = keypair.to_protobuf_encoding().map_err(|e| error(e.to_string()))?;
+            let bytes = keypair
+                .to_protobuf_encoding()
+                .map_err(|e| error(e.to_string()))?;
             write_private_file(&path, &bytes).map_err(|e| error(e.to_string()))?;
             Ok(keypair)
         }
@@ -116,7 +133,10 @@ pub fn load_or_create_identity(datadir: &Path) -> Result<Keypair, NetworkError> 
 }
 
 fn topics(genesis: &BlockHash) -> (IdentTopic, IdentTopic) {
-    (IdentTopic::new(format!("apiary/{genesis}/blocks")), IdentTopic::new(format!("apiary/{genesis}/txs")))
+    (
+        IdentTopic::new(format!("apiary/{genesis}/blocks")),
+        IdentTopic::new(format!("apiary/{genesis}/txs")),
+    )
 }
 
 fn identify_version(genesis: &BlockHash) -> String {
@@ -144,11 +164,12 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         // The message id is the object's own hash: a block's header hash, a txid.
         .message_id_fn(move |message: &gossipsub::Message| {
             let data = &message.data;
-            let id = if message.topic == blocks_hash && data.len() >= apiary_core::block::HEADER_BYTES {
-                apiary_core::hash::sha256d(&data[..apiary_core::block::HEADER_BYTES])
-            } else {
-                apiary_core::hash::sha256d(data)
-            };
+            let id =
+                if message.topic == blocks_hash && data.len() >= apiary_core::block::HEADER_BYTES {
+                    apiary_core::hash::sha256d(&data[..apiary_core::block::HEADER_BYTES])
+                } else {
+                    apiary_core::hash::sha256d(data)
+                };
             gossipsub::MessageId::from(id.0.to_vec())
         })
         .build()
@@ -156,27 +177,52 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
 
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
         .map_err(|e| NetworkError::Setup(e.to_string()))?
         .with_behaviour(|key| {
-            let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?;
-            let identify = identify::Behaviour::new(identify::Config::new(identify_version(&genesis), key.public()));
+            let gossipsub =
+                gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?;
+            let identify = identify::Behaviour::new(identify::Config::new(
+                identify_version(&genesis),
+                key.public(),
+            ));
             let sync = request_response::Behaviour::with_codec(
-                SyncCodec { max_response_bytes: (RESPONSE_BYTES_TARGET + max_block).max(16 << 20) },
+                SyncCodec {
+                    max_response_bytes: (RESPONSE_BYTES_TARGET + max_block).max(16 << 20),
+                },
                 [(sync_protocol(&genesis), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
             );
-            Ok(Behaviour { gossipsub, identify, sync })
+            Ok(Behaviour {
+                gossipsub,
+                identify,
+                sync,
+            })
         })
         .map_err(|e| NetworkError::Setup(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
-    swarm.behaviour_mut().gossipsub.subscribe(&block_topic).map_err(|e| NetworkError::Setup(e.to_string()))?;
-    swarm.behaviour_mut().gossipsub.subscribe(&tx_topic).map_err(|e| NetworkError::Setup(e.to_string()))?;
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&block_topic)
+        .map_err(|e| NetworkError::Setup(e.to_string()))?;
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&tx_topic)
+        .map_err(|e| NetworkError::Setup(e.to_string()))?;
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
-            .map_err(|e| NetworkError::Listen { addr: addr.clone(), message: e.to_string() })?;
+            .map_err(|e| NetworkError::Listen {
+                addr: addr.clone(),
+                message: e.to_string(),
+            })?;
     }
     for addr in &config.bootnodes {
         if let Err(e) = swarm.dial(addr.clone()) {
@@ -213,8 +259,18 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
 
 /// Results of work done off the runtime, handed back to the event loop.
 enum Verdict {
-    Gossip { message_id: gossipsub::MessageId, source: PeerId, acceptance: MessageAcceptance, penalty: u32, unknown_parent: bool },
-    Synced { peer: PeerId, received: usize, penalty: u32 },
+    Gossip {
+        message_id: gossipsub::MessageId,
+        source: PeerId,
+        acceptance: MessageAcceptance,
+        penalty: u32,
+        unknown_parent: bool,
+    },
+    Synced {
+        peer: PeerId,
+        received: usize,
+        penalty: u32,
+    },
 }
 
 struct Service {
@@ -259,12 +315,19 @@ impl Service {
     fn our_status(&self) -> Status {
         let guard = self.node.lock();
         let entry = guard.chain.tip_entry();
-        Status { genesis: self.genesis, height: entry.header.height, tip: guard.chain.tip(), total_work: entry.total_work }
+        Status {
+            genesis: self.genesis,
+            height: entry.header.height,
+            tip: guard.chain.tip(),
+            total_work: entry.total_work,
+        }
     }
 
     fn publish(&mut self, swarm: &mut Swarm<Behaviour>, announcement: Announcement) {
         let (topic, id, bytes) = match &announcement {
-            Announcement::Block(block) => (self.block_topic.clone(), block.hash().0, block.encode()),
+            Announcement::Block(block) => {
+                (self.block_topic.clone(), block.hash().0, block.encode())
+            }
             Announcement::Tx(stx) => (self.tx_topic.clone(), stx.txid().0, stx.encode()),
         };
         if self.from_gossip.contains(id.0.as_slice()) {
@@ -324,22 +387,45 @@ impl Service {
 
     fn set_peer(&self, peer: PeerId, update: impl FnOnce(&mut PeerInfo)) {
         let mut peers = self.handle.peers.lock().unwrap_or_else(|e| e.into_inner());
-        let info = peers.entry(peer).or_insert_with(|| PeerInfo { peer_id: peer.to_string(), addr: String::new(), height: None });
+        let info = peers.entry(peer).or_insert_with(|| PeerInfo {
+            peer_id: peer.to_string(),
+            addr: String::new(),
+            height: None,
+        });
         update(info);
     }
 
-    fn on_swarm_event(&mut self, swarm: &mut Swarm<Behaviour>, event: SwarmEvent<BehaviourEvent>, verdicts: &mpsc::UnboundedSender<Verdict>) {
+    fn on_swarm_event(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        event: SwarmEvent<BehaviourEvent>,
+        verdicts: &mpsc::UnboundedSender<Verdict>,
+    ) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
-                let full = address.clone().with(libp2p::multiaddr::Protocol::P2p(*swarm.local_peer_id()));
+                let full = address
+                    .clone()
+                    .with(libp2p::multiaddr::Protocol::P2p(*swarm.local_peer_id()));
                 tracing::info!(addr = %full, "p2p listening");
                 if !self.wrote_addr {
                     self.wrote_addr = true;
-                    let _ = write_private_file(&self.datadir.join("p2p.addr"), full.to_string().as_bytes());
+                    let _ = write_private_file(
+                        &self.datadir.join("p2p.addr"),
+                        full.to_string().as_bytes(),
+                    );
                 }
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
-                if self.banned.get(&peer_id).is_some_and(|until| *until > Instant::now()) {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if self
+                    .banned
+                    .get(&peer_id)
+                    .is_some_and(|until| *until > Instant::now())
+                {
                     let _ = swarm.disconnect_peer_id(peer_id);
                     return;
                 }
@@ -347,18 +433,33 @@ impl Service {
                 self.set_peer(peer_id, |info| info.addr = addr);
                 if num_established.get() == 1 {
                     let status = self.our_status();
-                    swarm.behaviour_mut().sync.send_request(&peer_id, SyncRequest::Status(status));
+                    swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_request(&peer_id, SyncRequest::Status(status));
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                self.handle.peers.lock().unwrap_or_else(|e| e.into_inner()).remove(&peer_id);
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.handle
+                    .peers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&peer_id);
                 self.peer_status.remove(&peer_id);
                 if self.syncing_from == Some(peer_id) {
                     self.syncing_from = None;
                     self.sync_from_best(swarm);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
                 let ours = identify_version(&self.genesis);
                 if info.protocol_version != ours {
                     tracing::warn!(
@@ -371,11 +472,21 @@ impl Service {
                     let _ = swarm.disconnect_peer_id(peer_id);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
                 self.on_gossip(propagation_source, message_id, message, verdicts);
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. })) => match message {
-                request_response::Message::Request { request, channel, .. } => {
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
                     let response = match request {
                         SyncRequest::Status(status) => {
                             self.learn_status(swarm, peer, status);
@@ -383,7 +494,11 @@ impl Service {
                         }
                         SyncRequest::GetBlocks { locator, max } => {
                             let max = max.min(MAX_BLOCKS_PER_RESPONSE);
-                            let blocks = self.node.lock().chain.main_blocks_after(&locator, max, RESPONSE_BYTES_TARGET);
+                            let blocks = self.node.lock().chain.main_blocks_after(
+                                &locator,
+                                max,
+                                RESPONSE_BYTES_TARGET,
+                            );
                             SyncResponse::Blocks(blocks.unwrap_or_default())
                         }
                     };
@@ -394,13 +509,17 @@ impl Service {
                     SyncResponse::Blocks(blocks) => self.on_blocks(peer, blocks, verdicts),
                 },
             },
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, error, .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(
+                request_response::Event::OutboundFailure { peer, error, .. },
+            )) => {
                 tracing::debug!(%peer, %error, "sync request failed");
                 if self.syncing_from == Some(peer) {
                     self.syncing_from = None;
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(
+                request_response::Event::InboundFailure { peer, error, .. },
+            )) => {
                 // Undecodable or oversized requests.
                 if matches!(error, request_response::InboundFailure::Io(_)) {
                     self.penalise(swarm, peer, 50, "malformed sync request");
@@ -418,7 +537,11 @@ impl Service {
         }
         self.set_peer(peer, |info| info.height = Some(status.height.0));
         {
-            let mut best = self.handle.best_peer_work.lock().unwrap_or_else(|e| e.into_inner());
+            let mut best = self
+                .handle
+                .best_peer_work
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if status.total_work > *best {
                 *best = status.total_work;
             }
@@ -445,10 +568,21 @@ impl Service {
         };
         let locator = self.node.lock().chain.locator();
         self.syncing_from = Some(peer);
-        swarm.behaviour_mut().sync.send_request(&peer, SyncRequest::GetBlocks { locator, max: MAX_BLOCKS_PER_RESPONSE });
+        swarm.behaviour_mut().sync.send_request(
+            &peer,
+            SyncRequest::GetBlocks {
+                locator,
+                max: MAX_BLOCKS_PER_RESPONSE,
+            },
+        );
     }
 
-    fn on_blocks(&mut self, peer: PeerId, blocks: Vec<Vec<u8>>, verdicts: &mpsc::UnboundedSender<Verdict>) {
+    fn on_blocks(
+        &mut self,
+        peer: PeerId,
+        blocks: Vec<Vec<u8>>,
+        verdicts: &mpsc::UnboundedSender<Verdict>,
+    ) {
         let node = self.node.clone();
         let verdicts = verdicts.clone();
         tokio::task::spawn_blocking(move || {
@@ -463,7 +597,10 @@ impl Service {
                         break;
                     }
                 };
-                match node.check_block(block, bytes).and_then(|checked| node.accept_block(checked)) {
+                match node
+                    .check_block(block, bytes)
+                    .and_then(|checked| node.accept_block(checked))
+                {
                     Ok(_) => received += 1,
                     Err(error) => {
                         penalty = error.misbehavior_score();
@@ -472,11 +609,21 @@ impl Service {
                     }
                 }
             }
-            let _ = verdicts.send(Verdict::Synced { peer, received, penalty });
+            let _ = verdicts.send(Verdict::Synced {
+                peer,
+                received,
+                penalty,
+            });
         });
     }
 
-    fn on_gossip(&mut self, source: PeerId, message_id: gossipsub::MessageId, message: gossipsub::Message, verdicts: &mpsc::UnboundedSender<Verdict>) {
+    fn on_gossip(
+        &mut self,
+        source: PeerId,
+        message_id: gossipsub::MessageId,
+        message: gossipsub::Message,
+        verdicts: &mpsc::UnboundedSender<Verdict>,
+    ) {
         if self.from_gossip.len() > 100_000 {
             self.from_gossip.clear();
         }
@@ -490,22 +637,44 @@ impl Service {
             } else {
                 judge_tx(&node, &message.data)
             };
-            let _ = verdicts.send(Verdict::Gossip { message_id, source, acceptance, penalty, unknown_parent });
+            let _ = verdicts.send(Verdict::Gossip {
+                message_id,
+                source,
+                acceptance,
+                penalty,
+                unknown_parent,
+            });
         });
     }
 
     fn on_verdict(&mut self, swarm: &mut Swarm<Behaviour>, verdict: Verdict) {
         match verdict {
-            Verdict::Gossip { message_id, source, acceptance, penalty, unknown_parent } => {
-                swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &source, acceptance);
+            Verdict::Gossip {
+                message_id,
+                source,
+                acceptance,
+                penalty,
+                unknown_parent,
+            } => {
+                swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &source, acceptance);
                 self.penalise(swarm, source, penalty, "invalid gossip");
                 if unknown_parent {
                     // The sender knows blocks we lack: ask where it stands, then sync.
                     let status = self.our_status();
-                    swarm.behaviour_mut().sync.send_request(&source, SyncRequest::Status(status));
+                    swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_request(&source, SyncRequest::Status(status));
                 }
             }
-            Verdict::Synced { peer, received, penalty } => {
+            Verdict::Synced {
+                peer,
+                received,
+                penalty,
+            } => {
                 self.syncing_from = None;
                 self.penalise(swarm, peer, penalty, "invalid block in sync");
                 if received > 0 && penalty == 0 {
@@ -533,7 +702,10 @@ fn judge_block(node: &Node, bytes: Vec<u8>) -> (MessageAcceptance, u32, bool) {
         Ok(block) => block,
         Err(_) => return (MessageAcceptance::Reject, BAN_SCORE / 2, false),
     };
-    match node.check_block(block, bytes).and_then(|checked| node.accept_block(checked)) {
+    match node
+        .check_block(block, bytes)
+        .and_then(|checked| node.accept_block(checked))
+    {
         Ok(Accepted::NewTip(_)) | Ok(Accepted::SideBranch) => (MessageAcceptance::Accept, 0, false),
         Ok(Accepted::Duplicate) => (MessageAcceptance::Ignore, 0, false),
         Err(ChainError::UnknownParent { .. }) => (MessageAcceptance::Ignore, 0, true),
@@ -553,9 +725,9 @@ fn judge_tx(node: &Node, bytes: &[u8]) -> (MessageAcceptance, u32, bool) {
     };
     match node.submit_tx(stx) {
         Ok(_) => (MessageAcceptance::Accept, 0, false),
-        Err(MempoolError::Invalid(TxError::BadSignature | TxError::SenderNotAKey | TxError::WrongChain { .. })) => {
-            (MessageAcceptance::Reject, 20, false)
-        }
+        Err(MempoolError::Invalid(
+            TxError::BadSignature | TxError::SenderNotAKey | TxError::WrongChain { .. },
+        )) => (MessageAcceptance::Reject, 20, false),
         // Stale, duplicate, or not payable against our tip: may be honest; do not forward.
         Err(_) => (MessageAcceptance::Ignore, 0, false),
     }

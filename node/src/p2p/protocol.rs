@@ -50,19 +50,29 @@ pub struct SyncCodec {
     pub max_response_bytes: usize,
 }
 
-async fn read_limited<T: BorshDeserialize, R: AsyncRead + Unpin + Send>(io: &mut R, max: usize) -> io::Result<T> {
+async fn read_limited<T: BorshDeserialize, R: AsyncRead + Unpin + Send>(
+    io: &mut R,
+    max: usize,
+) -> io::Result<T> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len > max {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("message of {len} bytes exceeds {max}")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("message of {len} bytes exceeds {max}"),
+        ));
     }
     let mut bytes = vec![0u8; len];
     io.read_exact(&mut bytes).await?;
-    apiary_core::decode_exact("sync message", &bytes, max).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    apiary_core::decode_exact("sync message", &bytes, max)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-async fn write_framed<T: BorshSerialize, W: AsyncWrite + Unpin + Send>(io: &mut W, value: &T) -> io::Result<()> {
+async fn write_framed<T: BorshSerialize, W: AsyncWrite + Unpin + Send>(
+    io: &mut W,
+    value: &T,
+) -> io::Result<()> {
     let bytes = borsh::to_vec(value)?;
     io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
     io.write_all(&bytes).await?;
@@ -74,11 +84,19 @@ impl libp2p::request_response::Codec for SyncCodec {
     type Request = SyncRequest;
     type Response = SyncResponse;
 
-    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncRequest> {
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<SyncRequest> {
         read_limited(io, MAX_REQUEST_BYTES).await
     }
 
-    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncResponse> {
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<SyncResponse> {
         read_limited(io, self.max_response_bytes).await
     }
 

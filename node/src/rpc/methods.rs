@@ -239,12 +239,19 @@ fn mempool_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
 }
 
 fn net_peers(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
-    let peers = context.network.as_ref().map(|n| n.peers()).unwrap_or_default();
+    let peers = context
+        .network
+        .as_ref()
+        .map(|n| n.peers())
+        .unwrap_or_default();
     Ok(json!(peers))
 }
 
 fn network(context: &RpcContext) -> Result<&crate::p2p::NetworkHandle, RpcError> {
-    context.network.as_ref().ok_or_else(|| internal("the network is not running"))
+    context
+        .network
+        .as_ref()
+        .ok_or_else(|| internal("the network is not running"))
 }
 
 #[derive(Deserialize)]
@@ -255,7 +262,10 @@ struct NetConnect {
 }
 
 fn net_connect(context: &RpcContext, params: NetConnect) -> Result<Value, RpcError> {
-    let addr: libp2p::Multiaddr = params.addr.parse().map_err(|e| RpcError::invalid_params(format!("addr: {e}")))?;
+    let addr: libp2p::Multiaddr = params
+        .addr
+        .parse()
+        .map_err(|e| RpcError::invalid_params(format!("addr: {e}")))?;
     network(context)?.command(crate::p2p::NetCommand::Connect(addr));
     Ok(json!({"dialing": params.addr}))
 }
@@ -270,7 +280,10 @@ struct NetDisconnect {
 }
 
 fn net_disconnect(context: &RpcContext, params: NetDisconnect) -> Result<Value, RpcError> {
-    let peer: libp2p::PeerId = params.peer_id.parse().map_err(|e| RpcError::invalid_params(format!("peer_id: {e}")))?;
+    let peer: libp2p::PeerId = params
+        .peer_id
+        .parse()
+        .map_err(|e| RpcError::invalid_params(format!("peer_id: {e}")))?;
     let ban = std::time::Duration::from_secs(params.ban_seconds);
     network(context)?.command(crate::p2p::NetCommand::Disconnect { peer, ban });
     Ok(json!({"disconnected": params.peer_id, "ban_seconds": params.ban_seconds}))

@@ -3,6 +3,7 @@
 
 mod methods;
 
+use crate::files::write_private_file;
 use crate::node::Node;
 use apiary_core::Address;
 use axum::body::Bytes;
@@ -13,7 +14,6 @@ use axum::routing::post;
 use axum::Router;
 use base64::Engine;
 use serde_json::{json, Value};
-use crate::files::write_private_file;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
