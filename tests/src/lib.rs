@@ -205,6 +205,10 @@ impl NodeProcess {
             .arg("--datadir")
             .arg(datadir)
             .args(["--rpc-addr", "127.0.0.1:0"]);
+        // Peers on an ephemeral loopback port unless the test says where.
+        if !extra.contains(&"--listen") {
+            command.args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
+        }
         if let Some(spec) = spec {
             command.arg("--genesis").arg(spec);
         }
