@@ -78,6 +78,21 @@ fn busy_port_busy_datadir_and_foreign_datadir_are_clear_errors() {
     ]);
     assert!(message.contains("already in use"), "{message}");
 
+    // The same for the p2p port (libp2p alone would share it silently).
+    let p2p = node.p2p_addr();
+    let listen = p2p.split("/p2p/").next().unwrap();
+    let message = node_fails(&[
+        "--genesis",
+        spec.to_str().unwrap(),
+        "--datadir",
+        other.to_str().unwrap(),
+        "--rpc-addr",
+        "127.0.0.1:0",
+        "--listen",
+        listen,
+    ]);
+    assert!(message.contains("port is already in use"), "{message}");
+
     let message = node_fails(&[
         "--genesis",
         spec.to_str().unwrap(),

@@ -217,6 +217,7 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         .subscribe(&tx_topic)
         .map_err(|e| NetworkError::Setup(e.to_string()))?;
     for addr in &config.listen {
+        check_port_free(addr)?;
         swarm
             .listen_on(addr.clone())
             .map_err(|e| NetworkError::Listen {
@@ -686,6 +687,35 @@ impl Service {
             }
         }
     }
+}
+
+/// libp2p listens with SO_REUSEPORT, so a second node could silently share a port with
+/// the first; a plain bind first turns that into a clear error.
+fn check_port_free(addr: &Multiaddr) -> Result<(), NetworkError> {
+    use libp2p::multiaddr::Protocol;
+    let mut parts = addr.iter();
+    let ip: std::net::IpAddr = match parts.next() {
+        Some(Protocol::Ip4(ip)) => ip.into(),
+        Some(Protocol::Ip6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    let Some(Protocol::Tcp(port)) = parts.next() else {
+        return Ok(());
+    };
+    if port == 0 {
+        return Ok(());
+    }
+    std::net::TcpListener::bind((ip, port))
+        .map(drop)
+        .map_err(|e| NetworkError::Listen {
+            addr: addr.clone(),
+            message: if e.kind() == std::io::ErrorKind::AddrInUse {
+                "the port is already in use (another apiary-node?); choose another with --listen"
+                    .into()
+            } else {
+                e.to_string()
+            },
+        })
 }
 
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
