@@ -19,7 +19,7 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
 use protocol::{
-    sync_protocol, Status, SyncCodec, SyncRequest, SyncResponse, MAX_BLOCKS_PER_RESPONSE,
+    sync_protocol, Inbound, Status, SyncCodec, SyncRequest, SyncResponse, MAX_BLOCKS_PER_RESPONSE,
     RESPONSE_BYTES_TARGET,
 };
 use std::collections::{HashMap, HashSet};
@@ -437,7 +437,7 @@ impl Service {
                     swarm
                         .behaviour_mut()
                         .sync
-                        .send_request(&peer_id, SyncRequest::Status(status));
+                        .send_request(&peer_id, Inbound::Request(SyncRequest::Status(status)));
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -489,11 +489,21 @@ impl Service {
                     request, channel, ..
                 } => {
                     let response = match request {
-                        SyncRequest::Status(status) => {
+                        Inbound::Malformed(reason) => {
+                            // Dropping the channel closes the stream without an answer.
+                            self.penalise(
+                                swarm,
+                                peer,
+                                50,
+                                &format!("malformed sync request: {reason}"),
+                            );
+                            return;
+                        }
+                        Inbound::Request(SyncRequest::Status(status)) => {
                             self.learn_status(swarm, peer, status);
                             SyncResponse::Status(self.our_status())
                         }
-                        SyncRequest::GetBlocks { locator, max } => {
+                        Inbound::Request(SyncRequest::GetBlocks { locator, max }) => {
                             let max = max.min(MAX_BLOCKS_PER_RESPONSE);
                             let blocks = self.node.lock().chain.main_blocks_after(
                                 &locator,
@@ -521,10 +531,7 @@ impl Service {
             SwarmEvent::Behaviour(BehaviourEvent::Sync(
                 request_response::Event::InboundFailure { peer, error, .. },
             )) => {
-                // Undecodable or oversized requests.
-                if matches!(error, request_response::InboundFailure::Io(_)) {
-                    self.penalise(swarm, peer, 50, "malformed sync request");
-                }
+                tracing::debug!(%peer, %error, "inbound sync request failed");
             }
             _ => {}
         }
@@ -571,10 +578,10 @@ impl Service {
         self.syncing_from = Some(peer);
         swarm.behaviour_mut().sync.send_request(
             &peer,
-            SyncRequest::GetBlocks {
+            Inbound::Request(SyncRequest::GetBlocks {
                 locator,
                 max: MAX_BLOCKS_PER_RESPONSE,
-            },
+            }),
         );
     }
 
@@ -668,7 +675,7 @@ impl Service {
                     swarm
                         .behaviour_mut()
                         .sync
-                        .send_request(&source, SyncRequest::Status(status));
+                        .send_request(&source, Inbound::Request(SyncRequest::Status(status)));
                 }
             }
             Verdict::Synced {

@@ -32,6 +32,14 @@ pub enum SyncRequest {
     GetBlocks { locator: Vec<BlockHash>, max: u32 },
 }
 
+/// A request as read off the wire. libp2p does not tell the behaviour about requests that
+/// fail to decode, so the codec hands them up as `Malformed` for the sender to be penalised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inbound {
+    Request(SyncRequest),
+    Malformed(String),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum SyncResponse {
     Status(Status),
@@ -81,15 +89,21 @@ async fn write_framed<T: BorshSerialize, W: AsyncWrite + Unpin + Send>(
 
 impl libp2p::request_response::Codec for SyncCodec {
     type Protocol = StreamProtocol;
-    type Request = SyncRequest;
+    type Request = Inbound;
     type Response = SyncResponse;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<SyncRequest> {
-        read_limited(io, MAX_REQUEST_BYTES).await
+    ) -> io::Result<Inbound> {
+        Ok(match read_limited(io, MAX_REQUEST_BYTES).await {
+            Ok(request) => Inbound::Request(request),
+            Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                Inbound::Malformed(error.to_string())
+            }
+            Err(error) => return Err(error),
+        })
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -104,9 +118,12 @@ impl libp2p::request_response::Codec for SyncCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        request: SyncRequest,
+        request: Inbound,
     ) -> io::Result<()> {
-        write_framed(io, &request).await
+        match request {
+            Inbound::Request(request) => write_framed(io, &request).await,
+            Inbound::Malformed(_) => Err(io::Error::other("malformed requests are never sent")),
+        }
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
