@@ -64,30 +64,40 @@ pub fn address_text(seed: u8) -> String {
 /// Writes a chain spec with `apiary-genesis new`: blocks need a couple of hashes, and keys
 /// 1..=3 hold 1,000 coins each.
 pub fn write_test_spec(dir: &Path) -> PathBuf {
+    write_spec(
+        dir,
+        &[
+            "--block-time-ms",
+            "1000",
+            "--half-life-ms",
+            "1000000000",
+            "--initial-hashes",
+            "2",
+            "--min-hashes",
+            "2",
+        ],
+    )
+}
+
+/// Writes a chain spec with keys 1..=3 funded and the given difficulty parameters.
+pub fn write_spec(dir: &Path, difficulty: &[&str]) -> PathBuf {
     let path = dir.join("spec.toml");
     let allocs: Vec<String> = (1..=3)
         .map(|s| format!("--alloc={}=1000", address_text(s)))
         .collect();
+    let path_text = path.to_str().unwrap().to_string();
     let mut args = vec![
         "new",
         "--chain-id",
         CHAIN_ID,
         "--address-prefix",
         PREFIX,
-        "--block-time-ms",
-        "1000",
-        "--half-life-ms",
-        "1000000000",
-        "--initial-hashes",
-        "2",
-        "--min-hashes",
-        "2",
         "--halving-interval",
         "0",
         "-o",
     ];
-    let path_text = path.to_str().unwrap().to_string();
     args.push(&path_text);
+    args.extend(difficulty);
     args.extend(allocs.iter().map(String::as_str));
     let output = run("apiary-genesis", &args);
     assert!(

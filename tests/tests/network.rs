@@ -73,10 +73,106 @@ fn nodes_gossip_sync_and_recover_from_a_kill() {
     let n1 = start_peer(dir.path(), "n1", &spec, Some(&boot));
     wait_for_tip(&[&n0, &n1, &n2], &n0.tip());
 
-    // A late joiner that knows only n2 gets the whole chain.
+    // A late joiner that knows only n2 gets the whole chain, thousands of blocks long.
+    n0.rpc.call("dev_mine", json!({"blocks": 2000})).unwrap();
+    wait_for_tip(&[&n0, &n1, &n2], &n0.tip());
     let n3 = start_peer(dir.path(), "n3", &spec, Some(&n2.p2p_addr()));
     wait_for_tip(&[&n0, &n3], &n0.tip());
-    assert_eq!(n3.tip().0, 36);
+    assert_eq!(n3.tip().0, 2036);
+}
+
+/// Five nodes, two mining for real; each is killed in turn and comes back.
+#[test]
+fn any_single_loss_is_survived() {
+    let dir = TempDir::new().unwrap();
+    // Blocks of about 300 ms at a few thousand hashes: real forks, quick convergence.
+    let spec = write_spec(
+        dir.path(),
+        &[
+            "--block-time-ms",
+            "300",
+            "--half-life-ms",
+            "3000",
+            "--initial-hashes",
+            "4096",
+            "--min-hashes",
+            "256",
+        ],
+    );
+    let miner = address_text(9);
+    // Restarted nodes listen where they did before, so their peers find them again.
+    let args = |index: usize, listen: &str, boot: Option<&str>| -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "--listen".into(),
+            listen.to_string(),
+            "--mine-threads".into(),
+            "1".into(),
+        ];
+        if index < 2 {
+            args.extend(["--mine".into(), "--miner-address".into(), miner.clone()]);
+        }
+        if let Some(boot) = boot {
+            args.extend(["--peer".into(), boot.to_string()]);
+        }
+        args
+    };
+    let start = |index: usize, listen: &str, boot: Option<&str>| {
+        let owned = args(index, listen, boot);
+        let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+        NodeProcess::start(&dir.path().join(format!("n{index}")), Some(&spec), &refs).unwrap()
+    };
+    let listen_of = |node: &NodeProcess| node.p2p_addr().split("/p2p/").next().unwrap().to_string();
+    let first = start(0, LISTEN[1], None);
+    let boot = first.p2p_addr();
+    let second = start(1, LISTEN[1], Some(&boot));
+    let second_addr = second.p2p_addr();
+    let mut listens = vec![listen_of(&first), listen_of(&second)];
+    let mut nodes: Vec<Option<NodeProcess>> = vec![Some(first), Some(second)];
+    for index in 2..5 {
+        // Everyone knows two nodes, so losing any one leaves it connected.
+        let node = start(index, LISTEN[1], Some(&boot));
+        node.rpc
+            .call("net_connect", json!({"addr": second_addr}))
+            .unwrap();
+        listens.push(listen_of(&node));
+        nodes.push(Some(node));
+    }
+    let live = |nodes: &Vec<Option<NodeProcess>>| {
+        nodes.iter().flatten().map(|n| n.tip()).collect::<Vec<_>>()
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "the network to make progress",
+        || live(&nodes).iter().all(|t| t.0 >= 5),
+    );
+
+    for victim in 0..5 {
+        let mut node = nodes[victim].take().unwrap();
+        node.kill9();
+        let before = live(&nodes).iter().map(|t| t.0).max().unwrap();
+        let what = format!("the others to keep extending after node {victim} died (from {before})");
+        wait_until(Duration::from_secs(60), &what, || {
+            live(&nodes).iter().all(|t| t.0 >= before + 3)
+        });
+        let boot = if victim == 0 {
+            second_addr.clone()
+        } else {
+            boot.clone()
+        };
+        let node = start(victim, &listens[victim], Some(&boot));
+        let target = live(&nodes).iter().map(|t| t.0).max().unwrap();
+        nodes[victim] = Some(node);
+        wait_until(
+            Duration::from_secs(60),
+            "the restarted node to catch up",
+            || nodes[victim].as_ref().unwrap().tip().0 >= target,
+        );
+    }
+    // With miners running the tip moves; all five agree at some instant.
+    wait_until(Duration::from_secs(60), "all tips to agree", || {
+        let tips = live(&nodes);
+        tips.iter().all(|t| t.1 == tips[0].1)
+    });
 }
 
 #[test]

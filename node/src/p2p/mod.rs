@@ -31,8 +31,9 @@ use tokio::sync::mpsc;
 /// A peer whose misbehaviour adds up to this is banned.
 const BAN_SCORE: u32 = 100;
 const BAN_TIME: Duration = Duration::from_secs(600);
-/// How often lost bootnodes are dialled again.
-const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
+/// How often lost bootnodes are dialled again and peers are asked where they stand (so a
+/// node that missed gossip still learns it is behind).
+const TICK_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
@@ -298,14 +299,14 @@ struct Service {
 impl Service {
     async fn run(mut self, mut swarm: Swarm<Behaviour>) {
         let (verdicts, mut verdict_rx) = mpsc::unbounded_channel::<Verdict>();
-        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        let mut tick = tokio::time::interval(TICK_INTERVAL);
         loop {
             tokio::select! {
                 event = swarm.select_next_some() => self.on_swarm_event(&mut swarm, event, &verdicts),
                 Some(announcement) = self.announcements.recv() => self.publish(&mut swarm, announcement),
                 Some(verdict) = verdict_rx.recv() => self.on_verdict(&mut swarm, verdict),
                 Some(command) = self.commands.recv() => self.on_command(&mut swarm, command),
-                _ = redial.tick() => self.redial(&mut swarm),
+                _ = tick.tick() => self.on_tick(&mut swarm),
             }
             if self.node.is_shutting_down() {
                 return;
@@ -361,8 +362,16 @@ impl Service {
         }
     }
 
-    fn redial(&mut self, swarm: &mut Swarm<Behaviour>) {
+    fn on_tick(&mut self, swarm: &mut Swarm<Behaviour>) {
         self.banned.retain(|_, until| *until > Instant::now());
+        let status = self.our_status();
+        let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
+        for peer in peers {
+            swarm
+                .behaviour_mut()
+                .sync
+                .send_request(&peer, Inbound::Request(SyncRequest::Status(status.clone())));
+        }
         for addr in &self.bootnodes {
             let peer = peer_of(addr);
             if peer.is_some_and(|p| swarm.is_connected(&p) || self.banned.contains_key(&p)) {
