@@ -18,6 +18,15 @@ fn start_peer(dir: &Path, name: &str, spec: &Path, bootnode: Option<&str>) -> No
     NodeProcess::start(&dir.join(name), Some(spec), &args).unwrap()
 }
 
+/// Three nodes, the last two started with the first as their bootnode; returns its address.
+fn star(dir: &Path, spec: &Path) -> (NodeProcess, NodeProcess, NodeProcess, String) {
+    let n0 = start_peer(dir, "n0", spec, None);
+    let boot = n0.p2p_addr();
+    let n1 = start_peer(dir, "n1", spec, Some(&boot));
+    let n2 = start_peer(dir, "n2", spec, Some(&boot));
+    (n0, n1, n2, boot)
+}
+
 fn wait_for_tip(nodes: &[&NodeProcess], tip: &(u64, String)) {
     wait_until(
         Duration::from_secs(60),
@@ -30,10 +39,7 @@ fn wait_for_tip(nodes: &[&NodeProcess], tip: &(u64, String)) {
 fn nodes_gossip_sync_and_recover_from_a_kill() {
     let dir = TempDir::new().unwrap();
     let spec = write_test_spec(dir.path());
-    let n0 = start_peer(dir.path(), "n0", &spec, None);
-    let boot = n0.p2p_addr();
-    let mut n1 = start_peer(dir.path(), "n1", &spec, Some(&boot));
-    let n2 = start_peer(dir.path(), "n2", &spec, Some(&boot));
+    let (n0, mut n1, n2, boot) = star(dir.path(), &spec);
     wait_until(Duration::from_secs(30), "peers to connect", || {
         n0.peer_count() == 2 && n1.peer_count() >= 1 && n2.peer_count() >= 1
     });
@@ -227,10 +233,7 @@ fn tx_status(node: &NodeProcess, txid: &str) -> String {
 fn partition_and_heal_ends_on_most_work_and_loses_no_tx() {
     let dir = TempDir::new().unwrap();
     let spec = write_test_spec(dir.path());
-    let n0 = start_peer(dir.path(), "n0", &spec, None);
-    let boot = n0.p2p_addr();
-    let n1 = start_peer(dir.path(), "n1", &spec, Some(&boot));
-    let n2 = start_peer(dir.path(), "n2", &spec, Some(&boot));
+    let (n0, n1, n2, boot) = star(dir.path(), &spec);
     let n2_addr = n2.p2p_addr();
     let mut extra = LISTEN.to_vec();
     extra.extend(["--mine-threads", "1", "--peer", &boot, "--peer", &n2_addr]);
@@ -337,10 +340,7 @@ fn balance(node: &NodeProcess, address: &str) -> u64 {
 fn a_double_spend_confirms_once_and_supply_adds_up() {
     let dir = TempDir::new().unwrap();
     let spec = write_test_spec(dir.path());
-    let n0 = start_peer(dir.path(), "n0", &spec, None);
-    let boot = n0.p2p_addr();
-    let n1 = start_peer(dir.path(), "n1", &spec, Some(&boot));
-    let n2 = start_peer(dir.path(), "n2", &spec, Some(&boot));
+    let (n0, n1, n2, _) = star(dir.path(), &spec);
     wait_until(Duration::from_secs(30), "peers to connect", || {
         n0.peer_count() == 2
     });

@@ -1,8 +1,24 @@
 //! What a user meets when something is wrong at start: each a clear error, never a hang.
 
 use apiary_system_tests::*;
+use std::path::Path;
 use std::process::Command;
 use tempfile::TempDir;
+
+/// Runs a node of `spec` on `datadir` (RPC on port 0) with `extra`, expecting it to fail.
+fn node_fails_on(spec: &Path, datadir: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "--genesis",
+        spec.to_str().unwrap(),
+        "--datadir",
+        datadir.to_str().unwrap(),
+    ];
+    if !extra.contains(&"--rpc-addr") {
+        args.extend(["--rpc-addr", "127.0.0.1:0"]);
+    }
+    args.extend(extra);
+    node_fails(&args)
+}
 
 fn node_fails(args: &[&str]) -> String {
     let output = Command::new(bin("apiary-node"))
@@ -68,39 +84,16 @@ fn busy_port_busy_datadir_and_foreign_datadir_are_clear_errors() {
         .trim_end_matches('/')
         .to_string();
     let other = dir.path().join("other");
-    let message = node_fails(&[
-        "--genesis",
-        spec.to_str().unwrap(),
-        "--datadir",
-        other.to_str().unwrap(),
-        "--rpc-addr",
-        &addr,
-    ]);
+    let message = node_fails_on(&spec, &other, &["--rpc-addr", &addr]);
     assert!(message.contains("already in use"), "{message}");
 
     // The same for the p2p port (libp2p alone would share it silently).
     let p2p = node.p2p_addr();
     let listen = p2p.split("/p2p/").next().unwrap();
-    let message = node_fails(&[
-        "--genesis",
-        spec.to_str().unwrap(),
-        "--datadir",
-        other.to_str().unwrap(),
-        "--rpc-addr",
-        "127.0.0.1:0",
-        "--listen",
-        listen,
-    ]);
+    let message = node_fails_on(&spec, &other, &["--listen", listen]);
     assert!(message.contains("port is already in use"), "{message}");
 
-    let message = node_fails(&[
-        "--genesis",
-        spec.to_str().unwrap(),
-        "--datadir",
-        datadir.to_str().unwrap(),
-        "--rpc-addr",
-        "127.0.0.1:0",
-    ]);
+    let message = node_fails_on(&spec, &datadir, &[]);
     assert!(
         message.contains("in use by another apiary-node"),
         "{message}"
@@ -137,13 +130,6 @@ fn a_chain_made_with_apiary_genesis_runs_and_survives_corruption_checks() {
     let db = datadir.join("db");
     let current = std::fs::read_to_string(db.join("CURRENT")).unwrap();
     std::fs::write(db.join(current.trim()), b"garbage").unwrap();
-    let message = node_fails(&[
-        "--genesis",
-        spec.to_str().unwrap(),
-        "--datadir",
-        datadir.to_str().unwrap(),
-        "--rpc-addr",
-        "127.0.0.1:0",
-    ]);
+    let message = node_fails_on(&spec, &datadir, &[]);
     assert!(message.contains("cannot open the store"), "{message}");
 }
