@@ -28,18 +28,30 @@ fn pool_orders_by_fee_keeps_nonce_order_and_refuses_what_cannot_be_mined() {
     pool.add(then.clone(), state, &spec).unwrap();
     pool.add(high.clone(), state, &spec).unwrap();
     // Key 2's tx pays more than key 1's first; key 1's second must follow its first.
-    let order: Vec<_> = pool.select(10, 1 << 20).iter().map(|t| t.txid()).collect();
+    let order: Vec<_> = pool
+        .select(state, 10, 1 << 20)
+        .iter()
+        .map(|t| t.txid())
+        .collect();
     assert_eq!(order, vec![high.txid(), low.txid(), then.txid()]);
 
     assert!(matches!(
         pool.add(low.clone(), state, &spec),
         Err(MempoolError::Duplicate(_))
     ));
+    // A nonce a little ahead waits for the gap; one too far ahead is refused.
+    let ahead = transfer(&spec, 1, addr(10), 1, 5);
+    pool.add(ahead.clone(), state, &spec).unwrap();
+    assert!(
+        !pool.select(state, 10, 1 << 20).contains(&ahead),
+        "it waits behind the gap"
+    );
     assert!(matches!(
-        pool.add(transfer(&spec, 1, addr(10), 1, 5), state, &spec),
-        Err(MempoolError::NonceGap {
-            expected: 2,
-            found: 5
+        pool.add(transfer(&spec, 1, addr(10), 1, 17), state, &spec),
+        Err(MempoolError::NonceTooFarAhead {
+            expected: 0,
+            found: 17,
+            limit: 16
         })
     ));
     // Replacement needs a higher fee.
@@ -67,5 +79,49 @@ fn pool_orders_by_fee_keeps_nonce_order_and_refuses_what_cannot_be_mined() {
         pool.add(cheap, state, &spec),
         Err(MempoolError::FeeTooLow { .. })
     ));
-    assert_eq!(pool.len(), 3);
+    assert_eq!(pool.len(), 4);
+}
+
+#[test]
+fn a_full_pool_evicts_the_cheapest_tail_and_old_transactions_expire() {
+    let spec = test_spec(100);
+    let dir = TempDir::new().unwrap();
+    let node = open_node(dir.path(), &spec);
+    let guard = node.lock();
+    let state = guard.chain.state();
+    let size = transfer(&spec, 1, addr(10), 1, 0).encode().len();
+    let mut pool = Mempool::new(MempoolConfig {
+        max_bytes: 3 * size,
+        ..MempoolConfig::default()
+    });
+
+    let cheap_first = with_fee(transfer(&spec, 1, addr(10), 1, 0), 1, 2_000);
+    let cheap_tail = with_fee(transfer(&spec, 1, addr(10), 1, 1), 1, 3_000);
+    let middle = with_fee(transfer(&spec, 2, addr(10), 1, 0), 2, 5_000);
+    for stx in [&cheap_first, &cheap_tail, &middle] {
+        pool.add(stx.clone(), state, &spec).unwrap();
+    }
+    // Full: a tx paying less than anything evictable is refused...
+    assert!(matches!(
+        pool.add(
+            with_fee(transfer(&spec, 3, addr(10), 1, 0), 3, 1_500),
+            state,
+            &spec
+        ),
+        Err(MempoolError::Full(_))
+    ));
+    // ...one paying more evicts the cheapest sender tail (not key 1's first, which would
+    // leave its second stranded).
+    let rich = with_fee(transfer(&spec, 3, addr(10), 1, 0), 3, 9_000);
+    pool.add(rich.clone(), state, &spec).unwrap();
+    assert!(pool.contains(&cheap_first.txid()) && !pool.contains(&cheap_tail.txid()));
+    assert!(pool.contains(&rich.txid()) && pool.contains(&middle.txid()));
+    assert!(pool.bytes() <= 3 * size);
+
+    assert_eq!(pool.expire(std::time::Instant::now()), 0);
+    let later = std::time::Instant::now()
+        + MempoolConfig::default().expiry
+        + std::time::Duration::from_secs(1);
+    assert_eq!(pool.expire(later), 3);
+    assert!(pool.is_empty());
 }

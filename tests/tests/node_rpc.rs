@@ -109,8 +109,8 @@ fn bad_transactions_and_bad_requests_are_refused_with_reasons() {
     assert_eq!(e.code, -32010);
     assert!(e.message.contains("signature does not verify"), "{e:?}");
 
-    let e = rejection(rpc, &transfer(1, address(7), 5, 10_000, 4));
-    assert!(e.message.contains("nonce 4"), "{e:?}");
+    let e = rejection(rpc, &transfer(1, address(7), 5, 10_000, 40));
+    assert!(e.message.contains("nonce 40 is too far ahead"), "{e:?}");
 
     let e = rejection(
         rpc,

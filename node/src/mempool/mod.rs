@@ -1,9 +1,11 @@
 //! Transactions waiting for a block: each checked against the tip state, queued per sender
-//! in nonce order, and offered to the miner highest fee first.
+//! in nonce order (a few nonces ahead may wait for the gap to fill), offered to the miner
+//! highest fee first, and bounded in bytes by evicting the lowest fee, and in time.
 
 use apiary_core::validate::check_chain_id;
 use apiary_core::{AccountTree, Address, Amount, ChainSpec, SignedTransaction, TxError, TxId};
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 /// Policy, not consensus: what this node keeps and relays.
 #[derive(Clone, Debug)]
@@ -11,6 +13,10 @@ pub struct MempoolConfig {
     pub max_bytes: usize,
     /// Lowest fee a transaction must pay to be accepted.
     pub min_fee: Amount,
+    /// How far past a sender's next nonce a transaction may wait for the gap to fill.
+    pub max_nonce_ahead: u64,
+    /// A transaction not mined this long after it arrived is dropped.
+    pub expiry: Duration,
 }
 
 impl Default for MempoolConfig {
@@ -18,6 +24,8 @@ impl Default for MempoolConfig {
         MempoolConfig {
             max_bytes: 64 << 20,
             min_fee: Amount::from_base_units(1_000),
+            max_nonce_ahead: 16,
+            expiry: Duration::from_secs(3 * 3600),
         }
     }
 }
@@ -30,8 +38,12 @@ pub enum MempoolError {
     Duplicate(TxId),
     #[error("nonce {found} is already used; the sender's next nonce is {expected}")]
     NonceUsed { expected: u64, found: u64 },
-    #[error("nonce {found} leaves a gap: the sender's next nonce is {expected}")]
-    NonceGap { expected: u64, found: u64 },
+    #[error("nonce {found} is too far ahead: the sender's next nonce is {expected}, at most {limit} may wait")]
+    NonceTooFarAhead {
+        expected: u64,
+        found: u64,
+        limit: u64,
+    },
     #[error(
         "fee {offered} does not beat the pending transaction's fee {existing} for the same nonce"
     )]
@@ -40,23 +52,30 @@ pub enum MempoolError {
     FeeTooLow { minimum: Amount, offered: Amount },
     #[error("sender's balance {balance} cannot pay this and its pending transactions ({needed})")]
     Overdraft { balance: Amount, needed: Amount },
-    #[error("the mempool is full")]
-    Full,
+    #[error("the mempool is full and its cheapest evictable transaction pays at least {0}")]
+    Full(Amount),
 }
 
 struct PoolEntry {
     tx: SignedTransaction,
     size: usize,
+    added: Instant,
 }
 
 #[derive(Default)]
 pub struct Mempool {
     config: MempoolConfig,
     txs: HashMap<TxId, PoolEntry>,
-    /// Each sender's pending transactions by nonce, contiguous from the account's nonce.
+    /// Each sender's pending transactions by nonce.
     by_sender: HashMap<Address, BTreeMap<u64, TxId>>,
+    /// Every pending transaction, cheapest first: where eviction looks.
+    by_fee: BTreeSet<(Amount, TxId)>,
     bytes: usize,
+    last_expiry: Option<Instant>,
 }
+
+/// Expired transactions are looked for at most this often.
+const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Mempool {
     pub fn new(config: MempoolConfig) -> Mempool {
@@ -91,14 +110,15 @@ impl Mempool {
     }
 
     /// Checks `stx` against the tip `state` and the sender's pending transactions, then
-    /// queues it (replacing a pending one of the same nonce that pays less).
+    /// queues it (replacing a pending one of the same nonce that pays less, and evicting
+    /// cheaper transactions when full).
     pub fn add(
         &mut self,
         stx: SignedTransaction,
         state: &AccountTree,
         spec: &ChainSpec,
     ) -> Result<TxId, MempoolError> {
-        self.insert(stx, state, spec, true)
+        self.insert(stx, state, spec, true, Instant::now())
     }
 
     fn insert(
@@ -107,6 +127,7 @@ impl Mempool {
         state: &AccountTree,
         spec: &ChainSpec,
         verify_signature: bool,
+        added: Instant,
     ) -> Result<TxId, MempoolError> {
         let txid = stx.txid();
         if self.txs.contains_key(&txid) {
@@ -124,21 +145,22 @@ impl Mempool {
             stx.verify_signature()?;
         }
         let account = state.get(&tx.from).unwrap_or_default();
-        let pending = self.by_sender.get(&tx.from);
-        let next_nonce = account.nonce.0 + pending.map_or(0, |p| p.len() as u64);
         if tx.nonce.0 < account.nonce.0 {
             return Err(MempoolError::NonceUsed {
                 expected: account.nonce.0,
                 found: tx.nonce.0,
             });
         }
-        if tx.nonce.0 > next_nonce {
-            return Err(MempoolError::NonceGap {
-                expected: next_nonce,
+        let limit = account.nonce.0.saturating_add(self.config.max_nonce_ahead);
+        if tx.nonce.0 > limit {
+            return Err(MempoolError::NonceTooFarAhead {
+                expected: account.nonce.0,
                 found: tx.nonce.0,
+                limit,
             });
         }
-        let replaced = pending.and_then(|p| p.get(&tx.nonce.0)).copied();
+        let queue = self.by_sender.get(&tx.from);
+        let replaced = queue.and_then(|q| q.get(&tx.nonce.0)).copied();
         if let Some(old) = replaced {
             let existing = self.txs[&old].tx.tx.fee;
             if tx.fee <= existing {
@@ -153,9 +175,9 @@ impl Mempool {
             .amount
             .checked_add(tx.fee)
             .ok_or(TxError::AmountOverflow)?;
-        for other in pending
+        for other in queue
             .into_iter()
-            .flat_map(|p| p.values())
+            .flat_map(|q| q.values())
             .filter(|id| Some(**id) != replaced)
         {
             let other = &self.txs[other].tx.tx;
@@ -171,24 +193,66 @@ impl Mempool {
             });
         }
         let size = stx.encode().len();
-        if self.bytes + size > self.config.max_bytes {
-            return Err(MempoolError::Full);
-        }
-        if let Some(old) = replaced {
-            self.remove(&old);
+        let freed = replaced.map_or(0, |old| self.txs[&old].size);
+        let victims = self.victims_for(size.saturating_sub(freed), tx.fee, replaced)?;
+        for victim in victims.iter().chain(replaced.as_ref()) {
+            self.remove(victim);
         }
         self.by_sender
             .entry(tx.from)
             .or_default()
             .insert(tx.nonce.0, txid);
+        self.by_fee.insert((tx.fee, txid));
         self.bytes += size;
-        self.txs.insert(txid, PoolEntry { tx: stx, size });
+        self.txs.insert(
+            txid,
+            PoolEntry {
+                tx: stx,
+                size,
+                added,
+            },
+        );
         Ok(txid)
+    }
+
+    /// The cheapest transactions to evict to make room for `size` more bytes for a
+    /// transaction paying `fee`. Only a sender's last transaction is evicted, so no queue
+    /// is left with a hole; nothing paying `fee` or more is.
+    fn victims_for(
+        &self,
+        size: usize,
+        fee: Amount,
+        keep: Option<TxId>,
+    ) -> Result<Vec<TxId>, MempoolError> {
+        let mut over = (self.bytes + size).saturating_sub(self.config.max_bytes);
+        let mut victims = Vec::new();
+        let mut taken: HashSet<Address> = HashSet::new();
+        for (victim_fee, victim) in &self.by_fee {
+            if over == 0 {
+                break;
+            }
+            if *victim_fee >= fee {
+                return Err(MempoolError::Full(*victim_fee));
+            }
+            let entry = &self.txs[victim];
+            let sender = entry.tx.tx.from;
+            let is_tail = self.by_sender[&sender].keys().next_back() == Some(&entry.tx.tx.nonce.0);
+            if Some(*victim) == keep || !is_tail || !taken.insert(sender) {
+                continue;
+            }
+            victims.push(*victim);
+            over = over.saturating_sub(entry.size);
+        }
+        if over > 0 {
+            return Err(MempoolError::Full(fee));
+        }
+        Ok(victims)
     }
 
     fn remove(&mut self, txid: &TxId) -> Option<SignedTransaction> {
         let entry = self.txs.remove(txid)?;
         self.bytes -= entry.size;
+        self.by_fee.remove(&(entry.tx.tx.fee, *txid));
         let from = entry.tx.tx.from;
         if let Some(queue) = self.by_sender.get_mut(&from) {
             queue.remove(&entry.tx.tx.nonce.0);
@@ -197,6 +261,35 @@ impl Mempool {
             }
         }
         Some(entry.tx)
+    }
+
+    /// Runs `expire` if it has not run for a minute (it scans the whole pool).
+    pub fn expire_if_due(&mut self, now: Instant) {
+        if self
+            .last_expiry
+            .is_none_or(|last| now.saturating_duration_since(last) >= EXPIRY_CHECK_INTERVAL)
+        {
+            self.last_expiry = Some(now);
+            let dropped = self.expire(now);
+            if dropped > 0 {
+                tracing::info!(dropped, "expired transactions left the mempool");
+            }
+        }
+    }
+
+    /// Drops transactions that have waited longer than the configured expiry.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let expiry = self.config.expiry;
+        let old: Vec<TxId> = self
+            .txs
+            .iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.added) > expiry)
+            .map(|(txid, _)| *txid)
+            .collect();
+        for txid in &old {
+            self.remove(txid);
+        }
+        old.len()
     }
 
     /// Follows the main chain: drops what it confirmed (or made stale), and takes back the
@@ -215,10 +308,13 @@ impl Mempool {
             self.remove(&stx.txid());
         }
         // Every affected sender's queue is rebuilt against the new state: what the chain
-        // now holds, or what lost its place in nonce order, falls out.
-        let mut requeue: Vec<SignedTransaction> =
-            disconnected.iter().map(|stx| (*stx).clone()).collect();
-        let senders: std::collections::HashSet<Address> = connected
+        // now holds, or what can no longer be paid, falls out.
+        let now = Instant::now();
+        let mut requeue: Vec<(SignedTransaction, Instant)> = disconnected
+            .iter()
+            .map(|stx| ((*stx).clone(), now))
+            .collect();
+        let senders: HashSet<Address> = connected
             .iter()
             .chain(disconnected)
             .map(|stx| stx.tx.from)
@@ -229,24 +325,42 @@ impl Mempool {
                 .get(&sender)
                 .map(|q| q.values().copied().collect())
                 .unwrap_or_default();
-            requeue.extend(queued.iter().filter_map(|txid| self.remove(txid)));
+            for txid in queued {
+                let added = self.txs[&txid].added;
+                if let Some(stx) = self.remove(&txid) {
+                    requeue.push((stx, added));
+                }
+            }
         }
-        for stx in requeue {
+        requeue.sort_by_key(|(stx, _)| (stx.tx.from, stx.tx.nonce));
+        for (stx, added) in requeue {
             // Already verified once; a failure means the chain made it invalid or stale.
-            let _ = self.insert(stx, state, spec, false);
+            let _ = self.insert(stx, state, spec, false, added);
         }
     }
 
-    /// Pending transactions for a block, highest fee first, each sender's in nonce order.
-    pub fn select(&self, max_txs: usize, max_bytes: usize) -> Vec<SignedTransaction> {
+    /// Pending transactions for a block on `state`, highest fee first, each sender's in
+    /// nonce order from its next nonce (transactions beyond a gap wait).
+    pub fn select(
+        &self,
+        state: &AccountTree,
+        max_txs: usize,
+        max_bytes: usize,
+    ) -> Vec<SignedTransaction> {
+        // Each sender's run of consecutive nonces starting at its account nonce.
+        let mut runs: HashMap<Address, std::vec::IntoIter<TxId>> = HashMap::new();
         let mut heap = BinaryHeap::new();
-        let mut cursors: HashMap<Address, std::collections::btree_map::Values<'_, u64, TxId>> =
-            HashMap::new();
         for (sender, queue) in &self.by_sender {
-            let mut values = queue.values();
-            if let Some(first) = values.next() {
-                heap.push((self.txs[first].tx.tx.fee, *first));
-                cursors.insert(*sender, values);
+            let next = state.get(sender).unwrap_or_default().nonce.0;
+            let run: Vec<TxId> = (next..)
+                .zip(queue.range(next..))
+                .take_while(|(expected, (nonce, _))| expected == *nonce)
+                .map(|(_, (_, txid))| *txid)
+                .collect();
+            let mut run = run.into_iter();
+            if let Some(first) = run.next() {
+                heap.push((self.txs[&first].tx.tx.fee, first));
+                runs.insert(*sender, run);
             }
         }
         let mut selected = Vec::new();
@@ -261,8 +375,8 @@ impl Mempool {
             }
             bytes += entry.size;
             selected.push(entry.tx.clone());
-            if let Some(next) = cursors.get_mut(&entry.tx.tx.from).and_then(|c| c.next()) {
-                heap.push((self.txs[next].tx.tx.fee, *next));
+            if let Some(next) = runs.get_mut(&entry.tx.tx.from).and_then(Iterator::next) {
+                heap.push((self.txs[&next].tx.tx.fee, next));
             }
         }
         selected

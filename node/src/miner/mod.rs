@@ -29,6 +29,7 @@ pub fn build_template(state: &mut NodeState, miner: Address, now_ms: u64) -> Blo
         .parent_context(&chain.tip())
         .expect("the tip is indexed");
     let candidates = mempool.select(
+        chain.state(),
         spec.consensus.max_block_txs as usize,
         block_tx_budget(&spec),
     );
