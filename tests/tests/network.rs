@@ -399,3 +399,38 @@ fn a_double_spend_confirms_once_and_supply_adds_up() {
         assert_eq!(mempool_count(node), 0, "the loser left every mempool");
     }
 }
+
+/// Nodes that only know a neighbour find the rest through Kademlia.
+#[test]
+fn peers_are_discovered_through_the_dht() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let mut chain = vec![start_peer(dir.path(), "n0", &spec, None)];
+    for index in 1..4 {
+        let previous = chain[index - 1].p2p_addr();
+        chain.push(start_peer(
+            dir.path(),
+            &format!("n{index}"),
+            &spec,
+            Some(&previous),
+        ));
+    }
+    let first = peer_id(&chain[0]);
+    let knows_first = |node: &NodeProcess| {
+        node.rpc
+            .call("net_peers", json!({}))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["peer_id"] == first.as_str())
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "the last node to find the first",
+        || knows_first(&chain[3]),
+    );
+    // And what it finds is usable: a block mined at one end reaches the other.
+    chain[0].rpc.call("dev_mine", json!({"blocks": 3})).unwrap();
+    wait_for_tip(&chain.iter().collect::<Vec<_>>(), &chain[0].tip());
+}

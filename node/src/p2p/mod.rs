@@ -16,8 +16,9 @@ use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use libp2p::{identify, kad, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use protocol::{
     sync_protocol, Inbound, Status, SyncCodec, SyncRequest, SyncResponse, MAX_BLOCKS_PER_RESPONSE,
     RESPONSE_BYTES_TARGET,
@@ -34,6 +35,8 @@ const BAN_TIME: Duration = Duration::from_secs(600);
 /// How often lost bootnodes are dialled again and peers are asked where they stand (so a
 /// node that missed gossip still learns it is behind).
 const TICK_INTERVAL: Duration = Duration::from_secs(5);
+/// Below this many connections, Kademlia is asked for more peers on every tick.
+const TARGET_PEERS: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
@@ -108,6 +111,8 @@ struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     identify: identify::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
+    /// Peer discovery: a DHT of this chain's nodes only (its protocol name holds the genesis).
+    kad: kad::Behaviour<kad::store::MemoryStore>,
 }
 
 /// Loads the node's identity from `<datadir>/node_key`, creating it on first start.
@@ -198,10 +203,19 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
                 [(sync_protocol(&genesis), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
             );
+            let peer_id = key.public().to_peer_id();
+            let kad_protocol = StreamProtocol::try_from_owned(format!("/apiary/{genesis}/kad/1"))
+                .expect("a name starting with / is a valid protocol");
+            let kad = kad::Behaviour::with_config(
+                peer_id,
+                kad::store::MemoryStore::new(peer_id),
+                kad::Config::new(kad_protocol),
+            );
             Ok(Behaviour {
                 gossipsub,
                 identify,
                 sync,
+                kad,
             })
         })
         .map_err(|e| NetworkError::Setup(e.to_string()))?
@@ -226,7 +240,11 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
                 message: e.to_string(),
             })?;
     }
+    swarm.behaviour_mut().kad.set_mode(Some(kad::Mode::Server));
     for addr in &config.bootnodes {
+        if let Some(peer) = peer_of(addr) {
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        }
         if let Err(e) = swarm.dial(addr.clone()) {
             tracing::warn!(%addr, error = %e, "cannot dial bootnode");
         }
@@ -362,10 +380,40 @@ impl Service {
         }
     }
 
+    /// Dials peers the DHT found until the target peer count is reached.
+    fn dial_discovered(&mut self, swarm: &mut Swarm<Behaviour>, found: Vec<kad::PeerInfo>) {
+        let me = *swarm.local_peer_id();
+        let mut wanted = TARGET_PEERS.saturating_sub(swarm.connected_peers().count());
+        for peer in found {
+            if wanted == 0 {
+                return;
+            }
+            if peer.peer_id == me
+                || swarm.is_connected(&peer.peer_id)
+                || self.banned.contains_key(&peer.peer_id)
+            {
+                continue;
+            }
+            let dial = DialOpts::peer_id(peer.peer_id)
+                .addresses(peer.addrs)
+                .build();
+            if swarm.dial(dial).is_ok() {
+                wanted -= 1;
+            }
+        }
+    }
+
     fn on_tick(&mut self, swarm: &mut Swarm<Behaviour>) {
         self.banned.retain(|_, until| *until > Instant::now());
         let status = self.our_status();
         let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
+        if peers.len() < TARGET_PEERS && !peers.is_empty() {
+            // A random key's neighbourhood: each lookup walks a different part of the DHT.
+            swarm
+                .behaviour_mut()
+                .kad
+                .get_closest_peers(PeerId::random());
+        }
         for peer in peers {
             swarm
                 .behaviour_mut()
@@ -480,7 +528,18 @@ impl Service {
                     );
                     self.banned.insert(peer_id, Instant::now() + BAN_TIME);
                     let _ = swarm.disconnect_peer_id(peer_id);
+                    return;
                 }
+                // Its own listen addresses go into the DHT, so others can find it.
+                for addr in info.listen_addrs {
+                    swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::GetClosestPeers(Ok(found)),
+                ..
+            })) => {
+                self.dial_discovered(swarm, found.peers);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
