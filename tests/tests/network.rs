@@ -85,6 +85,9 @@ fn nodes_gossip_sync_and_recover_from_a_kill() {
     let n3 = start_peer(dir.path(), "n3", &spec, Some(&n2.p2p_addr()));
     wait_for_tip(&[&n0, &n3], &n0.tip());
     assert_eq!(n3.tip().0, 2036);
+    let info = n3.rpc.call("node_info", json!({})).unwrap();
+    assert_eq!(info["syncing"], false);
+    assert_eq!(info["sync"]["best_known_height"], 2036);
 }
 
 /// Five nodes, two mining for real; each is killed in turn and comes back.

@@ -71,11 +71,24 @@ pub enum NetCommand {
     Disconnect { peer: PeerId, ban: Duration },
 }
 
+/// How far behind the best peer the node is, and how fast it is catching up.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SyncProgress {
+    #[serde(skip)]
+    best_work: Work,
+    /// Height of the best chain any peer has shown.
+    pub best_known_height: u64,
+    /// Blocks connected per second while syncing (0 when not syncing).
+    pub blocks_per_s: f64,
+    /// Seconds left at that rate, when syncing.
+    pub eta_s: Option<u64>,
+}
+
 #[derive(Clone)]
 pub struct NetworkHandle {
     pub peer_id: PeerId,
     peers: Arc<Mutex<HashMap<PeerId, PeerInfo>>>,
-    best_peer_work: Arc<Mutex<Work>>,
+    sync: Arc<Mutex<SyncProgress>>,
     commands: mpsc::UnboundedSender<NetCommand>,
 }
 
@@ -98,11 +111,11 @@ impl NetworkHandle {
 
     /// Whether some peer has shown more work than `ours`.
     pub fn is_behind(&self, ours: Work) -> bool {
-        *self
-            .best_peer_work
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            > ours
+        self.sync_progress().best_work > ours
+    }
+
+    pub fn sync_progress(&self) -> SyncProgress {
+        self.sync.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -253,7 +266,7 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
     let handle = NetworkHandle {
         peer_id: *swarm.local_peer_id(),
         peers: Arc::new(Mutex::new(HashMap::new())),
-        best_peer_work: Arc::new(Mutex::new(Work::ZERO)),
+        sync: Arc::new(Mutex::new(SyncProgress::default())),
         commands,
     };
     let service = Service {
@@ -270,6 +283,8 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         scores: HashMap::new(),
         banned: HashMap::new(),
         syncing_from: None,
+        sync_started: None,
+        sync_logged: Instant::now(),
         from_gossip: HashSet::new(),
         wrote_addr: false,
     };
@@ -308,6 +323,9 @@ struct Service {
     banned: HashMap<PeerId, Instant>,
     /// The peer a sync request is outstanding with, if any.
     syncing_from: Option<PeerId>,
+    /// When this stretch of syncing began, blocks received since, and the last log line.
+    sync_started: Option<(Instant, u64)>,
+    sync_logged: Instant,
     /// Ids of objects that came by gossip: gossipsub forwards them itself once accepted,
     /// so the node's own announcement of them is not published again.
     from_gossip: HashSet<Vec<u8>>,
@@ -377,6 +395,33 @@ impl Service {
                 }
                 let _ = swarm.disconnect_peer_id(peer);
             }
+        }
+    }
+
+    /// Updates blocks/s and ETA for `node_info`, and logs them every few seconds.
+    fn note_sync_progress(&mut self, received: u64) {
+        let height = self.node.lock().chain.height().0;
+        let mut sync = self.handle.sync.lock().unwrap_or_else(|e| e.into_inner());
+        if received == 0 || height >= sync.best_known_height {
+            self.sync_started = None;
+            sync.blocks_per_s = 0.0;
+            sync.eta_s = None;
+            return;
+        }
+        let (started, total) = self.sync_started.get_or_insert((Instant::now(), 0));
+        *total += received;
+        let rate = *total as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        sync.blocks_per_s = (rate * 10.0).round() / 10.0;
+        sync.eta_s = Some(((sync.best_known_height - height) as f64 / rate.max(1e-3)) as u64);
+        if self.sync_logged.elapsed() >= Duration::from_secs(2) {
+            self.sync_logged = Instant::now();
+            tracing::info!(
+                height,
+                best_known = sync.best_known_height,
+                blocks_per_s = sync.blocks_per_s,
+                eta_s = sync.eta_s,
+                "syncing"
+            );
         }
     }
 
@@ -613,13 +658,10 @@ impl Service {
         }
         self.set_peer(peer, |info| info.height = Some(status.height.0));
         {
-            let mut best = self
-                .handle
-                .best_peer_work
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if status.total_work > *best {
-                *best = status.total_work;
+            let mut sync = self.handle.sync.lock().unwrap_or_else(|e| e.into_inner());
+            if status.total_work > sync.best_work {
+                sync.best_work = status.total_work;
+                sync.best_known_height = status.height.0;
             }
         }
         self.peer_status.insert(peer, status);
@@ -753,6 +795,7 @@ impl Service {
             } => {
                 self.syncing_from = None;
                 self.penalise(swarm, peer, penalty, "invalid block in sync");
+                self.note_sync_progress(received as u64);
                 if received > 0 && penalty == 0 {
                     self.sync_from_best(swarm);
                 } else if penalty == 0 {

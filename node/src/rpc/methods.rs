@@ -67,6 +67,7 @@ fn node_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
         "address_prefix": spec.address_prefix.as_str(),
         "peer_id": network.map(|n| n.peer_id.to_string()),
         "syncing": network.is_some_and(|n| n.is_behind(work)),
+        "sync": network.map(|n| n.sync_progress()),
         "height": height,
     }))
 }
