@@ -20,6 +20,7 @@ use apiary_genesis::NewSpec;
 use apiary_node::chain::{Accepted, Chain, CheckedBlock};
 use apiary_node::mempool::MempoolConfig;
 use apiary_node::miner::{assemble_block, search_nonce, NONCES_BETWEEN_CHECKS};
+use apiary_node::p2p::{self, NetworkConfig};
 use apiary_node::store::Store;
 use apiary_node::{now_ms, Node};
 use rayon::prelude::*;
@@ -29,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-const ALL: [&str; 2] = ["connect", "mining"];
+const ALL: [&str; 3] = ["connect", "sync", "mining"];
 
 fn main() -> Result<()> {
     let mut names = Vec::new();
@@ -53,15 +54,26 @@ fn main() -> Result<()> {
         names = ALL.iter().map(|s| s.to_string()).collect();
     }
     let mut results = Map::new();
-    for name in &names {
-        eprintln!("== {name}");
-        let result = match name.as_str() {
-            "connect" => bench_connect(&ConnectParams::from_env()?)?,
-            "mining" => bench_mining(),
-            _ => unreachable!("names are checked above"),
-        };
-        eprintln!("{name}: {result}");
-        results.insert(name.clone(), result);
+    // `sync` is measured against `connect` of the same run, on the node `connect` filled.
+    if names.iter().any(|n| n == "connect" || n == "sync") {
+        eprintln!("== connect");
+        let (connect, node) = bench_connect(&ConnectParams::from_env()?)?;
+        eprintln!("connect: {connect}");
+        if names.iter().any(|n| n == "sync") {
+            eprintln!("== sync");
+            let sync = bench_sync(node, &connect)?;
+            eprintln!("sync: {sync}");
+            results.insert("sync".into(), sync);
+        }
+        if names.iter().any(|n| n == "connect") {
+            results.insert("connect".into(), connect);
+        }
+    }
+    if names.iter().any(|n| n == "mining") {
+        eprintln!("== mining");
+        let mining = bench_mining();
+        eprintln!("mining: {mining}");
+        results.insert("mining".into(), mining);
     }
     if let Some(path) = markdown {
         update_markdown(&path, &results)?;
@@ -214,7 +226,8 @@ fn batch_verify_limit(blocks: &[Block]) -> f64 {
     txs.len() as f64 / started.elapsed().as_secs_f64()
 }
 
-fn bench_connect(params: &ConnectParams) -> Result<Value> {
+/// Returns the figures and the node that connected the chain (with its data dir).
+fn bench_connect(params: &ConnectParams) -> Result<(Value, (Arc<Node>, tempfile::TempDir))> {
     eprintln!("deriving {} account keys", params.accounts);
     let keys: Vec<SigningKey> = (0..params.accounts)
         .into_par_iter()
@@ -287,7 +300,7 @@ fn bench_connect(params: &ConnectParams) -> Result<Value> {
         )?;
     }
     let stateless_seconds = started.elapsed().as_secs_f64();
-    Ok(json!({
+    let figures = json!({
         "value": tx_per_s.round() as u64,
         "unit": "tx/s",
         "limit": limit.round() as u64,
@@ -302,6 +315,91 @@ fn bench_connect(params: &ConnectParams) -> Result<Value> {
             "final_state_flush_seconds": round3(flush_seconds),
             "threads": rayon::current_num_threads(),
             "limit_is": "ed25519 verify_batch on all cores, same signatures",
+        },
+    });
+    Ok((figures, (node, dir)))
+}
+
+/// A fresh node syncs the whole chain over libp2p (loopback) from the node that connected
+/// it; the limit is `connect` of the same run (the same work, from a local file).
+fn bench_sync(server: (Arc<Node>, tempfile::TempDir), connect: &Value) -> Result<Value> {
+    let (server, server_dir) = server;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let _guard = runtime.enter();
+    let loopback: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/0".parse()?;
+    p2p::start(
+        server.clone(),
+        NetworkConfig {
+            listen: vec![loopback.clone()],
+            bootnodes: vec![],
+            datadir: server_dir.path().to_path_buf(),
+        },
+    )?;
+    let addr_file = server_dir.path().join("p2p.addr");
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while !addr_file.exists() {
+        if Instant::now() > deadline {
+            bail!("the serving node never listened");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let server_addr: libp2p::Multiaddr = std::fs::read_to_string(&addr_file)?.trim().parse()?;
+    let (target, txs) = {
+        let guard = server.lock();
+        let height = guard.chain.height().0;
+        let txs: usize = (1..=height)
+            .map(|h| {
+                guard
+                    .chain
+                    .body(&guard.chain.main_hash(apiary_core::Height(h)).unwrap())
+                    .map(|b| b.txs.len())
+            })
+            .sum::<Result<usize, _>>()?;
+        (height, txs)
+    };
+
+    let dir = tempfile::TempDir::new()?;
+    let spec = Arc::new(server.spec().clone());
+    let client = Node::new(
+        Chain::open(
+            Store::open(&dir.path().join("db"), spec.genesis_hash())?,
+            spec,
+        )?,
+        MempoolConfig::default(),
+    );
+    eprintln!("syncing {target} blocks ({txs} transfers) over loopback");
+    let started = Instant::now();
+    p2p::start(
+        client.clone(),
+        NetworkConfig {
+            listen: vec![loopback],
+            bootnodes: vec![server_addr],
+            datadir: dir.path().to_path_buf(),
+        },
+    )?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(600);
+    while client.lock().chain.height().0 < target {
+        if Instant::now() > deadline {
+            bail!("sync did not finish within 10 minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    client.lock().chain.flush_state()?;
+    let seconds = started.elapsed().as_secs_f64();
+    let tx_per_s = txs as f64 / seconds;
+    let limit = connect["value"].as_f64().unwrap_or(f64::NAN);
+    client.shutdown();
+    server.shutdown();
+    Ok(json!({
+        "value": tx_per_s.round() as u64,
+        "unit": "tx/s",
+        "limit": limit.round() as u64,
+        "ratio": round3(tx_per_s / limit),
+        "params": {
+            "blocks": target,
+            "txs": txs,
+            "seconds": round3(seconds),
+            "limit_is": "connect of the same run (same chain from a local file)",
         },
     }))
 }

@@ -704,29 +704,7 @@ impl Service {
         let node = self.node.clone();
         let verdicts = verdicts.clone();
         tokio::task::spawn_blocking(move || {
-            let max = node.spec().consensus.max_block_bytes as usize;
-            let mut penalty = 0;
-            let mut received = 0;
-            for bytes in blocks {
-                let block = match decode_exact::<Block>("block", &bytes, max) {
-                    Ok(block) => block,
-                    Err(_) => {
-                        penalty = BAN_SCORE;
-                        break;
-                    }
-                };
-                match node
-                    .check_block(block, bytes)
-                    .and_then(|checked| node.accept_block(checked))
-                {
-                    Ok(_) => received += 1,
-                    Err(error) => {
-                        penalty = error.misbehavior_score();
-                        tracing::warn!(%peer, %error, "block from sync refused");
-                        break;
-                    }
-                }
-            }
+            let (received, penalty) = connect_in_order(&node, peer, blocks);
             let _ = verdicts.send(Verdict::Synced {
                 peer,
                 received,
@@ -840,6 +818,44 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     addr.iter().find_map(|p| match p {
         libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
         _ => None,
+    })
+}
+
+/// Decodes and checks blocks on one thread (signatures on all cores) while this thread
+/// connects them in order, as a sync should. Returns how many were taken and the penalty
+/// the sender earned by the first refused one.
+fn connect_in_order(node: &Node, peer: PeerId, blocks: Vec<Vec<u8>>) -> (usize, u32) {
+    let max = node.spec().consensus.max_block_bytes as usize;
+    let (sender, receiver) = std::sync::mpsc::sync_channel(4);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for bytes in blocks {
+                let checked = match decode_exact::<Block>("block", &bytes, max) {
+                    Ok(block) => node
+                        .check_block(block, bytes)
+                        .map_err(|e| (e.misbehavior_score(), e.to_string())),
+                    Err(e) => Err((BAN_SCORE, e.to_string())),
+                };
+                let failed = checked.is_err();
+                if sender.send(checked).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let mut received = 0;
+        for checked in receiver {
+            match checked.and_then(|c| {
+                node.accept_block(c)
+                    .map_err(|e| (e.misbehavior_score(), e.to_string()))
+            }) {
+                Ok(_) => received += 1,
+                Err((penalty, error)) => {
+                    tracing::warn!(%peer, %error, "block from sync refused");
+                    return (received, penalty);
+                }
+            }
+        }
+        (received, 0)
     })
 }
 
