@@ -283,6 +283,9 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         scores: HashMap::new(),
         banned: HashMap::new(),
         syncing_from: None,
+        importing: 0,
+        held_request: None,
+        imports: None,
         sync_started: None,
         sync_logged: Instant::now(),
         from_gossip: HashSet::new(),
@@ -321,8 +324,14 @@ struct Service {
     peer_status: HashMap<PeerId, Status>,
     scores: HashMap<PeerId, u32>,
     banned: HashMap<PeerId, Instant>,
-    /// The peer a sync request is outstanding with, if any.
+    /// The peer blocks are being downloaded from, if any.
     syncing_from: Option<PeerId>,
+    /// Downloaded batches handed to the importer and not yet connected.
+    importing: usize,
+    /// The next request, held back while the importer has enough queued.
+    held_request: Option<(PeerId, BlockHash)>,
+    /// Batches go to one importer thread, which connects them in order.
+    imports: Option<std::sync::mpsc::Sender<(PeerId, Vec<Vec<u8>>)>>,
     /// When this stretch of syncing began, blocks received since, and the last log line.
     sync_started: Option<(Instant, u64)>,
     sync_logged: Instant,
@@ -335,6 +344,22 @@ struct Service {
 impl Service {
     async fn run(mut self, mut swarm: Swarm<Behaviour>) {
         let (verdicts, mut verdict_rx) = mpsc::unbounded_channel::<Verdict>();
+        let (imports, import_rx) = std::sync::mpsc::channel::<(PeerId, Vec<Vec<u8>>)>();
+        self.imports = Some(imports);
+        let (node, importer_verdicts) = (self.node.clone(), verdicts.clone());
+        std::thread::Builder::new()
+            .name("sync-import".into())
+            .spawn(move || {
+                for (peer, blocks) in import_rx {
+                    let (received, penalty) = connect_in_order(&node, peer, blocks);
+                    let _ = importer_verdicts.send(Verdict::Synced {
+                        peer,
+                        received,
+                        penalty,
+                    });
+                }
+            })
+            .expect("spawning the sync importer");
         let mut tick = tokio::time::interval(TICK_INTERVAL);
         loop {
             tokio::select! {
@@ -363,6 +388,9 @@ impl Service {
 
     fn publish(&mut self, swarm: &mut Swarm<Behaviour>, announcement: Announcement) {
         let (topic, id, bytes) = match &announcement {
+            // Blocks that came by sync are old news to the network: peers have them or
+            // will sync them too. Only tips made or taken while caught up are announced.
+            Announcement::Block(_) if self.syncing_from.is_some() || self.importing > 0 => return,
             Announcement::Block(block) => {
                 (self.block_topic.clone(), block.hash().0, block.encode())
             }
@@ -630,7 +658,7 @@ impl Service {
                 }
                 request_response::Message::Response { response, .. } => match response {
                     SyncResponse::Status(status) => self.learn_status(swarm, peer, status),
-                    SyncResponse::Blocks(blocks) => self.on_blocks(peer, blocks, verdicts),
+                    SyncResponse::Blocks(blocks) => self.on_blocks(swarm, peer, blocks),
                 },
             },
             SwarmEvent::Behaviour(BehaviourEvent::Sync(
@@ -639,6 +667,7 @@ impl Service {
                 tracing::debug!(%peer, %error, "sync request failed");
                 if self.syncing_from == Some(peer) {
                     self.syncing_from = None;
+                    self.held_request = None;
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(
@@ -695,22 +724,45 @@ impl Service {
         );
     }
 
-    fn on_blocks(
-        &mut self,
-        peer: PeerId,
-        blocks: Vec<Vec<u8>>,
-        verdicts: &mpsc::UnboundedSender<Verdict>,
-    ) {
-        let node = self.node.clone();
-        let verdicts = verdicts.clone();
-        tokio::task::spawn_blocking(move || {
-            let (received, penalty) = connect_in_order(&node, peer, blocks);
-            let _ = verdicts.send(Verdict::Synced {
-                peer,
-                received,
-                penalty,
-            });
+    /// Queues a downloaded batch for import and, while the peer keeps sending, asks for
+    /// the next one right away, so downloading overlaps connecting.
+    fn on_blocks(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId, blocks: Vec<Vec<u8>>) {
+        let Some(last) = blocks.last() else {
+            // It has nothing after our chain: this stretch of syncing from it is over.
+            if self.syncing_from == Some(peer) {
+                self.syncing_from = None;
+                self.peer_status.remove(&peer);
+            }
+            return;
+        };
+        let last = (last.len() >= apiary_core::block::HEADER_BYTES).then(|| {
+            BlockHash(apiary_core::hash::sha256d(
+                &last[..apiary_core::block::HEADER_BYTES],
+            ))
         });
+        if let Some(imports) = &self.imports {
+            self.importing += 1;
+            let _ = imports.send((peer, blocks));
+        }
+        match last {
+            Some(last) if self.syncing_from == Some(peer) && self.importing < 2 => {
+                self.request_after(swarm, peer, last)
+            }
+            Some(last) if self.syncing_from == Some(peer) => self.held_request = Some((peer, last)),
+            _ => {}
+        }
+    }
+
+    fn request_after(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId, last: BlockHash) {
+        let mut locator = vec![last];
+        locator.extend(self.node.lock().chain.locator());
+        swarm.behaviour_mut().sync.send_request(
+            &peer,
+            Inbound::Request(SyncRequest::GetBlocks {
+                locator,
+                max: MAX_BLOCKS_PER_RESPONSE,
+            }),
+        );
     }
 
     fn on_gossip(
@@ -771,14 +823,21 @@ impl Service {
                 received,
                 penalty,
             } => {
-                self.syncing_from = None;
+                self.importing = self.importing.saturating_sub(1);
                 self.penalise(swarm, peer, penalty, "invalid block in sync");
                 self.note_sync_progress(received as u64);
-                if received > 0 && penalty == 0 {
-                    self.sync_from_best(swarm);
-                } else if penalty == 0 {
-                    // Nothing new from it: it has no more to give us.
+                if penalty > 0 {
+                    // Whatever else it sends builds on what it got wrong.
+                    if self.syncing_from == Some(peer) {
+                        self.syncing_from = None;
+                    }
+                    self.held_request = None;
                     self.peer_status.remove(&peer);
+                } else if let Some((next_peer, last)) = self.held_request.take() {
+                    self.request_after(swarm, next_peer, last);
+                }
+                if self.syncing_from.is_none() && self.importing == 0 {
+                    self.sync_from_best(swarm);
                 }
             }
         }
@@ -866,6 +925,10 @@ fn judge_block(node: &Node, bytes: Vec<u8>) -> (MessageAcceptance, u32, bool) {
         Ok(block) => block,
         Err(_) => return (MessageAcceptance::Reject, BAN_SCORE / 2, false),
     };
+    // A block we already hold needs no second look at its signatures.
+    if node.lock().chain.entry(&block.hash()).is_some() {
+        return (MessageAcceptance::Ignore, 0, false);
+    }
     match node
         .check_block(block, bytes)
         .and_then(|checked| node.accept_block(checked))
