@@ -9,8 +9,8 @@ fn hex_tx(stx: &apiary_core::SignedTransaction) -> String {
     hex::encode(stx.encode())
 }
 
-#[test]
-fn mine_pay_and_query_over_rpc() {
+/// One node of the test chain (the temp dir must outlive it).
+fn one_node() -> (TempDir, std::path::PathBuf, NodeProcess) {
     let dir = TempDir::new().unwrap();
     let spec = write_test_spec(dir.path());
     let node = NodeProcess::start(
@@ -19,6 +19,12 @@ fn mine_pay_and_query_over_rpc() {
         &["--mine-threads", "1"],
     )
     .unwrap();
+    (dir, spec, node)
+}
+
+#[test]
+fn mine_pay_and_query_over_rpc() {
+    let (_dir, spec, node) = one_node();
     let rpc = &node.rpc;
 
     let info = rpc.call("node_info", json!({})).unwrap();
@@ -93,14 +99,7 @@ fn rejection(rpc: &Rpc, stx: &apiary_core::SignedTransaction) -> RpcFailure {
 
 #[test]
 fn bad_transactions_and_bad_requests_are_refused_with_reasons() {
-    let dir = TempDir::new().unwrap();
-    let spec = write_test_spec(dir.path());
-    let node = NodeProcess::start(
-        &dir.path().join("node"),
-        Some(&spec),
-        &["--mine-threads", "1"],
-    )
-    .unwrap();
+    let (_dir, _, node) = one_node();
     let rpc = &node.rpc;
 
     let mut bad_sig = transfer(1, address(7), 5, 10_000, 0);
