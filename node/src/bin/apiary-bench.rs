@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-const ALL: [&str; 3] = ["connect", "sync", "mining"];
+const ALL: [&str; 4] = ["connect", "sync", "propagation", "mining"];
 
 fn main() -> Result<()> {
     let mut names = Vec::new();
@@ -68,6 +68,12 @@ fn main() -> Result<()> {
         if names.iter().any(|n| n == "connect") {
             results.insert("connect".into(), connect);
         }
+    }
+    if names.iter().any(|n| n == "propagation") {
+        eprintln!("== propagation");
+        let propagation = bench_propagation()?;
+        eprintln!("propagation: {propagation}");
+        results.insert("propagation".into(), propagation);
     }
     if names.iter().any(|n| n == "mining") {
         eprintln!("== mining");
@@ -336,13 +342,7 @@ fn bench_sync(server: (Arc<Node>, tempfile::TempDir), connect: &Value) -> Result
         },
     )?;
     let addr_file = server_dir.path().join("p2p.addr");
-    let deadline = Instant::now() + std::time::Duration::from_secs(30);
-    while !addr_file.exists() {
-        if Instant::now() > deadline {
-            bail!("the serving node never listened");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_for("the serving node to listen", || addr_file.exists())?;
     let server_addr: libp2p::Multiaddr = std::fs::read_to_string(&addr_file)?.trim().parse()?;
     let (target, txs) = {
         let guard = server.lock();
@@ -402,6 +402,148 @@ fn bench_sync(server: (Arc<Node>, tempfile::TempDir), connect: &Value) -> Result
             "limit_is": "connect of the same run (same chain from a local file)",
         },
     }))
+}
+
+/// Five nodes in this process, connected over libp2p on 127.0.0.1. Each round, 1,000
+/// transfers are gossiped to every mempool first; then node 0 mines a block of them, and the
+/// delay is from the block's timestamp (set when it was assembled, a millisecond before its
+/// trivial proof of work) until the last of the other four has connected it.
+fn bench_propagation() -> Result<Value> {
+    let env = |name: &str, default: usize| -> Result<usize> {
+        std::env::var(name).map_or(Ok(default), |v| {
+            v.parse().with_context(|| format!("{name}={v:?}"))
+        })
+    };
+    let rounds = env("BENCH_PROP_BLOCKS", 100)?;
+    let txs_per_block = env("BENCH_TXS", 1000)?;
+    let nodes_count = 5;
+    let params = ConnectParams {
+        blocks: rounds,
+        txs_per_block,
+        accounts: txs_per_block,
+    };
+    let keys: Vec<SigningKey> = (0..txs_per_block)
+        .into_par_iter()
+        .map(account_key)
+        .collect();
+    let addresses: Vec<Address> = keys.par_iter().map(apiary_core::hd::address_of).collect();
+    let spec = Arc::new(bench_spec(&addresses, &params)?);
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    let _guard = runtime.enter();
+    let loopback: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/0".parse()?;
+    let mut nodes = Vec::new();
+    let mut dirs = Vec::new();
+    let mut boot: Option<libp2p::Multiaddr> = None;
+    for _ in 0..nodes_count {
+        let dir = tempfile::TempDir::new()?;
+        let node = Node::new(
+            Chain::open(
+                Store::open(&dir.path().join("db"), spec.genesis_hash())?,
+                spec.clone(),
+            )?,
+            MempoolConfig::default(),
+        );
+        let handle = p2p::start(
+            node.clone(),
+            NetworkConfig {
+                listen: vec![loopback.clone()],
+                bootnodes: boot.iter().cloned().collect(),
+                datadir: dir.path().to_path_buf(),
+            },
+        )?;
+        let addr_file = dir.path().join("p2p.addr");
+        wait_for("a node to listen", || addr_file.exists())?;
+        if boot.is_none() {
+            boot = Some(std::fs::read_to_string(&addr_file)?.trim().parse()?);
+        }
+        nodes.push((node, handle));
+        dirs.push(dir);
+    }
+    wait_for("every node to have a peer", || {
+        nodes.iter().all(|(_, h)| !h.peers().is_empty())
+    })?;
+
+    let miner = addresses[0];
+    let mut delays_ms = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let txs: Vec<SignedTransaction> = (0..txs_per_block)
+            .into_par_iter()
+            .map(|j| {
+                Transaction {
+                    chain_id: spec.chain_id.clone(),
+                    from: addresses[j],
+                    to: addresses[(j + 1) % txs_per_block],
+                    amount: Amount::from_base_units(1_000),
+                    fee: Amount::from_base_units(1_000),
+                    nonce: Nonce(round as u64),
+                }
+                .sign(&keys[j])
+            })
+            .collect();
+        for (j, stx) in txs.into_iter().enumerate() {
+            nodes[j % nodes_count].0.submit_tx(stx)?;
+        }
+        wait_for("the transfers to reach every mempool", || {
+            nodes
+                .iter()
+                .all(|(n, _)| n.lock().mempool.len() == txs_per_block)
+        })?;
+        let hash = apiary_node::miner::mine_block(&nodes[0].0, miner, 1)?;
+        let mined_ms = nodes[0]
+            .0
+            .lock()
+            .chain
+            .entry(&hash)
+            .expect("just mined")
+            .header
+            .timestamp_ms;
+        let mut seen = vec![None; nodes_count];
+        seen[0] = Some(mined_ms);
+        wait_for("the block to reach every node", || {
+            for (i, (node, _)) in nodes.iter().enumerate() {
+                if seen[i].is_none() && node.lock().chain.is_main(&hash) {
+                    seen[i] = Some(now_ms());
+                }
+            }
+            seen.iter().all(Option::is_some)
+        })?;
+        let last = seen.iter().flatten().max().copied().unwrap_or(mined_ms);
+        delays_ms.push(last.saturating_sub(mined_ms));
+    }
+    for (node, _) in &nodes {
+        node.shutdown();
+    }
+    delays_ms.sort_unstable();
+    let percentile = |p: f64| delays_ms[((delays_ms.len() as f64 - 1.0) * p).round() as usize];
+    let (p50, p99) = (percentile(0.5), percentile(0.99));
+    Ok(json!({
+        "value": p50,
+        "unit": "ms (p50)",
+        "limit": null,
+        "ratio": null,
+        "params": {
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "max_ms": delays_ms.last(),
+            "blocks": rounds,
+            "txs_per_block": txs_per_block,
+            "nodes": nodes_count,
+            "setup": "5 nodes in one process on 2 cores, libp2p over 127.0.0.1, txs gossiped before each block",
+        },
+    }))
+}
+
+/// Polls `done` every 200 µs until it holds, for up to a minute.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    Ok(())
 }
 
 fn round3(x: f64) -> f64 {
