@@ -122,12 +122,12 @@ fn benches(c: &mut Criterion) {
     group.throughput(Throughput::Elements(TXS as u64));
     group.bench_function(
         "verify_signatures 1000 txs (batched, all cores, keys decoded)",
-        |b| b.iter(|| verify_signatures(&txs, &KeyCache::default()).unwrap()),
+        |b| b.iter(|| verify_signatures(&txs, &txids, &KeyCache::default()).unwrap()),
     );
     let warm = KeyCache::default();
     group.bench_function(
         "verify_signatures 1000 txs (batched, all cores, keys cached)",
-        |b| b.iter(|| verify_signatures(&txs, &warm).unwrap()),
+        |b| b.iter(|| verify_signatures(&txs, &txids, &warm).unwrap()),
     );
     group.finish();
 

@@ -8,9 +8,14 @@ use crate::spec::ChainId;
 use crate::state::Nonce;
 use crate::validate::TxError;
 use borsh::{BorshDeserialize, BorshSerialize};
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rayon::prelude::*;
-use std::collections::HashMap;
+use sha2::{Digest, Sha512};
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -34,8 +39,8 @@ pub struct SignedTransaction {
 /// No transaction encodes to more than this (the chain id is bounded).
 pub const MAX_TX_BYTES: usize = 256;
 
-/// Signatures are batch-verified in consecutive chunks of this many transactions. Batch
-/// results depend on the chunk's contents, so chunking is part of consensus: keep it fixed.
+/// Signatures are verified in batches of this many. The rule is cofactored, so the size
+/// affects only speed, never a verdict.
 pub const SIGNATURE_BATCH: usize = 256;
 
 impl Transaction {
@@ -63,6 +68,10 @@ impl SignedTransaction {
 
     /// Strict verification of this one signature (RFC 8032 with small-order keys and
     /// non-canonical encodings refused).
+    /// The mempool's check: RFC 8032 verification with small-order keys and non-canonical
+    /// encodings refused (`verify_strict`). Stricter than the consensus rule (every
+    /// signature it accepts also satisfies the cofactored equation), so a transaction it
+    /// passed needs no second look when it arrives in a block.
     pub fn verify_signature(&self) -> Result<(), TxError> {
         let key = sender_key(&self.tx.from)?;
         key.verify_strict(
@@ -74,41 +83,75 @@ impl SignedTransaction {
 }
 
 fn sender_key(from: &Address) -> Result<VerifyingKey, TxError> {
-    let key = VerifyingKey::from_bytes(&from.0).map_err(|_| TxError::SenderNotAKey)?;
-    if key.is_weak() {
-        return Err(TxError::SenderNotAKey);
-    }
-    Ok(key)
+    sender_point(from)?;
+    VerifyingKey::from_bytes(&from.0).map_err(|_| TxError::SenderNotAKey)
 }
 
-/// Decoded public keys of recent senders. Decoding a key (a square root on the curve)
-/// costs about a quarter of its share of a batch verification, and active accounts send
-/// again and again. Bounded: it starts over when full.
+/// Whether a 32-byte point encoding is canonical: its y coordinate below p = 2^255 - 19.
+/// Non-canonical encodings would give one point (one key, one R) several byte forms.
+fn is_canonical_y(bytes: &[u8; 32]) -> bool {
+    let top = bytes[31] & 0x7f;
+    !(top == 0x7f && bytes[1..31].iter().all(|b| *b == 0xff) && bytes[0] >= 0xed)
+}
+
+fn decode_point(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
+    if !is_canonical_y(bytes) {
+        return None;
+    }
+    CompressedEdwardsY(*bytes)
+        .decompress()
+        .filter(|p| !p.is_small_order())
+}
+
+/// A sender's key as a curve point: canonical, and not of small order.
+fn sender_point(from: &Address) -> Result<EdwardsPoint, TxError> {
+    decode_point(&from.0).ok_or(TxError::SenderNotAKey)
+}
+
+/// Decoded public keys of recent senders, and the txids whose signatures were already
+/// verified (strictly, when they entered the mempool). Decoding a key costs about a quarter
+/// of its share of a batch verification; a block of transactions the node has already seen
+/// needs no signature work at all. Bounded: each part starts over when full.
 pub struct KeyCache {
-    keys: Mutex<HashMap<Address, VerifyingKey>>,
+    keys: Mutex<HashMap<Address, EdwardsPoint>>,
+    verified: Mutex<HashSet<TxId>>,
     capacity: usize,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The maps hold only checked facts: a panic elsewhere cannot leave them wrong.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl KeyCache {
     pub fn new(capacity: usize) -> KeyCache {
         KeyCache {
             keys: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashSet::new()),
             capacity,
         }
     }
 
-    fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<Address, VerifyingKey>> {
-        // The map holds only decoded keys: a panic elsewhere cannot leave it wrong.
-        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    /// Records that `txid`'s signature verified.
+    pub fn remember_verified(&self, txid: TxId) {
+        let mut verified = locked(&self.verified);
+        if verified.len() >= self.capacity {
+            verified.clear();
+        }
+        verified.insert(txid);
+    }
+
+    fn is_verified(&self, txid: &TxId) -> bool {
+        locked(&self.verified).contains(txid)
     }
 
     /// The decoded keys of `senders`, or the index of the first that is not a valid key.
     fn decode(
         &self,
         senders: impl Iterator<Item = Address> + Clone,
-    ) -> Result<Vec<VerifyingKey>, (usize, TxError)> {
-        let cached: Vec<Option<VerifyingKey>> = {
-            let keys = self.keys();
+    ) -> Result<Vec<EdwardsPoint>, (usize, TxError)> {
+        let cached: Vec<Option<EdwardsPoint>> = {
+            let keys = locked(&self.keys);
             senders.clone().map(|a| keys.get(&a).copied()).collect()
         };
         let mut fresh = Vec::new();
@@ -117,14 +160,14 @@ impl KeyCache {
             let key = match hit {
                 Some(key) => key,
                 None => {
-                    let key = sender_key(&address).map_err(|e| (i, e))?;
+                    let key = sender_point(&address).map_err(|e| (i, e))?;
                     fresh.push((address, key));
                     key
                 }
             };
             decoded.push(key);
         }
-        let mut keys = self.keys();
+        let mut keys = locked(&self.keys);
         if keys.len() + fresh.len() > self.capacity {
             keys.clear();
         }
@@ -139,20 +182,89 @@ impl Default for KeyCache {
     }
 }
 
-/// Verifies every signature, batching on all cores. On failure, names the first bad
-/// transaction by its index (found by strict one-by-one verification of its chunk).
+/// One signature, decoded for the verification equation.
+struct Prepared {
+    r_bytes: [u8; 32],
+    r: EdwardsPoint,
+    s: Scalar,
+    /// k = SHA-512(R ‖ A ‖ M) mod ℓ
+    k: Scalar,
+    a: EdwardsPoint,
+}
+
+fn prepare(stx: &SignedTransaction, a: EdwardsPoint) -> Result<Prepared, TxError> {
+    let r_bytes: [u8; 32] = stx.signature[..32].try_into().expect("64-byte signature");
+    let s_bytes: [u8; 32] = stx.signature[32..].try_into().expect("64-byte signature");
+    let s = Option::from(Scalar::from_canonical_bytes(s_bytes)).ok_or(TxError::BadSignature)?;
+    let r = decode_point(&r_bytes).ok_or(TxError::BadSignature)?;
+    let mut hasher = Sha512::new();
+    hasher.update(r_bytes);
+    hasher.update(stx.tx.from.0);
+    hasher.update(stx.tx.signing_bytes());
+    let k = Scalar::from_bytes_mod_order_wide(&hasher.finalize().into());
+    Ok(Prepared {
+        r_bytes,
+        r,
+        s,
+        k,
+        a,
+    })
+}
+
+/// The consensus check: [8](Σ zᵢRᵢ + Σ zᵢkᵢAᵢ − (Σ zᵢsᵢ)B) = 0 with the zᵢ derived from all
+/// the inputs. Cofactored (as in ZIP 215), so a set passes exactly when every signature
+/// satisfies [8](sB − R − kA) = 0 on its own (up to a 2⁻¹²⁸ chance), whatever else shares
+/// its batch: every node reaches the same verdict however it groups signatures, or skips
+/// ones it verified before.
+fn cofactored_batch_holds(items: &[Prepared]) -> bool {
+    let mut transcript = Sha512::new();
+    for item in items {
+        transcript.update(item.r_bytes);
+        transcript.update(item.s.as_bytes());
+        transcript.update(item.k.as_bytes());
+    }
+    let seed = transcript.finalize();
+    let zs: Vec<Scalar> = (0..items.len() as u64)
+        .map(|i| {
+            let mut h = Sha512::new();
+            h.update(seed);
+            h.update(i.to_le_bytes());
+            let digest = h.finalize();
+            Scalar::from(u128::from_le_bytes(
+                digest[..16].try_into().expect("16 bytes"),
+            ))
+        })
+        .collect();
+    let b_coefficient: Scalar = -items
+        .iter()
+        .zip(&zs)
+        .map(|(item, z)| z * item.s)
+        .sum::<Scalar>();
+    let scalars = std::iter::once(b_coefficient)
+        .chain(zs.iter().copied())
+        .chain(items.iter().zip(&zs).map(|(item, z)| z * item.k));
+    let points = std::iter::once(ED25519_BASEPOINT_POINT)
+        .chain(items.iter().map(|item| item.r))
+        .chain(items.iter().map(|item| item.a));
+    EdwardsPoint::vartime_multiscalar_mul(scalars, points)
+        .mul_by_cofactor()
+        .is_identity()
+}
+
+/// Verifies every signature of `txs` (whose txids are `txids`) by the consensus rule,
+/// skipping those `cache` saw verified, in batches on all cores. On failure, names the
+/// first bad transaction by its index.
 pub fn verify_signatures(
     txs: &[SignedTransaction],
-    keys: &KeyCache,
+    txids: &[TxId],
+    cache: &KeyCache,
 ) -> Result<(), (usize, TxError)> {
-    let failures: Vec<(usize, TxError)> = txs
+    let pending: Vec<usize> = (0..txs.len())
+        .filter(|&i| !cache.is_verified(&txids[i]))
+        .collect();
+    let failures: Vec<(usize, TxError)> = pending
         .par_chunks(SIGNATURE_BATCH)
-        .enumerate()
-        .filter_map(|(chunk_index, chunk)| {
-            verify_chunk(chunk, keys)
-                .err()
-                .map(|(i, e)| (chunk_index * SIGNATURE_BATCH + i, e))
-        })
+        .filter_map(|chunk| verify_chunk(txs, chunk, cache).err())
         .collect();
     match failures.into_iter().min_by_key(|(i, _)| *i) {
         Some(first) => Err(first),
@@ -160,23 +272,29 @@ pub fn verify_signatures(
     }
 }
 
-fn verify_chunk(chunk: &[SignedTransaction], keys: &KeyCache) -> Result<(), (usize, TxError)> {
-    let decoded = keys.decode(chunk.iter().map(|stx| stx.tx.from))?;
-    let messages: Vec<Vec<u8>> = chunk.iter().map(|stx| stx.tx.signing_bytes()).collect();
-    let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    let signatures: Vec<Signature> = chunk
+fn verify_chunk(
+    txs: &[SignedTransaction],
+    chunk: &[usize],
+    cache: &KeyCache,
+) -> Result<(), (usize, TxError)> {
+    let keys = cache
+        .decode(chunk.iter().map(|&i| txs[i].tx.from))
+        .map_err(|(at, e)| (chunk[at], e))?;
+    let prepared = chunk
         .iter()
-        .map(|stx| Signature::from_bytes(&stx.signature))
-        .collect();
-    if ed25519_dalek::verify_batch(&message_refs, &signatures, &decoded).is_ok() {
+        .zip(keys)
+        .map(|(&i, a)| prepare(&txs[i], a).map_err(|e| (i, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if cofactored_batch_holds(&prepared) {
         return Ok(());
     }
-    for (i, stx) in chunk.iter().enumerate() {
-        stx.verify_signature().map_err(|e| (i, e))?;
+    // One at a time, by the same rule, to name the first bad one.
+    for (item, &i) in prepared.iter().zip(chunk) {
+        if !cofactored_batch_holds(std::slice::from_ref(item)) {
+            return Err((i, TxError::BadSignature));
+        }
     }
-    // The batch failed yet each signature verifies alone: cannot happen for honest
-    // signatures; treat the chunk's first as bad rather than accept what the batch refused.
-    Err((0, TxError::BadSignature))
+    Err((chunk[0], TxError::BadSignature))
 }
 
 #[cfg(test)]
@@ -214,8 +332,9 @@ pub(crate) mod tests {
         for tx in &txs[..3] {
             tx.verify_signature().unwrap();
         }
-        verify_signatures(&txs, &KeyCache::default()).unwrap();
-        verify_signatures(&txs, &KeyCache::new(1)).unwrap();
+        let txids: Vec<TxId> = txs.iter().map(SignedTransaction::txid).collect();
+        verify_signatures(&txs, &txids, &KeyCache::default()).unwrap();
+        verify_signatures(&txs, &txids, &KeyCache::new(1)).unwrap();
         assert!(txs[0].encode().len() <= MAX_TX_BYTES);
     }
 
@@ -225,10 +344,59 @@ pub(crate) mod tests {
             .map(|i| transfer(&key(1), Address([2; 32]), 5, i))
             .collect();
         txs[270].tx.amount = Amount::from_base_units(6);
+        let txids: Vec<TxId> = txs.iter().map(SignedTransaction::txid).collect();
         assert_eq!(
-            verify_signatures(&txs, &KeyCache::default()),
+            verify_signatures(&txs, &txids, &KeyCache::default()),
             Err((270, TxError::BadSignature))
         );
+        // A signature the cache saw verified is not checked again; the others still are.
+        let cache = KeyCache::default();
+        cache.remember_verified(txids[5]);
+        assert_eq!(
+            verify_signatures(&txs, &txids, &cache),
+            Err((270, TxError::BadSignature))
+        );
+    }
+
+    /// The consensus rule gives the same verdict whatever the batch: a bad signature is
+    /// found alone, in a batch, and among any mix of cached ones.
+    #[test]
+    fn verdicts_do_not_depend_on_batching() {
+        let mut txs: Vec<_> = (0..40)
+            .map(|i| transfer(&key(4), Address([2; 32]), 5, i))
+            .collect();
+        txs[17].signature[40] ^= 1;
+        let txids: Vec<TxId> = txs.iter().map(SignedTransaction::txid).collect();
+        for cached in [0usize, 10, 30] {
+            let cache = KeyCache::default();
+            for txid in &txids[..cached] {
+                if *txid != txids[17] {
+                    cache.remember_verified(*txid);
+                }
+            }
+            assert_eq!(
+                verify_signatures(&txs, &txids, &cache),
+                Err((17, TxError::BadSignature))
+            );
+        }
+        assert!(verify_signatures(&txs[17..18], &txids[17..18], &KeyCache::default()).is_err());
+        assert!(verify_signatures(&txs[..17], &txids[..17], &KeyCache::default()).is_ok());
+    }
+
+    #[test]
+    fn non_canonical_and_small_order_keys_are_refused() {
+        // y = p (non-canonical encoding of y = 0), and the identity (small order).
+        let mut non_canonical = [0xffu8; 32];
+        non_canonical[0] = 0xed;
+        non_canonical[31] = 0x7f;
+        assert!(!is_canonical_y(&non_canonical));
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(
+            sender_point(&Address(identity)).err(),
+            Some(TxError::SenderNotAKey)
+        );
+        assert!(sender_point(&Address(key(1).verifying_key().to_bytes())).is_ok());
     }
 
     proptest! {
@@ -243,7 +411,7 @@ pub(crate) mod tests {
                 Err(_) => {}
                 Ok(changed) => {
                     prop_assert!(changed.verify_signature().is_err());
-                    prop_assert!(verify_signatures(std::slice::from_ref(&changed), &KeyCache::default()).is_err());
+                    prop_assert!(verify_signatures(std::slice::from_ref(&changed), &[changed.txid()], &KeyCache::default()).is_err());
                 }
             }
         }

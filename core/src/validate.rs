@@ -153,7 +153,7 @@ pub fn check_block(
     for (index, stx) in block.txs.iter().enumerate() {
         check_chain_id(stx, spec).map_err(|e| invalid(index, e))?;
     }
-    verify_signatures(&block.txs, keys).map_err(|(index, e)| invalid(index, e))?;
+    verify_signatures(&block.txs, &txids, keys).map_err(|(index, e)| invalid(index, e))?;
     Ok(txids)
 }
 
