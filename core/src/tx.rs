@@ -184,7 +184,6 @@ impl Default for KeyCache {
 
 /// One signature, decoded for the verification equation.
 struct Prepared {
-    r_bytes: [u8; 32],
     r: EdwardsPoint,
     s: Scalar,
     /// k = SHA-512(R ‖ A ‖ M) mod ℓ
@@ -202,13 +201,7 @@ fn prepare(stx: &SignedTransaction, a: EdwardsPoint) -> Result<Prepared, TxError
     hasher.update(stx.tx.from.0);
     hasher.update(stx.tx.signing_bytes());
     let k = Scalar::from_bytes_mod_order_wide(&hasher.finalize().into());
-    Ok(Prepared {
-        r_bytes,
-        r,
-        s,
-        k,
-        a,
-    })
+    Ok(Prepared { r, s, k, a })
 }
 
 /// The consensus check: [8](Σ zᵢRᵢ + Σ zᵢkᵢAᵢ − (Σ zᵢsᵢ)B) = 0 with the zᵢ derived from all
@@ -216,24 +209,27 @@ fn prepare(stx: &SignedTransaction, a: EdwardsPoint) -> Result<Prepared, TxError
 /// satisfies [8](sB − R − kA) = 0 on its own (up to a 2⁻¹²⁸ chance), whatever else shares
 /// its batch: every node reaches the same verdict however it groups signatures, or skips
 /// ones it verified before.
-fn cofactored_batch_holds(items: &[Prepared]) -> bool {
+fn cofactored_batch_holds(items: &[Prepared], txids: &[&TxId]) -> bool {
+    // The coefficients come from a hash of everything being verified (each txid commits
+    // to its whole signed transaction), so no signer can choose them.
     let mut transcript = Sha512::new();
-    for item in items {
-        transcript.update(item.r_bytes);
-        transcript.update(item.s.as_bytes());
-        transcript.update(item.k.as_bytes());
+    for txid in txids {
+        transcript.update(txid.as_bytes());
     }
     let seed = transcript.finalize();
-    let zs: Vec<Scalar> = (0..items.len() as u64)
-        .map(|i| {
+    let zs: Vec<Scalar> = (0..items.len().div_ceil(4) as u64)
+        .flat_map(|block| {
             let mut h = Sha512::new();
             h.update(seed);
-            h.update(i.to_le_bytes());
+            h.update(block.to_le_bytes());
             let digest = h.finalize();
-            Scalar::from(u128::from_le_bytes(
-                digest[..16].try_into().expect("16 bytes"),
-            ))
+            (0..4).map(move |j| {
+                Scalar::from(u128::from_le_bytes(
+                    digest[16 * j..16 * j + 16].try_into().expect("16 bytes"),
+                ))
+            })
         })
+        .take(items.len())
         .collect();
     let b_coefficient: Scalar = -items
         .iter()
@@ -264,7 +260,7 @@ pub fn verify_signatures(
         .collect();
     let failures: Vec<(usize, TxError)> = pending
         .par_chunks(SIGNATURE_BATCH)
-        .filter_map(|chunk| verify_chunk(txs, chunk, cache).err())
+        .filter_map(|chunk| verify_chunk(txs, txids, chunk, cache).err())
         .collect();
     match failures.into_iter().min_by_key(|(i, _)| *i) {
         Some(first) => Err(first),
@@ -274,6 +270,7 @@ pub fn verify_signatures(
 
 fn verify_chunk(
     txs: &[SignedTransaction],
+    txids: &[TxId],
     chunk: &[usize],
     cache: &KeyCache,
 ) -> Result<(), (usize, TxError)> {
@@ -285,12 +282,13 @@ fn verify_chunk(
         .zip(keys)
         .map(|(&i, a)| prepare(&txs[i], a).map_err(|e| (i, e)))
         .collect::<Result<Vec<_>, _>>()?;
-    if cofactored_batch_holds(&prepared) {
+    let ids: Vec<&TxId> = chunk.iter().map(|&i| &txids[i]).collect();
+    if cofactored_batch_holds(&prepared, &ids) {
         return Ok(());
     }
     // One at a time, by the same rule, to name the first bad one.
-    for (item, &i) in prepared.iter().zip(chunk) {
-        if !cofactored_batch_holds(std::slice::from_ref(item)) {
+    for ((item, &i), id) in prepared.iter().zip(chunk).zip(&ids) {
+        if !cofactored_batch_holds(std::slice::from_ref(item), &[id]) {
             return Err((i, TxError::BadSignature));
         }
     }
