@@ -82,9 +82,17 @@ impl SignedTransaction {
     }
 }
 
+/// The sender's key for strict verification, refused as `sender_point` refuses it
+/// (decoding it once: `VerifyingKey::from_bytes` decompresses the point itself).
 fn sender_key(from: &Address) -> Result<VerifyingKey, TxError> {
-    sender_point(from)?;
-    VerifyingKey::from_bytes(&from.0).map_err(|_| TxError::SenderNotAKey)
+    if !is_canonical_y(&from.0) {
+        return Err(TxError::SenderNotAKey);
+    }
+    let key = VerifyingKey::from_bytes(&from.0).map_err(|_| TxError::SenderNotAKey)?;
+    if key.is_weak() {
+        return Err(TxError::SenderNotAKey);
+    }
+    Ok(key)
 }
 
 /// Whether a 32-byte point encoding is canonical: its y coordinate below p = 2^255 - 19.

@@ -252,21 +252,16 @@ pub fn apply_tx(
             .checked_add(1)
             .ok_or(TxError::AmountOverflow)?,
     );
-    if tx.to == tx.from {
-        let balance = remaining
-            .checked_add(tx.amount)
-            .ok_or(TxError::AmountOverflow)?;
-        undo.set(
-            tree,
-            tx.from,
-            Account {
-                balance,
-                nonce: next_nonce,
-            },
-        );
-        return Ok(tx.fee);
-    }
-    let receiver = tree.get(&tx.to).unwrap_or_default();
+    // Every check before any change, so a failing transaction changes nothing. Paying
+    // oneself credits the already-debited sender.
+    let receiver = if tx.to == tx.from {
+        Account {
+            balance: remaining,
+            nonce: next_nonce,
+        }
+    } else {
+        tree.get(&tx.to).unwrap_or_default()
+    };
     let received = receiver
         .balance
         .checked_add(tx.amount)

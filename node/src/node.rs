@@ -123,7 +123,13 @@ impl Node {
                 change.connected.iter().flat_map(|b| &b.txs).collect();
             let disconnected: Vec<&SignedTransaction> =
                 change.disconnected.iter().flat_map(|b| &b.txs).collect();
-            mempool.update_for_tip(&connected, &disconnected, chain.state(), &self.spec);
+            mempool.update_for_tip(
+                &connected,
+                &change.connected_txids,
+                &disconnected,
+                chain.state(),
+                &self.spec,
+            );
             mempool.expire_if_due(std::time::Instant::now());
             self.tip_generation.fetch_add(1, Ordering::AcqRel);
             if let Some(tip) = change.connected.last() {

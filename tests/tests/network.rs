@@ -7,11 +7,11 @@ use std::path::Path;
 use std::time::Duration;
 use tempfile::TempDir;
 
-const LISTEN: [&str; 2] = ["--listen", "/ip4/127.0.0.1/tcp/0"];
+/// An ephemeral loopback port (what `NodeProcess` uses unless told otherwise).
+const EPHEMERAL: &str = "/ip4/127.0.0.1/tcp/0";
 
 fn start_peer(dir: &Path, name: &str, spec: &Path, bootnode: Option<&str>) -> NodeProcess {
-    let mut args: Vec<&str> = LISTEN.to_vec();
-    args.extend(["--mine-threads", "1"]);
+    let mut args = vec!["--mine-threads", "1"];
     if let Some(addr) = bootnode {
         args.extend(["--peer", addr]);
     }
@@ -131,15 +131,15 @@ fn any_single_loss_is_survived() {
         NodeProcess::start(&dir.path().join(format!("n{index}")), Some(&spec), &refs).unwrap()
     };
     let listen_of = |node: &NodeProcess| node.p2p_addr().split("/p2p/").next().unwrap().to_string();
-    let first = start(0, LISTEN[1], None);
+    let first = start(0, EPHEMERAL, None);
     let boot = first.p2p_addr();
-    let second = start(1, LISTEN[1], Some(&boot));
+    let second = start(1, EPHEMERAL, Some(&boot));
     let second_addr = second.p2p_addr();
     let mut listens = vec![listen_of(&first), listen_of(&second)];
     let mut nodes: Vec<Option<NodeProcess>> = vec![Some(first), Some(second)];
     for index in 2..5 {
         // Everyone knows two nodes, so losing any one leaves it connected.
-        let node = start(index, LISTEN[1], Some(&boot));
+        let node = start(index, EPHEMERAL, Some(&boot));
         node.rpc
             .call("net_connect", json!({"addr": second_addr}))
             .unwrap();
@@ -191,12 +191,8 @@ fn a_node_of_another_chain_is_refused_and_says_why() {
     let n0 = start_peer(dir.path(), "n0", &spec, None);
     n0.rpc.call("dev_mine", json!({"blocks": 2})).unwrap();
     // The devnet: another genesis.
-    let other = NodeProcess::start(
-        &dir.path().join("other"),
-        None,
-        &[LISTEN[0], LISTEN[1], "--peer", &n0.p2p_addr()],
-    )
-    .unwrap();
+    let other =
+        NodeProcess::start(&dir.path().join("other"), None, &["--peer", &n0.p2p_addr()]).unwrap();
     wait_until(
         Duration::from_secs(30),
         "the other chain's node to be refused",
@@ -238,8 +234,7 @@ fn partition_and_heal_ends_on_most_work_and_loses_no_tx() {
     let spec = write_test_spec(dir.path());
     let (n0, n1, n2, boot) = star(dir.path(), &spec);
     let n2_addr = n2.p2p_addr();
-    let mut extra = LISTEN.to_vec();
-    extra.extend(["--mine-threads", "1", "--peer", &boot, "--peer", &n2_addr]);
+    let extra = ["--mine-threads", "1", "--peer", &boot, "--peer", &n2_addr];
     let n3 = NodeProcess::start(&dir.path().join("n3"), Some(&spec), &extra).unwrap();
     let n4 = NodeProcess::start(&dir.path().join("n4"), Some(&spec), &extra).unwrap();
     let (side_a, side_b) = ([&n0, &n1], [&n2, &n3, &n4]);

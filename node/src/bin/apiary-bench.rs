@@ -96,18 +96,19 @@ struct ConnectParams {
 
 impl ConnectParams {
     fn from_env() -> Result<ConnectParams> {
-        let get = |name: &str, default: usize| -> Result<usize> {
-            match std::env::var(name) {
-                Ok(v) => v.parse().with_context(|| format!("{name}={v:?}")),
-                Err(_) => Ok(default),
-            }
-        };
         Ok(ConnectParams {
-            blocks: get("BENCH_BLOCKS", 200)?,
-            txs_per_block: get("BENCH_TXS", 1000)?,
-            accounts: get("BENCH_ACCOUNTS", 100_000)?,
+            blocks: env_size("BENCH_BLOCKS", 200)?,
+            txs_per_block: env_size("BENCH_TXS", 1000)?,
+            accounts: env_size("BENCH_ACCOUNTS", 100_000)?,
         })
     }
+}
+
+/// A size from the environment, or `default` when unset.
+fn env_size(name: &str, default: usize) -> Result<usize> {
+    std::env::var(name).map_or(Ok(default), |v| {
+        v.parse().with_context(|| format!("{name}={v:?}"))
+    })
 }
 
 fn account_key(index: usize) -> SigningKey {
@@ -249,9 +250,7 @@ fn bench_connect(params: &ConnectParams) -> Result<(Value, (Arc<Node>, tempfile:
     let path = tempfile::NamedTempFile::new()?;
     std::fs::write(path.path(), borsh::to_vec(&encoded)?)?;
 
-    let dir = tempfile::TempDir::new()?;
-    let store = Store::open(&dir.path().join("db"), spec.genesis_hash())?;
-    let node = Node::new(Chain::open(store, spec.clone())?, MempoolConfig::default());
+    let (node, dir) = fresh_node(&spec)?;
     eprintln!("connecting from disk on a fresh node");
     let started = Instant::now();
     let file: Vec<Vec<u8>> = borsh::from_slice(&std::fs::read(path.path())?)?;
@@ -332,18 +331,7 @@ fn bench_sync(server: (Arc<Node>, tempfile::TempDir), connect: &Value) -> Result
     let (server, server_dir) = server;
     let runtime = tokio::runtime::Runtime::new()?;
     let _guard = runtime.enter();
-    let loopback: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/0".parse()?;
-    p2p::start(
-        server.clone(),
-        NetworkConfig {
-            listen: vec![loopback.clone()],
-            bootnodes: vec![],
-            datadir: server_dir.path().to_path_buf(),
-        },
-    )?;
-    let addr_file = server_dir.path().join("p2p.addr");
-    wait_for("the serving node to listen", || addr_file.exists())?;
-    let server_addr: libp2p::Multiaddr = std::fs::read_to_string(&addr_file)?.trim().parse()?;
+    let (_, server_addr) = start_on_loopback(&server, server_dir.path(), vec![])?;
     let (target, txs) = {
         let guard = server.lock();
         let height = guard.chain.height().0;
@@ -358,32 +346,13 @@ fn bench_sync(server: (Arc<Node>, tempfile::TempDir), connect: &Value) -> Result
         (height, txs)
     };
 
-    let dir = tempfile::TempDir::new()?;
-    let spec = Arc::new(server.spec().clone());
-    let client = Node::new(
-        Chain::open(
-            Store::open(&dir.path().join("db"), spec.genesis_hash())?,
-            spec,
-        )?,
-        MempoolConfig::default(),
-    );
+    let (client, dir) = fresh_node(&Arc::new(server.spec().clone()))?;
     eprintln!("syncing {target} blocks ({txs} transfers) over loopback");
     let started = Instant::now();
-    p2p::start(
-        client.clone(),
-        NetworkConfig {
-            listen: vec![loopback],
-            bootnodes: vec![server_addr],
-            datadir: dir.path().to_path_buf(),
-        },
-    )?;
-    let deadline = Instant::now() + std::time::Duration::from_secs(600);
-    while client.lock().chain.height().0 < target {
-        if Instant::now() > deadline {
-            bail!("sync did not finish within 10 minutes");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    start_on_loopback(&client, dir.path(), vec![server_addr])?;
+    wait_for("the sync to finish", SYNC_LIMIT, || {
+        client.lock().chain.height().0 >= target
+    })?;
     client.lock().chain.flush_state()?;
     let seconds = started.elapsed().as_secs_f64();
     let tx_per_s = txs as f64 / seconds;
@@ -409,13 +378,8 @@ fn bench_sync(server: (Arc<Node>, tempfile::TempDir), connect: &Value) -> Result
 /// delay is from the block's timestamp (set when it was assembled, a millisecond before its
 /// trivial proof of work) until the last of the other four has connected it.
 fn bench_propagation() -> Result<Value> {
-    let env = |name: &str, default: usize| -> Result<usize> {
-        std::env::var(name).map_or(Ok(default), |v| {
-            v.parse().with_context(|| format!("{name}={v:?}"))
-        })
-    };
-    let rounds = env("BENCH_PROP_BLOCKS", 100)?;
-    let txs_per_block = env("BENCH_TXS", 1000)?;
+    let rounds = env_size("BENCH_PROP_BLOCKS", 100)?;
+    let txs_per_block = env_size("BENCH_TXS", 1000)?;
     let nodes_count = 5;
     let params = ConnectParams {
         blocks: rounds,
@@ -431,36 +395,17 @@ fn bench_propagation() -> Result<Value> {
 
     let runtime = tokio::runtime::Runtime::new()?;
     let _guard = runtime.enter();
-    let loopback: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/0".parse()?;
     let mut nodes = Vec::new();
     let mut dirs = Vec::new();
     let mut boot: Option<libp2p::Multiaddr> = None;
     for _ in 0..nodes_count {
-        let dir = tempfile::TempDir::new()?;
-        let node = Node::new(
-            Chain::open(
-                Store::open(&dir.path().join("db"), spec.genesis_hash())?,
-                spec.clone(),
-            )?,
-            MempoolConfig::default(),
-        );
-        let handle = p2p::start(
-            node.clone(),
-            NetworkConfig {
-                listen: vec![loopback.clone()],
-                bootnodes: boot.iter().cloned().collect(),
-                datadir: dir.path().to_path_buf(),
-            },
-        )?;
-        let addr_file = dir.path().join("p2p.addr");
-        wait_for("a node to listen", || addr_file.exists())?;
-        if boot.is_none() {
-            boot = Some(std::fs::read_to_string(&addr_file)?.trim().parse()?);
-        }
+        let (node, dir) = fresh_node(&spec)?;
+        let (handle, addr) = start_on_loopback(&node, dir.path(), boot.iter().cloned().collect())?;
+        boot.get_or_insert(addr);
         nodes.push((node, handle));
         dirs.push(dir);
     }
-    wait_for("every node to have a peer", || {
+    wait_for("every node to have a peer", STEP_LIMIT, || {
         nodes.iter().all(|(_, h)| !h.peers().is_empty())
     })?;
 
@@ -484,7 +429,7 @@ fn bench_propagation() -> Result<Value> {
         for (j, stx) in txs.into_iter().enumerate() {
             nodes[j % nodes_count].0.submit_tx(stx)?;
         }
-        wait_for("the transfers to reach every mempool", || {
+        wait_for("the transfers to reach every mempool", STEP_LIMIT, || {
             nodes
                 .iter()
                 .all(|(n, _)| n.lock().mempool.len() == txs_per_block)
@@ -500,7 +445,7 @@ fn bench_propagation() -> Result<Value> {
             .timestamp_ms;
         let mut seen = vec![None; nodes_count];
         seen[0] = Some(mined_ms);
-        wait_for("the block to reach every node", || {
+        wait_for("the block to reach every node", STEP_LIMIT, || {
             for (i, (node, _)) in nodes.iter().enumerate() {
                 if seen[i].is_none() && node.lock().chain.is_main(&hash) {
                     seen[i] = Some(now_ms());
@@ -534,9 +479,43 @@ fn bench_propagation() -> Result<Value> {
     }))
 }
 
-/// Polls `done` every 200 µs until it holds, for up to a minute.
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+/// A node of `spec` on an empty store in a temp dir (which must outlive it).
+fn fresh_node(spec: &Arc<ChainSpec>) -> Result<(Arc<Node>, tempfile::TempDir)> {
+    let dir = tempfile::TempDir::new()?;
+    let store = Store::open(&dir.path().join("db"), spec.genesis_hash())?;
+    Ok((
+        Node::new(Chain::open(store, spec.clone())?, MempoolConfig::default()),
+        dir,
+    ))
+}
+
+/// Starts `node`'s network on an ephemeral 127.0.0.1 port; returns it with its address.
+fn start_on_loopback(
+    node: &Arc<Node>,
+    datadir: &std::path::Path,
+    bootnodes: Vec<libp2p::Multiaddr>,
+) -> Result<(p2p::NetworkHandle, libp2p::Multiaddr)> {
+    let listen = vec!["/ip4/127.0.0.1/tcp/0".parse()?];
+    let handle = p2p::start(
+        node.clone(),
+        NetworkConfig {
+            listen,
+            bootnodes,
+            datadir: datadir.to_path_buf(),
+        },
+    )?;
+    let addr_file = datadir.join("p2p.addr");
+    wait_for("a node to listen", STEP_LIMIT, || addr_file.exists())?;
+    Ok((handle, std::fs::read_to_string(&addr_file)?.trim().parse()?))
+}
+
+/// How long a step of a benchmark may take before it is called stuck.
+const STEP_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+const SYNC_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Polls `done` every 200 µs until it holds, for up to `limit`.
+fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + limit;
     while !done() {
         if Instant::now() > deadline {
             bail!("timed out waiting for {what}");

@@ -108,12 +108,16 @@ pub struct TipChange {
     pub disconnected: Vec<Block>,
     /// Blocks put on the main chain, lowest first.
     pub connected: Vec<Block>,
+    /// The txids of `connected`'s transactions, in the same order (already computed
+    /// to connect them; followers need not hash them again).
+    pub connected_txids: Vec<TxId>,
 }
 
 impl TipChange {
     fn absorb(&mut self, other: TipChange) {
         self.disconnected.extend(other.disconnected);
         self.connected.extend(other.connected);
+        self.connected_txids.extend(other.connected_txids);
     }
 }
 
@@ -772,6 +776,7 @@ impl Chain {
             batch.put_entry(hash, &entry);
             entries.push(entry);
             change.connected.push(block);
+            change.connected_txids.extend(txids);
         }
         batch.set_tip(&target);
         batch.commit(true)?;

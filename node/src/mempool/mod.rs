@@ -297,6 +297,7 @@ impl Mempool {
     pub fn update_for_tip(
         &mut self,
         connected: &[&SignedTransaction],
+        connected_txids: &[TxId],
         disconnected: &[&SignedTransaction],
         state: &AccountTree,
         spec: &ChainSpec,
@@ -304,8 +305,8 @@ impl Mempool {
         if self.txs.is_empty() && disconnected.is_empty() {
             return;
         }
-        for stx in connected {
-            self.remove(&stx.txid());
+        for txid in connected_txids {
+            self.remove(txid);
         }
         // Every affected sender's queue is rebuilt against the new state: what the chain
         // now holds, or what can no longer be paid, falls out.
