@@ -286,12 +286,39 @@ fn hostile_peers_are_banned_and_nothing_they_send_is_forwarded() {
         "oversized sync frames get the sender banned"
     );
 
+    // 5. A flood of transactions that duplicate one already in the mempool (same sender
+    //    and nonce, paying no more): validly signed, so each costs a signature check.
+    let honest = transfer(3, address(8), 7_000, 100_000, 0);
+    victim
+        .rpc
+        .call("tx_submit", json!({"tx": hex::encode(honest.encode())}))
+        .unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "the honest tx to reach the witness",
+        || witness.rpc.call("mempool_info", json!({})).unwrap()["count"] == 1,
+    );
+    let mut h5 = Hostile::connect(&addr, &genesis_hash);
+    for amount in 1..=1_000u64 {
+        let duplicate = transfer(3, address(14), amount, 10_000, 0);
+        let _ = h5
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(h5.txs.clone(), duplicate.encode());
+    }
+    assert!(
+        h5.is_dropped(Duration::from_secs(30)),
+        "a flood of duplicate transactions gets the sender banned"
+    );
+
     // The victim is up, forwarded none of it, and honest traffic still confirms.
     assert_eq!(victim.tip().0, 0);
     assert_eq!(witness.tip().0, 0);
     assert_eq!(
         witness.rpc.call("mempool_info", json!({})).unwrap()["count"],
-        0
+        1,
+        "only the honest tx travelled"
     );
     let stx = transfer(2, address(7), 42_000, 10_000, 0);
     witness
@@ -301,7 +328,7 @@ fn hostile_peers_are_banned_and_nothing_they_send_is_forwarded() {
     wait_until(
         Duration::from_secs(30),
         "the honest tx to reach the victim",
-        || victim.rpc.call("mempool_info", json!({})).unwrap()["count"] == 1,
+        || victim.rpc.call("mempool_info", json!({})).unwrap()["count"] == 2,
     );
     victim.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
     wait_until(Duration::from_secs(30), "the witness to follow", || {
@@ -314,5 +341,13 @@ fn hostile_peers_are_banned_and_nothing_they_send_is_forwarded() {
             .unwrap()["balance"],
         42_000
     );
+    assert_eq!(
+        witness
+            .rpc
+            .call("account_get", json!({"address": address_text(8)}))
+            .unwrap()["balance"],
+        7_000
+    );
+    assert!(victim.log().contains("useless transactions beyond its allowance"));
     assert!(victim.log().contains("banning peer"));
 }

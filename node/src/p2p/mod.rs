@@ -3,12 +3,14 @@
 //! more work for blocks over a request-response sync protocol. Protocol names and topics
 //! carry the genesis hash, and identify tells apart a peer of another chain at once.
 
+mod allowance;
 pub mod protocol;
 
 use crate::chain::{Accepted, ChainError};
 use crate::files::write_private_file;
 use crate::mempool::MempoolError;
 use crate::node::{Announcement, Node};
+use allowance::PeerBudget;
 use apiary_core::encoding::decode_exact;
 use apiary_core::tx::MAX_TX_BYTES;
 use apiary_core::{Block, BlockHash, SignedTransaction, TxError, Work};
@@ -35,6 +37,9 @@ const BAN_TIME: Duration = Duration::from_secs(600);
 /// How often lost bootnodes are dialled again and peers are asked where they stand (so a
 /// node that missed gossip still learns it is behind).
 const TICK_INTERVAL: Duration = Duration::from_secs(5);
+/// Misbehaviour is forgiven at this many points per tick, so rare honest mistakes (a
+/// race, a stale tx) never add up to a ban.
+const SCORE_DECAY_PER_TICK: u32 = 5;
 /// Below this many connections, Kademlia is asked for more peers on every tick.
 const TARGET_PEERS: usize = 8;
 
@@ -282,6 +287,7 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         peer_status: HashMap::new(),
         scores: HashMap::new(),
         banned: HashMap::new(),
+        budgets: HashMap::new(),
         syncing_from: None,
         importing: 0,
         held_request: None,
@@ -303,6 +309,7 @@ enum Verdict {
         acceptance: MessageAcceptance,
         penalty: u32,
         unknown_parent: bool,
+        is_block: bool,
     },
     Synced {
         peer: PeerId,
@@ -324,6 +331,7 @@ struct Service {
     peer_status: HashMap<PeerId, Status>,
     scores: HashMap<PeerId, u32>,
     banned: HashMap<PeerId, Instant>,
+    budgets: HashMap<PeerId, PeerBudget>,
     /// The peer blocks are being downloaded from, if any.
     syncing_from: Option<PeerId>,
     /// Downloaded batches handed to the importer and not yet connected.
@@ -478,6 +486,10 @@ impl Service {
 
     fn on_tick(&mut self, swarm: &mut Swarm<Behaviour>) {
         self.banned.retain(|_, until| *until > Instant::now());
+        self.scores.retain(|_, score| {
+            *score = score.saturating_sub(SCORE_DECAY_PER_TICK);
+            *score > 0
+        });
         let status = self.our_status();
         let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
         if peers.len() < TARGET_PEERS && !peers.is_empty() {
@@ -514,6 +526,12 @@ impl Service {
             self.banned.insert(peer, Instant::now() + BAN_TIME);
             let _ = swarm.disconnect_peer_id(peer);
         }
+    }
+
+    fn budget(&mut self, peer: PeerId) -> &mut PeerBudget {
+        self.budgets
+            .entry(peer)
+            .or_insert_with(|| PeerBudget::new(Instant::now()))
     }
 
     fn set_peer(&self, peer: PeerId, update: impl FnOnce(&mut PeerInfo)) {
@@ -581,6 +599,7 @@ impl Service {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&peer_id);
                 self.peer_status.remove(&peer_id);
+                self.budgets.remove(&peer_id);
                 if self.syncing_from == Some(peer_id) {
                     self.syncing_from = None;
                     self.sync_from_best(swarm);
@@ -619,7 +638,7 @@ impl Service {
                 message_id,
                 message,
             })) => {
-                self.on_gossip(propagation_source, message_id, message, verdicts);
+                self.on_gossip(swarm, propagation_source, message_id, message, verdicts);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                 peer,
@@ -629,6 +648,14 @@ impl Service {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
+                    if !self
+                        .budget(peer)
+                        .sync_requests
+                        .take(allowance::SYNC_REQUESTS, Instant::now())
+                    {
+                        self.penalise(swarm, peer, 5, "sync requests beyond its allowance");
+                        return;
+                    }
                     let response = match request {
                         Inbound::Malformed(reason) => {
                             // Dropping the channel closes the stream without an answer.
@@ -767,6 +794,7 @@ impl Service {
 
     fn on_gossip(
         &mut self,
+        swarm: &mut Swarm<Behaviour>,
         source: PeerId,
         message_id: gossipsub::MessageId,
         message: gossipsub::Message,
@@ -776,9 +804,23 @@ impl Service {
             self.from_gossip.clear();
         }
         self.from_gossip.insert(message_id.0.clone());
+        let is_block = message.topic == self.block_topic.hash();
+        if !is_block
+            && !self
+                .budget(source)
+                .tx_messages
+                .take(allowance::TX_MESSAGES, Instant::now())
+        {
+            // Not validated at all: a flood costs us a hash per message, not a signature.
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&message_id, &source, MessageAcceptance::Ignore);
+            self.penalise(swarm, source, 1, "transactions beyond its allowance");
+            return;
+        }
         let node = self.node.clone();
         let verdicts = verdicts.clone();
-        let is_block = message.topic == self.block_topic.hash();
         tokio::task::spawn_blocking(move || {
             let (acceptance, penalty, unknown_parent) = if is_block {
                 judge_block(&node, message.data)
@@ -791,6 +833,7 @@ impl Service {
                 acceptance,
                 penalty,
                 unknown_parent,
+                is_block,
             });
         });
     }
@@ -803,12 +846,27 @@ impl Service {
                 acceptance,
                 penalty,
                 unknown_parent,
+                is_block,
             } => {
                 swarm
                     .behaviour_mut()
                     .gossipsub
                     .report_message_validation_result(&message_id, &source, acceptance);
                 self.penalise(swarm, source, penalty, "invalid gossip");
+                if !is_block
+                    && acceptance == MessageAcceptance::Ignore
+                    && !self
+                        .budget(source)
+                        .useless_txs
+                        .take(allowance::USELESS_TXS, Instant::now())
+                {
+                    self.penalise(
+                        swarm,
+                        source,
+                        5,
+                        "useless transactions beyond its allowance",
+                    );
+                }
                 if unknown_parent {
                     // The sender knows blocks we lack: ask where it stands, then sync.
                     let status = self.our_status();

@@ -1,0 +1,97 @@
+//! Per-peer budgets for work a peer can make this node do: token buckets. An honest peer
+//! stays far inside them; a flooding one runs dry, is ignored, and is penalised.
+
+use std::time::Instant;
+
+/// How fast a budget refills and how much it can hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Rate {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Allowance {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl Allowance {
+    pub fn full(rate: Rate, now: Instant) -> Allowance {
+        Allowance {
+            tokens: rate.burst,
+            updated: now,
+        }
+    }
+
+    /// Spends one token if there is one.
+    pub fn take(&mut self, rate: Rate, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate.per_second).min(rate.burst);
+        self.updated = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Gossiped transactions a peer may make us validate.
+pub const TX_MESSAGES: Rate = Rate {
+    per_second: 5_000.0,
+    burst: 20_000.0,
+};
+/// Gossiped transactions that turn out useless (already known, stale, unpayable, a
+/// replacement that pays too little): honest peers send a few, in races.
+pub const USELESS_TXS: Rate = Rate {
+    per_second: 20.0,
+    burst: 200.0,
+};
+/// Sync requests (each may read megabytes of blocks from disk).
+pub const SYNC_REQUESTS: Rate = Rate {
+    per_second: 20.0,
+    burst: 100.0,
+};
+
+/// The budgets of one connected peer.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerBudget {
+    pub tx_messages: Allowance,
+    pub useless_txs: Allowance,
+    pub sync_requests: Allowance,
+}
+
+impl PeerBudget {
+    pub fn new(now: Instant) -> PeerBudget {
+        PeerBudget {
+            tx_messages: Allowance::full(TX_MESSAGES, now),
+            useless_txs: Allowance::full(USELESS_TXS, now),
+            sync_requests: Allowance::full(SYNC_REQUESTS, now),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_burst_is_allowed_then_the_rate() {
+        let rate = Rate {
+            per_second: 10.0,
+            burst: 3.0,
+        };
+        let start = Instant::now();
+        let mut allowance = Allowance::full(rate, start);
+        assert!((0..3).all(|_| allowance.take(rate, start)));
+        assert!(!allowance.take(rate, start));
+        // 10 per second: one more token after 100 ms, and never more than the burst.
+        assert!(allowance.take(rate, start + Duration::from_millis(100)));
+        assert!(!allowance.take(rate, start + Duration::from_millis(100)));
+        let later = start + Duration::from_secs(60);
+        assert_eq!((0..10).filter(|_| allowance.take(rate, later)).count(), 3);
+    }
+}
