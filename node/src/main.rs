@@ -44,6 +44,10 @@ struct Args {
     /// /ip4/127.0.0.1/tcp/9798/p2p/12D3KooW…; repeat for several
     #[arg(long = "peer", value_name = "MULTIADDR")]
     peers: Vec<Multiaddr>,
+    /// Find peers of the same chain on the local network by multicast DNS (not loopback:
+    /// listen on a LAN address or 0.0.0.0)
+    #[arg(long)]
+    mdns: bool,
     /// Mine blocks continuously (needs --miner-address)
     #[arg(long, requires = "miner_address")]
     mine: bool,
@@ -123,6 +127,7 @@ fn run(args: Args) -> Result<()> {
         listen: args.listen.clone(),
         bootnodes: args.peers.clone(),
         datadir: datadir.clone(),
+        mdns: args.mdns,
     };
     let result = runtime.block_on(serve(
         node.clone(),

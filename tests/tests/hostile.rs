@@ -348,6 +348,8 @@ fn hostile_peers_are_banned_and_nothing_they_send_is_forwarded() {
             .unwrap()["balance"],
         7_000
     );
-    assert!(victim.log().contains("useless transactions beyond its allowance"));
+    assert!(victim
+        .log()
+        .contains("useless transactions beyond its allowance"));
     assert!(victim.log().contains("banning peer"));
 }

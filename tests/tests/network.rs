@@ -432,3 +432,29 @@ fn peers_are_discovered_through_the_dht() {
     chain[0].rpc.call("dev_mine", json!({"blocks": 3})).unwrap();
     wait_for_tip(&chain.iter().collect::<Vec<_>>(), &chain[0].tip());
 }
+
+/// With `--mdns`, nodes on the same LAN find each other without any `--peer`.
+#[test]
+fn peers_on_the_lan_are_found_by_mdns() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let lan = ["--mdns", "--listen", "/ip4/0.0.0.0/tcp/0"];
+    let a = NodeProcess::start(&dir.path().join("a"), Some(&spec), &lan).unwrap();
+    let b = NodeProcess::start(&dir.path().join("b"), Some(&spec), &lan).unwrap();
+    let a_id = peer_id(&a);
+    wait_until(Duration::from_secs(60), "b to find a on the LAN", || {
+        b.rpc
+            .call("net_peers", json!({}))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["peer_id"] == a_id.as_str())
+    });
+    a.rpc.call("dev_mine", json!({"blocks": 2})).unwrap();
+    wait_for_tip(&[&a, &b], &a.tip());
+    assert!(
+        a.log().contains("found a peer on the local network")
+            || b.log().contains("found a peer on the local network")
+    );
+}

@@ -502,6 +502,7 @@ fn start_on_loopback(
             listen,
             bootnodes,
             datadir: datadir.to_path_buf(),
+            mdns: false,
         },
     )?;
     let addr_file = datadir.join("p2p.addr");

@@ -18,9 +18,10 @@ use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, kad, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{identify, kad, mdns, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use protocol::{
     sync_protocol, Inbound, Status, SyncCodec, SyncRequest, SyncResponse, MAX_BLOCKS_PER_RESPONSE,
     RESPONSE_BYTES_TARGET,
@@ -57,6 +58,8 @@ pub struct NetworkConfig {
     pub listen: Vec<Multiaddr>,
     pub bootnodes: Vec<Multiaddr>,
     pub datadir: PathBuf,
+    /// Discover peers on the LAN by multicast DNS.
+    pub mdns: bool,
 }
 
 /// What RPC can see of the network.
@@ -131,6 +134,8 @@ struct Behaviour {
     sync: request_response::Behaviour<SyncCodec>,
     /// Peer discovery: a DHT of this chain's nodes only (its protocol name holds the genesis).
     kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// LAN discovery, when asked for (`--mdns`).
+    mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
 /// Loads the node's identity from `<datadir>/node_key`, creating it on first start.
@@ -229,11 +234,20 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
                 kad::store::MemoryStore::new(peer_id),
                 kad::Config::new(kad_protocol),
             );
+            let mdns = if config.mdns {
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    peer_id,
+                )?)
+            } else {
+                None
+            };
             Ok(Behaviour {
                 gossipsub,
                 identify,
                 sync,
                 kad,
+                mdns: mdns.into(),
             })
         })
         .map_err(|e| NetworkError::Setup(e.to_string()))?
@@ -632,6 +646,17 @@ impl Service {
                 ..
             })) => {
                 self.dial_discovered(swarm, found.peers);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                // mDNS answers are not scoped to a chain: identify sorts out other chains.
+                for (peer, addr) in found {
+                    if swarm.is_connected(&peer) || self.banned.contains_key(&peer) {
+                        continue;
+                    }
+                    tracing::info!(%peer, %addr, "found a peer on the local network");
+                    swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    let _ = swarm.dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
