@@ -13,8 +13,8 @@ use apiary_core::encoding::decode_exact;
 use apiary_core::pow::U256;
 use apiary_core::spec::ChainId;
 use apiary_core::{
-    Address, AddressPrefix, Amount, Block, BlockHeader, ChainSpec, Nonce, SignedTransaction,
-    SigningKey, Target, Transaction,
+    Address, AddressPrefix, Amount, Block, BlockHash, BlockHeader, ChainSpec, Height, Nonce,
+    SignedTransaction, SigningKey, Target, Transaction, TxId,
 };
 use apiary_genesis::NewSpec;
 use apiary_node::chain::{Accepted, Chain, CheckedBlock};
@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-const ALL: [&str; 4] = ["connect", "sync", "propagation", "mining"];
+const ALL: [&str; 5] = ["connect", "sync", "propagation", "gossip", "mining"];
 
 fn main() -> Result<()> {
     let mut names = Vec::new();
@@ -74,6 +74,12 @@ fn main() -> Result<()> {
         let propagation = bench_propagation()?;
         eprintln!("propagation: {propagation}");
         results.insert("propagation".into(), propagation);
+    }
+    if names.iter().any(|n| n == "gossip") {
+        eprintln!("== gossip");
+        let gossip = bench_gossip()?;
+        eprintln!("gossip: {gossip}");
+        results.insert("gossip".into(), gossip);
     }
     if names.iter().any(|n| n == "mining") {
         eprintln!("== mining");
@@ -395,19 +401,7 @@ fn bench_propagation() -> Result<Value> {
 
     let runtime = tokio::runtime::Runtime::new()?;
     let _guard = runtime.enter();
-    let mut nodes = Vec::new();
-    let mut dirs = Vec::new();
-    let mut boot: Option<libp2p::Multiaddr> = None;
-    for _ in 0..nodes_count {
-        let (node, dir) = fresh_node(&spec)?;
-        let (handle, addr) = start_on_loopback(&node, dir.path(), boot.iter().cloned().collect())?;
-        boot.get_or_insert(addr);
-        nodes.push((node, handle));
-        dirs.push(dir);
-    }
-    wait_for("every node to have a peer", STEP_LIMIT, || {
-        nodes.iter().all(|(_, h)| !h.peers().is_empty())
-    })?;
+    let (nodes, _dirs) = start_testnet(&spec, nodes_count)?;
 
     let miner = addresses[0];
     let mut delays_ms = Vec::with_capacity(rounds);
@@ -475,6 +469,200 @@ fn bench_propagation() -> Result<Value> {
             "txs_per_block": txs_per_block,
             "nodes": nodes_count,
             "setup": "5 nodes in one process on 2 cores, libp2p over 127.0.0.1, txs gossiped before each block",
+        },
+    }))
+}
+
+/// `count` fresh nodes on loopback, all bootstrapping from the first, once each has a peer.
+/// Call inside a tokio runtime; the directories must outlive the nodes.
+#[allow(clippy::type_complexity)]
+fn start_testnet(
+    spec: &Arc<ChainSpec>,
+    count: usize,
+) -> Result<(Vec<(Arc<Node>, p2p::NetworkHandle)>, Vec<tempfile::TempDir>)> {
+    let mut nodes = Vec::new();
+    let mut dirs = Vec::new();
+    let mut boot: Option<libp2p::Multiaddr> = None;
+    for _ in 0..count {
+        let (node, dir) = fresh_node(spec)?;
+        let (handle, addr) = start_on_loopback(&node, dir.path(), boot.iter().cloned().collect())?;
+        boot.get_or_insert(addr);
+        nodes.push((node, handle));
+        dirs.push(dir);
+    }
+    wait_for("every node to have a peer", STEP_LIMIT, || {
+        nodes.iter().all(|(_, h)| !h.peers().is_empty())
+    })?;
+    Ok((nodes, dirs))
+}
+
+/// Sustained load: signed transfers submitted at a steady rate, round robin over 5 nodes,
+/// while the nodes take turns mining a block a second. Measures the rate at which they
+/// are confirmed on every node, and the time from submission to that.
+fn bench_gossip() -> Result<Value> {
+    let rate = env_size("BENCH_GOSSIP_RATE", 2_000)?;
+    let seconds = env_size("BENCH_GOSSIP_SECONDS", 20)?;
+    let senders = env_size("BENCH_GOSSIP_SENDERS", 2_000)?;
+    let nodes_count = 5;
+    let total = rate * seconds;
+    let params = ConnectParams {
+        blocks: 0,
+        txs_per_block: rate * 4,
+        accounts: senders,
+    };
+    let keys: Vec<SigningKey> = (0..senders).into_par_iter().map(account_key).collect();
+    let addresses: Vec<Address> = keys.par_iter().map(apiary_core::hd::address_of).collect();
+    let spec = Arc::new(bench_spec(&addresses, &params)?);
+    eprintln!("signing {total} transfers from {senders} senders");
+    // Nonce-major order: each sender's transactions are a second or so apart.
+    let txs: Vec<SignedTransaction> = (0..total)
+        .into_par_iter()
+        .map(|i| {
+            let (nonce, sender) = (i / senders, i % senders);
+            Transaction {
+                chain_id: spec.chain_id.clone(),
+                from: addresses[sender],
+                to: addresses[(sender + 1) % senders],
+                amount: Amount::from_base_units(1_000),
+                fee: Amount::from_base_units(1_000),
+                nonce: Nonce(nonce as u64),
+            }
+            .sign(&keys[sender])
+        })
+        .collect();
+    let txids: Vec<TxId> = txs.iter().map(SignedTransaction::txid).collect();
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    let _guard = runtime.enter();
+    let (nodes, _dirs) = start_testnet(&spec, nodes_count)?;
+    let miner = addresses[0];
+    let node_refs: Vec<&Arc<Node>> = nodes.iter().map(|(n, _)| n).collect();
+    let started = Instant::now();
+    let submitted_at = std::sync::Mutex::new(vec![None::<Instant>; total]);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut confirmed_at: std::collections::HashMap<TxId, (usize, Instant)> =
+        std::collections::HashMap::with_capacity(total);
+    let mut refused = 0usize;
+    std::thread::scope(|scope| -> Result<()> {
+        // The submitter: steady rate, each tx to the next node, as wallets would.
+        let submitter = scope.spawn(|| {
+            let mut refused = 0;
+            for (i, stx) in txs.iter().enumerate() {
+                let due = started + std::time::Duration::from_secs_f64(i as f64 / rate as f64);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                submitted_at.lock().unwrap()[i] = Some(Instant::now());
+                if node_refs[i % nodes_count].submit_tx(stx.clone()).is_err() {
+                    refused += 1;
+                }
+            }
+            refused
+        });
+        // The miners: one block a second, from each node in turn.
+        let mining = scope.spawn(|| -> Result<()> {
+            let mut round = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let due = started + std::time::Duration::from_secs(round as u64 + 1);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                apiary_node::miner::mine_block(node_refs[round % nodes_count], miner, 1)?;
+                round += 1;
+            }
+            Ok(())
+        });
+        // The observer: when each tx is in the main chain of every node. It stops when all
+        // are, or when nothing more confirmed for 10 s after the last submission.
+        // Blocks are followed by hash, not height: under load, nodes mining in turn fork
+        // and reorganise.
+        let mut seen_blocks: Vec<std::collections::HashSet<BlockHash>> =
+            vec![Default::default(); nodes_count];
+        let mut seen_txs: Vec<std::collections::HashSet<TxId>> =
+            vec![Default::default(); nodes_count];
+        let mut everywhere = 0;
+        let mut progressed = Instant::now();
+        while everywhere < total
+            && !(submitter.is_finished()
+                && progressed.elapsed() > std::time::Duration::from_secs(10))
+        {
+            for (i, node) in node_refs.iter().enumerate() {
+                let blocks = {
+                    let state = node.lock();
+                    let mut blocks = Vec::new();
+                    let mut height = state.chain.height().0;
+                    while let Some(hash) = state.chain.main_hash(Height(height)) {
+                        if height == 0 || !seen_blocks[i].insert(hash) {
+                            break;
+                        }
+                        blocks.push(state.chain.body(&hash)?);
+                        height -= 1;
+                    }
+                    blocks
+                };
+                let now = Instant::now();
+                for txid in blocks.iter().flat_map(Block::txids) {
+                    if !seen_txs[i].insert(txid) {
+                        continue;
+                    }
+                    let entry = confirmed_at.entry(txid).or_insert((0, now));
+                    entry.0 += 1;
+                    entry.1 = now;
+                    if entry.0 == nodes_count {
+                        everywhere += 1;
+                        progressed = now;
+                    }
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        refused = submitter.join().expect("the submitter does not panic");
+        mining.join().expect("the miner does not panic")?;
+        Ok(())
+    })?;
+    for (node, _) in &nodes {
+        node.shutdown();
+    }
+    let submitted_at = submitted_at.into_inner().unwrap();
+    let mut latencies_ms: Vec<f64> = Vec::with_capacity(total);
+    let mut last_confirmed = started;
+    for (txid, submitted) in txids.iter().zip(&submitted_at) {
+        let Some(&(seen_by, at)) = confirmed_at.get(txid) else {
+            continue;
+        };
+        if seen_by < nodes_count {
+            continue;
+        }
+        let submitted = submitted.expect("every tx was submitted");
+        latencies_ms.push(at.duration_since(submitted).as_secs_f64() * 1_000.0);
+        last_confirmed = last_confirmed.max(at);
+    }
+    let confirmed = latencies_ms.len();
+    if confirmed == 0 {
+        bail!("no transaction was confirmed on every node");
+    }
+    latencies_ms.sort_unstable_by(f64::total_cmp);
+    let percentile =
+        |p: f64| latencies_ms[((latencies_ms.len() as f64 - 1.0) * p).round() as usize];
+    let confirmed_per_s = confirmed as f64 / last_confirmed.duration_since(started).as_secs_f64();
+    Ok(json!({
+        "value": confirmed_per_s.round() as u64,
+        "unit": "confirmed tx/s",
+        "limit": rate,
+        "ratio": round3(confirmed_per_s / rate as f64),
+        "params": {
+            "offered_tx_per_s": rate,
+            "txs": total,
+            "senders": senders,
+            "refused_at_submission": refused,
+            "not_confirmed": total - confirmed,
+            "p50_confirm_ms": percentile(0.5).round(),
+            "p99_confirm_ms": percentile(0.99).round(),
+            "block_interval_ms": 1_000,
+            "nodes": nodes_count,
+            "limit_is": "the offered rate",
+            "setup": "5 nodes in one process on 2 cores, libp2p over 127.0.0.1; each tx submitted to one node, gossiped to the others; nodes mine in turn, a block a second",
         },
     }))
 }
