@@ -104,6 +104,65 @@ fn restart_after_unflushed_reorg_rebuilds_the_tip_state() {
         .unwrap();
     assert_eq!(paid.block, branch_b[0].hash());
     assert_eq!(chain.tx_location(&branch_a[0].txs[0].txid()).unwrap(), None);
+    // So was the address index: key 1's payment left with branch A, key 2's is there.
+    assert_eq!(history(chain, 1), vec![]);
+    assert_eq!(history(chain, 11), vec![branch_b[0].txs[0].txid()]);
+    assert_eq!(history(chain, 2), vec![branch_b[0].txs[0].txid()]);
+}
+
+fn history(chain: &apiary_node::chain::Chain, seed: u8) -> Vec<apiary_core::TxId> {
+    chain
+        .address_txs(&addr(seed), None, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(_, txid)| txid)
+        .collect()
+}
+
+/// The address index answers newest first, a page at a time, the same before and after
+/// a flush, and forgets what a reorganisation took off the main chain.
+#[test]
+fn address_history_pages_newest_first_across_flushes_and_reorgs() {
+    let spec = test_spec(100);
+    let (dirs, [a, b, c]) = three_nodes(&spec);
+    let mut sent = Vec::new();
+    let mut branch = Vec::new();
+    for nonce in 0..7 {
+        let stx = transfer(&spec, 1, addr(30 + nonce as u8 % 2), 1, nonce);
+        sent.push(stx.txid());
+        a.submit_tx(stx).unwrap();
+        branch.extend(mine(&a, addr(20), 1));
+    }
+    feed(&c, &branch.iter().collect::<Vec<_>>());
+    let newest_first: Vec<_> = sent.iter().rev().copied().collect();
+    let pages = |chain: &apiary_node::chain::Chain| {
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = chain.address_txs(&addr(1), cursor, 3).unwrap();
+            assert!(page.len() <= 3);
+            let Some(last) = page.last() else { break };
+            cursor = Some(last.0);
+            all.extend(page.iter().map(|(_, txid)| *txid));
+        }
+        all
+    };
+    assert_eq!(pages(&c.lock().chain), newest_first);
+    assert_eq!(history(&c.lock().chain, 31).len(), 3);
+    c.lock().chain.flush_state().unwrap();
+    assert_eq!(pages(&c.lock().chain), newest_first);
+
+    // A longer branch without the last three payments wins: they leave the index.
+    let competing = {
+        feed(&b, &branch[..4].iter().collect::<Vec<_>>());
+        mine(&b, addr(21), 5)
+    };
+    feed(&c, &competing.iter().collect::<Vec<_>>());
+    assert_eq!(tip_hash(&c), competing[4].hash());
+    assert_eq!(pages(&c.lock().chain), newest_first[3..].to_vec());
+    drop(c);
+    let c = open_node(dirs[2].path(), &spec);
+    assert_eq!(pages(&c.lock().chain), newest_first[3..].to_vec());
 }
 
 #[test]

@@ -2,20 +2,23 @@
 //! state at its tip. Blocks may arrive in any order from anywhere; the most-work valid
 //! branch wins, and switching to it (disconnects and connects together) is one write batch.
 //!
-//! Account balances and the tx index are written to disk every few hundred blocks (as
+//! Account balances and the tx and address indexes are written to disk every few hundred blocks (as
 //! Bitcoin Core flushes its coins cache), not with every block: blocks, undo data and the
 //! tip are durable per block, so after a crash both are rebuilt by replaying the blocks
 //! since the last flush. Writing them per block would cost more than the block's signatures.
 
-use crate::store::{BlockStatus, IndexEntry, Store, StoreError, TxLocation};
+mod unflushed;
+
+use crate::store::{AddressTx, BlockStatus, IndexEntry, Store, StoreError, TxLocation};
 use apiary_core::tx::KeyCache;
 use apiary_core::validate::{check_block, check_header_context, connect_block, median_time_past};
 use apiary_core::{
     Account, AccountTree, Address, Block, BlockError, BlockHash, ChainSpec, Height, ParentContext,
     StateUndo, TxId, Work,
 };
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use unflushed::Unflushed;
 
 /// Write the accounts to disk once this many have changed since the last flush…
 const FLUSH_AFTER_ACCOUNTS: usize = 200_000;
@@ -144,8 +147,7 @@ pub struct Chain {
     arriving: Option<(BlockHash, Block, Vec<TxId>)>,
     /// What changed since the derived state (accounts, tx index) was last written, and
     /// the height it was written at.
-    unflushed_accounts: HashSet<Address>,
-    unflushed_txs: HashMap<TxId, Option<TxLocation>>,
+    unflushed: Unflushed,
     flushed_height: Height,
 }
 
@@ -167,8 +169,7 @@ impl Chain {
             state: AccountTree::new(),
             candidates: BTreeSet::new(),
             arriving: None,
-            unflushed_accounts: HashSet::new(),
-            unflushed_txs: HashMap::new(),
+            unflushed: Unflushed::default(),
             flushed_height: Height(0),
         }
     }
@@ -314,11 +315,8 @@ impl Chain {
                 ChainError::Inconsistent(format!("undo data of block {cursor} is missing"))
             })?;
             self.state.apply_undo(&undo);
-            self.unflushed_accounts
-                .extend(undo.previous.iter().map(|(a, _)| *a));
-            let txids = self.body(&cursor)?.txids();
-            self.unflushed_txs
-                .extend(txids.into_iter().map(|txid| (txid, None)));
+            let block = self.body(&cursor)?;
+            self.unflushed.disconnected(&block, &undo);
             cursor = self.index[&cursor].header.prev_hash;
             undone += 1;
         }
@@ -332,13 +330,7 @@ impl Chain {
                 connect_block(&mut self.state, &block, &txids, &self.spec).map_err(|error| {
                     ChainError::Inconsistent(format!("replaying block {hash}: {error}"))
                 })?;
-            self.unflushed_accounts
-                .extend(undo.previous.iter().map(|(a, _)| *a));
-            self.unflushed_txs.extend(
-                (0..)
-                    .zip(txids)
-                    .map(|(index, txid)| (txid, Some(TxLocation { block: hash, index }))),
-            );
+            self.unflushed.connected(hash, &block, &txids, &undo);
         }
         if undone > 0 || from <= to {
             tracing::info!(
@@ -351,28 +343,14 @@ impl Chain {
         Ok(())
     }
 
-    /// Writes every account and tx index entry changed since the last flush, with the
-    /// block they belong to, in one batch.
+    /// Writes every account and index entry changed since the last flush, with the block
+    /// they belong to, in one batch.
     pub fn flush_state(&mut self) -> Result<(), ChainError> {
-        // Sorted keys insert into RocksDB's memtable faster.
-        let mut accounts: Vec<&Address> = self.unflushed_accounts.iter().collect();
-        accounts.sort_unstable();
-        let mut txs: Vec<(&TxId, &Option<TxLocation>)> = self.unflushed_txs.iter().collect();
-        txs.sort_unstable_by_key(|(txid, _)| **txid);
         let mut batch = self.store.batch();
-        for address in accounts {
-            batch.put_account(address, self.state.get(address));
-        }
-        for (txid, location) in txs {
-            match location {
-                Some(location) => batch.put_tx(txid, *location),
-                None => batch.delete_tx(txid),
-            }
-        }
+        self.unflushed.write(&mut batch, &self.state);
         batch.set_state_tip(&self.tip());
         batch.commit(true)?;
-        self.unflushed_accounts.clear();
-        self.unflushed_txs.clear();
+        self.unflushed = Unflushed::default();
         self.flushed_height = self.height();
         Ok(())
     }
@@ -433,10 +411,38 @@ impl Chain {
     }
 
     pub fn tx_location(&self, txid: &TxId) -> Result<Option<TxLocation>, ChainError> {
-        match self.unflushed_txs.get(txid) {
-            Some(location) => Ok(*location),
+        match self.unflushed.tx_location(txid) {
+            Some(location) => Ok(location),
             None => Ok(self.store.tx_location(txid)?),
         }
+    }
+
+    /// The main-chain txs `address` sent or received before `before` (all when None),
+    /// newest first, at most `limit`: the store's index with the changes since the last
+    /// flush laid over it.
+    pub fn address_txs(
+        &self,
+        address: &Address,
+        before: Option<AddressTx>,
+        limit: usize,
+    ) -> Result<Vec<(AddressTx, TxId)>, ChainError> {
+        let overlay: Vec<(AddressTx, Option<TxId>)> = self
+            .unflushed
+            .address_txs(address, before)
+            .map(|(entry, txid)| (*entry, *txid))
+            .collect();
+        // Overlay deletions may hide stored entries: read enough to still fill the page.
+        let stored = self
+            .store
+            .address_txs(address, before, limit + overlay.len())?;
+        let mut merged: std::collections::BTreeMap<AddressTx, TxId> = stored.into_iter().collect();
+        for (entry, txid) in overlay {
+            match txid {
+                Some(txid) => merged.insert(entry, txid),
+                None => merged.remove(&entry),
+            };
+        }
+        Ok(merged.into_iter().rev().take(limit).collect())
     }
 
     /// Hashes of the main chain from the tip back, spaced ever wider, ending at genesis:
@@ -704,8 +710,8 @@ impl Chain {
             self.main.push(*hash);
             self.index.insert(*hash, entry);
         }
-        if self.unflushed_accounts.len() >= FLUSH_AFTER_ACCOUNTS
-            || self.unflushed_txs.len() >= FLUSH_AFTER_TXS
+        if self.unflushed.accounts_len() >= FLUSH_AFTER_ACCOUNTS
+            || self.unflushed.txs_len() >= FLUSH_AFTER_TXS
             || self.height().0.saturating_sub(self.flushed_height.0) >= FLUSH_AFTER_BLOCKS
         {
             self.flush_state()?;
@@ -731,8 +737,7 @@ impl Chain {
         rollback: &mut Vec<StateUndo>,
     ) -> Result<(TipChange, Vec<IndexEntry>), ChainError> {
         let mut batch = self.store.batch();
-        let mut touched: Vec<Address> = Vec::new();
-        let mut indexed: Vec<(TxId, Option<TxLocation>)> = Vec::new();
+        let mut changes = Unflushed::default();
         let mut change = TipChange::default();
         for height in (fork_height.0 + 1..=self.height().0).rev() {
             let hash = self.main[height as usize];
@@ -741,9 +746,8 @@ impl Chain {
                 ChainError::Inconsistent(format!("undo data of block {hash} is missing"))
             })?;
             rollback.push(self.state.apply_undo(&undo));
-            touched.extend(undo.previous.iter().map(|(a, _)| *a));
+            changes.disconnected(&block, &undo);
             batch.unset_main(Height(height));
-            indexed.extend(block.txids().into_iter().map(|txid| (txid, None)));
             change.disconnected.push(block);
         }
         let mut entries = Vec::with_capacity(branch.len());
@@ -758,19 +762,10 @@ impl Chain {
             };
             let undo = connect_block(&mut self.state, &block, &txids, &self.spec)
                 .map_err(|error| ChainError::Invalid { hash: *hash, error })?;
-            touched.extend(undo.previous.iter().map(|(a, _)| *a));
+            changes.connected(*hash, &block, &txids, &undo);
             batch.put_undo(hash, &undo);
             rollback.push(undo);
             batch.set_main(block.header.height, hash);
-            indexed.extend((0..).zip(&txids).map(|(index, txid)| {
-                (
-                    *txid,
-                    Some(TxLocation {
-                        block: *hash,
-                        index,
-                    }),
-                )
-            }));
             let mut entry = self.index[hash].clone();
             entry.status = BlockStatus::Valid;
             batch.put_entry(hash, &entry);
@@ -780,9 +775,8 @@ impl Chain {
         }
         batch.set_tip(&target);
         batch.commit(true)?;
-        // Accounts and tx index reach the disk with the next flush.
-        self.unflushed_accounts.extend(touched);
-        self.unflushed_txs.extend(indexed);
+        // Accounts and indexes reach the disk with the next flush.
+        self.unflushed.absorb(changes);
         Ok((change, entries))
     }
 }

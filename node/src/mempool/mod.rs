@@ -109,6 +109,43 @@ impl Mempool {
         self.config.min_fee
     }
 
+    /// `sender`'s pending transactions, lowest nonce first.
+    pub fn pending_from(&self, sender: &Address) -> Vec<&SignedTransaction> {
+        self.by_sender
+            .get(sender)
+            .into_iter()
+            .flat_map(|queue| queue.values())
+            .map(|txid| &self.txs[txid].tx)
+            .collect()
+    }
+
+    /// Every pending transaction that sends to or from `address`.
+    pub fn involving(&self, address: &Address) -> Vec<&SignedTransaction> {
+        let mut found: Vec<&SignedTransaction> = self
+            .txs
+            .values()
+            .map(|entry| &entry.tx)
+            .filter(|stx| stx.tx.from == *address || stx.tx.to == *address)
+            .collect();
+        found.sort_by_key(|stx| (stx.tx.from, stx.tx.nonce.0));
+        found
+    }
+
+    /// A fee that gets a transaction into the next block as things stand: the minimum while
+    /// everything pending fits in one, else one base unit above the best fee left out.
+    pub fn fee_for_next_block(&self, max_txs: usize, max_bytes: usize) -> Amount {
+        let (mut count, mut bytes) = (0, 0);
+        for (fee, txid) in self.by_fee.iter().rev() {
+            count += 1;
+            bytes += self.txs[txid].size;
+            if count > max_txs || bytes > max_bytes {
+                let above = fee.checked_add(Amount::from_base_units(1)).unwrap_or(*fee);
+                return above.max(self.config.min_fee);
+            }
+        }
+        self.config.min_fee
+    }
+
     /// Checks `stx` against the tip `state` and the sender's pending transactions, then
     /// queues it (replacing a pending one of the same nonce that pays less, and evicting
     /// cheaper transactions when full).

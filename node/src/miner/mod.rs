@@ -43,7 +43,8 @@ pub fn build_template(state: &mut NodeState, miner: Address, now_ms: u64) -> Blo
     )
 }
 
-fn block_tx_budget(spec: &ChainSpec) -> usize {
+/// Bytes a block's transactions may take.
+pub fn block_tx_budget(spec: &ChainSpec) -> usize {
     (spec.consensus.max_block_bytes as usize).saturating_sub(HEADER_BYTES + 4)
 }
 

@@ -5,8 +5,8 @@ use super::{
     RpcContext, RpcError, INTERNAL_ERROR, METHOD_NOT_FOUND, MINING_FAILED, NOT_FOUND, TX_REJECTED,
 };
 use crate::chain::Chain;
-use crate::miner::mine_block;
-use crate::store::IndexEntry;
+use crate::miner::{block_tx_budget, mine_block};
+use crate::store::{AddressTx, IndexEntry};
 use apiary_core::encoding::decode_exact;
 use apiary_core::tx::MAX_TX_BYTES;
 use apiary_core::{Address, Block, BlockHash, Height, SignedTransaction, TxId};
@@ -23,6 +23,8 @@ pub fn call(context: &RpcContext, method: &str, params: Value) -> Result<Value, 
         "chain_tip" => chain_tip(context, parse(params)?),
         "block_get" => block_get(context, parse(params)?),
         "account_get" => account_get(context, parse(params)?),
+        "account_history" => account_history(context, parse(params)?),
+        "fee_estimate" => fee_estimate(context, parse(params)?),
         "tx_submit" => tx_submit(context, parse(params)?),
         "tx_get" => tx_get(context, parse(params)?),
         "mempool_info" => mempool_info(context, parse(params)?),
@@ -168,10 +170,134 @@ struct AccountGet {
 
 fn account_get(context: &RpcContext, params: AccountGet) -> Result<Value, RpcError> {
     let address = parse_address(context, &params.address)?;
-    let account = context.node.lock().chain.account(&address);
-    Ok(
-        json!({"address": params.address, "balance": account.balance.base_units(), "nonce": account.nonce.0}),
-    )
+    let guard = context.node.lock();
+    let account = guard.chain.account(&address);
+    let pending = guard.mempool.pending_from(&address);
+    // The nonce a new transaction takes: after the run of pending ones from the account's.
+    let mut next_nonce = account.nonce.0;
+    for stx in &pending {
+        if stx.tx.nonce.0 == next_nonce {
+            next_nonce += 1;
+        }
+    }
+    let spend: u128 = pending
+        .iter()
+        .map(|stx| u128::from(stx.tx.amount.base_units()) + u128::from(stx.tx.fee.base_units()))
+        .sum();
+    Ok(json!({
+        "address": params.address,
+        "balance": account.balance.base_units(),
+        "nonce": account.nonce.0,
+        "pending": {"count": pending.len(), "next_nonce": next_nonce, "spend": spend as u64},
+    }))
+}
+
+/// Most history entries one call returns.
+const MAX_HISTORY_PAGE: usize = 500;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountHistory {
+    address: String,
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page: "HEIGHT:INDEX".
+    cursor: Option<String>,
+}
+
+fn account_history(context: &RpcContext, params: AccountHistory) -> Result<Value, RpcError> {
+    let address = parse_address(context, &params.address)?;
+    let limit = params.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_HISTORY_PAGE {
+        return Err(RpcError::invalid_params(format!(
+            "limit must be between 1 and {MAX_HISTORY_PAGE}"
+        )));
+    }
+    let before = params
+        .cursor
+        .as_deref()
+        .map(|text| {
+            let parsed = text
+                .split_once(':')
+                .and_then(|(h, i)| Some((h.parse().ok()?, i.parse().ok()?)));
+            let (height, index) = parsed.ok_or_else(|| {
+                RpcError::invalid_params(format!(
+                    "cursor {text:?} is not a next_cursor this node gave (HEIGHT:INDEX)"
+                ))
+            })?;
+            Ok(AddressTx {
+                address,
+                height: Height(height),
+                index,
+            })
+        })
+        .transpose()?;
+    let guard = context.node.lock();
+    let chain = &guard.chain;
+    let page = chain
+        .address_txs(&address, before, limit)
+        .map_err(internal)?;
+    let mut txs = Vec::with_capacity(page.len());
+    let mut block: Option<(BlockHash, Block)> = None;
+    for (entry, txid) in &page {
+        let hash = chain
+            .main_hash(entry.height)
+            .ok_or_else(|| internal("indexed height is above the tip"))?;
+        if block.as_ref().is_none_or(|(h, _)| *h != hash) {
+            block = Some((hash, chain.body(&hash).map_err(internal)?));
+        }
+        let (_, body) = block.as_ref().expect("just read");
+        let stx = body
+            .txs
+            .get(entry.index as usize)
+            .ok_or_else(|| internal("indexed tx is not in its block"))?;
+        let mut json = tx_json(chain, stx);
+        json["txid"] = json!(txid);
+        json["height"] = json!(entry.height);
+        json["block_hash"] = json!(hash);
+        json["confirmations"] = json!(chain.height().0 - entry.height.0 + 1);
+        json["status"] = json!("confirmed");
+        txs.push(json);
+    }
+    let next_cursor = (page.len() == limit)
+        .then(|| {
+            page.last()
+                .map(|(e, _)| format!("{}:{}", e.height.0, e.index))
+        })
+        .flatten();
+    // Pending ones come with the first page only.
+    let pending: Vec<Value> = if before.is_none() {
+        guard
+            .mempool
+            .involving(&address)
+            .into_iter()
+            .map(|stx| {
+                let mut json = tx_json(chain, stx);
+                json["status"] = json!("pending");
+                json
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(json!({
+        "address": params.address,
+        "txs": txs,
+        "next_cursor": next_cursor,
+        "pending": pending,
+    }))
+}
+
+fn fee_estimate(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
+    let guard = context.node.lock();
+    let spec = guard.chain.spec();
+    let fee = guard
+        .mempool
+        .fee_for_next_block(spec.consensus.max_block_txs as usize, block_tx_budget(spec));
+    Ok(json!({
+        "fee": fee.base_units(),
+        "min_fee": guard.mempool.min_fee().base_units(),
+        "pending": guard.mempool.len(),
+    }))
 }
 
 #[derive(Deserialize)]

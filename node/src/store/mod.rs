@@ -1,7 +1,7 @@
 //! The RocksDB store: one column family per kind of record, and `StoreBatch`, through
 //! which every change commits as one atomic write: per block connect, disconnect or
-//! reorg (bodies, undo data, main-chain index, tip), and per state flush (accounts and tx
-//! index, with the block they belong to).
+//! reorg (bodies, undo data, main-chain index, tip), and per state flush (accounts, tx
+//! index and address index, with the block they belong to).
 
 use apiary_core::{Account, Address, Block, BlockHash, BlockHeader, Height, StateUndo, TxId, Work};
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -9,7 +9,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOp
 use std::path::{Path, PathBuf};
 
 /// Bump when the layout of any column family changes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const CF_META: &str = "meta";
 const CF_HEADERS: &str = "headers";
@@ -18,7 +18,9 @@ const CF_HEIGHTS: &str = "heights";
 const CF_ACCOUNTS: &str = "accounts";
 const CF_UNDO: &str = "undo";
 const CF_TXINDEX: &str = "txindex";
-const COLUMN_FAMILIES: [&str; 7] = [
+/// Address ‖ height ‖ position → txid: every main-chain tx an address sent or received.
+const CF_ADDRINDEX: &str = "addrindex";
+const COLUMN_FAMILIES: [&str; 8] = [
     CF_META,
     CF_HEADERS,
     CF_BODIES,
@@ -26,6 +28,7 @@ const COLUMN_FAMILIES: [&str; 7] = [
     CF_ACCOUNTS,
     CF_UNDO,
     CF_TXINDEX,
+    CF_ADDRINDEX,
 ];
 
 const KEY_SCHEMA: &[u8] = b"schema_version";
@@ -82,6 +85,36 @@ pub struct IndexEntry {
 pub struct TxLocation {
     pub block: BlockHash,
     pub index: u32,
+}
+
+/// Where an address appears: the main-chain position of a tx it sent or received. Orders
+/// as its key does, so the newest comes last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AddressTx {
+    pub address: Address,
+    pub height: Height,
+    pub index: u32,
+}
+
+impl AddressTx {
+    const KEY_BYTES: usize = 32 + 8 + 4;
+
+    fn key(&self) -> [u8; Self::KEY_BYTES] {
+        let mut key = [0u8; Self::KEY_BYTES];
+        key[..32].copy_from_slice(&self.address.0);
+        key[32..40].copy_from_slice(&self.height.0.to_be_bytes());
+        key[40..].copy_from_slice(&self.index.to_be_bytes());
+        key
+    }
+
+    fn from_key(key: &[u8]) -> Option<AddressTx> {
+        let key: &[u8; Self::KEY_BYTES] = key.try_into().ok()?;
+        Some(AddressTx {
+            address: Address(key[..32].try_into().ok()?),
+            height: Height(u64::from_be_bytes(key[32..40].try_into().ok()?)),
+            index: u32::from_be_bytes(key[40..].try_into().ok()?),
+        })
+    }
 }
 
 pub struct Store {
@@ -234,6 +267,42 @@ impl Store {
         self.get(CF_TXINDEX, txid.as_bytes())
     }
 
+    /// `address`'s stored index entries before `before` (exclusive; all when None), newest
+    /// first, at most `limit`.
+    pub fn address_txs(
+        &self,
+        address: &Address,
+        before: Option<AddressTx>,
+        limit: usize,
+    ) -> Result<Vec<(AddressTx, TxId)>, StoreError> {
+        let upper = before.unwrap_or(AddressTx {
+            address: *address,
+            height: Height(u64::MAX),
+            index: u32::MAX,
+        });
+        let mut iterator = self.db.raw_iterator_cf(self.cf(CF_ADDRINDEX));
+        iterator.seek_for_prev(upper.key());
+        let mut found = Vec::new();
+        while iterator.valid() && found.len() < limit {
+            let (Some(key), Some(value)) = (iterator.key(), iterator.value()) else {
+                break;
+            };
+            let entry = AddressTx::from_key(key)
+                .ok_or_else(|| StoreError::Corrupt("address index key is not 44 bytes".into()))?;
+            if entry.address != *address {
+                break;
+            }
+            if Some(entry) != before {
+                let txid = TxId::try_from_slice(value)
+                    .map_err(|e| StoreError::Corrupt(format!("address index value: {e}")))?;
+                found.push((entry, txid));
+            }
+            iterator.prev();
+        }
+        iterator.status()?;
+        Ok(found)
+    }
+
     /// Every stored header, in no particular order.
     pub fn entries(
         &self,
@@ -285,11 +354,12 @@ impl Store {
         }
     }
 
-    /// Removes all state derived from blocks (accounts, main chain, undo, tx index),
+    /// Removes all state derived from blocks (accounts, main chain, undo, tx and address
+    /// indexes),
     /// keeping headers and bodies: the start of `--reindex`.
     pub fn clear_derived_state(&self) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
-        for cf in [CF_ACCOUNTS, CF_HEIGHTS, CF_UNDO, CF_TXINDEX] {
+        for cf in [CF_ACCOUNTS, CF_HEIGHTS, CF_UNDO, CF_TXINDEX, CF_ADDRINDEX] {
             for item in self
                 .db
                 .iterator_cf(self.cf(cf), rocksdb::IteratorMode::Start)
@@ -354,6 +424,16 @@ impl StoreBatch<'_> {
     pub fn delete_tx(&mut self, txid: &TxId) {
         self.batch
             .delete_cf(self.store.cf(CF_TXINDEX), txid.as_bytes());
+    }
+
+    pub fn put_address_tx(&mut self, entry: &AddressTx, txid: &TxId) {
+        self.batch
+            .put_cf(self.store.cf(CF_ADDRINDEX), entry.key(), txid.as_bytes());
+    }
+
+    pub fn delete_address_tx(&mut self, entry: &AddressTx) {
+        self.batch
+            .delete_cf(self.store.cf(CF_ADDRINDEX), entry.key());
     }
 
     /// Stores an account's new value; None or an empty account removes it.

@@ -1,0 +1,114 @@
+//! What changed in the records derived from blocks (accounts, tx index, address index)
+//! since they were last written: kept in memory, written together by the next flush.
+
+use crate::store::{AddressTx, StoreBatch, TxLocation};
+use apiary_core::{AccountTree, Address, Block, BlockHash, Height, StateUndo, TxId};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+#[derive(Default)]
+pub(super) struct Unflushed {
+    accounts: HashSet<Address>,
+    /// None where a disconnect took the tx off the main chain.
+    txs: HashMap<TxId, Option<TxLocation>>,
+    addresses: BTreeMap<AddressTx, Option<TxId>>,
+}
+
+impl Unflushed {
+    /// `block` (whose txids are `txids`) joined the main chain, changing what `undo` lists.
+    pub(super) fn connected(
+        &mut self,
+        hash: BlockHash,
+        block: &Block,
+        txids: &[TxId],
+        undo: &StateUndo,
+    ) {
+        self.accounts.extend(undo.previous.iter().map(|(a, _)| *a));
+        for (index, (stx, txid)) in (0..).zip(block.txs.iter().zip(txids)) {
+            self.txs
+                .insert(*txid, Some(TxLocation { block: hash, index }));
+            for address in [stx.tx.from, stx.tx.to] {
+                self.addresses
+                    .insert(address_tx(address, block.header.height, index), Some(*txid));
+            }
+        }
+    }
+
+    /// `block` left the main chain; `undo` is what connecting it had changed.
+    pub(super) fn disconnected(&mut self, block: &Block, undo: &StateUndo) {
+        self.accounts.extend(undo.previous.iter().map(|(a, _)| *a));
+        for (index, (stx, txid)) in (0..).zip(block.txs.iter().zip(block.txids())) {
+            self.txs.insert(txid, None);
+            for address in [stx.tx.from, stx.tx.to] {
+                self.addresses
+                    .insert(address_tx(address, block.header.height, index), None);
+            }
+        }
+    }
+
+    /// Takes in `later`'s changes, which happened after this one's.
+    pub(super) fn absorb(&mut self, later: Unflushed) {
+        self.accounts.extend(later.accounts);
+        self.txs.extend(later.txs);
+        self.addresses.extend(later.addresses);
+    }
+
+    pub(super) fn accounts_len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub(super) fn txs_len(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// Where `txid` is, if a change since the last flush says; None if it does not know.
+    pub(super) fn tx_location(&self, txid: &TxId) -> Option<Option<TxLocation>> {
+        self.txs.get(txid).copied()
+    }
+
+    /// `address`'s changes before `before` (all when None), newest first.
+    pub(super) fn address_txs(
+        &self,
+        address: &Address,
+        before: Option<AddressTx>,
+    ) -> impl Iterator<Item = (&AddressTx, &Option<TxId>)> {
+        let low = address_tx(*address, Height(0), 0);
+        let high = before.unwrap_or(address_tx(*address, Height(u64::MAX), u32::MAX));
+        let inclusive_high = before.is_none();
+        self.addresses
+            .range(low..=high)
+            .rev()
+            .filter(move |(entry, _)| inclusive_high || **entry != high)
+    }
+
+    /// Puts every change into `batch`, sorted (RocksDB's memtable takes sorted keys faster),
+    /// reading accounts' current values from `state`.
+    pub(super) fn write(&self, batch: &mut StoreBatch<'_>, state: &AccountTree) {
+        let mut accounts: Vec<&Address> = self.accounts.iter().collect();
+        accounts.sort_unstable();
+        for address in accounts {
+            batch.put_account(address, state.get(address));
+        }
+        let mut txs: Vec<(&TxId, &Option<TxLocation>)> = self.txs.iter().collect();
+        txs.sort_unstable_by_key(|(txid, _)| **txid);
+        for (txid, location) in txs {
+            match location {
+                Some(location) => batch.put_tx(txid, *location),
+                None => batch.delete_tx(txid),
+            }
+        }
+        for (entry, txid) in &self.addresses {
+            match txid {
+                Some(txid) => batch.put_address_tx(entry, txid),
+                None => batch.delete_address_tx(entry),
+            }
+        }
+    }
+}
+
+fn address_tx(address: Address, height: Height, index: u32) -> AddressTx {
+    AddressTx {
+        address,
+        height,
+        index,
+    }
+}
