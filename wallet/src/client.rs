@@ -1,0 +1,120 @@
+//! A JSON-RPC client for several nodes: each call goes to the first node that answers, so
+//! one node going down does not stop a payment. A node that answers with an error (a
+//! rejected tx, say) has answered: its error is the result, not a reason to ask another.
+
+use base64::Engine;
+use serde_json::{json, Value};
+use std::cell::Cell;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no node answered: {}", .0.iter().map(|(url, why)| format!("{url}: {why}")).collect::<Vec<_>>().join("; "))]
+    Unreachable(Vec<(String, String)>),
+    #[error("{url} refused {method}: {message} (code {code})")]
+    Rpc {
+        url: String,
+        method: String,
+        code: i64,
+        message: String,
+    },
+    #[error("cannot read RPC cookie {path}: {source}")]
+    Cookie {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// One node: where it answers, and the `user:password` its cookie file holds.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub url: String,
+    pub credentials: Option<String>,
+}
+
+impl Endpoint {
+    /// An endpoint whose credentials are read from a node's `rpc.cookie`.
+    pub fn with_cookie(url: &str, cookie: Option<&Path>) -> Result<Endpoint, ClientError> {
+        let credentials = cookie
+            .map(|path| {
+                std::fs::read_to_string(path)
+                    .map(|text| text.trim().to_string())
+                    .map_err(|source| ClientError::Cookie {
+                        path: path.display().to_string(),
+                        source,
+                    })
+            })
+            .transpose()?;
+        Ok(Endpoint {
+            url: url.to_string(),
+            credentials,
+        })
+    }
+}
+
+pub struct Client {
+    endpoints: Vec<Endpoint>,
+    agent: ureq::Agent,
+    /// The endpoint that answered last: asked first next time.
+    preferred: Cell<usize>,
+}
+
+impl Client {
+    pub fn new(endpoints: Vec<Endpoint>) -> Client {
+        Client {
+            endpoints,
+            agent: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(3))
+                .timeout(Duration::from_secs(30))
+                .build(),
+            preferred: Cell::new(0),
+        }
+    }
+
+    pub fn call(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let mut failures = Vec::new();
+        let count = self.endpoints.len();
+        for offset in 0..count {
+            let index = (self.preferred.get() + offset) % count;
+            let endpoint = &self.endpoints[index];
+            let mut request = self.agent.post(&endpoint.url);
+            if let Some(credentials) = &endpoint.credentials {
+                let token = base64::engine::general_purpose::STANDARD.encode(credentials);
+                request = request.set("Authorization", &format!("Basic {token}"));
+            }
+            let reply: Value = match request.send_json(&body) {
+                Ok(response) => match response.into_json() {
+                    Ok(reply) => reply,
+                    Err(e) => {
+                        failures.push((endpoint.url.clone(), format!("unreadable reply: {e}")));
+                        continue;
+                    }
+                },
+                Err(ureq::Error::Status(401, _)) => {
+                    failures.push((
+                        endpoint.url.clone(),
+                        "unauthorized: give the node's rpc.cookie with --rpc-cookie".into(),
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    failures.push((endpoint.url.clone(), e.to_string()));
+                    continue;
+                }
+            };
+            self.preferred.set(index);
+            if let Some(error) = reply.get("error") {
+                return Err(ClientError::Rpc {
+                    url: endpoint.url.clone(),
+                    method: method.to_string(),
+                    code: error["code"].as_i64().unwrap_or(0),
+                    message: error["message"].as_str().unwrap_or("?").to_string(),
+                });
+            }
+            return Ok(reply.get("result").cloned().unwrap_or(Value::Null));
+        }
+        Err(ClientError::Unreachable(failures))
+    }
+}

@@ -1,0 +1,834 @@
+//! `apiary-wallet`: hold keys, check balances, send coins. Keys stay in the keystore on
+//! this machine; transactions are signed here and handed to a node over JSON-RPC.
+
+use anyhow::{anyhow, bail, Context, Result};
+use apiary_core::{Address, Amount, ChainId, Nonce, SignedTransaction, Transaction, TxId};
+use apiary_wallet::client::{Client, ClientError, Endpoint};
+use apiary_wallet::keystore::{generate_mnemonic, parse_mnemonic, KdfParams, Keystore};
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+const DEFAULT_RPC: &str = "http://127.0.0.1:9797";
+
+#[derive(Parser)]
+#[command(
+    name = "apiary-wallet",
+    version,
+    about = "Hold Apiary coins: keys stay on this machine, payments go through any node",
+    after_help = "Passwords are prompted for without echo, or read from --password-file or \
+                  APIARY_WALLET_PASSWORD. Amounts are in coins (1.5 = one and a half coins)."
+)]
+struct Args {
+    /// Where the keystore (wallet.json) and config.toml live [default: ~/.apiary/wallet]
+    #[arg(long, value_name = "DIR", env = "APIARY_WALLET_DIR")]
+    wallet_dir: Option<PathBuf>,
+    /// Settings file (rpc, rpc_cookie) [default: <wallet-dir>/config.toml]
+    #[arg(long, value_name = "FILE", env = "APIARY_WALLET_CONFIG")]
+    config: Option<PathBuf>,
+    /// A node's JSON-RPC URL; repeat for several: the first that answers is used
+    /// [default: from the config file, else http://127.0.0.1:9797]
+    #[arg(long, value_name = "URL")]
+    rpc: Vec<String>,
+    /// A node's rpc.cookie; one per --rpc in the same order, or one for all
+    /// [default: ~/.apiary/apiary-devnet/rpc.cookie when it exists]
+    #[arg(long, value_name = "FILE")]
+    rpc_cookie: Vec<PathBuf>,
+    /// Read the keystore password from this file (first line)
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Print results as JSON, for scripts
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a wallet with a new 24-word mnemonic (shown once: write it down)
+    New {
+        /// Chain id, when no node answers [default: the node's]
+        #[arg(long)]
+        chain_id: Option<String>,
+        /// Address prefix, when no node answers [default: the node's]
+        #[arg(long)]
+        address_prefix: Option<String>,
+    },
+    /// Create a wallet from an existing mnemonic (prompted for, or from a file or stdin)
+    Import {
+        #[arg(long, value_name = "FILE")]
+        mnemonic_file: Option<PathBuf>,
+        /// Also list accounts 1..N-1
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        accounts: u32,
+        #[arg(long)]
+        chain_id: Option<String>,
+        #[arg(long)]
+        address_prefix: Option<String>,
+    },
+    /// Print an account's address (the default account unless --account)
+    Address {
+        #[arg(long, value_name = "I")]
+        account: Option<u32>,
+    },
+    /// Manage the wallet's accounts
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Balance, nonce and pending spend of an address (the default account's by default)
+    Balance { address: Option<String> },
+    /// Pay AMOUNT coins to TO
+    Send {
+        to: String,
+        amount: String,
+        /// Fee in coins [default: the node's fee_estimate]
+        #[arg(long)]
+        fee: Option<String>,
+        /// Wait for N confirmations (1 when given without N), with a spinner
+        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1")]
+        wait: Option<u64>,
+        /// How long --wait waits, in seconds
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Pay from this account [default: the default account]
+        #[arg(long, value_name = "I")]
+        account: Option<u32>,
+    },
+    /// Transactions of an address, newest first (pending ones on top)
+    History {
+        address: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Continue after a previous page (its next_cursor)
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// What a node knows of a transaction
+    Tx { txid: String },
+    /// Sign a payment without any node; write its hex to a file for `broadcast`
+    Sign {
+        to: String,
+        amount: String,
+        /// The sending account's next nonce (see `balance` on a connected machine)
+        #[arg(long)]
+        nonce: u64,
+        /// Fee in coins
+        #[arg(long)]
+        fee: String,
+        #[arg(long, value_name = "I")]
+        account: Option<u32>,
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Submit a transaction signed with `sign`
+    Broadcast { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Derive the next account
+    New {
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List the accounts
+    List,
+    /// Make account I the default
+    Default { index: u32 },
+}
+
+/// `<wallet-dir>/config.toml`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    rpc: Vec<String>,
+    #[serde(default)]
+    rpc_cookie: Vec<PathBuf>,
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+fn main() {
+    let args = Args::parse();
+    let json = args.json;
+    if let Err(error) = run(args) {
+        if json {
+            println!("{}", json!({"error": format!("{error:#}")}));
+        } else {
+            eprintln!("error: {error:#}");
+        }
+        std::process::exit(1);
+    }
+}
+
+struct Wallet {
+    dir: PathBuf,
+    args_rpc: Vec<String>,
+    args_cookies: Vec<PathBuf>,
+    config: Option<PathBuf>,
+    password_file: Option<PathBuf>,
+    json: bool,
+}
+
+fn run(args: Args) -> Result<()> {
+    let wallet = Wallet {
+        dir: args
+            .wallet_dir
+            .clone()
+            .unwrap_or_else(|| home().join(".apiary").join("wallet")),
+        args_rpc: args.rpc.clone(),
+        args_cookies: args.rpc_cookie.clone(),
+        config: args.config.clone(),
+        password_file: args.password_file.clone(),
+        json: args.json,
+    };
+    match args.command {
+        Command::New {
+            chain_id,
+            address_prefix,
+        } => wallet.create(None, 1, chain_id, address_prefix),
+        Command::Import {
+            mnemonic_file,
+            accounts,
+            chain_id,
+            address_prefix,
+        } => {
+            let phrase = read_mnemonic(mnemonic_file.as_deref())?;
+            wallet.create(Some(phrase), accounts.max(1), chain_id, address_prefix)
+        }
+        Command::Address { account } => {
+            let keystore = wallet.keystore()?;
+            let index = account.unwrap_or(keystore.default_account());
+            let entry = keystore.account(index)?;
+            wallet.print(json!({"account": index, "address": entry.address}), || {
+                entry.address.clone()
+            });
+            Ok(())
+        }
+        Command::Account(command) => wallet.account(command),
+        Command::Balance { address } => wallet.balance(address),
+        Command::Send {
+            to,
+            amount,
+            fee,
+            wait,
+            timeout,
+            account,
+        } => wallet.send(&to, &amount, fee.as_deref(), wait, timeout, account),
+        Command::History {
+            address,
+            limit,
+            cursor,
+        } => wallet.history(address, limit, cursor),
+        Command::Tx { txid } => wallet.tx(&txid),
+        Command::Sign {
+            to,
+            amount,
+            nonce,
+            fee,
+            account,
+            output,
+        } => wallet.sign_offline(&to, &amount, nonce, &fee, account, &output),
+        Command::Broadcast { file } => wallet.broadcast(&file),
+    }
+}
+
+/// A mnemonic from a file, from piped stdin, or typed at a prompt without echo.
+fn read_mnemonic(file: Option<&Path>) -> Result<Zeroizing<String>> {
+    let text = match file {
+        Some(path) => Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read mnemonic file {}", path.display()))?,
+        ),
+        None if std::io::stdin().is_terminal() => Zeroizing::new(
+            rpassword::prompt_password("Mnemonic (words separated by spaces): ")
+                .context("cannot read the mnemonic")?,
+        ),
+        None => {
+            let mut line = Zeroizing::new(String::new());
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("cannot read the mnemonic from stdin")?;
+            line
+        }
+    };
+    Ok(parse_mnemonic(&text)?)
+}
+
+fn parse_coins(what: &str, text: &str) -> Result<Amount> {
+    Amount::parse_coins(text).with_context(|| format!("{what} {text:?} is not an amount"))
+}
+
+impl Wallet {
+    fn keystore_path(&self) -> PathBuf {
+        Keystore::path_in(&self.dir)
+    }
+
+    fn keystore(&self) -> Result<Keystore> {
+        Ok(Keystore::load(&self.keystore_path())?)
+    }
+
+    fn print(&self, value: Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{}", human());
+        }
+    }
+
+    /// The password for an existing keystore: from the file, the environment, or a prompt.
+    fn password(&self, confirm: bool) -> Result<Zeroizing<String>> {
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read password file {}", path.display()))?;
+            return Ok(Zeroizing::new(
+                text.lines().next().unwrap_or_default().to_string(),
+            ));
+        }
+        if let Ok(password) = std::env::var("APIARY_WALLET_PASSWORD") {
+            return Ok(Zeroizing::new(password));
+        }
+        if !std::io::stdin().is_terminal() {
+            bail!("no password: give --password-file or set APIARY_WALLET_PASSWORD");
+        }
+        let password = Zeroizing::new(rpassword::prompt_password("Wallet password: ")?);
+        if confirm {
+            let again = Zeroizing::new(rpassword::prompt_password("Repeat the password: ")?);
+            if *again != *password {
+                bail!("the passwords differ; nothing was written");
+            }
+        }
+        Ok(password)
+    }
+
+    /// The nodes to talk to: --rpc flags, else the config file, else the local devnet.
+    fn client(&self) -> Result<Client> {
+        let config_path = self
+            .config
+            .clone()
+            .unwrap_or_else(|| self.dir.join("config.toml"));
+        let config: Config = match std::fs::read_to_string(&config_path) {
+            Ok(text) => toml::from_str(&text)
+                .with_context(|| format!("config file {} is not valid", config_path.display()))?,
+            Err(_) if self.config.is_none() => Config::default(),
+            Err(e) => bail!("cannot read config file {}: {e}", config_path.display()),
+        };
+        let (urls, cookies) = if !self.args_rpc.is_empty() {
+            (self.args_rpc.clone(), self.args_cookies.clone())
+        } else if !config.rpc.is_empty() {
+            let cookies = if self.args_cookies.is_empty() {
+                config.rpc_cookie
+            } else {
+                self.args_cookies.clone()
+            };
+            (config.rpc, cookies)
+        } else {
+            let devnet_cookie = home().join(".apiary/apiary-devnet/rpc.cookie");
+            let cookies = if self.args_cookies.is_empty() && devnet_cookie.exists() {
+                vec![devnet_cookie]
+            } else {
+                self.args_cookies.clone()
+            };
+            (vec![DEFAULT_RPC.to_string()], cookies)
+        };
+        if cookies.len() > 1 && cookies.len() != urls.len() {
+            bail!(
+                "{} RPC cookies for {} nodes: give one per --rpc, or one for all",
+                cookies.len(),
+                urls.len()
+            );
+        }
+        let endpoints = urls
+            .iter()
+            .enumerate()
+            .map(|(i, url)| {
+                let cookie = cookies
+                    .get(i)
+                    .or(cookies.first().filter(|_| cookies.len() == 1));
+                Endpoint::with_cookie(url, cookie.map(PathBuf::as_path))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Client::new(endpoints))
+    }
+
+    /// A client whose node runs the keystore's chain.
+    fn client_for(&self, keystore: &Keystore) -> Result<Client> {
+        let client = self.client()?;
+        let info = client.call("node_info", json!({}))?;
+        let chain = info["chain_id"].as_str().unwrap_or_default();
+        if chain != keystore.chain_id() {
+            bail!(
+                "the node runs chain {chain:?}, this wallet is for {:?}",
+                keystore.chain_id()
+            );
+        }
+        Ok(client)
+    }
+
+    fn create(
+        &self,
+        phrase: Option<Zeroizing<String>>,
+        accounts: u32,
+        chain_id: Option<String>,
+        address_prefix: Option<String>,
+    ) -> Result<()> {
+        let path = self.keystore_path();
+        if path.exists() {
+            return Err(apiary_wallet::keystore::KeystoreError::Exists(path).into());
+        }
+        let (chain_id, prefix) = match (chain_id, address_prefix) {
+            (Some(chain), Some(prefix)) => (chain, prefix),
+            (chain, prefix) => {
+                let info = self
+                    .client()?
+                    .call("node_info", json!({}))
+                    .map_err(|e| match e {
+                        ClientError::Unreachable(_) => anyhow!(
+                            "{e}; to create a wallet offline give --chain-id and --address-prefix"
+                        ),
+                        other => other.into(),
+                    })?;
+                (
+                    chain.unwrap_or_else(|| info["chain_id"].as_str().unwrap_or_default().into()),
+                    prefix.unwrap_or_else(|| {
+                        info["address_prefix"].as_str().unwrap_or_default().into()
+                    }),
+                )
+            }
+        };
+        ChainId::new(&chain_id).map_err(|e| anyhow!("chain id {chain_id:?}: {e}"))?;
+        let prefix = apiary_core::AddressPrefix::new(&prefix)
+            .map_err(|e| anyhow!("address prefix {prefix:?}: {e}"))?;
+        let fresh = phrase.is_none();
+        let phrase = phrase.unwrap_or_else(generate_mnemonic);
+        let password = self.password(true)?;
+        if password.is_empty() {
+            bail!("an empty password would leave the keys unprotected; choose one");
+        }
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create wallet dir {}", self.dir.display()))?;
+        let mut keystore = Keystore::create(
+            &path,
+            &phrase,
+            password.as_bytes(),
+            &chain_id,
+            &prefix,
+            KdfParams::recommended(),
+        )?;
+        if accounts > 1 {
+            let unlocked = keystore.unlock(password.as_bytes())?;
+            for _ in 1..accounts {
+                keystore.add_account(&unlocked, None)?;
+            }
+        }
+        let address = keystore.accounts()[0].address.clone();
+        let mut value = json!({
+            "keystore": path,
+            "chain_id": chain_id,
+            "address": address,
+            "accounts": keystore.accounts().iter().map(|a| &a.address).collect::<Vec<_>>(),
+        });
+        if fresh {
+            value["mnemonic"] = json!(*phrase);
+        }
+        self.print(value, || {
+            let mut text = String::new();
+            if fresh {
+                text.push_str(&format!(
+                    "Your recovery phrase (24 words). Write it down and keep it offline: anyone \
+                     who sees it can spend your coins, and it is the only way to recover them. \
+                     It is not shown again.\n\n    {}\n\n",
+                    *phrase
+                ));
+            }
+            text.push_str(&format!(
+                "Wallet for chain {chain_id} written to {}\nAddress: {address}",
+                path.display()
+            ));
+            text
+        });
+        Ok(())
+    }
+
+    fn account(&self, command: AccountCommand) -> Result<()> {
+        let mut keystore = self.keystore()?;
+        match command {
+            AccountCommand::New { label } => {
+                let unlocked = keystore.unlock(self.password(false)?.as_bytes())?;
+                let entry = keystore.add_account(&unlocked, label)?;
+                self.print(json!(entry), || {
+                    format!("account {}: {}", entry.index, entry.address)
+                });
+            }
+            AccountCommand::List => {
+                let default = keystore.default_account();
+                self.print(
+                    json!({"default": default, "accounts": keystore.accounts()}),
+                    || {
+                        keystore
+                            .accounts()
+                            .iter()
+                            .map(|a| {
+                                format!(
+                                    "{} {:>3}  {}  {}",
+                                    if a.index == default { "*" } else { " " },
+                                    a.index,
+                                    a.address,
+                                    a.label.as_deref().unwrap_or("")
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    },
+                );
+            }
+            AccountCommand::Default { index } => {
+                keystore.set_default_account(index)?;
+                self.print(json!({"default": index}), || {
+                    format!("account {index} is now the default")
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// An address typed by the user, checked against the wallet's chain; the default
+    /// account's when none is given.
+    fn address_or_default(&self, keystore: &Keystore, text: Option<String>) -> Result<String> {
+        match text {
+            Some(text) => {
+                Address::parse(&text, keystore.prefix())?;
+                Ok(text)
+            }
+            None => Ok(keystore
+                .account(keystore.default_account())?
+                .address
+                .clone()),
+        }
+    }
+
+    fn balance(&self, address: Option<String>) -> Result<()> {
+        let keystore = self.keystore()?;
+        let address = self.address_or_default(&keystore, address)?;
+        let account = self
+            .client_for(&keystore)?
+            .call("account_get", json!({"address": address}))?;
+        let balance = Amount::from_base_units(account["balance"].as_u64().unwrap_or(0));
+        let pending = Amount::from_base_units(account["pending"]["spend"].as_u64().unwrap_or(0));
+        self.print(account.clone(), || {
+            let mut text = format!("{address}\nbalance: {balance} coins");
+            if pending > Amount::ZERO {
+                text.push_str(&format!(
+                    "\npending: {pending} coins leaving in {} transaction(s)",
+                    account["pending"]["count"]
+                ));
+            }
+            text
+        });
+        Ok(())
+    }
+
+    fn build_tx(
+        &self,
+        keystore: &Keystore,
+        to: &str,
+        amount: &str,
+        fee: Amount,
+        nonce: u64,
+        account: u32,
+    ) -> Result<Transaction> {
+        let to = Address::parse(to, keystore.prefix()).context("not sent")?;
+        let amount = parse_coins("amount", amount)?;
+        if amount == Amount::ZERO {
+            bail!("the amount must be more than 0");
+        }
+        let from = Address::parse(&keystore.account(account)?.address, keystore.prefix())?;
+        Ok(Transaction {
+            chain_id: ChainId::new(keystore.chain_id())
+                .map_err(|e| anyhow!("keystore chain id: {e}"))?,
+            from,
+            to,
+            amount,
+            fee,
+            nonce: Nonce(nonce),
+        })
+    }
+
+    fn sign(
+        &self,
+        keystore: &Keystore,
+        tx: Transaction,
+        account: u32,
+    ) -> Result<SignedTransaction> {
+        let unlocked = keystore.unlock(self.password(false)?.as_bytes())?;
+        Ok(tx.sign(&unlocked.key(account)))
+    }
+
+    fn send(
+        &self,
+        to: &str,
+        amount: &str,
+        fee: Option<&str>,
+        wait: Option<u64>,
+        timeout: u64,
+        account: Option<u32>,
+    ) -> Result<()> {
+        let keystore = self.keystore()?;
+        let account = account.unwrap_or(keystore.default_account());
+        // Everything that can be checked offline is, before any node is asked.
+        let fee = fee.map(|f| parse_coins("fee", f)).transpose()?;
+        let draft = self.build_tx(
+            &keystore,
+            to,
+            amount,
+            fee.unwrap_or(Amount::ZERO),
+            0,
+            account,
+        )?;
+        let client = self.client_for(&keystore)?;
+        let from_text = draft.from.to_text(keystore.prefix());
+        let state = client.call("account_get", json!({"address": from_text}))?;
+        let fee = match fee {
+            Some(fee) => fee,
+            None => Amount::from_base_units(
+                client.call("fee_estimate", json!({}))?["fee"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("the node's fee_estimate has no fee"))?,
+            ),
+        };
+        let balance = Amount::from_base_units(state["balance"].as_u64().unwrap_or(0));
+        let pending = Amount::from_base_units(state["pending"]["spend"].as_u64().unwrap_or(0));
+        let needed = draft
+            .amount
+            .checked_add(fee)
+            .and_then(|n| n.checked_add(pending))
+            .ok_or_else(|| anyhow!("amount plus fee is more coins than can exist"))?;
+        if needed > balance {
+            bail!(
+                "insufficient funds: {from_text} holds {balance} coins{}, this payment needs {} \
+                 (amount {} + fee {fee}); nothing was signed",
+                if pending > Amount::ZERO {
+                    format!(" of which {pending} are pending in other payments")
+                } else {
+                    String::new()
+                },
+                draft.amount.checked_add(fee).unwrap_or(draft.amount),
+                draft.amount,
+            );
+        }
+        let nonce = state["pending"]["next_nonce"]
+            .as_u64()
+            .or_else(|| state["nonce"].as_u64())
+            .ok_or_else(|| anyhow!("the node's account_get has no nonce"))?;
+        let tx = Transaction {
+            fee,
+            nonce: Nonce(nonce),
+            ..draft
+        };
+        let stx = self.sign(&keystore, tx, account)?;
+        let txid = client.call("tx_submit", json!({"tx": hex::encode(stx.encode())}))?["txid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let Some(confirmations) = wait else {
+            self.print(
+                json!({"txid": txid, "status": "pending", "fee": fee.base_units(), "nonce": nonce}),
+                || {
+                    format!(
+                        "sent {} coins to {to} (fee {fee})\ntxid: {txid}",
+                        stx.tx.amount
+                    )
+                },
+            );
+            return Ok(());
+        };
+        let result = self.wait_for(&client, &txid, confirmations.max(1), timeout)?;
+        self.print(result.clone(), || {
+            format!(
+                "sent {} coins to {to} (fee {fee})\ntxid: {txid}\nconfirmed in block {} at height {} ({} confirmation(s))",
+                stx.tx.amount, result["block_hash"].as_str().unwrap_or("?"), result["height"], result["confirmations"]
+            )
+        });
+        Ok(())
+    }
+
+    /// Polls `tx_get` until `confirmations`, showing a spinner; an error if the tx leaves
+    /// the node (dropped, replaced) or time runs out.
+    fn wait_for(
+        &self,
+        client: &Client,
+        txid: &str,
+        confirmations: u64,
+        timeout: u64,
+    ) -> Result<Value> {
+        let spinner = if self.json || !std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new_spinner()
+        };
+        spinner.enable_steady_tick(Duration::from_millis(100));
+        let deadline = Instant::now() + Duration::from_secs(timeout);
+        loop {
+            let status = match client.call("tx_get", json!({"txid": txid})) {
+                Ok(status) => status,
+                // Every node down for a moment: keep trying until the deadline.
+                Err(ClientError::Unreachable(why)) => {
+                    spinner.set_message(format!("no node answers ({} tried); retrying", why.len()));
+                    json!({"status": "retry"})
+                }
+                Err(other) => return Err(other.into()),
+            };
+            match status["status"].as_str() {
+                Some("confirmed") => {
+                    let have = status["confirmations"].as_u64().unwrap_or(0);
+                    if have >= confirmations {
+                        spinner.finish_and_clear();
+                        return Ok(status);
+                    }
+                    spinner.set_message(format!("{txid}: {have}/{confirmations} confirmations"));
+                }
+                Some("pending") => {
+                    spinner.set_message(format!("{txid}: pending, waiting for a block"))
+                }
+                Some("unknown") => {
+                    spinner.finish_and_clear();
+                    bail!(
+                        "transaction {txid} was dropped: the node no longer has it (replaced by \
+                         another with the same nonce, evicted, or expired)"
+                    );
+                }
+                _ => {}
+            }
+            if Instant::now() > deadline {
+                spinner.finish_and_clear();
+                bail!("gave up waiting for {txid} after {timeout} s; it may still confirm");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn history(&self, address: Option<String>, limit: usize, cursor: Option<String>) -> Result<()> {
+        let keystore = self.keystore()?;
+        let address = self.address_or_default(&keystore, address)?;
+        let mut params = json!({"address": address, "limit": limit});
+        if let Some(cursor) = cursor {
+            params["cursor"] = json!(cursor);
+        }
+        let page = self
+            .client_for(&keystore)?
+            .call("account_history", params)?;
+        self.print(page.clone(), || {
+            let mut lines = vec![format!(
+                "{:<10} {:<6} {:>20}  {:<18} counterparty",
+                "height", "", "amount", "txid"
+            )];
+            let rows = page["pending"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(page["txs"].as_array().into_iter().flatten());
+            for tx in rows {
+                let outgoing = tx["from"] == address.as_str();
+                let incoming = tx["to"] == address.as_str();
+                let (direction, counterparty) = match (outgoing, incoming) {
+                    (true, true) => ("self", &tx["to"]),
+                    (true, false) => ("out", &tx["to"]),
+                    _ => ("in", &tx["from"]),
+                };
+                let amount = Amount::from_base_units(tx["amount"].as_u64().unwrap_or(0));
+                let height = match tx["height"].as_u64() {
+                    Some(h) => h.to_string(),
+                    None => "pending".into(),
+                };
+                let sign = if direction == "out" { "-" } else { "+" };
+                lines.push(format!(
+                    "{height:<10} {direction:<6} {:>20}  {:<18} {}",
+                    format!("{sign}{amount}"),
+                    format!(
+                        "{}…",
+                        &tx["txid"].as_str().unwrap_or("")
+                            [..16.min(tx["txid"].as_str().unwrap_or("").len())]
+                    ),
+                    counterparty.as_str().unwrap_or("")
+                ));
+            }
+            if let Some(next) = page["next_cursor"].as_str() {
+                lines.push(format!("more: --cursor {next}"));
+            }
+            lines.join("\n")
+        });
+        Ok(())
+    }
+
+    fn tx(&self, txid: &str) -> Result<()> {
+        let txid: TxId = txid
+            .parse()
+            .map_err(|e| anyhow!("{txid:?} is not a txid (64 hex digits): {e}"))?;
+        let keystore = self.keystore()?;
+        let status = self
+            .client_for(&keystore)?
+            .call("tx_get", json!({"txid": txid}))?;
+        self.print(status.clone(), || {
+            serde_json::to_string_pretty(&status).unwrap_or_default()
+        });
+        Ok(())
+    }
+
+    fn sign_offline(
+        &self,
+        to: &str,
+        amount: &str,
+        nonce: u64,
+        fee: &str,
+        account: Option<u32>,
+        output: &Path,
+    ) -> Result<()> {
+        let keystore = self.keystore()?;
+        let account = account.unwrap_or(keystore.default_account());
+        let fee = parse_coins("fee", fee)?;
+        let tx = self.build_tx(&keystore, to, amount, fee, nonce, account)?;
+        let stx = self.sign(&keystore, tx, account)?;
+        let hex = hex::encode(stx.encode());
+        apiary_wallet::keystore::write_atomically(output, |out| {
+            use std::io::Write;
+            writeln!(out, "{hex}")
+        })
+        .with_context(|| format!("cannot write {}", output.display()))?;
+        self.print(json!({"txid": stx.txid(), "file": output}), || {
+            format!(
+                "signed {}; submit it with `apiary-wallet broadcast {}`",
+                stx.txid(),
+                output.display()
+            )
+        });
+        Ok(())
+    }
+
+    fn broadcast(&self, file: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let bytes = hex::decode(text.trim())
+            .with_context(|| format!("{} does not hold a hex transaction", file.display()))?;
+        let stx: SignedTransaction =
+            apiary_core::decode_exact("transaction", &bytes, apiary_core::tx::MAX_TX_BYTES)
+                .with_context(|| format!("{} does not hold a transaction", file.display()))?;
+        let keystore = self.keystore().ok();
+        let client = match &keystore {
+            Some(keystore) => self.client_for(keystore)?,
+            None => self.client()?,
+        };
+        let reply = client.call("tx_submit", json!({"tx": hex::encode(stx.encode())}))?;
+        self.print(reply.clone(), || {
+            format!("submitted {}", reply["txid"].as_str().unwrap_or("?"))
+        });
+        Ok(())
+    }
+}
