@@ -1,0 +1,321 @@
+//! `apiary-wallet` end to end against real node processes on 127.0.0.1.
+
+use apiary_core::AddressPrefix;
+use apiary_system_tests::*;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+use tempfile::TempDir;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Runs the wallet of `dir` against `nodes` (in that order of preference), with `password`.
+fn wallet(dir: &Path, rpcs: &[(String, PathBuf)], password: &str, args: &[&str]) -> Output {
+    let mut command = Command::new(bin("apiary-wallet"));
+    command.arg("--wallet-dir").arg(dir).arg("--json");
+    for (url, cookie) in rpcs {
+        command.args(["--rpc", url]).arg("--rpc-cookie").arg(cookie);
+    }
+    command
+        .args(args)
+        .env("APIARY_WALLET_PASSWORD", password)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running apiary-wallet")
+}
+
+fn endpoint(node: &NodeProcess) -> (String, PathBuf) {
+    (node.rpc.url.clone(), node.datadir.join("rpc.cookie"))
+}
+
+/// The JSON a successful command printed.
+fn ok(output: Output) -> Value {
+    assert!(
+        output.status.success(),
+        "wallet failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("--json output")
+}
+
+/// The error message of a command that must fail.
+fn refused(output: Output) -> String {
+    assert!(
+        !output.status.success(),
+        "the wallet should have refused: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let reply: Value = serde_json::from_slice(&output.stdout).expect("--json error output");
+    reply["error"].as_str().unwrap().to_string()
+}
+
+fn balance_on(node: &NodeProcess, address: &str) -> u64 {
+    node.rpc
+        .call("account_get", json!({"address": address}))
+        .unwrap()["balance"]
+        .as_u64()
+        .unwrap()
+}
+
+fn mempool_count(node: &NodeProcess) -> u64 {
+    node.rpc.call("mempool_info", json!({})).unwrap()["count"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn two_wallets_pay_each_other_through_two_nodes_and_bad_payments_are_refused() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let n1 = NodeProcess::start(&dir.path().join("n1"), Some(&spec), &[]).unwrap();
+    let n2 = NodeProcess::start(
+        &dir.path().join("n2"),
+        Some(&spec),
+        &["--peer", &n1.p2p_addr()],
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(30), "the nodes to connect", || {
+        n1.peer_count() == 1
+    });
+    let (alice_dir, bob_dir) = (dir.path().join("alice"), dir.path().join("bob"));
+    let at_n1 = [endpoint(&n1)];
+    let at_n2 = [endpoint(&n2)];
+
+    // Two new wallets: each gets a 24-word mnemonic and the node's chain.
+    let alice = ok(wallet(&alice_dir, &at_n1, PASSWORD, &["new"]));
+    assert_eq!(alice["mnemonic"].as_str().unwrap().split(' ').count(), 24);
+    assert_eq!(alice["chain_id"], CHAIN_ID);
+    let alice_address = alice["address"].as_str().unwrap().to_string();
+    let bob = ok(wallet(&bob_dir, &at_n2, "another password", &["new"]));
+    let bob_address = bob["address"].as_str().unwrap().to_string();
+    assert!(alice_address.starts_with("aptest1") && bob_address != alice_address);
+    // The keystore is private and holds no mnemonic in the clear.
+    let keystore = std::fs::read_to_string(alice_dir.join("wallet.json")).unwrap();
+    let first_word = alice["mnemonic"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    assert!(!keystore.contains(alice["mnemonic"].as_str().unwrap()));
+    assert!(!keystore.contains(&format!("\"{first_word} ")));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(alice_dir.join("wallet.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Fund Alice by mining to her address.
+    n1.rpc
+        .call("dev_mine", json!({"blocks": 2, "address": alice_address}))
+        .unwrap();
+    let funded = ok(wallet(&alice_dir, &at_n1, PASSWORD, &["balance"]))["balance"]
+        .as_u64()
+        .unwrap();
+    assert!(funded > 0);
+
+    // Payments that must be refused before anything is signed or sent.
+    let before = (
+        balance_on(&n1, &alice_address),
+        balance_on(&n1, &bob_address),
+    );
+    let overdraft = format!("{}", funded / 100_000_000 + 1);
+    let message = refused(wallet(
+        &alice_dir,
+        &at_n1,
+        PASSWORD,
+        &["send", &bob_address, &overdraft],
+    ));
+    assert!(message.contains("insufficient funds"), "{message}");
+    let mut mistyped = bob_address.clone();
+    let last = mistyped.pop().unwrap();
+    mistyped.push(if last == 'q' { 'p' } else { 'q' });
+    let message = refused(wallet(
+        &alice_dir,
+        &at_n1,
+        PASSWORD,
+        &["send", &mistyped, "1"],
+    ));
+    assert!(message.contains("checksum"), "{message}");
+    let other_chain = address(5).to_text(&AddressPrefix::new("apdev").unwrap());
+    let message = refused(wallet(
+        &alice_dir,
+        &at_n1,
+        PASSWORD,
+        &["send", &other_chain, "1"],
+    ));
+    assert!(message.contains("prefix"), "{message}");
+    let message = refused(wallet(
+        &alice_dir,
+        &at_n1,
+        "not the password",
+        &["send", &bob_address, "1"],
+    ));
+    assert!(message.contains("wrong password"), "{message}");
+    assert_eq!(mempool_count(&n1), 0, "nothing reached the node");
+    assert_eq!(
+        (
+            balance_on(&n1, &alice_address),
+            balance_on(&n1, &bob_address)
+        ),
+        before
+    );
+
+    // A real payment, waited for: a miner runs meanwhile.
+    let miner = std::thread::spawn({
+        let rpc = n2.rpc.clone();
+        move || {
+            // Mines once the payment has reached n2's mempool by gossip.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while std::time::Instant::now() < deadline {
+                if rpc.call("mempool_info", json!({})).unwrap()["count"] == 1 {
+                    rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            false
+        }
+    });
+    let sent = ok(wallet(
+        &alice_dir,
+        &at_n1,
+        PASSWORD,
+        &["send", &bob_address, "1.25", "--wait"],
+    ));
+    assert!(miner.join().unwrap(), "the payment reached the other node");
+    assert_eq!(sent["status"], "confirmed");
+    assert!(sent["confirmations"].as_u64().unwrap() >= 1);
+    let txid = sent["txid"].as_str().unwrap().to_string();
+
+    // Bob sees it through his own node, and both histories show it.
+    wait_until(Duration::from_secs(30), "n2 to have the payment", || {
+        balance_on(&n2, &bob_address) == 125_000_000
+    });
+    let bob_balance = ok(wallet(&bob_dir, &at_n2, "another password", &["balance"]));
+    assert_eq!(bob_balance["balance"], 125_000_000);
+    let bob_history = ok(wallet(&bob_dir, &at_n2, "", &["history"]));
+    assert_eq!(bob_history["txs"][0]["txid"], txid.as_str());
+    assert_eq!(bob_history["txs"][0]["from"], alice_address.as_str());
+    let alice_history = ok(wallet(&alice_dir, &at_n1, "", &["history"]));
+    assert_eq!(alice_history["txs"][0]["txid"], txid.as_str());
+    assert_eq!(alice_history["txs"][0]["to"], bob_address.as_str());
+    let tx = ok(wallet(&bob_dir, &at_n2, "", &["tx", &txid]));
+    assert_eq!(tx["status"], "confirmed");
+
+    // Failover: the first node listed is down; the wallet pays through the second.
+    let dead = (
+        "http://127.0.0.1:9".to_string(),
+        n1.datadir.join("rpc.cookie"),
+    );
+    let through_n2 = ok(wallet(
+        &bob_dir,
+        &[dead, endpoint(&n2)],
+        "another password",
+        &["send", &alice_address, "0.5"],
+    ));
+    assert_eq!(through_n2["status"], "pending");
+    wait_until(
+        Duration::from_secs(30),
+        "the refund to reach n2's pool",
+        || mempool_count(&n2) == 1,
+    );
+
+    // Offline signing, then broadcast.
+    let signed = dir.path().join("tx.hex");
+    let nonce = n1
+        .rpc
+        .call("account_get", json!({"address": alice_address}))
+        .unwrap()["pending"]["next_nonce"]
+        .as_u64()
+        .unwrap();
+    ok(wallet(
+        &alice_dir,
+        &[],
+        PASSWORD,
+        &[
+            "sign",
+            &bob_address,
+            "0.1",
+            "--nonce",
+            &nonce.to_string(),
+            "--fee",
+            "0.0001",
+            "-o",
+            signed.to_str().unwrap(),
+        ],
+    ));
+    let broadcast = ok(wallet(
+        &alice_dir,
+        &at_n1,
+        "",
+        &["broadcast", signed.to_str().unwrap()],
+    ));
+    let pending = n1
+        .rpc
+        .call("tx_get", json!({"txid": broadcast["txid"]}))
+        .unwrap();
+    assert_eq!(pending["status"], "pending");
+}
+
+/// Importing a devnet mnemonic gives the README's address; a second import over it is
+/// refused and leaves the keystore as it was.
+#[test]
+fn import_gives_the_published_address_and_never_overwrites() {
+    let dir = TempDir::new().unwrap();
+    let phrase = dir.path().join("phrase.txt");
+    std::fs::write(
+        &phrase,
+        "absurd amount doctor acoustic avoid letter advice cage absurd amount doctor acoustic \
+         avoid letter advice cage absurd amount doctor acoustic avoid letter advice comic\n",
+    )
+    .unwrap();
+    let wallet_dir = dir.path().join("w");
+    let import = |password: &str| {
+        wallet(
+            &wallet_dir,
+            &[],
+            password,
+            &[
+                "import",
+                "--mnemonic-file",
+                phrase.to_str().unwrap(),
+                "--chain-id",
+                "apiary-devnet",
+                "--address-prefix",
+                "apdev",
+                "--accounts",
+                "2",
+            ],
+        )
+    };
+    let imported = ok(import(PASSWORD));
+    assert_eq!(
+        imported["address"],
+        "apdev1nye7zzkr5ghqjprzet75ccuw06pna4hrlg6mjhnmu4227r6cthmq2k0ee9"
+    );
+    assert_eq!(imported["accounts"].as_array().unwrap().len(), 2);
+    let before = std::fs::read(wallet_dir.join("wallet.json")).unwrap();
+    let message = refused(import("other"));
+    assert!(message.contains("refusing to overwrite"), "{message}");
+    assert_eq!(
+        std::fs::read(wallet_dir.join("wallet.json")).unwrap(),
+        before
+    );
+    let listed = ok(wallet(&wallet_dir, &[], "", &["account", "list"]));
+    assert_eq!(listed["accounts"][1]["index"], 1);
+
+    // A damaged keystore is named as such, and not rewritten.
+    let mut damaged = before.clone();
+    damaged[before.len() / 2] ^= 0x01;
+    std::fs::write(wallet_dir.join("wallet.json"), &damaged).unwrap();
+    let message = refused(wallet(&wallet_dir, &[], PASSWORD, &["account", "new"]));
+    assert!(message.contains("damaged"), "{message}");
+    assert_eq!(
+        std::fs::read(wallet_dir.join("wallet.json")).unwrap(),
+        damaged
+    );
+}
