@@ -296,15 +296,20 @@ impl Wallet {
         if let Ok(password) = std::env::var("APIARY_WALLET_PASSWORD") {
             return Ok(Zeroizing::new(password));
         }
-        if !std::io::stdin().is_terminal() {
-            bail!("no password: give --password-file or set APIARY_WALLET_PASSWORD");
-        }
-        let password = Zeroizing::new(rpassword::prompt_password("Wallet password: ")?);
-        if confirm {
-            let again = Zeroizing::new(rpassword::prompt_password("Repeat the password: ")?);
-            if *again != *password {
-                bail!("the passwords differ; nothing was written");
-            }
+        // From the terminal itself, so a mnemonic can still come through a pipe.
+        let ask = |prompt: &str| {
+            rpassword::prompt_password(prompt)
+                .map(Zeroizing::new)
+                .map_err(|e| {
+                    anyhow!(
+                        "cannot ask for a password ({e}): give --password-file or set \
+                     APIARY_WALLET_PASSWORD"
+                    )
+                })
+        };
+        let password = ask("Wallet password: ")?;
+        if confirm && *ask("Repeat the password: ")? != *password {
+            bail!("the passwords differ; nothing was written");
         }
         Ok(password)
     }

@@ -426,11 +426,7 @@ impl Chain {
         before: Option<AddressTx>,
         limit: usize,
     ) -> Result<Vec<(AddressTx, TxId)>, ChainError> {
-        let overlay: Vec<(AddressTx, Option<TxId>)> = self
-            .unflushed
-            .address_txs(address, before)
-            .map(|(entry, txid)| (*entry, *txid))
-            .collect();
+        let overlay = self.unflushed.address_txs(address, before);
         // Overlay deletions may hide stored entries: read enough to still fill the page.
         let stored = self
             .store

@@ -5,12 +5,16 @@ use crate::store::{AddressTx, StoreBatch, TxLocation};
 use apiary_core::{AccountTree, Address, Block, BlockHash, Height, StateUndo, TxId};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+type AddressChange = (AddressTx, Option<TxId>);
+
 #[derive(Default)]
 pub(super) struct Unflushed {
     accounts: HashSet<Address>,
     /// None where a disconnect took the tx off the main chain.
     txs: HashMap<TxId, Option<TxLocation>>,
-    addresses: BTreeMap<AddressTx, Option<TxId>>,
+    /// Address index changes in the order they happened (None: removed by a disconnect).
+    /// A log, not a map: appending is all a block costs; the rare reads and the flush sort.
+    addresses: Vec<AddressChange>,
 }
 
 impl Unflushed {
@@ -28,7 +32,7 @@ impl Unflushed {
                 .insert(*txid, Some(TxLocation { block: hash, index }));
             for address in [stx.tx.from, stx.tx.to] {
                 self.addresses
-                    .insert(address_tx(address, block.header.height, index), Some(*txid));
+                    .push((address_tx(address, block.header.height, index), Some(*txid)));
             }
         }
     }
@@ -40,7 +44,7 @@ impl Unflushed {
             self.txs.insert(txid, None);
             for address in [stx.tx.from, stx.tx.to] {
                 self.addresses
-                    .insert(address_tx(address, block.header.height, index), None);
+                    .push((address_tx(address, block.header.height, index), None));
             }
         }
     }
@@ -65,19 +69,32 @@ impl Unflushed {
         self.txs.get(txid).copied()
     }
 
-    /// `address`'s changes before `before` (all when None), newest first.
+    /// `address`'s latest change per entry before `before` (all when None).
     pub(super) fn address_txs(
         &self,
         address: &Address,
         before: Option<AddressTx>,
-    ) -> impl Iterator<Item = (&AddressTx, &Option<TxId>)> {
-        let low = address_tx(*address, Height(0), 0);
-        let high = before.unwrap_or(address_tx(*address, Height(u64::MAX), u32::MAX));
-        let inclusive_high = before.is_none();
+    ) -> BTreeMap<AddressTx, Option<TxId>> {
         self.addresses
-            .range(low..=high)
-            .rev()
-            .filter(move |(entry, _)| inclusive_high || **entry != high)
+            .iter()
+            .filter(|(entry, _)| entry.address == *address && before.is_none_or(|b| *entry < b))
+            .copied()
+            .collect()
+    }
+
+    /// The last change of every entry, in key order.
+    fn latest_address_changes(&self) -> Vec<AddressChange> {
+        let mut changes = self.addresses.clone();
+        // Stable: equal keys stay in the order they happened, so the last one wins.
+        changes.sort_by_key(|(entry, _)| *entry);
+        let mut latest: Vec<AddressChange> = Vec::with_capacity(changes.len());
+        for change in changes {
+            match latest.last_mut() {
+                Some(last) if last.0 == change.0 => *last = change,
+                _ => latest.push(change),
+            }
+        }
+        latest
     }
 
     /// Puts every change into `batch`, sorted (RocksDB's memtable takes sorted keys faster),
@@ -96,10 +113,10 @@ impl Unflushed {
                 None => batch.delete_tx(txid),
             }
         }
-        for (entry, txid) in &self.addresses {
+        for (entry, txid) in self.latest_address_changes() {
             match txid {
-                Some(txid) => batch.put_address_tx(entry, txid),
-                None => batch.delete_address_tx(entry),
+                Some(txid) => batch.put_address_tx(&entry, &txid),
+                None => batch.delete_address_tx(&entry),
             }
         }
     }
