@@ -49,10 +49,11 @@ pub const USELESS_TXS: Rate = Rate {
     per_second: 20.0,
     burst: 200.0,
 };
-/// Sync requests (each may read megabytes of blocks from disk).
+/// Block requests over the sync protocol (each may read megabytes from disk).
 pub const SYNC_REQUESTS: Rate = Rate {
-    per_second: 20.0,
-    burst: 100.0,
+    // An honest sync of empty blocks asks for 128 at a time a few dozen times a second.
+    per_second: 50.0,
+    burst: 200.0,
 };
 
 /// The budgets of one connected peer.

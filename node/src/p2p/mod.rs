@@ -41,6 +41,8 @@ const TICK_INTERVAL: Duration = Duration::from_secs(5);
 /// Misbehaviour is forgiven at this many points per tick, so rare honest mistakes (a
 /// race, a stale tx) never add up to a ban.
 const SCORE_DECAY_PER_TICK: u32 = 5;
+/// A block with an unknown parent makes us ask its sender for its status at most this often.
+const STATUS_REASK: Duration = Duration::from_secs(1);
 /// Below this many connections, Kademlia is asked for more peers on every tick.
 const TARGET_PEERS: usize = 8;
 
@@ -302,6 +304,7 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         scores: HashMap::new(),
         banned: HashMap::new(),
         budgets: HashMap::new(),
+        asked_status: HashMap::new(),
         syncing_from: None,
         importing: 0,
         held_request: None,
@@ -346,6 +349,8 @@ struct Service {
     scores: HashMap<PeerId, u32>,
     banned: HashMap<PeerId, Instant>,
     budgets: HashMap<PeerId, PeerBudget>,
+    /// When each peer was last asked for its status because of a block we could not place.
+    asked_status: HashMap<PeerId, Instant>,
     /// The peer blocks are being downloaded from, if any.
     syncing_from: Option<PeerId>,
     /// Downloaded batches handed to the importer and not yet connected.
@@ -614,6 +619,7 @@ impl Service {
                     .remove(&peer_id);
                 self.peer_status.remove(&peer_id);
                 self.budgets.remove(&peer_id);
+                self.asked_status.remove(&peer_id);
                 if self.syncing_from == Some(peer_id) {
                     self.syncing_from = None;
                     self.sync_from_best(swarm);
@@ -673,12 +679,15 @@ impl Service {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    if !self
-                        .budget(peer)
-                        .sync_requests
-                        .take(allowance::SYNC_REQUESTS, Instant::now())
+                    // Block requests read megabytes from disk; status requests cost little.
+                    let costly = matches!(request, Inbound::Request(SyncRequest::GetBlocks { .. }));
+                    if costly
+                        && !self
+                            .budget(peer)
+                            .sync_requests
+                            .take(allowance::SYNC_REQUESTS, Instant::now())
                     {
-                        self.penalise(swarm, peer, 5, "sync requests beyond its allowance");
+                        self.penalise(swarm, peer, 5, "block requests beyond its allowance");
                         return;
                     }
                     let response = match request {
@@ -892,8 +901,18 @@ impl Service {
                         "useless transactions beyond its allowance",
                     );
                 }
-                if unknown_parent {
-                    // The sender knows blocks we lack: ask where it stands, then sync.
+                if unknown_parent && self.syncing_from != Some(source) {
+                    // The sender knows blocks we lack: ask where it stands, then sync. A burst
+                    // of such blocks (a peer mining fast) asks once, not once per block.
+                    let now = Instant::now();
+                    let recently = self
+                        .asked_status
+                        .get(&source)
+                        .is_some_and(|at| now.duration_since(*at) < STATUS_REASK);
+                    if recently {
+                        return;
+                    }
+                    self.asked_status.insert(source, now);
                     let status = self.our_status();
                     swarm
                         .behaviour_mut()
