@@ -100,6 +100,69 @@ mod tests {
         );
     }
 
+    /// SLIP-0010 test vector 2 for ed25519 (the 64-byte seed fffcf9…4542).
+    #[test]
+    fn matches_slip10_ed25519_vector_2() {
+        let seed = hex::decode("fffcf9f6f3f0edeae7e4e1dedbd8d5d2cfccc9c6c3c0bdbab7b4b1aeaba8a5a29f9c999693908d8a8784817e7b7875726f6c696663605d5a5754514e4b484542").unwrap();
+        let cases: [(&[u32], &str, &str); 3] = [
+            (
+                &[],
+                "171cb88b1b3c1db25add599712e36245d75bc65a1a5c9e18d76f9f2b1eab4012",
+                "ef70a74db9c3a5af931b5fe73ed8e1a53464133654fd55e7a66f8570b8e33c3b",
+            ),
+            (
+                &[0],
+                "1559eb2bbec5790b0c65d8693e4d0875b1747f4970ae8b650486ed7470845635",
+                "0b78a3226f915c082bf118f83618a618ab6dec793752624cbeb622acb562862d",
+            ),
+            (
+                &[0, 2_147_483_647],
+                "ea4f5bfe8694d8bb74b7b59404632fd5968b774ed545e810de9c32a4fb4192f4",
+                "138f0b2551bcafeca6ff2aa88ba8ed0ed8de070841f0c4ef0165df8181eaad7f",
+            ),
+        ];
+        for (path, key, chain) in cases {
+            let (found_key, found_chain) = slip10_derive(&seed, path);
+            assert_eq!(hex::encode(found_key), key, "key at {path:?}");
+            assert_eq!(hex::encode(found_chain), chain, "chain code at {path:?}");
+        }
+        let (key, _) = slip10_derive(&seed, &[0, 2_147_483_647]);
+        assert_eq!(
+            hex::encode(SigningKey::from_bytes(&key).verifying_key().to_bytes()),
+            "5ba3b9ac6e90e83effcd25ac4e58a1365a9e35a3d3ae5eb07b9e4d90bcf7506d"
+        );
+    }
+
+    /// BIP39 reference vectors (Trezor's, passphrase "TREZOR"): entropy → words → seed.
+    #[test]
+    fn matches_bip39_reference_vectors() {
+        let vectors = [
+            (
+                "7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f",
+                "legal winner thank year wave sausage worth useful legal winner thank yellow",
+                "2e8905819b8723fe2c1d161860e5ee1830318dbf49a83bd451cfb8440c28bd6fa457fe1296106559a3c80937a1c1069be3a3a5bd381ee6260e8d9739fce1f607",
+            ),
+            (
+                "8080808080808080808080808080808080808080808080808080808080808080",
+                "letter advice cage absurd amount doctor acoustic avoid letter advice cage absurd amount doctor acoustic avoid letter advice cage absurd amount doctor acoustic bless",
+                "c0c519bd0e91a2ed54357d9d1ebef6f5af218a153624cf4f2da911a0ed8f7a09e2ef61af0aca007096df430022f7a2b6fb91661a9589097069720d015e4e982f",
+            ),
+            (
+                "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+                "zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo vote",
+                "dd48c104698c30cfe2b6142103248622fb7bb0ff692eebb00089b32d22484e1613912f0a5b694407be899ffd31ed3992c456cdf60f5d4564b8ba3f05a69890ad",
+            ),
+        ];
+        for (entropy, words, seed) in vectors {
+            let mnemonic = bip39::Mnemonic::from_entropy(&hex::decode(entropy).unwrap()).unwrap();
+            assert_eq!(mnemonic.to_string(), words);
+            assert_eq!(
+                hex::encode(seed_from_mnemonic(words, "TREZOR").unwrap()),
+                seed
+            );
+        }
+    }
+
     /// BIP39 reference vector: "abandon … about" with passphrase "TREZOR".
     #[test]
     fn matches_bip39_seed_vector() {
