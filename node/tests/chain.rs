@@ -272,15 +272,20 @@ fn reindex_rebuilds_the_same_state() {
     let spec = test_spec(100);
     let dir = TempDir::new().unwrap();
     let node = open_node(dir.path(), &spec);
-    node.submit_tx(transfer(&spec, 1, addr(10), 7, 0)).unwrap();
+    let paid = node.submit_tx(transfer(&spec, 1, addr(10), 7, 0)).unwrap();
     mine(&node, addr(20), 3);
+    node.lock().chain.flush_state().unwrap();
     let (tip, before) = (tip_hash(&node), accounts(&node));
     drop(node);
     let store =
         apiary_node::store::Store::open(&dir.path().join("db"), spec.genesis_hash()).unwrap();
-    let chain =
+    let mut chain =
         apiary_node::chain::Chain::reindex(store, std::sync::Arc::new(spec.clone())).unwrap();
     assert_eq!(chain.tip(), tip);
     let after: Vec<_> = chain.state().iter().map(|(a, acc)| (*a, *acc)).collect();
     assert_eq!(after, before);
+    // The indexes come back too, from the blocks alone.
+    chain.flush_state().unwrap();
+    assert_eq!(history(&chain, 10), vec![paid]);
+    assert_eq!(chain.tx_location(&paid).unwrap().unwrap().index, 0);
 }
