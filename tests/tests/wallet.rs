@@ -259,6 +259,57 @@ fn two_wallets_pay_each_other_through_two_nodes_and_bad_payments_are_refused() {
         .call("tx_get", json!({"txid": broadcast["txid"]}))
         .unwrap();
     assert_eq!(pending["status"], "pending");
+
+    // A payment the node refuses (fee under its minimum) is an error that says so.
+    let message = refused(wallet(
+        &alice_dir,
+        &at_n1,
+        PASSWORD,
+        &["send", &bob_address, "0.2", "--fee", "0.00000001"],
+    ));
+    assert!(message.contains("rejected"), "{message}");
+
+    // A payment replaced while `--wait` waits: the wallet exits non-zero and says why.
+    let before = mempool_count(&n1);
+    let mut waiting = Command::new(bin("apiary-wallet"));
+    waiting
+        .arg("--wallet-dir")
+        .arg(&alice_dir)
+        .args(["--json", "--rpc", &at_n1[0].0, "--rpc-cookie"])
+        .arg(&at_n1[0].1)
+        .args(["send", &bob_address, "0.2", "--fee", "0.0001", "--wait"])
+        .env("APIARY_WALLET_PASSWORD", PASSWORD)
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null());
+    let waiting = waiting.spawn().unwrap();
+    wait_until(Duration::from_secs(30), "the payment to be pending", || {
+        mempool_count(&n1) == before + 1
+    });
+    let replacement = dir.path().join("replacement.hex");
+    ok(wallet(
+        &alice_dir,
+        &[],
+        PASSWORD,
+        &[
+            "sign",
+            &alice_address,
+            "0.2",
+            "--nonce",
+            &(nonce + 1).to_string(),
+            "--fee",
+            "0.001",
+            "-o",
+            replacement.to_str().unwrap(),
+        ],
+    ));
+    ok(wallet(
+        &alice_dir,
+        &at_n1,
+        "",
+        &["broadcast", replacement.to_str().unwrap()],
+    ));
+    let message = refused(waiting.wait_with_output().unwrap());
+    assert!(message.contains("dropped"), "{message}");
 }
 
 /// Importing a devnet mnemonic gives the README's address; a second import over it is
