@@ -125,3 +125,32 @@ fn a_full_pool_evicts_the_cheapest_tail_and_old_transactions_expire() {
     assert_eq!(pool.expire(later), 3);
     assert!(pool.is_empty());
 }
+
+/// The fee estimate is the minimum while everything pending fits in a block, and beats
+/// the best fee left out once it does not.
+#[test]
+fn fee_estimate_follows_the_competition_for_the_next_block() {
+    let spec = test_spec(100);
+    let dir = TempDir::new().unwrap();
+    let node = open_node(dir.path(), &spec);
+    let guard = node.lock();
+    let state = guard.chain.state();
+    let size = transfer(&spec, 1, addr(10), 1, 0).encode().len();
+    let mut pool = Mempool::new(MempoolConfig::default());
+    let minimum = pool.min_fee();
+    assert_eq!(pool.fee_for_next_block(2, 10 * size), minimum);
+    for (key, fee) in [(1u8, 5_000u64), (2, 7_000), (3, 6_000)] {
+        pool.add(
+            with_fee(transfer(&spec, key, addr(10), 1, 0), key, fee),
+            state,
+            &spec,
+        )
+        .unwrap();
+    }
+    // Room for all three: the minimum does.
+    assert_eq!(pool.fee_for_next_block(3, 10 * size), minimum);
+    // Room for two (by count, then by bytes): beat the 5,000 left out.
+    assert_eq!(pool.fee_for_next_block(2, 10 * size).base_units(), 5_001);
+    assert_eq!(pool.fee_for_next_block(10, 2 * size).base_units(), 5_001);
+    assert_eq!(pool.fee_for_next_block(1, 10 * size).base_units(), 6_001);
+}

@@ -179,6 +179,22 @@ fn bad_transactions_and_bad_requests_are_refused_with_reasons() {
         rpc.call("dev_mine", json!({"blocks": 0})).unwrap_err().code,
         -32602
     );
+    for bad in [
+        json!({"address": address_text(1), "cursor": "yesterday"}),
+        json!({"address": address_text(1), "limit": 0}),
+        json!({"address": address_text(1), "limit": 100_000}),
+        json!({"address": "aptest1qqqq"}),
+    ] {
+        let e = rpc.call("account_history", bad.clone()).unwrap_err();
+        assert_eq!(e.code, -32602, "{bad}: {e:?}");
+    }
+    let e = rpc
+        .call(
+            "account_history",
+            json!({"address": address_text(1), "cursor": "yesterday"}),
+        )
+        .unwrap_err();
+    assert!(e.message.contains("cursor"), "{e:?}");
 
     let no_auth = Rpc {
         url: rpc.url.clone(),
