@@ -110,12 +110,25 @@ fn restart_after_unflushed_reorg_rebuilds_the_tip_state() {
     assert_eq!(history(chain, 2), vec![branch_b[0].txs[0].txid()]);
 }
 
+/// The txids in `seed`'s history (rewards left out).
 fn history(chain: &apiary_node::chain::Chain, seed: u8) -> Vec<apiary_core::TxId> {
     chain
         .address_txs(&addr(seed), None, 100)
         .unwrap()
         .into_iter()
-        .map(|(_, txid)| txid)
+        .filter(|(entry, _)| !entry.is_reward())
+        .map(|(_, id)| apiary_core::TxId(id))
+        .collect()
+}
+
+/// The heights of the blocks whose rewards `seed` got, newest first.
+fn rewards(chain: &apiary_node::chain::Chain, seed: u8) -> Vec<u64> {
+    chain
+        .address_txs(&addr(seed), None, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|(entry, _)| entry.is_reward())
+        .map(|(entry, _)| entry.height.0)
         .collect()
 }
 
@@ -143,7 +156,7 @@ fn address_history_pages_newest_first_across_flushes_and_reorgs() {
             assert!(page.len() <= 3);
             let Some(last) = page.last() else { break };
             cursor = Some(last.0);
-            all.extend(page.iter().map(|(_, txid)| *txid));
+            all.extend(page.iter().map(|(_, id)| apiary_core::TxId(*id)));
         }
         all
     };
@@ -160,6 +173,9 @@ fn address_history_pages_newest_first_across_flushes_and_reorgs() {
     feed(&c, &competing.iter().collect::<Vec<_>>());
     assert_eq!(tip_hash(&c), competing[4].hash());
     assert_eq!(pages(&c.lock().chain), newest_first[3..].to_vec());
+    // Rewards follow the main chain too: addr(20) keeps those of the shared blocks only.
+    assert_eq!(rewards(&c.lock().chain, 20), vec![4, 3, 2, 1]);
+    assert_eq!(rewards(&c.lock().chain, 21), vec![9, 8, 7, 6, 5]);
     drop(c);
     let c = open_node(dirs[2].path(), &spec);
     assert_eq!(pages(&c.lock().chain), newest_first[3..].to_vec());

@@ -203,6 +203,22 @@ fn two_wallets_pay_each_other_through_two_nodes_and_bad_payments_are_refused() {
     let alice_history = ok(wallet(&alice_dir, &at_n1, "", &["history"]));
     assert_eq!(alice_history["txs"][0]["txid"], txid.as_str());
     assert_eq!(alice_history["txs"][0]["to"], bob_address.as_str());
+    // Her two mined blocks are there too, newest first, each paying the block reward.
+    let rewards: Vec<&Value> = alice_history["txs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "reward")
+        .collect();
+    assert_eq!(rewards.len(), 2);
+    assert_eq!(rewards[0]["height"], 2);
+    assert_eq!(
+        rewards
+            .iter()
+            .map(|r| r["amount"].as_u64().unwrap())
+            .sum::<u64>(),
+        funded
+    );
     let tx = ok(wallet(&bob_dir, &at_n2, "", &["tx", &txid]));
     assert_eq!(tx["status"], "confirmed");
 

@@ -743,7 +743,9 @@ impl Wallet {
             for tx in rows {
                 let outgoing = tx["from"] == address.as_str();
                 let incoming = tx["to"] == address.as_str();
+                let mined = json!("(block reward and fees)");
                 let (direction, counterparty) = match (outgoing, incoming) {
+                    _ if tx["kind"] == "reward" => ("mined", &mined),
                     (true, true) => ("self", &tx["to"]),
                     (true, false) => ("out", &tx["to"]),
                     _ => ("in", &tx["from"]),

@@ -13,8 +13,8 @@ use crate::store::{AddressTx, BlockStatus, IndexEntry, Store, StoreError, TxLoca
 use apiary_core::tx::KeyCache;
 use apiary_core::validate::{check_block, check_header_context, connect_block, median_time_past};
 use apiary_core::{
-    Account, AccountTree, Address, Block, BlockError, BlockHash, ChainSpec, Height, ParentContext,
-    StateUndo, TxId, Work,
+    Account, AccountTree, Address, Block, BlockError, BlockHash, ChainSpec, Hash256, Height,
+    ParentContext, StateUndo, TxId, Work,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -417,7 +417,9 @@ impl Chain {
         }
     }
 
-    /// The main-chain txs `address` sent or received before `before` (all when None),
+    /// The main-chain txs `address` sent or received, and the block rewards it was paid
+    /// (entries `is_reward`, pointing at the block hash; the others at the txid), before
+    /// `before` (all when None),
     /// newest first, at most `limit`: the store's index with the changes since the last
     /// flush laid over it.
     pub fn address_txs(
@@ -425,13 +427,14 @@ impl Chain {
         address: &Address,
         before: Option<AddressTx>,
         limit: usize,
-    ) -> Result<Vec<(AddressTx, TxId)>, ChainError> {
+    ) -> Result<Vec<(AddressTx, Hash256)>, ChainError> {
         let overlay = self.unflushed.address_txs(address, before);
         // Overlay deletions may hide stored entries: read enough to still fill the page.
         let stored = self
             .store
             .address_txs(address, before, limit + overlay.len())?;
-        let mut merged: std::collections::BTreeMap<AddressTx, TxId> = stored.into_iter().collect();
+        let mut merged: std::collections::BTreeMap<AddressTx, Hash256> =
+            stored.into_iter().collect();
         for (entry, txid) in overlay {
             match txid {
                 Some(txid) => merged.insert(entry, txid),

@@ -2,10 +2,11 @@
 //! since they were last written: kept in memory, written together by the next flush.
 
 use crate::store::{AddressTx, StoreBatch, TxLocation};
-use apiary_core::{AccountTree, Address, Block, BlockHash, Height, StateUndo, TxId};
+use apiary_core::{AccountTree, Address, Block, BlockHash, Hash256, Height, StateUndo, TxId};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-type AddressChange = (AddressTx, Option<TxId>);
+/// An address index entry and what it now points at (None: removed by a disconnect).
+type AddressChange = (AddressTx, Option<Hash256>);
 
 #[derive(Default)]
 pub(super) struct Unflushed {
@@ -31,10 +32,13 @@ impl Unflushed {
             self.txs
                 .insert(*txid, Some(TxLocation { block: hash, index }));
             for address in [stx.tx.from, stx.tx.to] {
-                self.addresses
-                    .push((address_tx(address, block.header.height, index), Some(*txid)));
+                self.addresses.push((
+                    address_tx(address, block.header.height, index),
+                    Some(txid.0),
+                ));
             }
         }
+        self.addresses.push((reward_entry(block), Some(hash.0)));
     }
 
     /// `block` left the main chain; `undo` is what connecting it had changed.
@@ -47,6 +51,7 @@ impl Unflushed {
                     .push((address_tx(address, block.header.height, index), None));
             }
         }
+        self.addresses.push((reward_entry(block), None));
     }
 
     /// Takes in `later`'s changes, which happened after this one's.
@@ -74,7 +79,7 @@ impl Unflushed {
         &self,
         address: &Address,
         before: Option<AddressTx>,
-    ) -> BTreeMap<AddressTx, Option<TxId>> {
+    ) -> BTreeMap<AddressTx, Option<Hash256>> {
         self.addresses
             .iter()
             .filter(|(entry, _)| entry.address == *address && before.is_none_or(|b| *entry < b))
@@ -115,11 +120,15 @@ impl Unflushed {
         }
         for (entry, txid) in self.latest_address_changes() {
             match txid {
-                Some(txid) => batch.put_address_tx(&entry, &txid),
+                Some(id) => batch.put_address_tx(&entry, &id),
                 None => batch.delete_address_tx(&entry),
             }
         }
     }
+}
+
+fn reward_entry(block: &Block) -> AddressTx {
+    address_tx(block.header.miner, block.header.height, AddressTx::REWARD)
 }
 
 fn address_tx(address: Address, height: Height, index: u32) -> AddressTx {

@@ -9,7 +9,7 @@ use crate::miner::{block_tx_budget, mine_block};
 use crate::store::{AddressTx, IndexEntry};
 use apiary_core::encoding::decode_exact;
 use apiary_core::tx::MAX_TX_BYTES;
-use apiary_core::{Address, Block, BlockHash, Height, SignedTransaction, TxId};
+use apiary_core::{Address, Amount, Block, BlockHash, Height, SignedTransaction, TxId};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -238,7 +238,7 @@ fn account_history(context: &RpcContext, params: AccountHistory) -> Result<Value
         .map_err(internal)?;
     let mut txs = Vec::with_capacity(page.len());
     let mut block: Option<(BlockHash, Block)> = None;
-    for (entry, txid) in &page {
+    for (entry, id) in &page {
         let hash = chain
             .main_hash(entry.height)
             .ok_or_else(|| internal("indexed height is above the tip"))?;
@@ -246,12 +246,35 @@ fn account_history(context: &RpcContext, params: AccountHistory) -> Result<Value
             block = Some((hash, chain.body(&hash).map_err(internal)?));
         }
         let (_, body) = block.as_ref().expect("just read");
-        let stx = body
-            .txs
-            .get(entry.index as usize)
-            .ok_or_else(|| internal("indexed tx is not in its block"))?;
-        let mut json = tx_json(chain, stx);
-        json["txid"] = json!(txid);
+        let mut json = if entry.is_reward() {
+            // New coins plus the fees of the block's transactions.
+            let fees = body
+                .txs
+                .iter()
+                .try_fold(Amount::ZERO, |sum, stx| sum.checked_add(stx.tx.fee))
+                .ok_or_else(|| internal("fees overflow"))?;
+            let earned = chain
+                .spec()
+                .block_reward(entry.height)
+                .checked_add(fees)
+                .ok_or_else(|| internal("reward overflows"))?;
+            json!({
+                "kind": "reward",
+                "txid": null,
+                "to": body.header.miner.to_text(&chain.spec().address_prefix),
+                "amount": earned.base_units(),
+                "fee": 0,
+            })
+        } else {
+            let stx = body
+                .txs
+                .get(entry.index as usize)
+                .ok_or_else(|| internal("indexed tx is not in its block"))?;
+            let mut json = tx_json(chain, stx);
+            json["kind"] = json!("transfer");
+            json["txid"] = json!(TxId(*id));
+            json
+        };
         json["height"] = json!(entry.height);
         json["block_hash"] = json!(hash);
         json["confirmations"] = json!(chain.height().0 - entry.height.0 + 1);
@@ -272,6 +295,7 @@ fn account_history(context: &RpcContext, params: AccountHistory) -> Result<Value
             .into_iter()
             .map(|stx| {
                 let mut json = tx_json(chain, stx);
+                json["kind"] = json!("transfer");
                 json["status"] = json!("pending");
                 json
             })

@@ -3,7 +3,9 @@
 //! reorg (bodies, undo data, main-chain index, tip), and per state flush (accounts, tx
 //! index and address index, with the block they belong to).
 
-use apiary_core::{Account, Address, Block, BlockHash, BlockHeader, Height, StateUndo, TxId, Work};
+use apiary_core::{
+    Account, Address, Block, BlockHash, BlockHeader, Hash256, Height, StateUndo, TxId, Work,
+};
 use borsh::{BorshDeserialize, BorshSerialize};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 use std::path::{Path, PathBuf};
@@ -18,7 +20,8 @@ const CF_HEIGHTS: &str = "heights";
 const CF_ACCOUNTS: &str = "accounts";
 const CF_UNDO: &str = "undo";
 const CF_TXINDEX: &str = "txindex";
-/// Address ‖ height ‖ position → txid: every main-chain tx an address sent or received.
+/// Address ‖ height ‖ position → txid: every main-chain tx an address sent or received,
+/// and (at position `AddressTx::REWARD`) → block hash: every block reward it was paid.
 const CF_ADDRINDEX: &str = "addrindex";
 const COLUMN_FAMILIES: [&str; 8] = [
     CF_META,
@@ -97,7 +100,13 @@ pub struct AddressTx {
 }
 
 impl AddressTx {
+    /// The position that stands for the block's reward to its miner (after every tx).
+    pub const REWARD: u32 = u32::MAX;
     const KEY_BYTES: usize = 32 + 8 + 4;
+
+    pub fn is_reward(&self) -> bool {
+        self.index == Self::REWARD
+    }
 
     fn key(&self) -> [u8; Self::KEY_BYTES] {
         let mut key = [0u8; Self::KEY_BYTES];
@@ -274,7 +283,7 @@ impl Store {
         address: &Address,
         before: Option<AddressTx>,
         limit: usize,
-    ) -> Result<Vec<(AddressTx, TxId)>, StoreError> {
+    ) -> Result<Vec<(AddressTx, Hash256)>, StoreError> {
         let upper = before.unwrap_or(AddressTx {
             address: *address,
             height: Height(u64::MAX),
@@ -293,9 +302,9 @@ impl Store {
                 break;
             }
             if Some(entry) != before {
-                let txid = TxId::try_from_slice(value)
+                let id = Hash256::try_from_slice(value)
                     .map_err(|e| StoreError::Corrupt(format!("address index value: {e}")))?;
-                found.push((entry, txid));
+                found.push((entry, id));
             }
             iterator.prev();
         }
@@ -426,9 +435,10 @@ impl StoreBatch<'_> {
             .delete_cf(self.store.cf(CF_TXINDEX), txid.as_bytes());
     }
 
-    pub fn put_address_tx(&mut self, entry: &AddressTx, txid: &TxId) {
+    /// `id`: the txid, or for a reward entry the block hash.
+    pub fn put_address_tx(&mut self, entry: &AddressTx, id: &Hash256) {
         self.batch
-            .put_cf(self.store.cf(CF_ADDRINDEX), entry.key(), txid.as_bytes());
+            .put_cf(self.store.cf(CF_ADDRINDEX), entry.key(), id.0);
     }
 
     pub fn delete_address_tx(&mut self, entry: &AddressTx) {
