@@ -458,3 +458,45 @@ fn peers_on_the_lan_are_found_by_mdns() {
             || b.log().contains("found a peer on the local network")
     );
 }
+
+/// A new node that knows three peers downloads the headers from one and the blocks from
+/// several at once, and ends on the same chain.
+#[test]
+fn a_new_node_downloads_blocks_from_several_peers() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let (n0, n1, n2, _) = star(dir.path(), &spec);
+    wait_until(Duration::from_secs(30), "peers to connect", || {
+        n0.peer_count() == 2
+    });
+    // Blocks with transactions, so bodies are not trivial.
+    for nonce in 0..5 {
+        let stx = transfer(1, address(9), 1_000, 10_000, nonce);
+        n0.rpc
+            .call("tx_submit", json!({"tx": hex::encode(stx.encode())}))
+            .unwrap();
+        n0.rpc.call("dev_mine", json!({"blocks": 300})).unwrap();
+    }
+    wait_for_tip(&[&n0, &n1, &n2], &n0.tip());
+    let peers = [n0.p2p_addr(), n1.p2p_addr(), n2.p2p_addr()];
+    let mut args = vec!["--mine-threads", "1"];
+    for addr in &peers {
+        args.extend(["--peer", addr.as_str()]);
+    }
+    let late = NodeProcess::start(&dir.path().join("late"), Some(&spec), &args).unwrap();
+    wait_for_tip(&[&n0, &late], &n0.tip());
+    let info = late.rpc.call("node_info", json!({})).unwrap();
+    let suppliers = info["sync"]["download_peers"].as_u64().unwrap();
+    assert!(
+        suppliers >= 2,
+        "bodies came from {suppliers} peer(s): {}",
+        late.log()
+    );
+    assert!(late.log().contains("download finished"));
+    assert_eq!(
+        late.rpc
+            .call("account_get", json!({"address": address_text(9)}))
+            .unwrap()["balance"],
+        5_000
+    );
+}

@@ -13,8 +13,8 @@ use crate::store::{AddressTx, BlockStatus, IndexEntry, Store, StoreError, TxLoca
 use apiary_core::tx::KeyCache;
 use apiary_core::validate::{check_block, check_header_context, connect_block, median_time_past};
 use apiary_core::{
-    Account, AccountTree, Address, Block, BlockError, BlockHash, ChainSpec, Hash256, Height,
-    ParentContext, StateUndo, TxId, Work,
+    Account, AccountTree, Address, Block, BlockError, BlockHash, BlockHeader, ChainSpec, Hash256,
+    Height, ParentContext, StateUndo, TxId, Work,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -463,33 +463,48 @@ impl Chain {
         heights.into_iter().map(|h| self.main[h as usize]).collect()
     }
 
-    /// Stored bytes of main-chain blocks after the first `locator` hash on the main chain
-    /// (genesis when none is), at most `max` of them and about `byte_target` bytes.
-    pub fn main_blocks_after(
-        &self,
-        locator: &[BlockHash],
-        max: u32,
-        byte_target: usize,
-    ) -> Result<Vec<Vec<u8>>, ChainError> {
+    /// Headers of the main chain after the first `locator` hash on it (genesis when none
+    /// is), at most `max` of them, lowest first.
+    pub fn main_headers_after(&self, locator: &[BlockHash], max: u32) -> Vec<BlockHeader> {
         let fork = locator
             .iter()
             .find(|hash| self.is_main(hash))
             .map(|hash| self.index[hash].header.height.0)
             .unwrap_or(0);
-        let mut blocks = Vec::new();
+        (fork + 1..=self.height().0)
+            .take(max as usize)
+            .map(|height| self.index[&self.main[height as usize]].header.clone())
+            .collect()
+    }
+
+    /// The stored bytes of `hashes`' blocks, in order, stopping at the first not held (or
+    /// found invalid) or once about `byte_target` bytes are read (at least one if held).
+    pub fn bodies(
+        &self,
+        hashes: &[BlockHash],
+        byte_target: usize,
+    ) -> Result<Vec<Vec<u8>>, ChainError> {
+        let mut bodies = Vec::new();
         let mut bytes = 0;
-        for height in fork + 1..=self.height().0 {
-            if blocks.len() as u32 >= max || (bytes >= byte_target && !blocks.is_empty()) {
+        for hash in hashes {
+            if bytes >= byte_target && !bodies.is_empty() {
                 break;
             }
-            let hash = self.main[height as usize];
-            let body = self.store.body_bytes(&hash)?.ok_or_else(|| {
-                ChainError::Inconsistent(format!("body of block {hash} is missing"))
-            })?;
+            // Never pass on a block found invalid.
+            if self
+                .index
+                .get(hash)
+                .is_none_or(|e| e.status == BlockStatus::Invalid)
+            {
+                break;
+            }
+            let Some(body) = self.store.body_bytes(hash)? else {
+                break;
+            };
             bytes += body.len();
-            blocks.push(body);
+            bodies.push(body);
         }
-        Ok(blocks)
+        Ok(bodies)
     }
 
     /// What a child of `parent` is checked against.

@@ -4,6 +4,7 @@
 //! carry the genesis hash, and identify tells apart a peer of another chain at once.
 
 mod allowance;
+mod download;
 pub mod protocol;
 
 use crate::chain::{Accepted, ChainError};
@@ -13,7 +14,8 @@ use crate::node::{Announcement, Node};
 use allowance::PeerBudget;
 use apiary_core::encoding::decode_exact;
 use apiary_core::tx::MAX_TX_BYTES;
-use apiary_core::{Block, BlockHash, SignedTransaction, TxError, Work};
+use apiary_core::{Block, BlockHash, BlockHeader, Height, SignedTransaction, TxError, Work};
+use download::Download;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
 use libp2p::identity::Keypair;
@@ -23,8 +25,8 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, kad, mdns, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use protocol::{
-    sync_protocol, Inbound, Status, SyncCodec, SyncRequest, SyncResponse, MAX_BLOCKS_PER_RESPONSE,
-    RESPONSE_BYTES_TARGET,
+    sync_protocol, Inbound, Status, SyncCodec, SyncRequest, SyncResponse, MAX_BODIES_PER_REQUEST,
+    MAX_HEADERS_PER_RESPONSE, RESPONSE_BYTES_TARGET,
 };
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -92,6 +94,8 @@ pub struct SyncProgress {
     pub blocks_per_s: f64,
     /// Seconds left at that rate, when syncing.
     pub eta_s: Option<u64>,
+    /// Peers that have sent block bodies in the current (or last) download.
+    pub download_peers: usize,
 }
 
 #[derive(Clone)]
@@ -305,9 +309,8 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         banned: HashMap::new(),
         budgets: HashMap::new(),
         asked_status: HashMap::new(),
-        syncing_from: None,
+        download: None,
         importing: 0,
-        held_request: None,
         imports: None,
         sync_started: None,
         sync_logged: Instant::now(),
@@ -351,12 +354,10 @@ struct Service {
     budgets: HashMap<PeerId, PeerBudget>,
     /// When each peer was last asked for its status because of a block we could not place.
     asked_status: HashMap<PeerId, Instant>,
-    /// The peer blocks are being downloaded from, if any.
-    syncing_from: Option<PeerId>,
+    /// The block download under way, if any.
+    download: Option<Download>,
     /// Downloaded batches handed to the importer and not yet connected.
     importing: usize,
-    /// The next request, held back while the importer has enough queued.
-    held_request: Option<(PeerId, BlockHash)>,
     /// Batches go to one importer thread, which connects them in order.
     imports: Option<std::sync::mpsc::Sender<(PeerId, Vec<Vec<u8>>)>>,
     /// When this stretch of syncing began, blocks received since, and the last log line.
@@ -417,7 +418,7 @@ impl Service {
         let (topic, id, bytes) = match &announcement {
             // Blocks that came by sync are old news to the network: peers have them or
             // will sync them too. Only tips made or taken while caught up are announced.
-            Announcement::Block(_) if self.syncing_from.is_some() || self.importing > 0 => return,
+            Announcement::Block(_) if self.download.is_some() || self.importing > 0 => return,
             Announcement::Block(block) => {
                 (self.block_topic.clone(), block.hash().0, block.encode())
             }
@@ -504,6 +505,12 @@ impl Service {
     }
 
     fn on_tick(&mut self, swarm: &mut Swarm<Behaviour>) {
+        if let Some(download) = &mut self.download {
+            for peer in download.overdue(Instant::now()) {
+                tracing::debug!(%peer, "block download overdue; asking another peer");
+            }
+            self.advance_download(swarm);
+        }
         self.banned.retain(|_, until| *until > Instant::now());
         self.scores.retain(|_, score| {
             *score = score.saturating_sub(SCORE_DECAY_PER_TICK);
@@ -620,10 +627,7 @@ impl Service {
                 self.peer_status.remove(&peer_id);
                 self.budgets.remove(&peer_id);
                 self.asked_status.remove(&peer_id);
-                if self.syncing_from == Some(peer_id) {
-                    self.syncing_from = None;
-                    self.sync_from_best(swarm);
-                }
+                self.lose_peer(swarm, peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
@@ -680,7 +684,7 @@ impl Service {
                     request, channel, ..
                 } => {
                     // Block requests read megabytes from disk; status requests cost little.
-                    let costly = matches!(request, Inbound::Request(SyncRequest::GetBlocks { .. }));
+                    let costly = matches!(request, Inbound::Request(SyncRequest::GetBodies { .. }));
                     if costly
                         && !self
                             .budget(peer)
@@ -705,13 +709,16 @@ impl Service {
                             self.learn_status(swarm, peer, status);
                             SyncResponse::Status(self.our_status())
                         }
-                        Inbound::Request(SyncRequest::GetBlocks { locator, max }) => {
-                            let max = max.min(MAX_BLOCKS_PER_RESPONSE);
-                            let blocks = self.node.lock().chain.main_blocks_after(
-                                &locator,
-                                max,
-                                RESPONSE_BYTES_TARGET,
-                            );
+                        Inbound::Request(SyncRequest::GetHeaders { locator, max }) => {
+                            let max = max.min(MAX_HEADERS_PER_RESPONSE);
+                            SyncResponse::Headers(
+                                self.node.lock().chain.main_headers_after(&locator, max),
+                            )
+                        }
+                        Inbound::Request(SyncRequest::GetBodies { hashes }) => {
+                            let asked = &hashes[..hashes.len().min(MAX_BODIES_PER_REQUEST)];
+                            let blocks =
+                                self.node.lock().chain.bodies(asked, RESPONSE_BYTES_TARGET);
                             SyncResponse::Blocks(blocks.unwrap_or_default())
                         }
                     };
@@ -719,17 +726,15 @@ impl Service {
                 }
                 request_response::Message::Response { response, .. } => match response {
                     SyncResponse::Status(status) => self.learn_status(swarm, peer, status),
-                    SyncResponse::Blocks(blocks) => self.on_blocks(swarm, peer, blocks),
+                    SyncResponse::Headers(headers) => self.on_headers(swarm, peer, headers),
+                    SyncResponse::Blocks(blocks) => self.on_bodies(swarm, peer, blocks),
                 },
             },
             SwarmEvent::Behaviour(BehaviourEvent::Sync(
                 request_response::Event::OutboundFailure { peer, error, .. },
             )) => {
                 tracing::debug!(%peer, %error, "sync request failed");
-                if self.syncing_from == Some(peer) {
-                    self.syncing_from = None;
-                    self.held_request = None;
-                }
+                self.lose_peer(swarm, peer);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(
                 request_response::Event::InboundFailure { peer, error, .. },
@@ -758,72 +763,179 @@ impl Service {
         self.sync_from_best(swarm);
     }
 
-    /// Asks the peer with the most work for blocks, if it has more than we do and no
-    /// request is outstanding.
+    /// Starts downloading from the peer with the most work, if it has more than we do and
+    /// nothing is being downloaded or imported.
     fn sync_from_best(&mut self, swarm: &mut Swarm<Behaviour>) {
-        if self.syncing_from.is_some() {
+        if self.download.is_some() || self.importing > 0 {
             return;
         }
         let ours = self.node.lock().chain.tip_entry().total_work;
-        let Some((peer, _)) = self
+        let Some(peer) = self
             .peer_status
             .iter()
             .filter(|(_, s)| s.total_work > ours)
             .max_by_key(|(_, s)| s.total_work)
-            .map(|(p, s)| (*p, s.clone()))
+            .map(|(p, _)| *p)
         else {
             return;
         };
-        let locator = self.node.lock().chain.locator();
-        self.syncing_from = Some(peer);
-        swarm.behaviour_mut().sync.send_request(
-            &peer,
-            Inbound::Request(SyncRequest::GetBlocks {
-                locator,
-                max: MAX_BLOCKS_PER_RESPONSE,
-            }),
-        );
+        self.download = Some(Download::new(peer));
+        self.request_headers(swarm);
     }
 
-    /// Queues a downloaded batch for import and, while the peer keeps sending, asks for
-    /// the next one right away, so downloading overlaps connecting.
-    fn on_blocks(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId, blocks: Vec<Vec<u8>>) {
-        let Some(last) = blocks.last() else {
-            // It has nothing after our chain: this stretch of syncing from it is over.
-            if self.syncing_from == Some(peer) {
-                self.syncing_from = None;
-                self.peer_status.remove(&peer);
-            }
+    /// Asks the download's source for the headers after the last it sent (after our
+    /// chain, at first).
+    fn request_headers(&mut self, swarm: &mut Swarm<Behaviour>) {
+        let Some(download) = &mut self.download else {
             return;
         };
-        let last = (last.len() >= apiary_core::block::HEADER_BYTES).then(|| {
-            BlockHash(apiary_core::hash::sha256d(
-                &last[..apiary_core::block::HEADER_BYTES],
-            ))
-        });
-        if let Some(imports) = &self.imports {
-            self.importing += 1;
-            let _ = imports.send((peer, blocks));
+        let mut locator: Vec<BlockHash> = download.last_header.iter().map(|(h, _)| *h).collect();
+        locator.extend(self.node.lock().chain.locator());
+        download.awaiting_headers = true;
+        swarm.behaviour_mut().sync.send_request(
+            &download.source,
+            Inbound::Request(SyncRequest::GetHeaders {
+                locator,
+                max: MAX_HEADERS_PER_RESPONSE,
+            }),
+        );
+    }
+
+    /// Headers from the source: each must follow the one before (the first, the last we
+    /// had or a block we hold) and meet its own proof of work, so a peer cannot make us
+    /// fetch bodies for headers that cost nothing. The rest is checked when they connect.
+    fn on_headers(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        peer: PeerId,
+        headers: Vec<BlockHeader>,
+    ) {
+        let Some(download) = self.download.as_mut().filter(|d| d.source == peer) else {
+            return;
+        };
+        if !download.awaiting_headers {
+            return;
         }
-        match last {
-            Some(last) if self.syncing_from == Some(peer) && self.importing < 2 => {
-                self.request_after(swarm, peer, last)
+        download.awaiting_headers = false;
+        if headers.is_empty() {
+            download.headers_done = true;
+            self.advance_download(swarm);
+            return;
+        }
+        let parent = match download.last_header {
+            Some(last) => Some(last),
+            None => {
+                let chain = &self.node.lock().chain;
+                chain
+                    .entry(&headers[0].prev_hash)
+                    .map(|e| (headers[0].prev_hash, e.header.height))
             }
-            Some(last) if self.syncing_from == Some(peer) => self.held_request = Some((peer, last)),
-            _ => {}
+        };
+        let checked = parent
+            .ok_or_else(|| "headers that build on a block we do not know".to_string())
+            .and_then(|(mut prev, mut height)| {
+                let mut hashes = Vec::with_capacity(headers.len());
+                for header in &headers {
+                    let hash = header.hash();
+                    if header.prev_hash != prev || header.height != height.next() {
+                        return Err(format!("header {hash} does not follow the one before"));
+                    }
+                    if !header.bits.to_target().is_ok_and(|t| t.is_met_by(&hash.0)) {
+                        return Err(format!("header {hash} fails its proof of work"));
+                    }
+                    hashes.push(hash);
+                    (prev, height) = (hash, header.height);
+                }
+                Ok(hashes)
+            });
+        match checked {
+            Ok(hashes) => {
+                download.add_headers(&hashes, headers[0].height);
+                self.advance_download(swarm);
+            }
+            Err(why) => {
+                self.download = None;
+                self.peer_status.remove(&peer);
+                self.penalise(swarm, peer, BAN_SCORE, &format!("sync: {why}"));
+            }
         }
     }
 
-    fn request_after(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId, last: BlockHash) {
-        let mut locator = vec![last];
-        locator.extend(self.node.lock().chain.locator());
-        swarm.behaviour_mut().sync.send_request(
-            &peer,
-            Inbound::Request(SyncRequest::GetBlocks {
-                locator,
-                max: MAX_BLOCKS_PER_RESPONSE,
-            }),
-        );
+    /// Bodies a peer sent for the chunk it was asked for.
+    fn on_bodies(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId, blocks: Vec<Vec<u8>>) {
+        let Some(download) = &mut self.download else {
+            return;
+        };
+        let hash_of = |bytes: &[u8]| {
+            (bytes.len() >= apiary_core::block::HEADER_BYTES).then(|| {
+                BlockHash(apiary_core::hash::sha256d(
+                    &bytes[..apiary_core::block::HEADER_BYTES],
+                ))
+            })
+        };
+        if let Err(why) = download.on_bodies(peer, blocks, hash_of) {
+            self.penalise(swarm, peer, BAN_SCORE / 2, &format!("sync: {why}"));
+        }
+        self.advance_download(swarm);
+    }
+
+    /// Hands downloaded chunks to the importer in order, asks idle peers for the next ones,
+    /// asks the source for more headers when few are left, and ends a finished download.
+    fn advance_download(&mut self, swarm: &mut Swarm<Behaviour>) {
+        let Some(download) = &mut self.download else {
+            return;
+        };
+        for batch in download.ready() {
+            if let Some(imports) = &self.imports {
+                self.importing += 1;
+                let _ = imports.send(batch);
+            }
+        }
+        let peers: Vec<(PeerId, Height)> = self
+            .peer_status
+            .iter()
+            .map(|(peer, status)| (*peer, status.height))
+            .collect();
+        for (peer, chunk) in download.assign(&peers, self.importing, Instant::now()) {
+            swarm.behaviour_mut().sync.send_request(
+                &peer,
+                Inbound::Request(SyncRequest::GetBodies {
+                    hashes: chunk.hashes,
+                }),
+            );
+        }
+        self.handle
+            .sync
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .download_peers = download.suppliers.len();
+        if download.wants_headers() {
+            self.request_headers(swarm);
+        } else if download.is_finished() && self.importing == 0 {
+            tracing::info!(
+                peers = download.suppliers.len(),
+                "download finished; bodies came from {} peer(s)",
+                download.suppliers.len()
+            );
+            self.download = None;
+            self.sync_from_best(swarm);
+        }
+    }
+
+    /// A peer left or failed a request: its chunk goes to someone else; if it was the
+    /// source of the headers, the download starts over from the best peer left.
+    fn lose_peer(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId) {
+        let Some(download) = &mut self.download else {
+            return;
+        };
+        download.peer_lost(&peer);
+        if download.source == peer {
+            self.download = None;
+            self.peer_status.remove(&peer);
+            self.sync_from_best(swarm);
+        } else {
+            self.advance_download(swarm);
+        }
     }
 
     fn on_gossip(
@@ -901,7 +1013,7 @@ impl Service {
                         "useless transactions beyond its allowance",
                     );
                 }
-                if unknown_parent && self.syncing_from != Some(source) {
+                if unknown_parent && self.download.as_ref().is_none_or(|d| d.source != source) {
                     // The sender knows blocks we lack: ask where it stands, then sync. A burst
                     // of such blocks (a peer mining fast) asks once, not once per block.
                     let now = Instant::now();
@@ -929,16 +1041,12 @@ impl Service {
                 self.penalise(swarm, peer, penalty, "invalid block in sync");
                 self.note_sync_progress(received as u64);
                 if penalty > 0 {
-                    // Whatever else it sends builds on what it got wrong.
-                    if self.syncing_from == Some(peer) {
-                        self.syncing_from = None;
-                    }
-                    self.held_request = None;
+                    // What follows builds on what failed: start over from the best peer.
+                    self.download = None;
                     self.peer_status.remove(&peer);
-                } else if let Some((next_peer, last)) = self.held_request.take() {
-                    self.request_after(swarm, next_peer, last);
                 }
-                if self.syncing_from.is_none() && self.importing == 0 {
+                self.advance_download(swarm);
+                if self.download.is_none() {
                     self.sync_from_best(swarm);
                 }
             }

@@ -1,7 +1,7 @@
 //! The sync protocol: borsh messages over libp2p request-response, each length-prefixed
 //! and refused before reading when longer than its limit.
 
-use apiary_core::{BlockHash, Height, Work};
+use apiary_core::{BlockHash, BlockHeader, Height, Work};
 use borsh::{BorshDeserialize, BorshSerialize};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
@@ -9,8 +9,10 @@ use std::io;
 
 /// Longest request: a locator of a few dozen hashes.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
-/// Most blocks a response carries.
-pub const MAX_BLOCKS_PER_RESPONSE: u32 = 128;
+/// Most headers a response carries.
+pub const MAX_HEADERS_PER_RESPONSE: u32 = 2_000;
+/// Most blocks one request may ask for.
+pub const MAX_BODIES_PER_REQUEST: usize = 128;
 /// A response holds blocks up to about this many bytes (always at least one block).
 pub const RESPONSE_BYTES_TARGET: usize = 8 << 20;
 
@@ -27,9 +29,11 @@ pub struct Status {
 pub enum SyncRequest {
     /// Here is my status; send yours.
     Status(Status),
-    /// Blocks of your main chain after the first of these hashes you hold (tip first,
-    /// then exponentially further back, ending at genesis).
-    GetBlocks { locator: Vec<BlockHash>, max: u32 },
+    /// Headers of your main chain after the first of these hashes you hold (tip first,
+    /// then exponentially further back, ending at genesis), lowest first.
+    GetHeaders { locator: Vec<BlockHash>, max: u32 },
+    /// These blocks, in this order, as far as you hold them.
+    GetBodies { hashes: Vec<BlockHash> },
 }
 
 /// A request as read off the wire. libp2p does not tell the behaviour about requests that
@@ -43,13 +47,14 @@ pub enum Inbound {
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum SyncResponse {
     Status(Status),
-    /// Borsh bytes of consecutive blocks, lowest first.
+    Headers(Vec<BlockHeader>),
+    /// Borsh bytes of the blocks asked for, in order; shorter if some are missing.
     Blocks(Vec<Vec<u8>>),
 }
 
 /// The protocol name carries the genesis hash: nodes of other chains cannot even speak it.
 pub fn sync_protocol(genesis: &BlockHash) -> StreamProtocol {
-    StreamProtocol::try_from_owned(format!("/apiary/{genesis}/sync/1"))
+    StreamProtocol::try_from_owned(format!("/apiary/{genesis}/sync/2"))
         .expect("a name starting with / is a valid protocol")
 }
 
