@@ -428,15 +428,17 @@ fn bench_propagation() -> Result<Value> {
                 .iter()
                 .all(|(n, _)| n.lock().mempool.len() == txs_per_block)
         })?;
-        let hash = apiary_node::miner::mine_block(&nodes[0].0, miner, 1)?;
-        let mined_ms = nodes[0]
-            .0
-            .lock()
-            .chain
-            .entry(&hash)
-            .expect("just mined")
-            .header
-            .timestamp_ms;
+        // Mined = the moment the proof of work is found (assembling the template and
+        // searching nonces come before), as the miner does it.
+        let mut block =
+            apiary_node::miner::build_template(&mut nodes[0].0.lock(), miner, now_ms());
+        block.header.nonce = search_nonce(&block.header, 0, 1, || false)
+            .context("the nonce space ran out")?;
+        let hash = block.hash();
+        let mined_ms = now_ms();
+        if !matches!(nodes[0].0.submit_block(block)?, Accepted::NewTip(_)) {
+            bail!("the mined block did not extend the chain");
+        }
         let mut seen = vec![None; nodes_count];
         seen[0] = Some(mined_ms);
         wait_for("the block to reach every node", STEP_LIMIT, || {
