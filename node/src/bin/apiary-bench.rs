@@ -430,10 +430,9 @@ fn bench_propagation() -> Result<Value> {
         })?;
         // Mined = the moment the proof of work is found (assembling the template and
         // searching nonces come before), as the miner does it.
-        let mut block =
-            apiary_node::miner::build_template(&mut nodes[0].0.lock(), miner, now_ms());
-        block.header.nonce = search_nonce(&block.header, 0, 1, || false)
-            .context("the nonce space ran out")?;
+        let mut block = apiary_node::miner::build_template(&mut nodes[0].0.lock(), miner, now_ms());
+        block.header.nonce =
+            search_nonce(&block.header, 0, 1, || false).context("the nonce space ran out")?;
         let hash = block.hash();
         let mined_ms = now_ms();
         if !matches!(nodes[0].0.submit_block(block)?, Accepted::NewTip(_)) {
