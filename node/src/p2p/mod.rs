@@ -760,6 +760,8 @@ impl Service {
             }
         }
         self.peer_status.insert(peer, status);
+        // A peer further ahead than before may take chunks of the download under way.
+        self.advance_download(swarm);
         self.sync_from_best(swarm);
     }
 
@@ -891,10 +893,19 @@ impl Service {
                 let _ = imports.send(batch);
             }
         }
+        // The source has at least the headers it sent, whatever its last status said.
+        let source_reaches = download.last_header.map_or(Height(0), |(_, h)| h);
         let peers: Vec<(PeerId, Height)> = self
             .peer_status
             .iter()
-            .map(|(peer, status)| (*peer, status.height))
+            .map(|(peer, status)| {
+                let reaches = if *peer == download.source {
+                    status.height.max(source_reaches)
+                } else {
+                    status.height
+                };
+                (*peer, reaches)
+            })
             .collect();
         for (peer, chunk) in download.assign(&peers, self.importing, Instant::now()) {
             swarm.behaviour_mut().sync.send_request(
