@@ -2,7 +2,7 @@
 //! stateless checks, then the chain under the lock, then the mempool follows the tip.
 
 use crate::chain::{Accepted, Chain, ChainError, CheckedBlock};
-use crate::mempool::{Mempool, MempoolConfig, MempoolError};
+use crate::mempool::{Mempool, MempoolConfig, MempoolError, VerifiedTx};
 use apiary_core::tx::KeyCache;
 use apiary_core::{Block, ChainSpec, SignedTransaction, TxId};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -141,9 +141,11 @@ impl Node {
 
     /// Validates a transaction against the tip and queues it for the next blocks.
     pub fn submit_tx(&self, stx: SignedTransaction) -> Result<TxId, MempoolError> {
+        let verified = VerifiedTx::check(stx)?;
+        let stx = verified.tx().clone();
         let mut guard = self.lock();
         let NodeState { chain, mempool } = &mut *guard;
-        let txid = mempool.add(stx.clone(), chain.state(), &self.spec)?;
+        let txid = mempool.add(verified, chain.state(), &self.spec)?;
         drop(guard);
         // Its signature passed the mempool's strict check: a block carrying it skips it.
         self.keys.remember_verified(txid);

@@ -3,9 +3,19 @@
 mod common;
 
 use apiary_core::{Amount, SignedTransaction, Transaction};
-use apiary_node::mempool::{Mempool, MempoolConfig, MempoolError};
+use apiary_node::mempool::{Mempool, MempoolConfig, MempoolError, VerifiedTx};
 use common::*;
 use tempfile::TempDir;
+
+/// Verifies and adds, as `Node::submit_tx` does.
+fn add(
+    pool: &mut Mempool,
+    stx: SignedTransaction,
+    state: &apiary_core::AccountTree,
+    spec: &apiary_core::ChainSpec,
+) -> Result<apiary_core::TxId, MempoolError> {
+    pool.add(VerifiedTx::check(stx)?, state, spec)
+}
 
 fn with_fee(mut stx: SignedTransaction, from: u8, fee: u64) -> SignedTransaction {
     stx.tx.fee = Amount::from_base_units(fee);
@@ -24,9 +34,9 @@ fn pool_orders_by_fee_keeps_nonce_order_and_refuses_what_cannot_be_mined() {
     let low = with_fee(transfer(&spec, 1, addr(10), 1, 0), 1, 2_000);
     let then = with_fee(transfer(&spec, 1, addr(10), 1, 1), 1, 90_000);
     let high = with_fee(transfer(&spec, 2, addr(10), 1, 0), 2, 50_000);
-    pool.add(low.clone(), state, &spec).unwrap();
-    pool.add(then.clone(), state, &spec).unwrap();
-    pool.add(high.clone(), state, &spec).unwrap();
+    add(&mut pool, low.clone(), state, &spec).unwrap();
+    add(&mut pool, then.clone(), state, &spec).unwrap();
+    add(&mut pool, high.clone(), state, &spec).unwrap();
     // Key 2's tx pays more than key 1's first; key 1's second must follow its first.
     let order: Vec<_> = pool
         .select(state, 10, 1 << 20)
@@ -36,18 +46,18 @@ fn pool_orders_by_fee_keeps_nonce_order_and_refuses_what_cannot_be_mined() {
     assert_eq!(order, vec![high.txid(), low.txid(), then.txid()]);
 
     assert!(matches!(
-        pool.add(low.clone(), state, &spec),
+        add(&mut pool, low.clone(), state, &spec),
         Err(MempoolError::Duplicate(_))
     ));
     // A nonce a little ahead waits for the gap; one too far ahead is refused.
     let ahead = transfer(&spec, 1, addr(10), 1, 5);
-    pool.add(ahead.clone(), state, &spec).unwrap();
+    add(&mut pool, ahead.clone(), state, &spec).unwrap();
     assert!(
         !pool.select(state, 10, 1 << 20).contains(&ahead),
         "it waits behind the gap"
     );
     assert!(matches!(
-        pool.add(transfer(&spec, 1, addr(10), 1, 17), state, &spec),
+        add(&mut pool, transfer(&spec, 1, addr(10), 1, 17), state, &spec),
         Err(MempoolError::NonceTooFarAhead {
             expected: 0,
             found: 17,
@@ -57,26 +67,31 @@ fn pool_orders_by_fee_keeps_nonce_order_and_refuses_what_cannot_be_mined() {
     // Replacement needs a higher fee.
     let same_fee = with_fee(transfer(&spec, 1, addr(11), 1, 0), 1, 2_000);
     assert!(matches!(
-        pool.add(same_fee, state, &spec),
+        add(&mut pool, same_fee, state, &spec),
         Err(MempoolError::ReplacementFeeTooLow { .. })
     ));
     let bump = with_fee(transfer(&spec, 1, addr(11), 1, 0), 1, 3_000);
-    pool.add(bump.clone(), state, &spec).unwrap();
+    add(&mut pool, bump.clone(), state, &spec).unwrap();
     assert!(!pool.contains(&low.txid()) && pool.contains(&bump.txid()));
     // Pending spends count against the balance (1,000 coins each key).
     assert!(matches!(
-        pool.add(transfer(&spec, 2, addr(10), 999, 1), state, &spec),
+        add(
+            &mut pool,
+            transfer(&spec, 2, addr(10), 999, 1),
+            state,
+            &spec
+        ),
         Err(MempoolError::Overdraft { .. })
     ));
     let mut bad_sig = transfer(&spec, 3, addr(10), 1, 0);
     bad_sig.signature[0] ^= 1;
     assert!(matches!(
-        pool.add(bad_sig, state, &spec),
+        add(&mut pool, bad_sig, state, &spec),
         Err(MempoolError::Invalid(_))
     ));
     let cheap = with_fee(transfer(&spec, 3, addr(10), 1, 0), 3, 1);
     assert!(matches!(
-        pool.add(cheap, state, &spec),
+        add(&mut pool, cheap, state, &spec),
         Err(MempoolError::FeeTooLow { .. })
     ));
     assert_eq!(pool.len(), 4);
@@ -99,11 +114,12 @@ fn a_full_pool_evicts_the_cheapest_tail_and_old_transactions_expire() {
     let cheap_tail = with_fee(transfer(&spec, 1, addr(10), 1, 1), 1, 3_000);
     let middle = with_fee(transfer(&spec, 2, addr(10), 1, 0), 2, 5_000);
     for stx in [&cheap_first, &cheap_tail, &middle] {
-        pool.add(stx.clone(), state, &spec).unwrap();
+        add(&mut pool, stx.clone(), state, &spec).unwrap();
     }
     // Full: a tx paying less than anything evictable is refused...
     assert!(matches!(
-        pool.add(
+        add(
+            &mut pool,
             with_fee(transfer(&spec, 3, addr(10), 1, 0), 3, 1_500),
             state,
             &spec
@@ -113,7 +129,7 @@ fn a_full_pool_evicts_the_cheapest_tail_and_old_transactions_expire() {
     // ...one paying more evicts the cheapest sender tail (not key 1's first, which would
     // leave its second stranded).
     let rich = with_fee(transfer(&spec, 3, addr(10), 1, 0), 3, 9_000);
-    pool.add(rich.clone(), state, &spec).unwrap();
+    add(&mut pool, rich.clone(), state, &spec).unwrap();
     assert!(pool.contains(&cheap_first.txid()) && !pool.contains(&cheap_tail.txid()));
     assert!(pool.contains(&rich.txid()) && pool.contains(&middle.txid()));
     assert!(pool.bytes() <= 3 * size);
@@ -140,7 +156,8 @@ fn fee_estimate_follows_the_competition_for_the_next_block() {
     let minimum = pool.min_fee();
     assert_eq!(pool.fee_for_next_block(2, 10 * size), minimum);
     for (key, fee) in [(1u8, 5_000u64), (2, 7_000), (3, 6_000)] {
-        pool.add(
+        add(
+            &mut pool,
             with_fee(transfer(&spec, key, addr(10), 1, 0), key, fee),
             state,
             &spec,

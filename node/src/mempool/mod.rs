@@ -56,6 +56,22 @@ pub enum MempoolError {
     Full(Amount),
 }
 
+/// A transaction whose signature passed strict verification: the one check that needs no
+/// state, so it runs before the node's lock is taken (in parallel, and never making a block
+/// connect wait behind it). Only these enter the mempool.
+pub struct VerifiedTx(SignedTransaction);
+
+impl VerifiedTx {
+    pub fn check(stx: SignedTransaction) -> Result<VerifiedTx, TxError> {
+        stx.verify_signature()?;
+        Ok(VerifiedTx(stx))
+    }
+
+    pub fn tx(&self) -> &SignedTransaction {
+        &self.0
+    }
+}
+
 struct PoolEntry {
     tx: SignedTransaction,
     size: usize,
@@ -151,19 +167,19 @@ impl Mempool {
     /// cheaper transactions when full).
     pub fn add(
         &mut self,
-        stx: SignedTransaction,
+        verified: VerifiedTx,
         state: &AccountTree,
         spec: &ChainSpec,
     ) -> Result<TxId, MempoolError> {
-        self.insert(stx, state, spec, true, Instant::now())
+        self.insert(verified.0, state, spec, Instant::now())
     }
 
+    /// `add` for a transaction whose signature was verified when it first came in.
     fn insert(
         &mut self,
         stx: SignedTransaction,
         state: &AccountTree,
         spec: &ChainSpec,
-        verify_signature: bool,
         added: Instant,
     ) -> Result<TxId, MempoolError> {
         let txid = stx.txid();
@@ -178,9 +194,6 @@ impl Mempool {
             });
         }
         check_chain_id(&stx, spec)?;
-        if verify_signature {
-            stx.verify_signature()?;
-        }
         let account = state.get(&tx.from).unwrap_or_default();
         if tx.nonce.0 < account.nonce.0 {
             return Err(MempoolError::NonceUsed {
@@ -373,7 +386,7 @@ impl Mempool {
         requeue.sort_by_key(|(stx, _)| (stx.tx.from, stx.tx.nonce));
         for (stx, added) in requeue {
             // Already verified once; a failure means the chain made it invalid or stale.
-            let _ = self.insert(stx, state, spec, false, added);
+            let _ = self.insert(stx, state, spec, added);
         }
     }
 
