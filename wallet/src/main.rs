@@ -25,21 +25,21 @@ const DEFAULT_RPC: &str = "http://127.0.0.1:9797";
 )]
 struct Args {
     /// Where the keystore (wallet.json) and config.toml live [default: ~/.apiary/wallet]
-    #[arg(long, value_name = "DIR", env = "APIARY_WALLET_DIR")]
+    #[arg(long, global = true, value_name = "DIR", env = "APIARY_WALLET_DIR")]
     wallet_dir: Option<PathBuf>,
     /// Settings file (rpc, rpc_cookie) [default: <wallet-dir>/config.toml]
-    #[arg(long, value_name = "FILE", env = "APIARY_WALLET_CONFIG")]
+    #[arg(long, global = true, value_name = "FILE", env = "APIARY_WALLET_CONFIG")]
     config: Option<PathBuf>,
     /// A node's JSON-RPC URL; repeat for several: the first that answers is used
     /// [default: from the config file, else http://127.0.0.1:9797]
-    #[arg(long, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL")]
     rpc: Vec<String>,
     /// A node's rpc.cookie; one per --rpc in the same order, or one for all
     /// [default: ~/.apiary/apiary-devnet/rpc.cookie when it exists]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     rpc_cookie: Vec<PathBuf>,
     /// Read the keystore password from this file (first line)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     password_file: Option<PathBuf>,
     /// Print results as JSON, for scripts
     #[arg(long, global = true)]
@@ -80,10 +80,15 @@ enum Command {
     #[command(subcommand)]
     Account(AccountCommand),
     /// Balance, nonce and pending spend of an address (the default account's by default)
-    Balance { address: Option<String> },
+    Balance {
+        /// Any address of the wallet's chain
+        address: Option<String>,
+    },
     /// Pay AMOUNT coins to TO
     Send {
+        /// The recipient's address (checksum and chain prefix are checked)
         to: String,
+        /// Coins to pay, e.g. 1.5
         amount: String,
         /// Fee in coins [default: the node's fee_estimate]
         #[arg(long)]
@@ -100,6 +105,7 @@ enum Command {
     },
     /// Transactions of an address, newest first (pending ones on top)
     History {
+        /// Any address of the wallet's chain
         address: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
@@ -108,10 +114,15 @@ enum Command {
         cursor: Option<String>,
     },
     /// What a node knows of a transaction
-    Tx { txid: String },
+    Tx {
+        /// 64 hex digits
+        txid: String,
+    },
     /// Sign a payment without any node; write its hex to a file for `broadcast`
     Sign {
+        /// The recipient's address (checksum and chain prefix are checked)
         to: String,
+        /// Coins to pay, e.g. 1.5
         amount: String,
         /// The sending account's next nonce (see `balance` on a connected machine)
         #[arg(long)]
@@ -125,7 +136,10 @@ enum Command {
         output: PathBuf,
     },
     /// Submit a transaction signed with `sign`
-    Broadcast { file: PathBuf },
+    Broadcast {
+        /// A file written by `sign`
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -138,7 +152,10 @@ enum AccountCommand {
     /// List the accounts
     List,
     /// Make account I the default
-    Default { index: u32 },
+    Default {
+        /// The account's index (see `account list`)
+        index: u32,
+    },
 }
 
 /// `<wallet-dir>/config.toml`.
