@@ -2,7 +2,6 @@
 //! JSON-RPC, around the pure consensus rules of `apiary-core`.
 
 pub mod chain;
-pub mod files;
 pub mod mempool;
 pub mod miner;
 pub mod node;

@@ -3,8 +3,8 @@
 
 use anyhow::{anyhow, Context, Result};
 use apiary_core::{Address, ChainSpec};
+use apiary_files::write_private_file;
 use apiary_node::chain::Chain;
-use apiary_node::files::write_private_file;
 use apiary_node::mempool::MempoolConfig;
 use apiary_node::p2p::{self, NetworkConfig};
 use apiary_node::rpc::{router, write_cookie, RpcContext};

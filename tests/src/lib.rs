@@ -285,6 +285,36 @@ impl NodeProcess {
         )
     }
 
+    pub fn peer_id(&self) -> String {
+        self.rpc.call("node_info", json!({})).unwrap()["peer_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn mempool_count(&self) -> u64 {
+        self.rpc.call("mempool_info", json!({})).unwrap()["count"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// The confirmed balance of `address` (its text form), in base units.
+    pub fn balance(&self, address: &str) -> u64 {
+        self.rpc
+            .call("account_get", json!({"address": address}))
+            .unwrap()["balance"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// `tx_get`'s status: pending, confirmed or unknown.
+    pub fn tx_status(&self, txid: &str) -> String {
+        self.rpc.call("tx_get", json!({"txid": txid})).unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }

@@ -296,7 +296,7 @@ fn hostile_peers_are_banned_and_nothing_they_send_is_forwarded() {
     wait_until(
         Duration::from_secs(30),
         "the honest tx to reach the witness",
-        || witness.rpc.call("mempool_info", json!({})).unwrap()["count"] == 1,
+        || witness.mempool_count() == 1,
     );
     let mut h5 = Hostile::connect(&addr, &genesis_hash);
     for amount in 1..=1_000u64 {
@@ -315,11 +315,7 @@ fn hostile_peers_are_banned_and_nothing_they_send_is_forwarded() {
     // The victim is up, forwarded none of it, and honest traffic still confirms.
     assert_eq!(victim.tip().0, 0);
     assert_eq!(witness.tip().0, 0);
-    assert_eq!(
-        witness.rpc.call("mempool_info", json!({})).unwrap()["count"],
-        1,
-        "only the honest tx travelled"
-    );
+    assert_eq!(witness.mempool_count(), 1, "only the honest tx travelled");
     let stx = transfer(2, address(7), 42_000, 10_000, 0);
     witness
         .rpc
@@ -328,26 +324,14 @@ fn hostile_peers_are_banned_and_nothing_they_send_is_forwarded() {
     wait_until(
         Duration::from_secs(30),
         "the honest tx to reach the victim",
-        || victim.rpc.call("mempool_info", json!({})).unwrap()["count"] == 2,
+        || victim.mempool_count() == 2,
     );
     victim.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
     wait_until(Duration::from_secs(30), "the witness to follow", || {
         witness.tip() == victim.tip()
     });
-    assert_eq!(
-        witness
-            .rpc
-            .call("account_get", json!({"address": address_text(7)}))
-            .unwrap()["balance"],
-        42_000
-    );
-    assert_eq!(
-        witness
-            .rpc
-            .call("account_get", json!({"address": address_text(8)}))
-            .unwrap()["balance"],
-        7_000
-    );
+    assert_eq!(witness.balance(&address_text(7)), 42_000);
+    assert_eq!(witness.balance(&address_text(8)), 7_000);
     assert!(victim
         .log()
         .contains("useless transactions beyond its allowance"));

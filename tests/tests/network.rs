@@ -55,21 +55,13 @@ fn nodes_gossip_sync_and_recover_from_a_kill() {
         .unwrap()["txid"]
         .clone();
     wait_until(Duration::from_secs(30), "the tx to reach n0", || {
-        n0.rpc.call("mempool_info", json!({})).unwrap()["count"] == 1
+        n0.mempool_count() == 1
     });
     n0.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
     wait_for_tip(&[&n0, &n1, &n2], &n0.tip());
     for node in [&n0, &n1, &n2] {
-        assert_eq!(
-            node.rpc.call("tx_get", json!({"txid": txid})).unwrap()["status"],
-            "confirmed"
-        );
-        assert_eq!(
-            node.rpc
-                .call("account_get", json!({"address": address_text(7)}))
-                .unwrap()["balance"],
-            123_000
-        );
+        assert_eq!(node.tx_status(txid.as_str().unwrap()), "confirmed");
+        assert_eq!(node.balance(&address_text(7)), 123_000);
     }
 
     // n1 dies; the others go on; n1 comes back and catches up by itself.
@@ -208,26 +200,6 @@ fn a_node_of_another_chain_is_refused_and_says_why() {
     );
 }
 
-fn peer_id(node: &NodeProcess) -> String {
-    node.rpc.call("node_info", json!({})).unwrap()["peer_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn mempool_count(node: &NodeProcess) -> u64 {
-    node.rpc.call("mempool_info", json!({})).unwrap()["count"]
-        .as_u64()
-        .unwrap()
-}
-
-fn tx_status(node: &NodeProcess, txid: &str) -> String {
-    node.rpc.call("tx_get", json!({"txid": txid})).unwrap()["status"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn partition_and_heal_ends_on_most_work_and_loses_no_tx() {
     let dir = TempDir::new().unwrap();
@@ -250,13 +222,13 @@ fn partition_and_heal_ends_on_most_work_and_loses_no_tx() {
             a.rpc
                 .call(
                     "net_disconnect",
-                    json!({"peer_id": peer_id(b), "ban_seconds": 3600}),
+                    json!({"peer_id": b.peer_id(), "ban_seconds": 3600}),
                 )
                 .unwrap();
             b.rpc
                 .call(
                     "net_disconnect",
-                    json!({"peer_id": peer_id(a), "ban_seconds": 3600}),
+                    json!({"peer_id": a.peer_id(), "ban_seconds": 3600}),
                 )
                 .unwrap();
         }
@@ -275,7 +247,7 @@ fn partition_and_heal_ends_on_most_work_and_loses_no_tx() {
         .unwrap()
         .to_string();
     wait_until(Duration::from_secs(30), "tx A to reach n0", || {
-        mempool_count(&n0) == 1
+        n0.mempool_count() == 1
     });
     n0.rpc.call("dev_mine", json!({"blocks": 2})).unwrap();
     let tx_b = transfer(3, address(8), 80_000, 10_000, 0);
@@ -283,12 +255,12 @@ fn partition_and_heal_ends_on_most_work_and_loses_no_tx() {
         .call("tx_submit", json!({"tx": hex::encode(tx_b.encode())}))
         .unwrap();
     wait_until(Duration::from_secs(30), "tx B to reach n2", || {
-        mempool_count(&n2) == 1
+        n2.mempool_count() == 1
     });
     n2.rpc.call("dev_mine", json!({"blocks": 4})).unwrap();
     wait_for_tip(&side_a, &n0.tip());
     wait_for_tip(&side_b, &n2.tip());
-    assert_eq!(tx_status(&n1, &txid_a), "confirmed");
+    assert_eq!(n1.tx_status(&txid_a), "confirmed");
     assert_ne!(n0.tip(), n2.tip());
 
     // Heal: every node ends on side B's chain, which has more work.
@@ -306,32 +278,14 @@ fn partition_and_heal_ends_on_most_work_and_loses_no_tx() {
     wait_for_tip(&[&n0, &n1, &n2, &n3, &n4], &best);
 
     // Tx A was confirmed only on the losing side: it is pending again, then confirms.
-    assert_eq!(tx_status(&n0, &txid_a), "pending");
+    assert_eq!(n0.tx_status(&txid_a), "pending");
     n0.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
     wait_for_tip(&[&n0, &n1, &n2, &n3, &n4], &n0.tip());
     for node in [&n0, &n1, &n2, &n3, &n4] {
-        assert_eq!(tx_status(node, &txid_a), "confirmed");
-        assert_eq!(
-            node.rpc
-                .call("account_get", json!({"address": address_text(7)}))
-                .unwrap()["balance"],
-            70_000
-        );
-        assert_eq!(
-            node.rpc
-                .call("account_get", json!({"address": address_text(8)}))
-                .unwrap()["balance"],
-            80_000
-        );
+        assert_eq!(node.tx_status(&txid_a), "confirmed");
+        assert_eq!(node.balance(&address_text(7)), 70_000);
+        assert_eq!(node.balance(&address_text(8)), 80_000);
     }
-}
-
-fn balance(node: &NodeProcess, address: &str) -> u64 {
-    node.rpc
-        .call("account_get", json!({"address": address}))
-        .unwrap()["balance"]
-        .as_u64()
-        .unwrap()
 }
 
 #[test]
@@ -364,20 +318,20 @@ fn a_double_spend_confirms_once_and_supply_adds_up() {
     wait_until(
         Duration::from_secs(30),
         "one of them to reach the miner",
-        || mempool_count(&n0) == 1,
+        || n0.mempool_count() == 1,
     );
     n0.rpc.call("dev_mine", json!({"blocks": 3})).unwrap();
     wait_for_tip(&[&n0, &n1, &n2], &n0.tip());
 
     let height = n0.tip().0;
     for node in [&n0, &n1, &n2] {
-        let statuses = [first.txid(), second.txid()].map(|t| tx_status(node, &t.to_string()));
+        let statuses = [first.txid(), second.txid()].map(|t| node.tx_status(&t.to_string()));
         assert_eq!(
             statuses.iter().filter(|s| *s == "confirmed").count(),
             1,
             "{statuses:?}"
         );
-        let paid = balance(node, &address_text(7)) + balance(node, &address_text(8));
+        let paid = node.balance(&address_text(7)) + node.balance(&address_text(8));
         assert!(
             paid == 500_000 || paid == 600_000,
             "exactly one payment arrived: {paid}"
@@ -391,10 +345,10 @@ fn a_double_spend_confirms_once_and_supply_adds_up() {
             address_text(8),
         ]
         .iter()
-        .map(|a| balance(node, a))
+        .map(|a| node.balance(a))
         .sum();
         assert_eq!(total, (3_000 + 50 * height) * 100_000_000);
-        assert_eq!(mempool_count(node), 0, "the loser left every mempool");
+        assert_eq!(node.mempool_count(), 0, "the loser left every mempool");
     }
 }
 
@@ -413,7 +367,7 @@ fn peers_are_discovered_through_the_dht() {
             Some(&previous),
         ));
     }
-    let first = peer_id(&chain[0]);
+    let first = chain[0].peer_id();
     let knows_first = |node: &NodeProcess| {
         node.rpc
             .call("net_peers", json!({}))
@@ -441,7 +395,7 @@ fn peers_on_the_lan_are_found_by_mdns() {
     let lan = ["--mdns", "--listen", "/ip4/0.0.0.0/tcp/0"];
     let a = NodeProcess::start(&dir.path().join("a"), Some(&spec), &lan).unwrap();
     let b = NodeProcess::start(&dir.path().join("b"), Some(&spec), &lan).unwrap();
-    let a_id = peer_id(&a);
+    let a_id = a.peer_id();
     wait_until(Duration::from_secs(60), "b to find a on the LAN", || {
         b.rpc
             .call("net_peers", json!({}))
@@ -493,10 +447,5 @@ fn a_new_node_downloads_blocks_from_several_peers() {
         late.log()
     );
     assert!(late.log().contains("download finished"));
-    assert_eq!(
-        late.rpc
-            .call("account_get", json!({"address": address_text(9)}))
-            .unwrap()["balance"],
-        5_000
-    );
+    assert_eq!(late.balance(&address_text(9)), 5_000);
 }

@@ -10,8 +10,13 @@ use tempfile::TempDir;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// Runs the wallet of `dir` against `nodes` (in that order of preference), with `password`.
-fn wallet(dir: &Path, rpcs: &[(String, PathBuf)], password: &str, args: &[&str]) -> Output {
+/// The wallet of `dir` against `rpcs` (in that order of preference), with `password`.
+fn wallet_command(
+    dir: &Path,
+    rpcs: &[(String, PathBuf)],
+    password: &str,
+    args: &[&str],
+) -> Command {
     let mut command = Command::new(bin("apiary-wallet"));
     command.arg("--wallet-dir").arg(dir).arg("--json");
     for (url, cookie) in rpcs {
@@ -20,9 +25,43 @@ fn wallet(dir: &Path, rpcs: &[(String, PathBuf)], password: &str, args: &[&str])
     command
         .args(args)
         .env("APIARY_WALLET_PASSWORD", password)
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs the wallet to the end.
+fn wallet(dir: &Path, rpcs: &[(String, PathBuf)], password: &str, args: &[&str]) -> Output {
+    wallet_command(dir, rpcs, password, args)
         .output()
         .expect("running apiary-wallet")
+}
+
+/// A wallet process running in the background, killed if the test ends before it does.
+struct Running(Option<std::process::Child>);
+
+impl Running {
+    fn start(mut command: Command) -> Running {
+        Running(Some(
+            command
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("starting apiary-wallet"),
+        ))
+    }
+
+    fn finish(mut self) -> Output {
+        let child = self.0.take().expect("finished once");
+        child.wait_with_output().expect("waiting for apiary-wallet")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 fn endpoint(node: &NodeProcess) -> (String, PathBuf) {
@@ -49,20 +88,6 @@ fn refused(output: Output) -> String {
     );
     let reply: Value = serde_json::from_slice(&output.stdout).expect("--json error output");
     reply["error"].as_str().unwrap().to_string()
-}
-
-fn balance_on(node: &NodeProcess, address: &str) -> u64 {
-    node.rpc
-        .call("account_get", json!({"address": address}))
-        .unwrap()["balance"]
-        .as_u64()
-        .unwrap()
-}
-
-fn mempool_count(node: &NodeProcess) -> u64 {
-    node.rpc.call("mempool_info", json!({})).unwrap()["count"]
-        .as_u64()
-        .unwrap()
 }
 
 #[test]
@@ -118,10 +143,7 @@ fn two_wallets_pay_each_other_through_two_nodes_and_bad_payments_are_refused() {
     assert!(funded > 0);
 
     // Payments that must be refused before anything is signed or sent.
-    let before = (
-        balance_on(&n1, &alice_address),
-        balance_on(&n1, &bob_address),
-    );
+    let before = (n1.balance(&alice_address), n1.balance(&bob_address));
     let overdraft = format!("{}", funded / 100_000_000 + 1);
     let message = refused(wallet(
         &alice_dir,
@@ -155,12 +177,9 @@ fn two_wallets_pay_each_other_through_two_nodes_and_bad_payments_are_refused() {
         &["send", &bob_address, "1"],
     ));
     assert!(message.contains("wrong password"), "{message}");
-    assert_eq!(mempool_count(&n1), 0, "nothing reached the node");
+    assert_eq!(n1.mempool_count(), 0, "nothing reached the node");
     assert_eq!(
-        (
-            balance_on(&n1, &alice_address),
-            balance_on(&n1, &bob_address)
-        ),
+        (n1.balance(&alice_address), n1.balance(&bob_address)),
         before
     );
 
@@ -193,7 +212,7 @@ fn two_wallets_pay_each_other_through_two_nodes_and_bad_payments_are_refused() {
 
     // Bob sees it through his own node, and both histories show it.
     wait_until(Duration::from_secs(30), "n2 to have the payment", || {
-        balance_on(&n2, &bob_address) == 125_000_000
+        n2.balance(&bob_address) == 125_000_000
     });
     let bob_balance = ok(wallet(&bob_dir, &at_n2, "another password", &["balance"]));
     assert_eq!(bob_balance["balance"], 125_000_000);
@@ -237,7 +256,7 @@ fn two_wallets_pay_each_other_through_two_nodes_and_bad_payments_are_refused() {
     wait_until(
         Duration::from_secs(30),
         "the refund to reach n2's pool",
-        || mempool_count(&n2) == 1,
+        || n2.mempool_count() == 1,
     );
 
     // Offline signing, then broadcast.
@@ -286,20 +305,15 @@ fn two_wallets_pay_each_other_through_two_nodes_and_bad_payments_are_refused() {
     assert!(message.contains("rejected"), "{message}");
 
     // A payment replaced while `--wait` waits: the wallet exits non-zero and says why.
-    let before = mempool_count(&n1);
-    let mut waiting = Command::new(bin("apiary-wallet"));
-    waiting
-        .arg("--wallet-dir")
-        .arg(&alice_dir)
-        .args(["--json", "--rpc", &at_n1[0].0, "--rpc-cookie"])
-        .arg(&at_n1[0].1)
-        .args(["send", &bob_address, "0.2", "--fee", "0.0001", "--wait"])
-        .env("APIARY_WALLET_PASSWORD", PASSWORD)
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null());
-    let waiting = waiting.spawn().unwrap();
+    let before = n1.mempool_count();
+    let waiting = Running::start(wallet_command(
+        &alice_dir,
+        &at_n1,
+        PASSWORD,
+        &["send", &bob_address, "0.2", "--fee", "0.0001", "--wait"],
+    ));
     wait_until(Duration::from_secs(30), "the payment to be pending", || {
-        mempool_count(&n1) == before + 1
+        n1.mempool_count() == before + 1
     });
     let replacement = dir.path().join("replacement.hex");
     ok(wallet(
@@ -324,7 +338,7 @@ fn two_wallets_pay_each_other_through_two_nodes_and_bad_payments_are_refused() {
         "",
         &["broadcast", replacement.to_str().unwrap()],
     ));
-    let message = refused(waiting.wait_with_output().unwrap());
+    let message = refused(waiting.finish());
     assert!(message.contains("dropped"), "{message}");
 }
 

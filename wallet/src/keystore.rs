@@ -6,10 +6,11 @@
 //! checksum matches, so any truncation or flipped byte is reported as damage, never as a
 //! wrong password; a wrong password is the AEAD refusing an intact file. Writes go to a
 //! temporary file that is synced and then renamed over the old one: an interrupted write
-//! leaves the previous keystore as it was.
+//! leaves the previous keystore as it was (`apiary_files::write_atomically`).
 
 use apiary_core::hd::{account_key, address_of, seed_from_mnemonic};
 use apiary_core::{Address, AddressPrefix, SigningKey};
+use apiary_files::write_atomically;
 use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -445,37 +446,6 @@ impl Keystore {
             source,
         })
     }
-}
-
-/// Writes a file as a whole or not at all: into `<path>.tmp` (mode 0600), synced, then
-/// renamed over `path`, then the directory synced. If `write` fails, `path` is untouched.
-pub fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut name = path.as_os_str().to_owned();
-    name.push(".tmp");
-    let temporary = PathBuf::from(name);
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)?;
-        write(&mut file)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    result
 }
 
 #[cfg(test)]

@@ -24,6 +24,15 @@ const DEFAULT_RPC: &str = "http://127.0.0.1:9797";
                   APIARY_WALLET_PASSWORD. Amounts are in coins (1.5 = one and a half coins)."
 )]
 struct Args {
+    #[command(flatten)]
+    options: Options,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// What every command takes.
+#[derive(clap::Args)]
+struct Options {
     /// Where the keystore (wallet.json) and config.toml live [default: ~/.apiary/wallet]
     #[arg(long, global = true, value_name = "DIR", env = "APIARY_WALLET_DIR")]
     wallet_dir: Option<PathBuf>,
@@ -44,8 +53,6 @@ struct Args {
     /// Print results as JSON, for scripts
     #[arg(long, global = true)]
     json: bool,
-    #[command(subcommand)]
-    command: Command,
 }
 
 #[derive(Subcommand)]
@@ -174,7 +181,7 @@ fn home() -> PathBuf {
 
 fn main() {
     let args = Args::parse();
-    let json = args.json;
+    let json = args.options.json;
     if let Err(error) = run(args) {
         if json {
             println!("{}", json!({"error": format!("{error:#}")}));
@@ -186,25 +193,19 @@ fn main() {
 }
 
 struct Wallet {
+    /// `options.wallet_dir`, or the default.
     dir: PathBuf,
-    args_rpc: Vec<String>,
-    args_cookies: Vec<PathBuf>,
-    config: Option<PathBuf>,
-    password_file: Option<PathBuf>,
-    json: bool,
+    options: Options,
 }
 
 fn run(args: Args) -> Result<()> {
     let wallet = Wallet {
         dir: args
+            .options
             .wallet_dir
             .clone()
             .unwrap_or_else(|| home().join(".apiary").join("wallet")),
-        args_rpc: args.rpc.clone(),
-        args_cookies: args.rpc_cookie.clone(),
-        config: args.config.clone(),
-        password_file: args.password_file.clone(),
-        json: args.json,
+        options: args.options,
     };
     match args.command {
         Command::New {
@@ -294,7 +295,7 @@ impl Wallet {
     }
 
     fn print(&self, value: Value, human: impl FnOnce() -> String) {
-        if self.json {
+        if self.options.json {
             println!("{value}");
         } else {
             println!("{}", human());
@@ -303,7 +304,7 @@ impl Wallet {
 
     /// The password for an existing keystore: from the file, the environment, or a prompt.
     fn password(&self, confirm: bool) -> Result<Zeroizing<String>> {
-        if let Some(path) = &self.password_file {
+        if let Some(path) = &self.options.password_file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read password file {}", path.display()))?;
             return Ok(Zeroizing::new(
@@ -334,30 +335,31 @@ impl Wallet {
     /// The nodes to talk to: --rpc flags, else the config file, else the local devnet.
     fn client(&self) -> Result<Client> {
         let config_path = self
+            .options
             .config
             .clone()
             .unwrap_or_else(|| self.dir.join("config.toml"));
         let config: Config = match std::fs::read_to_string(&config_path) {
             Ok(text) => toml::from_str(&text)
                 .with_context(|| format!("config file {} is not valid", config_path.display()))?,
-            Err(_) if self.config.is_none() => Config::default(),
+            Err(_) if self.options.config.is_none() => Config::default(),
             Err(e) => bail!("cannot read config file {}: {e}", config_path.display()),
         };
-        let (urls, cookies) = if !self.args_rpc.is_empty() {
-            (self.args_rpc.clone(), self.args_cookies.clone())
+        let (urls, cookies) = if !self.options.rpc.is_empty() {
+            (self.options.rpc.clone(), self.options.rpc_cookie.clone())
         } else if !config.rpc.is_empty() {
-            let cookies = if self.args_cookies.is_empty() {
+            let cookies = if self.options.rpc_cookie.is_empty() {
                 config.rpc_cookie
             } else {
-                self.args_cookies.clone()
+                self.options.rpc_cookie.clone()
             };
             (config.rpc, cookies)
         } else {
             let devnet_cookie = home().join(".apiary/apiary-devnet/rpc.cookie");
-            let cookies = if self.args_cookies.is_empty() && devnet_cookie.exists() {
+            let cookies = if self.options.rpc_cookie.is_empty() && devnet_cookie.exists() {
                 vec![devnet_cookie]
             } else {
-                self.args_cookies.clone()
+                self.options.rpc_cookie.clone()
             };
             (vec![DEFAULT_RPC.to_string()], cookies)
         };
@@ -691,7 +693,7 @@ impl Wallet {
         confirmations: u64,
         timeout: u64,
     ) -> Result<Value> {
-        let spinner = if self.json || !std::io::stderr().is_terminal() {
+        let spinner = if self.options.json || !std::io::stderr().is_terminal() {
             indicatif::ProgressBar::hidden()
         } else {
             indicatif::ProgressBar::new_spinner()
@@ -821,7 +823,7 @@ impl Wallet {
         let tx = self.build_tx(&keystore, to, amount, fee, nonce, account)?;
         let stx = self.sign(&keystore, tx, account)?;
         let hex = hex::encode(stx.encode());
-        apiary_wallet::keystore::write_atomically(output, |out| {
+        apiary_files::write_atomically(output, |out| {
             use std::io::Write;
             writeln!(out, "{hex}")
         })

@@ -117,8 +117,38 @@ fn env_size(name: &str, default: usize) -> Result<usize> {
     })
 }
 
-fn account_key(index: usize) -> SigningKey {
-    SigningKey::from_bytes(&Sha256::digest((index as u64).to_le_bytes()).into())
+/// Funded bench accounts: keys derived from their index, and their addresses.
+struct Accounts {
+    keys: Vec<SigningKey>,
+    addresses: Vec<Address>,
+}
+
+impl Accounts {
+    fn derive(count: usize) -> Accounts {
+        let keys: Vec<SigningKey> = (0..count as u64)
+            .into_par_iter()
+            .map(|i| SigningKey::from_bytes(&Sha256::digest(i.to_le_bytes()).into()))
+            .collect();
+        let addresses = keys.par_iter().map(apiary_core::hd::address_of).collect();
+        Accounts { keys, addresses }
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// 1,000 base units, fee 1,000, from account `from` to account `to`.
+    fn transfer(&self, spec: &ChainSpec, from: usize, to: usize, nonce: u64) -> SignedTransaction {
+        Transaction {
+            chain_id: spec.chain_id.clone(),
+            from: self.addresses[from],
+            to: self.addresses[to],
+            amount: Amount::from_base_units(1_000),
+            fee: Amount::from_base_units(1_000),
+            nonce: Nonce(nonce),
+        }
+        .sign(&self.keys[from])
+    }
 }
 
 fn bench_spec(addresses: &[Address], params: &ConnectParams) -> Result<ChainSpec> {
@@ -159,8 +189,7 @@ impl Picks {
 /// Builds the chain with a generator node and returns its blocks' bytes.
 fn generate_chain(
     spec: &Arc<ChainSpec>,
-    keys: &[SigningKey],
-    addresses: &[Address],
+    accounts: &Accounts,
     params: &ConnectParams,
 ) -> Result<Vec<Vec<u8>>> {
     let dir = tempfile::TempDir::new()?;
@@ -168,33 +197,23 @@ fn generate_chain(
         Store::open(&dir.path().join("db"), spec.genesis_hash())?,
         spec.clone(),
     )?;
-    let mut nonces = vec![0u64; keys.len()];
+    let mut nonces = vec![0u64; accounts.len()];
     let mut picks = Picks(42);
-    let miner = addresses[0];
+    let miner = accounts.addresses[0];
     let mut encoded = Vec::with_capacity(params.blocks);
     let key_cache = apiary_core::tx::KeyCache::default();
     for height in 0..params.blocks {
         let plan: Vec<(usize, usize, u64)> = (0..params.txs_per_block)
             .map(|_| {
-                let from = picks.next(keys.len());
-                let to = picks.next(keys.len());
+                let from = picks.next(accounts.len());
+                let to = picks.next(accounts.len());
                 nonces[from] += 1;
                 (from, to, nonces[from] - 1)
             })
             .collect();
         let txs: Vec<SignedTransaction> = plan
             .par_iter()
-            .map(|&(from, to, nonce)| {
-                Transaction {
-                    chain_id: spec.chain_id.clone(),
-                    from: addresses[from],
-                    to: addresses[to],
-                    amount: Amount::from_base_units(1_000),
-                    fee: Amount::from_base_units(1_000),
-                    nonce: Nonce(nonce),
-                }
-                .sign(&keys[from])
-            })
+            .map(|&(from, to, nonce)| accounts.transfer(spec, from, to, nonce))
             .collect();
         let context = chain.parent_context(&chain.tip()).expect("tip is indexed");
         let mut block = assemble_block(chain.state_mut(), spec, &context, miner, txs, now_ms());
@@ -242,17 +261,13 @@ fn batch_verify_limit(blocks: &[Block]) -> f64 {
 /// Returns the figures and the node that connected the chain (with its data dir).
 fn bench_connect(params: &ConnectParams) -> Result<(Value, (Arc<Node>, tempfile::TempDir))> {
     eprintln!("deriving {} account keys", params.accounts);
-    let keys: Vec<SigningKey> = (0..params.accounts)
-        .into_par_iter()
-        .map(account_key)
-        .collect();
-    let addresses: Vec<Address> = keys.par_iter().map(apiary_core::hd::address_of).collect();
-    let spec = Arc::new(bench_spec(&addresses, params)?);
+    let accounts = Accounts::derive(params.accounts);
+    let spec = Arc::new(bench_spec(&accounts.addresses, params)?);
     eprintln!(
         "generating {} blocks x {} transfers",
         params.blocks, params.txs_per_block
     );
-    let encoded = generate_chain(&spec, &keys, &addresses, params)?;
+    let encoded = generate_chain(&spec, &accounts, params)?;
     let path = tempfile::NamedTempFile::new()?;
     std::fs::write(path.path(), borsh::to_vec(&encoded)?)?;
 
@@ -392,33 +407,19 @@ fn bench_propagation() -> Result<Value> {
         txs_per_block,
         accounts: txs_per_block,
     };
-    let keys: Vec<SigningKey> = (0..txs_per_block)
-        .into_par_iter()
-        .map(account_key)
-        .collect();
-    let addresses: Vec<Address> = keys.par_iter().map(apiary_core::hd::address_of).collect();
-    let spec = Arc::new(bench_spec(&addresses, &params)?);
+    let accounts = Accounts::derive(txs_per_block);
+    let spec = Arc::new(bench_spec(&accounts.addresses, &params)?);
 
     let runtime = tokio::runtime::Runtime::new()?;
     let _guard = runtime.enter();
     let (nodes, _dirs) = start_testnet(&spec, nodes_count)?;
 
-    let miner = addresses[0];
+    let miner = accounts.addresses[0];
     let mut delays_ms = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let txs: Vec<SignedTransaction> = (0..txs_per_block)
             .into_par_iter()
-            .map(|j| {
-                Transaction {
-                    chain_id: spec.chain_id.clone(),
-                    from: addresses[j],
-                    to: addresses[(j + 1) % txs_per_block],
-                    amount: Amount::from_base_units(1_000),
-                    fee: Amount::from_base_units(1_000),
-                    nonce: Nonce(round as u64),
-                }
-                .sign(&keys[j])
-            })
+            .map(|j| accounts.transfer(&spec, j, (j + 1) % txs_per_block, round as u64))
             .collect();
         for (j, stx) in txs.into_iter().enumerate() {
             nodes[j % nodes_count].0.submit_tx(stx)?;
@@ -511,24 +512,15 @@ fn bench_gossip() -> Result<Value> {
         txs_per_block: rate * 4,
         accounts: senders,
     };
-    let keys: Vec<SigningKey> = (0..senders).into_par_iter().map(account_key).collect();
-    let addresses: Vec<Address> = keys.par_iter().map(apiary_core::hd::address_of).collect();
-    let spec = Arc::new(bench_spec(&addresses, &params)?);
+    let accounts = Accounts::derive(senders);
+    let spec = Arc::new(bench_spec(&accounts.addresses, &params)?);
     eprintln!("signing {total} transfers from {senders} senders");
     // Nonce-major order: each sender's transactions are a second or so apart.
     let txs: Vec<SignedTransaction> = (0..total)
         .into_par_iter()
         .map(|i| {
             let (nonce, sender) = (i / senders, i % senders);
-            Transaction {
-                chain_id: spec.chain_id.clone(),
-                from: addresses[sender],
-                to: addresses[(sender + 1) % senders],
-                amount: Amount::from_base_units(1_000),
-                fee: Amount::from_base_units(1_000),
-                nonce: Nonce(nonce as u64),
-            }
-            .sign(&keys[sender])
+            accounts.transfer(&spec, sender, (sender + 1) % senders, nonce as u64)
         })
         .collect();
     let txids: Vec<TxId> = txs.iter().map(SignedTransaction::txid).collect();
@@ -536,7 +528,7 @@ fn bench_gossip() -> Result<Value> {
     let runtime = tokio::runtime::Runtime::new()?;
     let _guard = runtime.enter();
     let (nodes, _dirs) = start_testnet(&spec, nodes_count)?;
-    let miner = addresses[0];
+    let miner = accounts.addresses[0];
     let node_refs: Vec<&Arc<Node>> = nodes.iter().map(|(n, _)| n).collect();
     let started = Instant::now();
     let submitted_at = std::sync::Mutex::new(vec![None::<Instant>; total]);

@@ -87,24 +87,23 @@ impl Unflushed {
             .collect()
     }
 
-    /// The last change of every entry, in key order.
-    fn latest_address_changes(&self) -> Vec<AddressChange> {
-        let mut changes = self.addresses.clone();
+    /// Keeps only the last change of every entry, in key order. The log stays valid for
+    /// reads and appends, so a flush that fails to commit loses nothing.
+    fn compact_addresses(&mut self) {
         // Stable: equal keys stay in the order they happened, so the last one wins.
-        changes.sort_by_key(|(entry, _)| *entry);
-        let mut latest: Vec<AddressChange> = Vec::with_capacity(changes.len());
-        for change in changes {
-            match latest.last_mut() {
-                Some(last) if last.0 == change.0 => *last = change,
-                _ => latest.push(change),
+        self.addresses.sort_by_key(|(entry, _)| *entry);
+        self.addresses.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                *kept = *later;
             }
-        }
-        latest
+            same
+        });
     }
 
     /// Puts every change into `batch`, sorted (RocksDB's memtable takes sorted keys faster),
     /// reading accounts' current values from `state`.
-    pub(super) fn write(&self, batch: &mut StoreBatch<'_>, state: &AccountTree) {
+    pub(super) fn write(&mut self, batch: &mut StoreBatch<'_>, state: &AccountTree) {
         let mut accounts: Vec<&Address> = self.accounts.iter().collect();
         accounts.sort_unstable();
         for address in accounts {
@@ -118,10 +117,11 @@ impl Unflushed {
                 None => batch.delete_tx(txid),
             }
         }
-        for (entry, txid) in self.latest_address_changes() {
-            match txid {
-                Some(id) => batch.put_address_tx(&entry, &id),
-                None => batch.delete_address_tx(&entry),
+        self.compact_addresses();
+        for (entry, id) in &self.addresses {
+            match id {
+                Some(id) => batch.put_address_tx(entry, id),
+                None => batch.delete_address_tx(entry),
             }
         }
     }

@@ -9,13 +9,13 @@ pub mod protocol;
 mod sync;
 
 use crate::chain::{Accepted, ChainError};
-use crate::files::write_private_file;
 use crate::mempool::MempoolError;
 use crate::node::{Announcement, Node};
 use allowance::PeerBudget;
 use apiary_core::encoding::decode_exact;
 use apiary_core::tx::MAX_TX_BYTES;
 use apiary_core::{Block, BlockHash, BlockHeader, Height, SignedTransaction, TxError, Work};
+use apiary_files::write_private_file;
 use download::Download;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
@@ -500,10 +500,7 @@ impl Service {
                 .get_closest_peers(PeerId::random());
         }
         for peer in peers {
-            swarm
-                .behaviour_mut()
-                .sync
-                .send_request(&peer, Inbound::Request(SyncRequest::Status(status.clone())));
+            send_request(swarm, &peer, SyncRequest::Status(status.clone()));
         }
         for addr in &self.bootnodes {
             let peer = peer_of(addr);
@@ -581,11 +578,7 @@ impl Service {
                 let addr = endpoint.get_remote_address().to_string();
                 self.set_peer(peer_id, |info| info.addr = addr);
                 if num_established.get() == 1 {
-                    let status = self.our_status();
-                    swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_request(&peer_id, Inbound::Request(SyncRequest::Status(status)));
+                    send_request(swarm, &peer_id, SyncRequest::Status(self.our_status()));
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -806,11 +799,7 @@ impl Service {
                         return;
                     }
                     self.asked_status.insert(source, now);
-                    let status = self.our_status();
-                    swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_request(&source, Inbound::Request(SyncRequest::Status(status)));
+                    send_request(swarm, &source, SyncRequest::Status(self.our_status()));
                 }
             }
             Verdict::Synced {
@@ -833,6 +822,14 @@ impl Service {
             }
         }
     }
+}
+
+/// Sends `request` to `peer` over the sync protocol.
+fn send_request(swarm: &mut Swarm<Behaviour>, peer: &PeerId, request: SyncRequest) {
+    swarm
+        .behaviour_mut()
+        .sync
+        .send_request(peer, Inbound::Request(request));
 }
 
 /// libp2p listens with SO_REUSEPORT, so a second node could silently share a port with

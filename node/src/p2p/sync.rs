@@ -58,12 +58,13 @@ impl Service {
         let mut locator: Vec<BlockHash> = download.last_header.iter().map(|(h, _)| *h).collect();
         locator.extend(self.node.lock().chain.locator());
         download.awaiting_headers = true;
-        swarm.behaviour_mut().sync.send_request(
+        send_request(
+            swarm,
             &download.source,
-            Inbound::Request(SyncRequest::GetHeaders {
+            SyncRequest::GetHeaders {
                 locator,
                 max: MAX_HEADERS_PER_RESPONSE,
-            }),
+            },
         );
     }
 
@@ -177,12 +178,8 @@ impl Service {
             })
             .collect();
         for (peer, chunk) in download.assign(&peers, self.importing, Instant::now()) {
-            swarm.behaviour_mut().sync.send_request(
-                &peer,
-                Inbound::Request(SyncRequest::GetBodies {
-                    hashes: chunk.hashes,
-                }),
-            );
+            let hashes = chunk.hashes;
+            send_request(swarm, &peer, SyncRequest::GetBodies { hashes });
         }
         self.handle
             .sync

@@ -3,9 +3,9 @@
 
 mod methods;
 
-use crate::files::write_private_file;
 use crate::node::Node;
 use apiary_core::Address;
+use apiary_files::write_private_file;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
