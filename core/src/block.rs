@@ -114,6 +114,47 @@ impl Block {
     }
 }
 
+/// A block as relayed between peers that already hold most of its transactions (from
+/// their mempools): the header and the txids in block order, 32 bytes a transaction
+/// instead of ~150. It starts with the header's bytes, like a full block.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize)]
+pub struct CompactBlock {
+    pub header: BlockHeader,
+    pub txids: Vec<TxId>,
+}
+
+impl BorshDeserialize for CompactBlock {
+    fn deserialize_reader<R: std::io::Read>(reader: &mut R) -> std::io::Result<Self> {
+        let header = BlockHeader::deserialize_reader(reader)?;
+        let txids = read_bounded_vec(reader, MAX_TXS_ANY_BLOCK)?;
+        Ok(CompactBlock { header, txids })
+    }
+}
+
+impl CompactBlock {
+    /// The compact form of `block`, whose txids are `txids`.
+    pub fn new(block: &Block, txids: &[TxId]) -> CompactBlock {
+        debug_assert_eq!(block.txs.len(), txids.len());
+        CompactBlock {
+            header: block.header.clone(),
+            txids: txids.to_vec(),
+        }
+    }
+
+    pub fn hash(&self) -> BlockHash {
+        self.header.hash()
+    }
+
+    /// Most bytes the compact form of a block of at most `max_txs` transactions takes.
+    pub fn max_encoded_bytes(max_txs: usize) -> usize {
+        HEADER_BYTES + 4 + 32 * max_txs
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        borsh::to_vec(self).expect("writing to a Vec cannot fail")
+    }
+}
+
 pub fn tx_merkle_root(txids: &[TxId]) -> Hash256 {
     let leaves: Vec<Hash256> = txids.iter().map(|t| t.0).collect();
     merkle_root(&leaves)
@@ -210,6 +251,25 @@ mod tests {
             borsh::to_vec(&sample_header(1, 2)).unwrap().len(),
             HEADER_BYTES
         );
+    }
+
+    #[test]
+    fn compact_block_round_trips_and_refuses_leftovers() {
+        let compact = CompactBlock {
+            header: sample_header(7, 8),
+            txids: vec![TxId(sha256d(b"a")), TxId(sha256d(b"b"))],
+        };
+        let bytes = compact.encode();
+        assert_eq!(bytes.len(), CompactBlock::max_encoded_bytes(2));
+        assert_eq!(&bytes[..HEADER_BYTES], &compact.header.encode()[..]);
+        let max = bytes.len();
+        assert_eq!(
+            crate::decode_exact::<CompactBlock>("compact block", &bytes, max),
+            Ok(compact)
+        );
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(crate::decode_exact::<CompactBlock>("compact block", &longer, max + 1).is_err());
     }
 
     proptest! {

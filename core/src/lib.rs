@@ -15,7 +15,7 @@ pub mod validate;
 
 pub use address::{Address, AddressError, AddressPrefix};
 pub use amount::{Amount, AmountError, COIN};
-pub use block::{tx_merkle_root, Block, BlockHeader, Height};
+pub use block::{tx_merkle_root, Block, BlockHeader, CompactBlock, Height};
 /// The key type that signs transactions.
 pub use ed25519_dalek::SigningKey;
 pub use encoding::{decode_exact, DecodeError};

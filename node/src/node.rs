@@ -4,7 +4,7 @@
 use crate::chain::{Accepted, Chain, ChainError, CheckedBlock};
 use crate::mempool::{Mempool, MempoolConfig, MempoolError, VerifiedTx};
 use apiary_core::tx::KeyCache;
-use apiary_core::{Block, ChainSpec, SignedTransaction, TxId};
+use apiary_core::{Block, BlockHash, ChainSpec, CompactBlock, SignedTransaction, TxId};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -16,11 +16,19 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// What the node tells the network about: its new tips and the transactions it accepted.
+/// What the node tells the network about: its new tips and the transactions it accepted,
+/// each with its id, so the network can skip what it already relayed without encoding it.
 #[derive(Debug, Clone)]
 pub enum Announcement {
-    Block(Block),
-    Tx(SignedTransaction),
+    /// A new block in compact form (peers hold most of its transactions already). One
+    /// announced before it is stored (one we mined) brings its encoding, so a peer that
+    /// lacks some transactions can be answered at once.
+    Block {
+        hash: BlockHash,
+        compact: CompactBlock,
+        encoded: Option<Vec<u8>>,
+    },
+    Tx(TxId, SignedTransaction),
 }
 
 /// Everything that changes together when a block connects.
@@ -107,6 +115,21 @@ impl Node {
         self.accept_block(self.check_block(block, bytes)?)
     }
 
+    /// Accepts a block this node mined, announcing it as soon as its stateless checks
+    /// pass: it was built on our own validated tip, so peers can start checking it while
+    /// we connect it (the announcement of the new tip that follows is a duplicate the
+    /// network drops).
+    pub fn submit_mined_block(&self, block: Block) -> Result<Accepted, ChainError> {
+        let bytes = block.encode();
+        let checked = self.check_block(block, bytes)?;
+        self.announce(Announcement::Block {
+            hash: checked.hash(),
+            compact: CompactBlock::new(checked.block(), checked.txids()),
+            encoded: Some(checked.bytes().to_vec()),
+        });
+        self.accept_block(checked)
+    }
+
     /// The checks that need no state (signatures on all cores); no lock is taken, so they
     /// can run ahead of the chain.
     pub fn check_block(&self, block: Block, bytes: Vec<u8>) -> Result<CheckedBlock, ChainError> {
@@ -133,7 +156,12 @@ impl Node {
             mempool.expire_if_due(std::time::Instant::now());
             self.tip_generation.fetch_add(1, Ordering::AcqRel);
             if let Some(tip) = change.connected.last() {
-                self.announce(Announcement::Block(tip.clone()));
+                let txids = &change.connected_txids[change.connected_txids.len() - tip.txs.len()..];
+                self.announce(Announcement::Block {
+                    hash: chain.tip(),
+                    compact: CompactBlock::new(tip, txids),
+                    encoded: None,
+                });
             }
         }
         Ok(accepted)
@@ -149,7 +177,7 @@ impl Node {
         drop(guard);
         // Its signature passed the mempool's strict check: a block carrying it skips it.
         self.keys.remember_verified(txid);
-        self.announce(Announcement::Tx(stx));
+        self.announce(Announcement::Tx(txid, stx));
         Ok(txid)
     }
 }

@@ -2,8 +2,8 @@
 //! node would. The node stays up, forwards none of it, bans the sender, and honest traffic
 //! keeps confirming.
 
-use apiary_core::{Block, BlockHash, Hash256};
-use apiary_node::p2p::protocol::sync_protocol;
+use apiary_core::{Block, BlockHash, CompactBlock, Hash256};
+use apiary_node::p2p::protocol::{sync_protocol, SyncResponse};
 use apiary_system_tests::*;
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
@@ -159,6 +159,11 @@ impl Hostile {
         })
     }
 
+    /// Announces `block` as honest nodes do: in compact form.
+    fn publish_compact(&mut self, block: &Block) {
+        self.publish_block(CompactBlock::new(block, &block.txids()).encode());
+    }
+
     fn publish_block(&mut self, bytes: Vec<u8>) {
         self.swarm
             .behaviour_mut()
@@ -185,6 +190,39 @@ impl Hostile {
                     ..
                 }
             )
+        })
+    }
+
+    /// Like `is_dropped`, answering every request the node makes meanwhile with `blocks`
+    /// (it asks for the whole block when a compact one names transactions it lacks).
+    fn is_dropped_serving(&mut self, limit: Duration, blocks: Vec<Vec<u8>>) -> bool {
+        let body = borsh::to_vec(&SyncResponse::Blocks(blocks)).unwrap();
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend(body);
+        let deadline = Instant::now() + limit;
+        let swarm = &mut self.swarm;
+        self.runtime.block_on(async {
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, swarm.select_next_some()).await {
+                    Ok(SwarmEvent::Behaviour(HostileBehaviourEvent::Sync(
+                        request_response::Event::Message {
+                            message: request_response::Message::Request { channel, .. },
+                            ..
+                        },
+                    ))) => {
+                        let _ = swarm
+                            .behaviour_mut()
+                            .sync
+                            .send_response(channel, frame.clone());
+                    }
+                    Ok(SwarmEvent::ConnectionClosed {
+                        num_established: 0, ..
+                    }) => return true,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+            }
         })
     }
 }
@@ -234,13 +272,14 @@ fn hostile_peers_are_banned_and_nothing_they_send_is_forwarded() {
         })
         .unwrap();
     let mut h1 = Hostile::connect(&addr, &genesis_hash);
-    h1.publish_block(bad_pow.encode());
+    h1.publish_compact(&bad_pow);
     assert!(
         h1.is_dropped(Duration::from_secs(20)),
         "a bad proof of work gets the sender banned"
     );
 
-    // 2. Well-formed blocks that overdraw an account (valid PoW, real signature).
+    // 2. A well-formed block that overdraws an account (valid PoW, real signature). The
+    //    victim lacks the overdraft (no mempool takes it), so it fetches the whole block.
     let overdraft = transfer(3, address(12), 5_000 * 100_000_000, 10_000, 0);
     let mut overdrawn = bad_pow.clone();
     overdrawn.txs = vec![overdraft];
@@ -249,9 +288,9 @@ fn hostile_peers_are_banned_and_nothing_they_send_is_forwarded() {
     overdrawn.header.nonce =
         apiary_node::miner::search_nonce(&overdrawn.header, 0, 1, || false).unwrap();
     let mut h2 = Hostile::connect(&addr, &genesis_hash);
-    h2.publish_block(overdrawn.encode());
+    h2.publish_compact(&overdrawn);
     assert!(
-        h2.is_dropped(Duration::from_secs(20)),
+        h2.is_dropped_serving(Duration::from_secs(20), vec![overdrawn.encode()]),
         "an overdrawing block gets the sender banned"
     );
 

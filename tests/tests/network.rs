@@ -82,6 +82,50 @@ fn nodes_gossip_sync_and_recover_from_a_kill() {
     assert_eq!(info["sync"]["best_known_height"], 2036);
 }
 
+/// Blocks travel in compact form (header and txids); a node that lacks some of a block's
+/// transactions fetches the whole block from the peer that announced it.
+#[test]
+fn a_block_with_transactions_a_peer_lacks_is_fetched_whole() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let n0 = start_peer(dir.path(), "n0", &spec, None);
+    // A payment n0 holds before n1 exists: gossip never takes it to n1.
+    let unseen = transfer(2, address(7), 55_000, 10_000, 0);
+    let unseen_id = n0
+        .rpc
+        .call("tx_submit", json!({"tx": hex::encode(unseen.encode())}))
+        .unwrap()["txid"]
+        .clone();
+    let n1 = start_peer(dir.path(), "n1", &spec, Some(&n0.p2p_addr()));
+    wait_until(Duration::from_secs(30), "peers to connect", || {
+        n0.peer_count() == 1 && n1.peer_count() == 1
+    });
+    // An empty block from n1, so both have gossiped before the test proper.
+    n1.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
+    wait_for_tip(&[&n0, &n1], &n1.tip());
+    // A payment that does travel, so gossip is known to flow from n1 to n0.
+    let seen = transfer(3, address(8), 66_000, 10_000, 0);
+    n1.rpc
+        .call("tx_submit", json!({"tx": hex::encode(seen.encode())}))
+        .unwrap();
+    wait_until(Duration::from_secs(30), "n1's payment to reach n0", || {
+        n0.mempool_count() == 2
+    });
+    assert_eq!(n1.mempool_count(), 1, "n1 never saw the first payment");
+
+    n0.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
+    wait_for_tip(&[&n0, &n1], &n0.tip());
+    assert_eq!(n1.tip().0, 2);
+    assert!(
+        n1.log().contains("fetching it whole"),
+        "n1 rebuilt the block from what it had and fetched it whole"
+    );
+    assert_eq!(n1.tx_status(unseen_id.as_str().unwrap()), "confirmed");
+    assert_eq!(n1.balance(&address_text(7)), 55_000);
+    assert_eq!(n1.balance(&address_text(8)), 66_000);
+    assert_eq!(n1.mempool_count(), 0);
+}
+
 /// Five nodes, two mining for real; each is killed in turn and comes back.
 #[test]
 fn any_single_loss_is_survived() {

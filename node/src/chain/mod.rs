@@ -102,6 +102,14 @@ impl CheckedBlock {
     pub fn block(&self) -> &Block {
         &self.block
     }
+
+    pub fn txids(&self) -> &[TxId] {
+        &self.txids
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// What accepting a block did to the main chain.

@@ -166,7 +166,7 @@ pub fn mine_block(node: &Node, miner: Address, threads: usize) -> Result<BlockHa
         let mut block = template;
         block.header.nonce = winner.load(Ordering::Acquire);
         let hash = block.hash();
-        match node.submit_block(block)? {
+        match node.submit_mined_block(block)? {
             Accepted::NewTip(_) => return Ok(hash),
             // Another block won the race for this height: mine on the new tip.
             Accepted::SideBranch | Accepted::Duplicate => continue,

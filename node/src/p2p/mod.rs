@@ -14,7 +14,10 @@ use crate::node::{Announcement, Node};
 use allowance::PeerBudget;
 use apiary_core::encoding::decode_exact;
 use apiary_core::tx::MAX_TX_BYTES;
-use apiary_core::{Block, BlockHash, BlockHeader, Height, SignedTransaction, TxError, Work};
+use apiary_core::validate::check_header_pow;
+use apiary_core::{
+    Block, BlockHash, BlockHeader, CompactBlock, Height, SignedTransaction, TxError, Work,
+};
 use apiary_files::write_private_file;
 use download::Download;
 use futures::StreamExt;
@@ -316,6 +319,8 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         sync_started: None,
         sync_logged: Instant::now(),
         from_gossip: HashSet::new(),
+        published: None,
+        fetching: HashMap::new(),
         wrote_addr: false,
     };
     tokio::spawn(service.run(swarm));
@@ -324,12 +329,17 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
 
 /// Results of work done off the runtime, handed back to the event loop.
 enum Verdict {
+    /// A compact block names transactions we do not hold: fetch the whole block from
+    /// the peer that sent it, then judge the message.
+    FetchBody {
+        message_id: gossipsub::MessageId,
+        source: PeerId,
+        hash: BlockHash,
+    },
     Gossip {
         message_id: gossipsub::MessageId,
         source: PeerId,
-        acceptance: MessageAcceptance,
-        penalty: u32,
-        unknown_parent: bool,
+        judgement: Judgement,
         is_block: bool,
     },
     Synced {
@@ -337,6 +347,12 @@ enum Verdict {
         received: usize,
         penalty: u32,
     },
+}
+
+/// A block this node announced, with its encoding while it may not be stored yet.
+struct Published {
+    hash: BlockHash,
+    encoded: Option<Vec<u8>>,
 }
 
 struct Service {
@@ -367,6 +383,12 @@ struct Service {
     /// Ids of objects that came by gossip: gossipsub forwards them itself once accepted,
     /// so the node's own announcement of them is not published again.
     from_gossip: HashSet<Vec<u8>>,
+    /// The last block this node published.
+    published: Option<Published>,
+    /// Whole blocks asked for because their compact form named transactions we lack,
+    /// with the gossip message each one settles.
+    fetching:
+        HashMap<request_response::OutboundRequestId, (gossipsub::MessageId, PeerId, BlockHash)>,
     wrote_addr: bool,
 }
 
@@ -416,18 +438,31 @@ impl Service {
     }
 
     fn publish(&mut self, swarm: &mut Swarm<Behaviour>, announcement: Announcement) {
-        let (topic, id, bytes) = match &announcement {
+        let (topic, id) = match &announcement {
             // Blocks that came by sync are old news to the network: peers have them or
             // will sync them too. Only tips made or taken while caught up are announced.
-            Announcement::Block(_) if self.download.is_some() || self.importing > 0 => return,
-            Announcement::Block(block) => {
-                (self.block_topic.clone(), block.hash().0, block.encode())
-            }
-            Announcement::Tx(stx) => (self.tx_topic.clone(), stx.txid().0, stx.encode()),
+            Announcement::Block { .. } if self.download.is_some() || self.importing > 0 => return,
+            Announcement::Block { hash, .. } => (&self.block_topic, hash.0),
+            Announcement::Tx(txid, _) => (&self.tx_topic, txid.0),
         };
-        if self.from_gossip.contains(id.0.as_slice()) {
+        // Gossipsub relays what came by gossip itself; a mined block is announced twice
+        // (before and after it connects). Neither needs encoding again.
+        let published_before = self.published.as_ref().is_some_and(|p| p.hash.0 == id);
+        if self.from_gossip.contains(id.0.as_slice()) || published_before {
             return;
         }
+        let topic = topic.clone();
+        let bytes = match announcement {
+            Announcement::Block {
+                hash,
+                compact,
+                encoded,
+            } => {
+                self.published = Some(Published { hash, encoded });
+                compact.encode()
+            }
+            Announcement::Tx(_, stx) => stx.encode(),
+        };
         match swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
             Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
             Err(error) => tracing::debug!(%error, "nothing published"),
@@ -684,23 +719,59 @@ impl Service {
                         }
                         Inbound::Request(SyncRequest::GetBodies { hashes }) => {
                             let asked = &hashes[..hashes.len().min(MAX_BODIES_PER_REQUEST)];
-                            let blocks =
-                                self.node.lock().chain.bodies(asked, RESPONSE_BYTES_TARGET);
+                            // A peer missing transactions of the block we just mined may
+                            // ask before we have stored it.
+                            let just_published = match (asked, &self.published) {
+                                (
+                                    [hash],
+                                    Some(Published {
+                                        hash: ours,
+                                        encoded: Some(bytes),
+                                    }),
+                                ) if hash == ours => Some(vec![bytes.clone()]),
+                                _ => None,
+                            };
+                            let blocks = just_published.or_else(|| {
+                                self.node
+                                    .lock()
+                                    .chain
+                                    .bodies(asked, RESPONSE_BYTES_TARGET)
+                                    .ok()
+                            });
                             SyncResponse::Blocks(blocks.unwrap_or_default())
                         }
                     };
                     let _ = swarm.behaviour_mut().sync.send_response(channel, response);
                 }
-                request_response::Message::Response { response, .. } => match response {
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => match response {
+                    _ if self.fetching.contains_key(&request_id) => {
+                        let fetch = self.fetching.remove(&request_id).expect("just checked");
+                        let body = match response {
+                            SyncResponse::Blocks(blocks) => blocks.into_iter().next(),
+                            _ => None,
+                        };
+                        self.on_fetched_body(swarm, fetch, body, verdicts);
+                    }
                     SyncResponse::Status(status) => self.learn_status(swarm, peer, status),
                     SyncResponse::Headers(headers) => self.on_headers(swarm, peer, headers),
                     SyncResponse::Blocks(blocks) => self.on_bodies(swarm, peer, blocks),
                 },
             },
             SwarmEvent::Behaviour(BehaviourEvent::Sync(
-                request_response::Event::OutboundFailure { peer, error, .. },
+                request_response::Event::OutboundFailure {
+                    peer,
+                    error,
+                    request_id,
+                    ..
+                },
             )) => {
                 tracing::debug!(%peer, %error, "sync request failed");
+                if let Some(fetch) = self.fetching.remove(&request_id) {
+                    self.on_fetched_body(swarm, fetch, None, verdicts);
+                }
                 self.lose_peer(swarm, peer);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(
@@ -742,30 +813,86 @@ impl Service {
         let node = self.node.clone();
         let verdicts = verdicts.clone();
         tokio::task::spawn_blocking(move || {
-            let (acceptance, penalty, unknown_parent) = if is_block {
-                judge_block(&node, message.data)
+            let judged = if is_block {
+                judge_compact_block(&node, &message.data)
             } else {
-                judge_tx(&node, &message.data)
+                Judged::Done(judge_tx(&node, &message.data))
             };
+            let _ = verdicts.send(match judged {
+                Judged::Done(judgement) => Verdict::Gossip {
+                    message_id,
+                    source,
+                    judgement,
+                    is_block,
+                },
+                Judged::NeedsBody(hash) => Verdict::FetchBody {
+                    message_id,
+                    source,
+                    hash,
+                },
+            });
+        });
+    }
+
+    /// The whole block a compact one left us to fetch, or its absence: either settles
+    /// the gossip message it came from.
+    fn on_fetched_body(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        (message_id, source, hash): (gossipsub::MessageId, PeerId, BlockHash),
+        body: Option<Vec<u8>>,
+        verdicts: &mpsc::UnboundedSender<Verdict>,
+    ) {
+        let Some(bytes) = body else {
+            // It could not send it (yet): what it knows, a sync fetches.
+            let judgement = Judgement::unknown_parent();
+            self.on_verdict(
+                swarm,
+                Verdict::Gossip {
+                    message_id,
+                    source,
+                    judgement,
+                    is_block: true,
+                },
+            );
+            return;
+        };
+        let node = self.node.clone();
+        let verdicts = verdicts.clone();
+        tokio::task::spawn_blocking(move || {
+            let judgement = judge_fetched_block(&node, bytes, hash);
             let _ = verdicts.send(Verdict::Gossip {
                 message_id,
                 source,
-                acceptance,
-                penalty,
-                unknown_parent,
-                is_block,
+                judgement,
+                is_block: true,
             });
         });
     }
 
     fn on_verdict(&mut self, swarm: &mut Swarm<Behaviour>, verdict: Verdict) {
         match verdict {
+            Verdict::FetchBody {
+                message_id,
+                source,
+                hash,
+            } => {
+                let request = send_request(
+                    swarm,
+                    &source,
+                    SyncRequest::GetBodies { hashes: vec![hash] },
+                );
+                self.fetching.insert(request, (message_id, source, hash));
+            }
             Verdict::Gossip {
                 message_id,
                 source,
-                acceptance,
-                penalty,
-                unknown_parent,
+                judgement:
+                    Judgement {
+                        acceptance,
+                        penalty,
+                        unknown_parent,
+                    },
                 is_block,
             } => {
                 swarm
@@ -825,11 +952,15 @@ impl Service {
 }
 
 /// Sends `request` to `peer` over the sync protocol.
-fn send_request(swarm: &mut Swarm<Behaviour>, peer: &PeerId, request: SyncRequest) {
+fn send_request(
+    swarm: &mut Swarm<Behaviour>,
+    peer: &PeerId,
+    request: SyncRequest,
+) -> request_response::OutboundRequestId {
     swarm
         .behaviour_mut()
         .sync
-        .send_request(peer, Inbound::Request(request));
+        .send_request(peer, Inbound::Request(request))
 }
 
 /// libp2p listens with SO_REUSEPORT, so a second node could silently share a port with
@@ -868,44 +999,131 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     })
 }
 
-/// Validates a gossiped block: (acceptance, penalty, whether its parent is unknown).
-fn judge_block(node: &Node, bytes: Vec<u8>) -> (MessageAcceptance, u32, bool) {
-    let max = node.spec().consensus.max_block_bytes as usize;
-    let block = match decode_exact::<Block>("block", &bytes, max) {
-        Ok(block) => block,
-        Err(_) => return (MessageAcceptance::Reject, BAN_SCORE / 2, false),
-    };
-    // A block we already hold needs no second look at its signatures.
-    if node.lock().chain.entry(&block.hash()).is_some() {
-        return (MessageAcceptance::Ignore, 0, false);
+/// What validating a gossiped object came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Judgement {
+    acceptance: MessageAcceptance,
+    /// Score the sender loses.
+    penalty: u32,
+    /// A block whose parent we lack: the sender knows a chain we should sync.
+    unknown_parent: bool,
+}
+
+impl Judgement {
+    fn new(acceptance: MessageAcceptance, penalty: u32) -> Judgement {
+        Judgement {
+            acceptance,
+            penalty,
+            unknown_parent: false,
+        }
     }
+
+    /// A block the sender can place and we cannot: not forwarded, not held against it.
+    fn unknown_parent() -> Judgement {
+        Judgement {
+            acceptance: MessageAcceptance::Ignore,
+            penalty: 0,
+            unknown_parent: true,
+        }
+    }
+}
+
+enum Judged {
+    Done(Judgement),
+    /// A compact block naming transactions we do not hold: the whole block is needed.
+    NeedsBody(BlockHash),
+}
+
+/// Validates a gossiped compact block, rebuilding it from the mempool. Its proof of work
+/// is checked first, so only a block that cost real work can make us fetch anything.
+fn judge_compact_block(node: &Node, bytes: &[u8]) -> Judged {
+    let max = CompactBlock::max_encoded_bytes(node.spec().consensus.max_block_txs as usize);
+    let compact = match decode_exact::<CompactBlock>("compact block", bytes, max) {
+        Ok(compact) => compact,
+        Err(_) => return Judged::Done(Judgement::new(MessageAcceptance::Reject, BAN_SCORE / 2)),
+    };
+    if let Err(error) = check_header_pow(&compact.header, node.spec()) {
+        return Judged::Done(Judgement::new(
+            MessageAcceptance::Reject,
+            error.misbehavior_score(),
+        ));
+    }
+    let hash = compact.hash();
+    let txs: Vec<Option<SignedTransaction>> = {
+        let guard = node.lock();
+        // A block we already hold needs no second look.
+        if guard.chain.entry(&hash).is_some() {
+            return Judged::Done(Judgement::new(MessageAcceptance::Ignore, 0));
+        }
+        if guard.chain.entry(&compact.header.prev_hash).is_none() {
+            return Judged::Done(Judgement::unknown_parent());
+        }
+        compact
+            .txids
+            .iter()
+            .map(|txid| guard.mempool.get(txid).cloned())
+            .collect()
+    };
+    let missing = txs.iter().filter(|tx| tx.is_none()).count();
+    if missing > 0 {
+        tracing::info!(
+            %hash,
+            missing,
+            of = txs.len(),
+            "block names transactions not in our mempool; fetching it whole"
+        );
+        return Judged::NeedsBody(hash);
+    }
+    let txs = txs.into_iter().flatten().collect();
+    let block = Block {
+        header: compact.header,
+        txs,
+    };
+    let bytes = block.encode();
+    Judged::Done(judge_block(node, block, bytes))
+}
+
+/// Validates the whole block fetched for a compact one whose hash is `expected`.
+fn judge_fetched_block(node: &Node, bytes: Vec<u8>, expected: BlockHash) -> Judgement {
+    let max = node.spec().consensus.max_block_bytes as usize;
+    match decode_exact::<Block>("block", &bytes, max) {
+        Ok(block) if block.hash() == expected => judge_block(node, block, bytes),
+        // Not what it announced: as bad as an undecodable message.
+        _ => Judgement::new(MessageAcceptance::Reject, BAN_SCORE / 2),
+    }
+}
+
+/// Checks and takes a block that came by gossip, whose encoding is `bytes`.
+fn judge_block(node: &Node, block: Block, bytes: Vec<u8>) -> Judgement {
     match node
         .check_block(block, bytes)
         .and_then(|checked| node.accept_block(checked))
     {
-        Ok(Accepted::NewTip(_)) | Ok(Accepted::SideBranch) => (MessageAcceptance::Accept, 0, false),
-        Ok(Accepted::Duplicate) => (MessageAcceptance::Ignore, 0, false),
-        Err(ChainError::UnknownParent { .. }) => (MessageAcceptance::Ignore, 0, true),
+        Ok(Accepted::NewTip(_)) | Ok(Accepted::SideBranch) => {
+            Judgement::new(MessageAcceptance::Accept, 0)
+        }
+        Ok(Accepted::Duplicate) => Judgement::new(MessageAcceptance::Ignore, 0),
+        Err(ChainError::UnknownParent { .. }) => Judgement::unknown_parent(),
         Err(error @ ChainError::Store(_)) | Err(error @ ChainError::Inconsistent(_)) => {
             tracing::error!(%error, "could not take a gossiped block");
-            (MessageAcceptance::Ignore, 0, false)
+            Judgement::new(MessageAcceptance::Ignore, 0)
         }
-        Err(error) => (MessageAcceptance::Reject, error.misbehavior_score(), false),
+        Err(error) => Judgement::new(MessageAcceptance::Reject, error.misbehavior_score()),
     }
 }
 
-/// Validates a gossiped transaction: (acceptance, penalty, false).
-fn judge_tx(node: &Node, bytes: &[u8]) -> (MessageAcceptance, u32, bool) {
+/// Validates a gossiped transaction.
+fn judge_tx(node: &Node, bytes: &[u8]) -> Judgement {
     let stx: SignedTransaction = match decode_exact("transaction", bytes, MAX_TX_BYTES) {
         Ok(stx) => stx,
-        Err(_) => return (MessageAcceptance::Reject, BAN_SCORE / 2, false),
+        Err(_) => return Judgement::new(MessageAcceptance::Reject, BAN_SCORE / 2),
     };
     match node.submit_tx(stx) {
-        Ok(_) => (MessageAcceptance::Accept, 0, false),
+        Ok(_) => Judgement::new(MessageAcceptance::Accept, 0),
         Err(MempoolError::Invalid(
             TxError::BadSignature | TxError::SenderNotAKey | TxError::WrongChain { .. },
-        )) => (MessageAcceptance::Reject, 20, false),
+        )) => Judgement::new(MessageAcceptance::Reject, 20),
         // Stale, duplicate, or not payable against our tip: may be honest; do not forward.
-        Err(_) => (MessageAcceptance::Ignore, 0, false),
+        Err(_) => Judgement::new(MessageAcceptance::Ignore, 0),
     }
 }
