@@ -266,6 +266,10 @@ pub fn verify_signatures(
     let pending: Vec<usize> = (0..txs.len())
         .filter(|&i| !cache.is_verified(&txids[i]))
         .collect();
+    if pending.is_empty() {
+        // A block of transactions we all saw before: no need to wake the thread pool.
+        return Ok(());
+    }
     let failures: Vec<(usize, TxError)> = pending
         .par_chunks(SIGNATURE_BATCH)
         .filter_map(|chunk| verify_chunk(txs, txids, chunk, cache).err())

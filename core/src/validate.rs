@@ -117,6 +117,20 @@ pub fn check_block(
     spec: &ChainSpec,
     keys: &KeyCache,
 ) -> Result<Vec<TxId>, BlockError> {
+    check_block_with_txids(block, block.txids(), encoded_size, spec, keys)
+}
+
+/// `check_block` for a block whose txids are already known, because each transaction was
+/// found under its own id (a block rebuilt from a mempool). `txids` must be exactly the
+/// transactions' ids: the rules below trust them.
+pub fn check_block_with_txids(
+    block: &Block,
+    txids: Vec<TxId>,
+    encoded_size: usize,
+    spec: &ChainSpec,
+    keys: &KeyCache,
+) -> Result<Vec<TxId>, BlockError> {
+    debug_assert_eq!(txids, block.txids(), "txids of another block");
     let c = &spec.consensus;
     if encoded_size > c.max_block_bytes as usize {
         return Err(BlockError::TooLarge {
@@ -131,7 +145,6 @@ pub fn check_block(
         });
     }
     check_header_pow(&block.header, spec)?;
-    let txids = block.txids();
     let root = tx_merkle_root(&txids);
     if root != block.header.tx_root {
         return Err(BlockError::BadTxRoot {

@@ -136,6 +136,17 @@ impl Node {
         CheckedBlock::check(block, bytes, &self.spec, &self.keys)
     }
 
+    /// `check_block` for a block rebuilt from our mempool, whose txids are the keys its
+    /// transactions were found under.
+    pub fn check_rebuilt_block(
+        &self,
+        block: Block,
+        txids: Vec<TxId>,
+        bytes: Vec<u8>,
+    ) -> Result<CheckedBlock, ChainError> {
+        CheckedBlock::check_with_txids(block, txids, bytes, &self.spec, &self.keys)
+    }
+
     /// Takes a checked block into the chain; the mempool follows any change of tip.
     pub fn accept_block(&self, checked: CheckedBlock) -> Result<Accepted, ChainError> {
         let mut guard = self.lock();

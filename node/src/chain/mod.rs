@@ -11,7 +11,9 @@ mod unflushed;
 
 use crate::store::{AddressTx, BlockStatus, IndexEntry, Store, StoreError, TxLocation};
 use apiary_core::tx::KeyCache;
-use apiary_core::validate::{check_block, check_header_context, connect_block, median_time_past};
+use apiary_core::validate::{
+    check_block, check_block_with_txids, check_header_context, connect_block, median_time_past,
+};
 use apiary_core::{
     Account, AccountTree, Address, Block, BlockError, BlockHash, BlockHeader, ChainSpec, Hash256,
     Height, ParentContext, StateUndo, TxId, Work,
@@ -20,8 +22,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use unflushed::Unflushed;
 
-/// Write the accounts to disk once this many have changed since the last flush…
-const FLUSH_AFTER_ACCOUNTS: usize = 200_000;
+/// Write the accounts to disk once this many account changes (two or so per tx) have
+/// accumulated since the last flush…
+const FLUSH_AFTER_ACCOUNT_CHANGES: usize = 1_000_000;
 /// …or this many transactions were indexed…
 const FLUSH_AFTER_TXS: usize = 500_000;
 /// …or this many blocks have connected, bounding the replay after a crash.
@@ -84,8 +87,21 @@ impl CheckedBlock {
         spec: &ChainSpec,
         keys: &KeyCache,
     ) -> Result<CheckedBlock, ChainError> {
+        let txids = block.txids();
+        CheckedBlock::check_with_txids(block, txids, bytes, spec, keys)
+    }
+
+    /// `check` for a block rebuilt from transactions found under their own ids (in a
+    /// mempool): `txids` must be exactly theirs, so they need not be hashed again.
+    pub fn check_with_txids(
+        block: Block,
+        txids: Vec<TxId>,
+        bytes: Vec<u8>,
+        spec: &ChainSpec,
+        keys: &KeyCache,
+    ) -> Result<CheckedBlock, ChainError> {
         let hash = block.hash();
-        let txids = check_block(&block, bytes.len(), spec, keys)
+        let txids = check_block_with_txids(&block, txids, bytes.len(), spec, keys)
             .map_err(|error| ChainError::Invalid { hash, error })?;
         Ok(CheckedBlock {
             hash,
@@ -732,8 +748,8 @@ impl Chain {
             self.main.push(*hash);
             self.index.insert(*hash, entry);
         }
-        if self.unflushed.accounts_len() >= FLUSH_AFTER_ACCOUNTS
-            || self.unflushed.txs_len() >= FLUSH_AFTER_TXS
+        if self.unflushed.account_changes() >= FLUSH_AFTER_ACCOUNT_CHANGES
+            || self.unflushed.tx_changes() >= FLUSH_AFTER_TXS
             || self.height().0.saturating_sub(self.flushed_height.0) >= FLUSH_AFTER_BLOCKS
         {
             self.flush_state()?;

@@ -3,18 +3,23 @@
 
 use crate::store::{AddressTx, StoreBatch, TxLocation};
 use apiary_core::{AccountTree, Address, Block, BlockHash, Hash256, Height, StateUndo, TxId};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 /// An address index entry and what it now points at (None: removed by a disconnect).
 type AddressChange = (AddressTx, Option<Hash256>);
 
+/// Logs, not maps: appending is all a block costs (inserting thousands of keys per block
+/// into maps of hundreds of thousands cost more than the rest of connecting it, in cache
+/// misses and rehashing); the rare reads scan, and the flush sorts and keeps the last
+/// change of each key.
 #[derive(Default)]
 pub(super) struct Unflushed {
-    accounts: HashSet<Address>,
-    /// None where a disconnect took the tx off the main chain.
-    txs: HashMap<TxId, Option<TxLocation>>,
+    /// Accounts changed (again each time they change); values are read at the flush.
+    accounts: Vec<Address>,
+    /// Tx index changes in the order they happened (None: a disconnect took the tx off
+    /// the main chain).
+    txs: Vec<(TxId, Option<TxLocation>)>,
     /// Address index changes in the order they happened (None: removed by a disconnect).
-    /// A log, not a map: appending is all a block costs; the rare reads and the flush sort.
     addresses: Vec<AddressChange>,
 }
 
@@ -30,7 +35,7 @@ impl Unflushed {
         self.accounts.extend(undo.previous.iter().map(|(a, _)| *a));
         for (index, (stx, txid)) in (0..).zip(block.txs.iter().zip(txids)) {
             self.txs
-                .insert(*txid, Some(TxLocation { block: hash, index }));
+                .push((*txid, Some(TxLocation { block: hash, index })));
             for address in [stx.tx.from, stx.tx.to] {
                 self.addresses.push((
                     address_tx(address, block.header.height, index),
@@ -45,7 +50,7 @@ impl Unflushed {
     pub(super) fn disconnected(&mut self, block: &Block, undo: &StateUndo) {
         self.accounts.extend(undo.previous.iter().map(|(a, _)| *a));
         for (index, (stx, txid)) in (0..).zip(block.txs.iter().zip(block.txids())) {
-            self.txs.insert(txid, None);
+            self.txs.push((txid, None));
             for address in [stx.tx.from, stx.tx.to] {
                 self.addresses
                     .push((address_tx(address, block.header.height, index), None));
@@ -61,17 +66,23 @@ impl Unflushed {
         self.addresses.extend(later.addresses);
     }
 
-    pub(super) fn accounts_len(&self) -> usize {
+    pub(super) fn account_changes(&self) -> usize {
         self.accounts.len()
     }
 
-    pub(super) fn txs_len(&self) -> usize {
+    pub(super) fn tx_changes(&self) -> usize {
         self.txs.len()
     }
 
     /// Where `txid` is, if a change since the last flush says; None if it does not know.
     pub(super) fn tx_location(&self, txid: &TxId) -> Option<Option<TxLocation>> {
-        self.txs.get(txid).copied()
+        // Newest first: the last change is the one that holds, and recent txs are the
+        // ones asked about.
+        self.txs
+            .iter()
+            .rev()
+            .find(|(id, _)| id == txid)
+            .map(|(_, location)| *location)
     }
 
     /// `address`'s latest change per entry before `before` (all when None).
@@ -87,37 +98,23 @@ impl Unflushed {
             .collect()
     }
 
-    /// Keeps only the last change of every entry, in key order. The log stays valid for
-    /// reads and appends, so a flush that fails to commit loses nothing.
-    fn compact_addresses(&mut self) {
-        // Stable: equal keys stay in the order they happened, so the last one wins.
-        self.addresses.sort_by_key(|(entry, _)| *entry);
-        self.addresses.dedup_by(|later, kept| {
-            let same = later.0 == kept.0;
-            if same {
-                *kept = *later;
-            }
-            same
-        });
-    }
-
     /// Puts every change into `batch`, sorted (RocksDB's memtable takes sorted keys faster),
-    /// reading accounts' current values from `state`.
+    /// reading accounts' current values from `state`. The logs stay valid for reads and
+    /// appends (only compacted), so a flush that fails to commit loses nothing.
     pub(super) fn write(&mut self, batch: &mut StoreBatch<'_>, state: &AccountTree) {
-        let mut accounts: Vec<&Address> = self.accounts.iter().collect();
-        accounts.sort_unstable();
-        for address in accounts {
+        self.accounts.sort_unstable();
+        self.accounts.dedup();
+        for address in &self.accounts {
             batch.put_account(address, state.get(address));
         }
-        let mut txs: Vec<(&TxId, &Option<TxLocation>)> = self.txs.iter().collect();
-        txs.sort_unstable_by_key(|(txid, _)| **txid);
-        for (txid, location) in txs {
+        keep_last_change(&mut self.txs);
+        for (txid, location) in &self.txs {
             match location {
                 Some(location) => batch.put_tx(txid, *location),
                 None => batch.delete_tx(txid),
             }
         }
-        self.compact_addresses();
+        keep_last_change(&mut self.addresses);
         for (entry, id) in &self.addresses {
             match id {
                 Some(id) => batch.put_address_tx(entry, id),
@@ -125,6 +122,19 @@ impl Unflushed {
             }
         }
     }
+}
+
+/// Keeps only the last change of every key, in key order.
+fn keep_last_change<K: Ord + Copy, V: Copy>(log: &mut Vec<(K, V)>) {
+    // Stable: equal keys stay in the order they happened, so the last one wins.
+    log.sort_by_key(|(key, _)| *key);
+    log.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            *kept = *later;
+        }
+        same
+    });
 }
 
 fn reward_entry(block: &Block) -> AddressTx {

@@ -8,7 +8,7 @@ mod download;
 pub mod protocol;
 mod sync;
 
-use crate::chain::{Accepted, ChainError};
+use crate::chain::{Accepted, ChainError, CheckedBlock};
 use crate::mempool::MempoolError;
 use crate::node::{Announcement, Node};
 use allowance::PeerBudget;
@@ -1074,31 +1074,32 @@ fn judge_compact_block(node: &Node, bytes: &[u8]) -> Judged {
         );
         return Judged::NeedsBody(hash);
     }
-    let txs = txs.into_iter().flatten().collect();
     let block = Block {
         header: compact.header,
-        txs,
+        txs: txs.into_iter().flatten().collect(),
     };
     let bytes = block.encode();
-    Judged::Done(judge_block(node, block, bytes))
+    Judged::Done(judge_checked(
+        node,
+        node.check_rebuilt_block(block, compact.txids, bytes),
+    ))
 }
 
 /// Validates the whole block fetched for a compact one whose hash is `expected`.
 fn judge_fetched_block(node: &Node, bytes: Vec<u8>, expected: BlockHash) -> Judgement {
     let max = node.spec().consensus.max_block_bytes as usize;
     match decode_exact::<Block>("block", &bytes, max) {
-        Ok(block) if block.hash() == expected => judge_block(node, block, bytes),
+        Ok(block) if block.hash() == expected => {
+            judge_checked(node, node.check_block(block, bytes))
+        }
         // Not what it announced: as bad as an undecodable message.
         _ => Judgement::new(MessageAcceptance::Reject, BAN_SCORE / 2),
     }
 }
 
-/// Checks and takes a block that came by gossip, whose encoding is `bytes`.
-fn judge_block(node: &Node, block: Block, bytes: Vec<u8>) -> Judgement {
-    match node
-        .check_block(block, bytes)
-        .and_then(|checked| node.accept_block(checked))
-    {
+/// Takes a block that came by gossip, once its stateless checks came to `checked`.
+fn judge_checked(node: &Node, checked: Result<CheckedBlock, ChainError>) -> Judgement {
+    match checked.and_then(|checked| node.accept_block(checked)) {
         Ok(Accepted::NewTip(_)) | Ok(Accepted::SideBranch) => {
             Judgement::new(MessageAcceptance::Accept, 0)
         }
