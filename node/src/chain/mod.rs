@@ -370,8 +370,14 @@ impl Chain {
     /// Writes every account and index entry changed since the last flush, with the block
     /// they belong to, in one batch.
     pub fn flush_state(&mut self) -> Result<(), ChainError> {
+        // The indexes go first, in batches of their own. They describe blocks already on
+        // the stored main chain, so a crash before the accounts' batch leaves entries
+        // that the replay from the last state tip writes again, identically.
+        self.unflushed.write_indexes(&self.store)?;
+        // Accounts and the state tip change together: a replay starts from exactly the
+        // state it names.
         let mut batch = self.store.batch();
-        self.unflushed.write(&mut batch, &self.state);
+        self.unflushed.write_accounts(&mut batch, &self.state);
         batch.set_state_tip(&self.tip());
         batch.commit(true)?;
         self.unflushed = Unflushed::default();

@@ -316,6 +316,7 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         download: None,
         importing: 0,
         imports: None,
+        importer: None,
         sync_started: None,
         sync_logged: Instant::now(),
         from_gossip: HashSet::new(),
@@ -377,6 +378,9 @@ struct Service {
     importing: usize,
     /// Batches go to one importer thread, which connects them in order.
     imports: Option<std::sync::mpsc::Sender<(PeerId, Vec<Vec<u8>>)>>,
+    /// The importer thread, joined when the service ends: it holds the node, whose
+    /// RocksDB must close before the process exits.
+    importer: Option<std::thread::JoinHandle<()>>,
     /// When this stretch of syncing began, blocks received since, and the last log line.
     sync_started: Option<(Instant, u64)>,
     sync_logged: Instant,
@@ -398,7 +402,7 @@ impl Service {
         let (imports, import_rx) = std::sync::mpsc::channel::<(PeerId, Vec<Vec<u8>>)>();
         self.imports = Some(imports);
         let (node, importer_verdicts) = (self.node.clone(), verdicts.clone());
-        std::thread::Builder::new()
+        let importer = std::thread::Builder::new()
             .name("sync-import".into())
             .spawn(move || {
                 for (peer, blocks) in import_rx {
@@ -411,6 +415,7 @@ impl Service {
                 }
             })
             .expect("spawning the sync importer");
+        self.importer = Some(importer);
         let mut tick = tokio::time::interval(TICK_INTERVAL);
         loop {
             tokio::select! {
@@ -947,6 +952,17 @@ impl Service {
                     self.sync_from_best(swarm);
                 }
             }
+        }
+    }
+}
+
+impl Drop for Service {
+    /// Ends with the runtime or the node: the importer sees its queue close, finishes
+    /// the batch in hand and lets go of the node.
+    fn drop(&mut self) {
+        self.imports = None;
+        if let Some(importer) = self.importer.take() {
+            let _ = importer.join();
         }
     }
 }
