@@ -126,7 +126,7 @@ impl Hostile {
             txs,
         };
         let mut subscribed = 0;
-        hostile.drive(Duration::from_secs(20), |event| {
+        hostile.drive(Duration::from_secs(20), |_, event| {
             if let SwarmEvent::Behaviour(HostileBehaviourEvent::Gossipsub(
                 gossipsub::Event::Subscribed { .. },
             )) = event
@@ -140,10 +140,11 @@ impl Hostile {
     }
 
     /// Polls the swarm until `done` says so or `limit` passes; returns whether it was done.
+    /// `done` gets each event, and the swarm to answer it with.
     fn drive(
         &mut self,
         limit: Duration,
-        mut done: impl FnMut(&SwarmEvent<HostileBehaviourEvent>) -> bool,
+        mut done: impl FnMut(&mut Swarm<HostileBehaviour>, SwarmEvent<HostileBehaviourEvent>) -> bool,
     ) -> bool {
         let deadline = Instant::now() + limit;
         let swarm = &mut self.swarm;
@@ -151,8 +152,11 @@ impl Hostile {
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(left, swarm.select_next_some()).await {
-                    Ok(event) if done(&event) => return true,
-                    Ok(_) => {}
+                    Ok(event) => {
+                        if done(swarm, event) {
+                            return true;
+                        }
+                    }
                     Err(_) => return false,
                 }
             }
@@ -182,15 +186,7 @@ impl Hostile {
 
     /// Whether the node closes the connection (bans us) within `limit`.
     fn is_dropped(&mut self, limit: Duration) -> bool {
-        self.drive(limit, |event| {
-            matches!(
-                event,
-                SwarmEvent::ConnectionClosed {
-                    num_established: 0,
-                    ..
-                }
-            )
-        })
+        self.is_dropped_serving(limit, Vec::new())
     }
 
     /// Like `is_dropped`, answering every request the node makes meanwhile with `blocks`
@@ -199,30 +195,23 @@ impl Hostile {
         let body = borsh::to_vec(&SyncResponse::Blocks(blocks)).unwrap();
         let mut frame = (body.len() as u32).to_be_bytes().to_vec();
         frame.extend(body);
-        let deadline = Instant::now() + limit;
-        let swarm = &mut self.swarm;
-        self.runtime.block_on(async {
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(left, swarm.select_next_some()).await {
-                    Ok(SwarmEvent::Behaviour(HostileBehaviourEvent::Sync(
-                        request_response::Event::Message {
-                            message: request_response::Message::Request { channel, .. },
-                            ..
-                        },
-                    ))) => {
-                        let _ = swarm
-                            .behaviour_mut()
-                            .sync
-                            .send_response(channel, frame.clone());
-                    }
-                    Ok(SwarmEvent::ConnectionClosed {
-                        num_established: 0, ..
-                    }) => return true,
-                    Ok(_) => {}
-                    Err(_) => return false,
-                }
+        self.drive(limit, |swarm, event| match event {
+            SwarmEvent::Behaviour(HostileBehaviourEvent::Sync(
+                request_response::Event::Message {
+                    message: request_response::Message::Request { channel, .. },
+                    ..
+                },
+            )) => {
+                let _ = swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, frame.clone());
+                false
             }
+            SwarmEvent::ConnectionClosed {
+                num_established: 0, ..
+            } => true,
+            _ => false,
         })
     }
 }
