@@ -64,8 +64,9 @@ impl AddressPrefix {
 
 impl BorshDeserialize for AddressPrefix {
     fn deserialize_reader<R: std::io::Read>(reader: &mut R) -> std::io::Result<Self> {
-        let text = crate::encoding::read_bounded_string(reader, 16)?;
-        AddressPrefix::new(&text).map_err(crate::encoding::invalid_data)
+        let mut buf = [0u8; 16];
+        let text = crate::encoding::read_bounded_str(reader, &mut buf)?;
+        AddressPrefix::new(text).map_err(crate::encoding::invalid_data)
     }
 }
 

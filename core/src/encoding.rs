@@ -50,17 +50,21 @@ pub(crate) fn invalid_data(error: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error.to_string())
 }
 
-/// Reads a borsh string whose length prefix must not exceed `max` bytes.
-pub(crate) fn read_bounded_string<R: Read>(reader: &mut R, max: usize) -> io::Result<String> {
+/// Reads a borsh string of at most `buf.len()` bytes into `buf` (no allocation); the
+/// length prefix is checked before anything else is read.
+pub(crate) fn read_bounded_str<'a, R: Read>(
+    reader: &mut R,
+    buf: &'a mut [u8],
+) -> io::Result<&'a str> {
     let len = u32::deserialize_reader(reader)? as usize;
-    if len > max {
+    if len > buf.len() {
         return Err(invalid_data(format!(
-            "string of {len} bytes, at most {max} allowed"
+            "string of {len} bytes, at most {} allowed",
+            buf.len()
         )));
     }
-    let mut buf = vec![0u8; len];
-    reader.read_exact(&mut buf)?;
-    String::from_utf8(buf).map_err(invalid_data)
+    reader.read_exact(&mut buf[..len])?;
+    std::str::from_utf8(&buf[..len]).map_err(invalid_data)
 }
 
 /// Reads a borsh vector whose length prefix must not exceed `max` elements.

@@ -4,7 +4,7 @@
 use crate::address::{Address, AddressPrefix};
 use crate::amount::Amount;
 use crate::block::{Block, BlockHeader, Height, BLOCK_VERSION};
-use crate::encoding::read_bounded_string;
+use crate::encoding::read_bounded_str;
 use crate::hash::{sha256d, BlockHash, Hash256};
 use crate::pow::{CompactTarget, RetargetParams, Target, TargetError};
 use crate::state::{Account, AccountTree, Nonce};
@@ -12,9 +12,15 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use std::collections::HashSet;
 use std::fmt;
 
-/// A chain's name, e.g. `apiary-devnet`: 1 to 32 of `a-z`, `0-9`, `-`.
-#[derive(Clone, PartialEq, Eq, Hash, BorshSerialize)]
-pub struct ChainId(String);
+/// A chain's name, e.g. `apiary-devnet`: 1 to 32 of `a-z`, `0-9`, `-`. Held inline (every
+/// transaction carries one, so a heap string would cost an allocation per transaction
+/// decoded, cloned or dropped); encoded as a borsh string.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ChainId {
+    len: u8,
+    /// The name's bytes, then zeros.
+    bytes: [u8; MAX_CHAIN_ID_LEN],
+}
 
 pub const MAX_CHAIN_ID_LEN: usize = 32;
 
@@ -27,30 +33,43 @@ impl ChainId {
         if !ok {
             return Err(SpecError::BadChainId(name.to_string()));
         }
-        Ok(ChainId(name.to_string()))
+        let mut bytes = [0u8; MAX_CHAIN_ID_LEN];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(ChainId {
+            len: name.len() as u8,
+            bytes,
+        })
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(&self.bytes[..self.len as usize])
+            .expect("a chain id is checked ASCII when made")
     }
 }
 
 impl fmt::Display for ChainId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for ChainId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChainId({})", self.0)
+        write!(f, "ChainId({})", self.as_str())
+    }
+}
+
+impl BorshSerialize for ChainId {
+    fn serialize<W: std::io::Write>(&self, writer: &mut W) -> std::io::Result<()> {
+        self.as_str().serialize(writer)
     }
 }
 
 impl BorshDeserialize for ChainId {
     fn deserialize_reader<R: std::io::Read>(reader: &mut R) -> std::io::Result<Self> {
-        let name = read_bounded_string(reader, MAX_CHAIN_ID_LEN)?;
-        ChainId::new(&name).map_err(crate::encoding::invalid_data)
+        let mut buf = [0u8; MAX_CHAIN_ID_LEN];
+        let name = read_bounded_str(reader, &mut buf)?;
+        ChainId::new(name).map_err(crate::encoding::invalid_data)
     }
 }
 
