@@ -1,5 +1,5 @@
 //! What changed in the records derived from blocks (accounts, tx index, address index)
-//! since they were last written: kept in memory, written together by the next flush.
+//! since they were last written: kept in memory, written by the next flush.
 
 use crate::store::{AddressTx, Store, StoreBatch, StoreError, TxLocation};
 use apiary_core::{AccountTree, Address, Block, BlockHash, Hash256, Height, StateUndo, TxId};
