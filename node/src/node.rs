@@ -4,7 +4,7 @@
 use crate::chain::{Accepted, Chain, ChainError, CheckedBlock};
 use crate::mempool::{Mempool, MempoolConfig, MempoolError, VerifiedTx};
 use apiary_core::tx::KeyCache;
-use apiary_core::{Block, BlockHash, ChainSpec, CompactBlock, SignedTransaction, TxId};
+use apiary_core::{Block, ChainSpec, CompactBlock, SignedTransaction, TxId};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -16,15 +16,14 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// What the node tells the network about: its new tips and the transactions it accepted,
-/// each with its id, so the network can skip what it already relayed without encoding it.
+/// What the node tells the network about: its new tips and the transactions it accepted
+/// (with their ids, so the network can skip what it already relayed without encoding it).
 #[derive(Debug, Clone)]
 pub enum Announcement {
     /// A new block in compact form (peers hold most of its transactions already). One
     /// announced before it is stored (one we mined) brings its encoding, so a peer that
     /// lacks some transactions can be answered at once.
     Block {
-        hash: BlockHash,
         compact: CompactBlock,
         encoded: Option<Vec<u8>>,
     },
@@ -123,7 +122,6 @@ impl Node {
         let bytes = block.encode();
         let checked = self.check_block(block, bytes)?;
         self.announce(Announcement::Block {
-            hash: checked.hash(),
             compact: CompactBlock::new(checked.block(), checked.txids()),
             encoded: Some(checked.bytes().to_vec()),
         });
@@ -169,7 +167,6 @@ impl Node {
             if let Some(tip) = change.connected.last() {
                 let txids = &change.connected_txids[change.connected_txids.len() - tip.txs.len()..];
                 self.announce(Announcement::Block {
-                    hash: chain.tip(),
                     compact: CompactBlock::new(tip, txids),
                     encoded: None,
                 });

@@ -307,6 +307,20 @@ impl NodeProcess {
             .unwrap()
     }
 
+    /// `tx_submit` of `stx`: the node's answer, or how it refused.
+    pub fn try_submit_tx(&self, stx: &SignedTransaction) -> Result<Value, RpcFailure> {
+        self.rpc
+            .call("tx_submit", json!({"tx": hex::encode(stx.encode())}))
+    }
+
+    /// Submits `stx`, which the node must accept; returns its txid.
+    pub fn submit_tx(&self, stx: &SignedTransaction) -> String {
+        self.try_submit_tx(stx).unwrap()["txid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// `tx_get`'s status: pending, confirmed or unknown.
     pub fn tx_status(&self, txid: &str) -> String {
         self.rpc.call("tx_get", json!({"txid": txid})).unwrap()["status"]

@@ -317,10 +317,7 @@ fn hostile_peers_are_banned_and_nothing_they_send_is_forwarded() {
     // 5. A flood of transactions that duplicate one already in the mempool (same sender
     //    and nonce, paying no more): validly signed, so each costs a signature check.
     let honest = transfer(3, address(8), 7_000, 100_000, 0);
-    victim
-        .rpc
-        .call("tx_submit", json!({"tx": hex::encode(honest.encode())}))
-        .unwrap();
+    victim.submit_tx(&honest);
     wait_until(
         Duration::from_secs(30),
         "the honest tx to reach the witness",
@@ -345,10 +342,7 @@ fn hostile_peers_are_banned_and_nothing_they_send_is_forwarded() {
     assert_eq!(witness.tip().0, 0);
     assert_eq!(witness.mempool_count(), 1, "only the honest tx travelled");
     let stx = transfer(2, address(7), 42_000, 10_000, 0);
-    witness
-        .rpc
-        .call("tx_submit", json!({"tx": hex::encode(stx.encode())}))
-        .unwrap();
+    witness.submit_tx(&stx);
     wait_until(
         Duration::from_secs(30),
         "the honest tx to reach the victim",

@@ -49,18 +49,14 @@ fn nodes_gossip_sync_and_recover_from_a_kill() {
 
     // A payment sent to n2 reaches n0's mempool by gossip and confirms everywhere.
     let stx = transfer(2, address(7), 123_000, 10_000, 0);
-    let txid = n2
-        .rpc
-        .call("tx_submit", json!({"tx": hex::encode(stx.encode())}))
-        .unwrap()["txid"]
-        .clone();
+    let txid = n2.submit_tx(&stx);
     wait_until(Duration::from_secs(30), "the tx to reach n0", || {
         n0.mempool_count() == 1
     });
     n0.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
     wait_for_tip(&[&n0, &n1, &n2], &n0.tip());
     for node in [&n0, &n1, &n2] {
-        assert_eq!(node.tx_status(txid.as_str().unwrap()), "confirmed");
+        assert_eq!(node.tx_status(&txid), "confirmed");
         assert_eq!(node.balance(&address_text(7)), 123_000);
     }
 
@@ -91,11 +87,7 @@ fn a_block_with_transactions_a_peer_lacks_is_fetched_whole() {
     let n0 = start_peer(dir.path(), "n0", &spec, None);
     // A payment n0 holds before n1 exists: gossip never takes it to n1.
     let unseen = transfer(2, address(7), 55_000, 10_000, 0);
-    let unseen_id = n0
-        .rpc
-        .call("tx_submit", json!({"tx": hex::encode(unseen.encode())}))
-        .unwrap()["txid"]
-        .clone();
+    let unseen_id = n0.submit_tx(&unseen);
     let n1 = start_peer(dir.path(), "n1", &spec, Some(&n0.p2p_addr()));
     wait_until(Duration::from_secs(30), "peers to connect", || {
         n0.peer_count() == 1 && n1.peer_count() == 1
@@ -105,9 +97,7 @@ fn a_block_with_transactions_a_peer_lacks_is_fetched_whole() {
     wait_for_tip(&[&n0, &n1], &n1.tip());
     // A payment that does travel, so gossip is known to flow from n1 to n0.
     let seen = transfer(3, address(8), 66_000, 10_000, 0);
-    n1.rpc
-        .call("tx_submit", json!({"tx": hex::encode(seen.encode())}))
-        .unwrap();
+    n1.submit_tx(&seen);
     wait_until(Duration::from_secs(30), "n1's payment to reach n0", || {
         n0.mempool_count() == 2
     });
@@ -120,7 +110,7 @@ fn a_block_with_transactions_a_peer_lacks_is_fetched_whole() {
         n1.log().contains("fetching it whole"),
         "n1 rebuilt the block from what it had and fetched it whole"
     );
-    assert_eq!(n1.tx_status(unseen_id.as_str().unwrap()), "confirmed");
+    assert_eq!(n1.tx_status(&unseen_id), "confirmed");
     assert_eq!(n1.balance(&address_text(7)), 55_000);
     assert_eq!(n1.balance(&address_text(8)), 66_000);
     assert_eq!(n1.mempool_count(), 0);
@@ -283,21 +273,13 @@ fn partition_and_heal_ends_on_most_work_and_loses_no_tx() {
 
     // Both sides mine; side B mines more. Each side confirms a payment of its own.
     let tx_a = transfer(2, address(7), 70_000, 10_000, 0);
-    let txid_a = n1
-        .rpc
-        .call("tx_submit", json!({"tx": hex::encode(tx_a.encode())}))
-        .unwrap()["txid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let txid_a = n1.submit_tx(&tx_a);
     wait_until(Duration::from_secs(30), "tx A to reach n0", || {
         n0.mempool_count() == 1
     });
     n0.rpc.call("dev_mine", json!({"blocks": 2})).unwrap();
     let tx_b = transfer(3, address(8), 80_000, 10_000, 0);
-    n3.rpc
-        .call("tx_submit", json!({"tx": hex::encode(tx_b.encode())}))
-        .unwrap();
+    n3.submit_tx(&tx_b);
     wait_until(Duration::from_secs(30), "tx B to reach n2", || {
         n2.mempool_count() == 1
     });
@@ -345,14 +327,8 @@ fn a_double_spend_confirms_once_and_supply_adds_up() {
     let first = transfer(2, address(7), 500_000, 10_000, 0);
     let second = transfer(2, address(8), 600_000, 20_000, 0);
     let (r1, r2) = std::thread::scope(|s| {
-        let a = s.spawn(|| {
-            n1.rpc
-                .call("tx_submit", json!({"tx": hex::encode(first.encode())}))
-        });
-        let b = s.spawn(|| {
-            n2.rpc
-                .call("tx_submit", json!({"tx": hex::encode(second.encode())}))
-        });
+        let a = s.spawn(|| n1.try_submit_tx(&first));
+        let b = s.spawn(|| n2.try_submit_tx(&second));
         (a.join().unwrap(), b.join().unwrap())
     });
     assert!(
@@ -470,9 +446,7 @@ fn a_new_node_downloads_blocks_from_several_peers() {
     // Blocks with transactions, so bodies are not trivial.
     for nonce in 0..5 {
         let stx = transfer(1, address(9), 1_000, 10_000, nonce);
-        n0.rpc
-            .call("tx_submit", json!({"tx": hex::encode(stx.encode())}))
-            .unwrap();
+        n0.submit_tx(&stx);
         n0.rpc.call("dev_mine", json!({"blocks": 300})).unwrap();
     }
     wait_for_tip(&[&n0, &n1, &n2], &n0.tip());

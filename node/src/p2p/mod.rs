@@ -332,11 +332,7 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
 enum Verdict {
     /// A compact block names transactions we do not hold: fetch the whole block from
     /// the peer that sent it, then judge the message.
-    FetchBody {
-        message_id: gossipsub::MessageId,
-        source: PeerId,
-        hash: BlockHash,
-    },
+    FetchBody(Fetch),
     Gossip {
         message_id: gossipsub::MessageId,
         source: PeerId,
@@ -350,10 +346,27 @@ enum Verdict {
     },
 }
 
+/// A gossiped compact block whose whole form we asked its sender for.
+struct Fetch {
+    message_id: gossipsub::MessageId,
+    source: PeerId,
+    hash: BlockHash,
+}
+
 /// A block this node announced, with its encoding while it may not be stored yet.
 struct Published {
     hash: BlockHash,
     encoded: Option<Vec<u8>>,
+}
+
+impl Published {
+    /// Its bytes, if `asked` is this block alone and we still hold them.
+    fn answer(&self, asked: &[BlockHash]) -> Option<Vec<Vec<u8>>> {
+        match (asked, &self.encoded) {
+            ([hash], Some(bytes)) if *hash == self.hash => Some(vec![bytes.clone()]),
+            _ => None,
+        }
+    }
 }
 
 struct Service {
@@ -391,8 +404,7 @@ struct Service {
     published: Option<Published>,
     /// Whole blocks asked for because their compact form named transactions we lack,
     /// with the gossip message each one settles.
-    fetching:
-        HashMap<request_response::OutboundRequestId, (gossipsub::MessageId, PeerId, BlockHash)>,
+    fetching: HashMap<request_response::OutboundRequestId, Fetch>,
     wrote_addr: bool,
 }
 
@@ -447,7 +459,7 @@ impl Service {
             // Blocks that came by sync are old news to the network: peers have them or
             // will sync them too. Only tips made or taken while caught up are announced.
             Announcement::Block { .. } if self.download.is_some() || self.importing > 0 => return,
-            Announcement::Block { hash, .. } => (&self.block_topic, hash.0),
+            Announcement::Block { compact, .. } => (&self.block_topic, compact.hash().0),
             Announcement::Tx(txid, _) => (&self.tx_topic, txid.0),
         };
         // Gossipsub relays what came by gossip itself; a mined block is announced twice
@@ -458,12 +470,11 @@ impl Service {
         }
         let topic = topic.clone();
         let bytes = match announcement {
-            Announcement::Block {
-                hash,
-                compact,
-                encoded,
-            } => {
-                self.published = Some(Published { hash, encoded });
+            Announcement::Block { compact, encoded } => {
+                self.published = Some(Published {
+                    hash: BlockHash(id),
+                    encoded,
+                });
                 compact.encode()
             }
             Announcement::Tx(_, stx) => stx.encode(),
@@ -726,16 +737,8 @@ impl Service {
                             let asked = &hashes[..hashes.len().min(MAX_BODIES_PER_REQUEST)];
                             // A peer missing transactions of the block we just mined may
                             // ask before we have stored it.
-                            let just_published = match (asked, &self.published) {
-                                (
-                                    [hash],
-                                    Some(Published {
-                                        hash: ours,
-                                        encoded: Some(bytes),
-                                    }),
-                                ) if hash == ours => Some(vec![bytes.clone()]),
-                                _ => None,
-                            };
+                            let just_published =
+                                self.published.as_ref().and_then(|p| p.answer(asked));
                             let blocks = just_published.or_else(|| {
                                 self.node
                                     .lock()
@@ -751,18 +754,14 @@ impl Service {
                 request_response::Message::Response {
                     request_id,
                     response,
-                } => match response {
-                    _ if self.fetching.contains_key(&request_id) => {
-                        let fetch = self.fetching.remove(&request_id).expect("just checked");
-                        let body = match response {
-                            SyncResponse::Blocks(blocks) => blocks.into_iter().next(),
-                            _ => None,
-                        };
-                        self.on_fetched_body(swarm, fetch, body, verdicts);
+                } => match (self.fetching.remove(&request_id), response) {
+                    (Some(fetch), SyncResponse::Blocks(blocks)) => {
+                        self.on_fetched_body(swarm, fetch, blocks.into_iter().next(), verdicts)
                     }
-                    SyncResponse::Status(status) => self.learn_status(swarm, peer, status),
-                    SyncResponse::Headers(headers) => self.on_headers(swarm, peer, headers),
-                    SyncResponse::Blocks(blocks) => self.on_bodies(swarm, peer, blocks),
+                    (Some(fetch), _) => self.on_fetched_body(swarm, fetch, None, verdicts),
+                    (None, SyncResponse::Status(status)) => self.learn_status(swarm, peer, status),
+                    (None, SyncResponse::Headers(headers)) => self.on_headers(swarm, peer, headers),
+                    (None, SyncResponse::Blocks(blocks)) => self.on_bodies(swarm, peer, blocks),
                 },
             },
             SwarmEvent::Behaviour(BehaviourEvent::Sync(
@@ -815,28 +814,15 @@ impl Service {
             self.penalise(swarm, source, 1, "transactions beyond its allowance");
             return;
         }
-        let node = self.node.clone();
-        let verdicts = verdicts.clone();
-        tokio::task::spawn_blocking(move || {
-            let judged = if is_block {
-                judge_compact_block(&node, &message.data)
+        let data = message.data;
+        let judge = move |node: &Node| {
+            if is_block {
+                judge_compact_block(node, &data)
             } else {
-                Judged::Done(judge_tx(&node, &message.data))
-            };
-            let _ = verdicts.send(match judged {
-                Judged::Done(judgement) => Verdict::Gossip {
-                    message_id,
-                    source,
-                    judgement,
-                    is_block,
-                },
-                Judged::NeedsBody(hash) => Verdict::FetchBody {
-                    message_id,
-                    source,
-                    hash,
-                },
-            });
-        });
+                Judged::Done(judge_tx(node, &data))
+            }
+        };
+        self.judge_off_runtime(message_id, source, is_block, verdicts, judge);
     }
 
     /// The whole block a compact one left us to fetch, or its absence: either settles
@@ -844,10 +830,15 @@ impl Service {
     fn on_fetched_body(
         &mut self,
         swarm: &mut Swarm<Behaviour>,
-        (message_id, source, hash): (gossipsub::MessageId, PeerId, BlockHash),
+        fetch: Fetch,
         body: Option<Vec<u8>>,
         verdicts: &mpsc::UnboundedSender<Verdict>,
     ) {
+        let Fetch {
+            message_id,
+            source,
+            hash,
+        } = fetch;
         let Some(bytes) = body else {
             // It could not send it (yet): what it knows, a sync fetches.
             let judgement = Judgement::unknown_parent();
@@ -862,32 +853,45 @@ impl Service {
             );
             return;
         };
+        let judge = move |node: &Node| Judged::Done(judge_fetched_block(node, bytes, hash));
+        self.judge_off_runtime(message_id, source, true, verdicts, judge);
+    }
+
+    /// Runs `judge` on the blocking pool (it may check signatures and connect blocks) and
+    /// hands its verdict on `message_id` back to the event loop.
+    fn judge_off_runtime(
+        &self,
+        message_id: gossipsub::MessageId,
+        source: PeerId,
+        is_block: bool,
+        verdicts: &mpsc::UnboundedSender<Verdict>,
+        judge: impl FnOnce(&Node) -> Judged + Send + 'static,
+    ) {
         let node = self.node.clone();
         let verdicts = verdicts.clone();
         tokio::task::spawn_blocking(move || {
-            let judgement = judge_fetched_block(&node, bytes, hash);
-            let _ = verdicts.send(Verdict::Gossip {
-                message_id,
-                source,
-                judgement,
-                is_block: true,
+            let _ = verdicts.send(match judge(&node) {
+                Judged::Done(judgement) => Verdict::Gossip {
+                    message_id,
+                    source,
+                    judgement,
+                    is_block,
+                },
+                Judged::NeedsBody(hash) => Verdict::FetchBody(Fetch {
+                    message_id,
+                    source,
+                    hash,
+                }),
             });
         });
     }
 
     fn on_verdict(&mut self, swarm: &mut Swarm<Behaviour>, verdict: Verdict) {
         match verdict {
-            Verdict::FetchBody {
-                message_id,
-                source,
-                hash,
-            } => {
-                let request = send_request(
-                    swarm,
-                    &source,
-                    SyncRequest::GetBodies { hashes: vec![hash] },
-                );
-                self.fetching.insert(request, (message_id, source, hash));
+            Verdict::FetchBody(fetch) => {
+                let hashes = vec![fetch.hash];
+                let request = send_request(swarm, &fetch.source, SyncRequest::GetBodies { hashes });
+                self.fetching.insert(request, fetch);
             }
             Verdict::Gossip {
                 message_id,
