@@ -159,6 +159,9 @@ async fn serve(
         ),
         _ => anyhow!("cannot listen for RPC on {rpc_addr}: {e}"),
     })?;
+    // Listening for SIGINT/SIGTERM starts before the node says it is ready (the cookie),
+    // so a stop that comes right after is still a clean one.
+    let stop_requested = shutdown_signal()?;
     let network = p2p::start(node.clone(), network)?;
     tracing::info!(peer_id = %network.peer_id, "p2p started");
     let bound = listener.local_addr()?;
@@ -191,7 +194,7 @@ async fn serve(
     let shutdown_node = node.clone();
     axum::serve(listener, router(context))
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            stop_requested.await;
             tracing::info!("shutting down");
             shutdown_node.request_shutdown();
         })
@@ -202,11 +205,15 @@ async fn serve(
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM received from the moment this is called.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }
