@@ -3,9 +3,11 @@
 
 use crate::chain::{Accepted, Chain, ChainError, CheckedBlock};
 use crate::mempool::{Mempool, MempoolConfig, MempoolError, VerifiedTx};
+use apiary_core::encoding::{decode_exact, DecodeError};
 use apiary_core::tx::KeyCache;
 use apiary_core::{Block, ChainSpec, CompactBlock, SignedTransaction, TxId};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Milliseconds since the Unix epoch by this machine's clock.
@@ -28,6 +30,25 @@ pub enum Announcement {
         encoded: Option<Vec<u8>>,
     },
     Tx(TxId, SignedTransaction),
+}
+
+/// Why `Node::connect_in_order` stopped before the last block.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
+/// A block `Node::connect_in_order` refused, after connecting every block before it.
+#[derive(Debug, thiserror::Error)]
+#[error("block {position} of the batch (after {position} accepted): {error}")]
+pub struct ImportStopped {
+    /// How many blocks were taken before it: its position in the batch.
+    pub position: usize,
+    #[source]
+    pub error: Box<ImportError>,
 }
 
 /// Everything that changes together when a block connects.
@@ -143,6 +164,58 @@ impl Node {
         bytes: Vec<u8>,
     ) -> Result<CheckedBlock, ChainError> {
         CheckedBlock::check_with_txids(block, txids, bytes, &self.spec, &self.keys)
+    }
+
+    /// Takes `blocks` (borsh bytes, parents first) as a sync or an import does: the pool
+    /// decodes and checks several blocks at once (signatures on all cores; one block's
+    /// serial parts overlap another's signature batches, so no core waits), while this
+    /// thread takes them into the chain in order as their checks complete. Stops at the
+    /// first block refused; those before it stay taken.
+    pub fn connect_in_order(&self, blocks: Vec<Vec<u8>>) -> Result<(), ImportStopped> {
+        let max_bytes = self.spec.consensus.max_block_bytes as usize;
+        // Blocks after this position are not worth checking: the import stops there.
+        let first_refused = AtomicUsize::new(usize::MAX);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            let first_refused = &first_refused;
+            scope.spawn(move || {
+                // FIFO: blocks are checked in the order the chain will want them.
+                rayon::scope_fifo(|checks| {
+                    for (position, bytes) in blocks.into_iter().enumerate() {
+                        let sender = sender.clone();
+                        checks.spawn_fifo(move |_| {
+                            if position > first_refused.load(Ordering::Acquire) {
+                                return;
+                            }
+                            let checked = decode_exact::<Block>("block", &bytes, max_bytes)
+                                .map_err(ImportError::from)
+                                .and_then(|block| Ok(self.check_block(block, bytes)?));
+                            if checked.is_err() {
+                                first_refused.fetch_min(position, Ordering::AcqRel);
+                            }
+                            let _ = sender.send((position, checked));
+                        });
+                    }
+                });
+            });
+            let mut waiting = BTreeMap::new();
+            let mut next = 0;
+            for (position, checked) in receiver {
+                waiting.insert(position, checked);
+                while let Some(checked) = waiting.remove(&next) {
+                    let taken = checked.and_then(|c| Ok(self.accept_block(c)?));
+                    if let Err(error) = taken {
+                        first_refused.fetch_min(next, Ordering::AcqRel);
+                        return Err(ImportStopped {
+                            position: next,
+                            error: Box::new(error),
+                        });
+                    }
+                    next += 1;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Takes a checked block into the chain; the mempool follows any change of tip.

@@ -9,7 +9,6 @@
 
 use anyhow::{bail, Context, Result};
 use apiary_core::block::HEADER_BYTES;
-use apiary_core::encoding::decode_exact;
 use apiary_core::pow::U256;
 use apiary_core::spec::ChainId;
 use apiary_core::{
@@ -275,33 +274,10 @@ fn bench_connect(params: &ConnectParams) -> Result<(Value, (Arc<Node>, tempfile:
     eprintln!("connecting from disk on a fresh node");
     let started = Instant::now();
     let file: Vec<Vec<u8>> = borsh::from_slice(&std::fs::read(path.path())?)?;
-    let max_bytes = spec.consensus.max_block_bytes as usize;
-    // As a sync does: a checker thread decodes blocks and runs the stateless checks
-    // (signatures on all cores) ahead, while this thread connects them in order.
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<_>>(4);
-    let mut accept_seconds = 0.0;
-    std::thread::scope(|scope| -> Result<()> {
-        let checker_node = &node;
-        scope.spawn(move || {
-            for bytes in file {
-                let checked = decode_exact::<Block>("block", &bytes, max_bytes)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|block| Ok(checker_node.check_block(block, bytes)?));
-                if sender.send(checked).is_err() {
-                    return;
-                }
-            }
-        });
-        for checked in receiver {
-            let checked = checked?;
-            let accept_started = Instant::now();
-            if !matches!(node.accept_block(checked)?, Accepted::NewTip(_)) {
-                bail!("a block did not extend the chain");
-            }
-            accept_seconds += accept_started.elapsed().as_secs_f64();
-        }
-        Ok(())
-    })?;
+    node.connect_in_order(file)?;
+    if node.lock().chain.height().0 != params.blocks as u64 {
+        bail!("the chain did not reach height {}", params.blocks);
+    }
     // Accounts and the tx index reach the disk in periodic flushes: count the flush too.
     let flush_started = Instant::now();
     node.lock().chain.flush_state()?;
@@ -337,7 +313,6 @@ fn bench_connect(params: &ConnectParams) -> Result<(Value, (Arc<Node>, tempfile:
             "accounts": params.accounts,
             "seconds": round3(seconds),
             "stateless_checks_seconds": round3(stateless_seconds),
-            "chain_accept_seconds": round3(accept_seconds),
             "final_state_flush_seconds": round3(flush_seconds),
             "threads": rayon::current_num_threads(),
             "limit_is": "ed25519 verify_batch on all cores, same signatures",

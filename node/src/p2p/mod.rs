@@ -10,7 +10,7 @@ mod sync;
 
 use crate::chain::{Accepted, ChainError, CheckedBlock};
 use crate::mempool::MempoolError;
-use crate::node::{Announcement, Node};
+use crate::node::{Announcement, ImportError, Node};
 use allowance::PeerBudget;
 use apiary_core::encoding::decode_exact;
 use apiary_core::tx::MAX_TX_BYTES;

@@ -243,40 +243,19 @@ impl Service {
     }
 }
 
-/// Decodes and checks blocks on one thread (signatures on all cores) while this thread
-/// connects them in order, as a sync should. Returns how many were taken and the penalty
-/// the sender earned by the first refused one.
+/// Connects a batch of blocks from `peer` in order (see `Node::connect_in_order`).
+/// Returns how many were taken and the penalty the sender earned by the first refused one.
 pub(super) fn connect_in_order(node: &Node, peer: PeerId, blocks: Vec<Vec<u8>>) -> (usize, u32) {
-    let max = node.spec().consensus.max_block_bytes as usize;
-    let (sender, receiver) = std::sync::mpsc::sync_channel(4);
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            for bytes in blocks {
-                let checked = match decode_exact::<Block>("block", &bytes, max) {
-                    Ok(block) => node
-                        .check_block(block, bytes)
-                        .map_err(|e| (e.misbehavior_score(), e.to_string())),
-                    Err(e) => Err((BAN_SCORE, e.to_string())),
-                };
-                let failed = checked.is_err();
-                if sender.send(checked).is_err() || failed {
-                    return;
-                }
-            }
-        });
-        let mut received = 0;
-        for checked in receiver {
-            match checked.and_then(|c| {
-                node.accept_block(c)
-                    .map_err(|e| (e.misbehavior_score(), e.to_string()))
-            }) {
-                Ok(_) => received += 1,
-                Err((penalty, error)) => {
-                    tracing::warn!(%peer, %error, "block from sync refused");
-                    return (received, penalty);
-                }
-            }
+    let count = blocks.len();
+    match node.connect_in_order(blocks) {
+        Ok(()) => (count, 0),
+        Err(stopped) => {
+            tracing::warn!(%peer, error = %stopped.error, "block from sync refused");
+            let penalty = match &*stopped.error {
+                ImportError::Decode(_) => BAN_SCORE,
+                ImportError::Chain(e) => e.misbehavior_score(),
+            };
+            (stopped.position, penalty)
         }
-        (received, 0)
-    })
+    }
 }
