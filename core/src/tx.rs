@@ -102,13 +102,46 @@ fn is_canonical_y(bytes: &[u8; 32]) -> bool {
     !(top == 0x7f && bytes[1..31].iter().all(|b| *b == 0xff) && bytes[0] >= 0xed)
 }
 
+/// The y coordinates of the eight points of small order (1, 2, 4 and 8): 1, -1, 0 and ±y₈.
+/// With either sign bit these are the only canonical encodings that decode to a point of
+/// small order, so comparing bytes spares the three doublings of `is_small_order`.
+const SMALL_ORDER_Y: [[u8; 32]; 5] = [
+    hex_literal(b"0100000000000000000000000000000000000000000000000000000000000000"),
+    hex_literal(b"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    hex_literal(b"0000000000000000000000000000000000000000000000000000000000000000"),
+    hex_literal(b"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+    hex_literal(b"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+];
+
+const fn hex_literal(text: &[u8; 64]) -> [u8; 32] {
+    const fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => panic!("not a lowercase hex digit"),
+        }
+    }
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        out[i] = nibble(text[2 * i]) << 4 | nibble(text[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
+/// Whether a canonical encoding decodes to a point of small order (`is_small_order`).
+fn encodes_small_order(bytes: &[u8; 32]) -> bool {
+    let mut y = *bytes;
+    y[31] &= 0x7f;
+    SMALL_ORDER_Y.contains(&y)
+}
+
 fn decode_point(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
-    if !is_canonical_y(bytes) {
+    if !is_canonical_y(bytes) || encodes_small_order(bytes) {
         return None;
     }
-    CompressedEdwardsY(*bytes)
-        .decompress()
-        .filter(|p| !p.is_small_order())
+    CompressedEdwardsY(*bytes).decompress()
 }
 
 /// A sender's key as a curve point: canonical, and not of small order.
@@ -332,6 +365,51 @@ pub(crate) mod tests {
             nonce: Nonce(nonce),
         }
         .sign(from)
+    }
+
+    #[test]
+    fn the_small_order_encodings_are_exactly_the_eight_torsion_points() {
+        let points: Vec<EdwardsPoint> = SMALL_ORDER_Y
+            .iter()
+            .flat_map(|y| {
+                let mut negative = *y;
+                negative[31] |= 0x80;
+                [*y, negative]
+            })
+            .map(|bytes| {
+                let point = CompressedEdwardsY(bytes).decompress();
+                let point = point.unwrap_or_else(|| panic!("{} decodes", hex::encode(bytes)));
+                assert!(
+                    point.is_small_order(),
+                    "{} is of small order",
+                    hex::encode(bytes)
+                );
+                assert!(encodes_small_order(&bytes));
+                point
+            })
+            .collect();
+        // Distinct points among them, closed under addition: a subgroup of eight small-order
+        // points, which is all there are.
+        let mut distinct: Vec<[u8; 32]> = points.iter().map(|p| p.compress().0).collect();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 8);
+        for p in &points {
+            for q in &points {
+                assert!(distinct.binary_search(&(p + q).compress().0).is_ok());
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_byte_check_agrees_with_is_small_order(bytes in any::<[u8; 32]>()) {
+            if let Some(point) = CompressedEdwardsY(bytes).decompress() {
+                if is_canonical_y(&bytes) {
+                    prop_assert_eq!(encodes_small_order(&bytes), point.is_small_order());
+                }
+            }
+        }
     }
 
     #[test]
