@@ -155,6 +155,7 @@ impl AccountTree {
         StateUndo { previous }
     }
 
+    /// Every account, in address order (buckets are the first two bytes, in order).
     pub fn iter(&self) -> impl Iterator<Item = (&Address, &Account)> {
         self.buckets.iter().flat_map(|b| b.iter())
     }

@@ -290,7 +290,11 @@ fn bench_connect(params: &ConnectParams) -> Result<(Value, (Arc<Node>, tempfile:
     let txs = params.blocks * params.txs_per_block;
     let tx_per_s = txs as f64 / seconds;
     eprintln!("measuring raw batch verification of the same {txs} signatures");
-    let limit = batch_verify_limit(&blocks);
+    // Best of three: this machine's speed wanders by a fifth from second to second, and
+    // the fastest pass is the strictest limit.
+    let limit = (0..3)
+        .map(|_| batch_verify_limit(&blocks))
+        .fold(0.0, f64::max);
     // Where the time goes: the stateless checks alone (signatures included), again.
     let started = Instant::now();
     for block in &blocks {
@@ -315,7 +319,7 @@ fn bench_connect(params: &ConnectParams) -> Result<(Value, (Arc<Node>, tempfile:
             "stateless_checks_seconds": round3(stateless_seconds),
             "final_state_flush_seconds": round3(flush_seconds),
             "threads": rayon::current_num_threads(),
-            "limit_is": "ed25519 verify_batch on all cores, same signatures",
+            "limit_is": "ed25519 verify_batch on all cores, same signatures, best of 3 passes",
         },
     });
     Ok((figures, (node, dir)))

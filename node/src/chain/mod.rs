@@ -247,6 +247,10 @@ impl Chain {
     fn write_genesis(&mut self) -> Result<(), ChainError> {
         let genesis = self.spec.genesis_block();
         let hash = genesis.hash();
+        // The state first: until the tip below is written, a restart writes genesis again.
+        let state = self.spec.genesis_state();
+        self.store
+            .ingest_state(&hash, state.iter().map(|(a, account)| (*a, Some(*account))))?;
         let mut batch = self.store.batch();
         let entry = IndexEntry {
             total_work: block_work(genesis.header.bits),
@@ -256,17 +260,7 @@ impl Chain {
         batch.put_entry(&hash, &entry);
         batch.put_body(&hash, &genesis);
         batch.set_main(Height(0), &hash);
-        for (address, amount) in &self.spec.allocations {
-            batch.put_account(
-                address,
-                Some(Account {
-                    balance: *amount,
-                    nonce: Default::default(),
-                }),
-            );
-        }
         batch.set_tip(&hash);
-        batch.set_state_tip(&hash);
         batch.commit(true)?;
         Ok(())
     }
@@ -368,18 +362,16 @@ impl Chain {
     }
 
     /// Writes every account and index entry changed since the last flush, with the block
-    /// they belong to, in one batch.
+    /// the accounts are the state after.
     pub fn flush_state(&mut self) -> Result<(), ChainError> {
-        // The indexes go first, in batches of their own. They describe blocks already on
-        // the stored main chain, so a crash before the accounts' batch leaves entries
-        // that the replay from the last state tip writes again, identically.
+        // The indexes go first. They describe blocks already on the stored main chain, so
+        // a crash before the accounts are written leaves entries that the replay from the
+        // last state tip writes again, identically.
         self.unflushed.write_indexes(&self.store)?;
         // Accounts and the state tip change together: a replay starts from exactly the
         // state it names.
-        let mut batch = self.store.batch();
-        self.unflushed.write_accounts(&mut batch, &self.state);
-        batch.set_state_tip(&self.tip());
-        batch.commit(true)?;
+        self.unflushed
+            .write_state(&self.store, &self.state, &self.tip())?;
         self.unflushed = Unflushed::default();
         self.flushed_height = self.height();
         Ok(())

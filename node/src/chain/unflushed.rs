@@ -1,7 +1,7 @@
 //! What changed in the records derived from blocks (accounts, tx index, address index)
 //! since they were last written: kept in memory, written by the next flush.
 
-use crate::store::{AddressTx, Store, StoreBatch, StoreError, TxLocation};
+use crate::store::{AddressTx, Store, StoreError, TxLocation};
 use apiary_core::{AccountTree, Address, Block, BlockHash, Hash256, Height, StateUndo, TxId};
 use std::collections::BTreeMap;
 
@@ -98,59 +98,40 @@ impl Unflushed {
             .collect()
     }
 
-    /// Writes the tx and address index changes, each sorted (RocksDB's memtable takes
-    /// sorted keys faster) and in batches of `INDEX_BATCH`, so no batch grows to tens of
-    /// megabytes; the two indexes on two threads (RocksDB inserts concurrent batches in
-    /// parallel). Unsynced: the synced batch of accounts that follows makes them durable.
-    /// The logs stay valid for reads and appends (only compacted), so a flush that fails
-    /// loses nothing.
+    /// Writes the tx and address index changes, each compacted to the last change of every
+    /// key and sorted, the two indexes on two threads. The logs stay valid for reads and
+    /// appends (only compacted), so a flush that fails loses nothing.
     pub(super) fn write_indexes(&mut self, store: &Store) -> Result<(), StoreError> {
         let (txs, addresses) = (&mut self.txs, &mut self.addresses);
         let (txs_written, addresses_written) = rayon::join(
             || {
-                write_in_batches(store, txs, |batch, txid, location| match location {
-                    Some(location) => batch.put_tx(txid, *location),
-                    None => batch.delete_tx(txid),
-                })
+                keep_last_change(txs);
+                store.ingest_tx_index(txs)
             },
             || {
-                write_in_batches(store, addresses, |batch, entry, id| match id {
-                    Some(id) => batch.put_address_tx(entry, id),
-                    None => batch.delete_address_tx(entry),
-                })
+                keep_last_change(addresses);
+                store.ingest_address_index(addresses)
             },
         );
         txs_written.and(addresses_written)
     }
 
-    /// Puts every changed account's current value (from `state`) into `batch`, sorted.
-    pub(super) fn write_accounts(&mut self, batch: &mut StoreBatch<'_>, state: &AccountTree) {
+    /// Writes every changed account's current value (from `state`), with `state_tip`.
+    pub(super) fn write_state(
+        &mut self,
+        store: &Store,
+        state: &AccountTree,
+        state_tip: &BlockHash,
+    ) -> Result<(), StoreError> {
         self.accounts.sort_unstable();
         self.accounts.dedup();
-        for address in &self.accounts {
-            batch.put_account(address, state.get(address));
-        }
+        store.ingest_state(
+            state_tip,
+            self.accounts
+                .iter()
+                .map(|address| (*address, state.get(address))),
+        )
     }
-}
-
-/// Index changes per write batch in a flush.
-const INDEX_BATCH: usize = 50_000;
-
-/// Compacts `log` to the last change of each key and writes it in key order, in batches.
-fn write_in_batches<K: Ord + Copy, V: Copy>(
-    store: &Store,
-    log: &mut Vec<(K, V)>,
-    put: impl Fn(&mut StoreBatch<'_>, &K, &V),
-) -> Result<(), StoreError> {
-    keep_last_change(log);
-    for chunk in log.chunks(INDEX_BATCH) {
-        let mut batch = store.batch();
-        for (key, value) in chunk {
-            put(&mut batch, key, value);
-        }
-        batch.commit(false)?;
-    }
-    Ok(())
 }
 
 /// Keeps only the last change of every key, in key order.
