@@ -175,29 +175,27 @@ impl Node {
         let max_bytes = self.spec.consensus.max_block_bytes as usize;
         // Blocks after this position are not worth checking: the import stops there.
         let first_refused = AtomicUsize::new(usize::MAX);
+        let first_refused = &first_refused;
         let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::scope(|scope| {
-            let first_refused = &first_refused;
-            scope.spawn(move || {
-                // FIFO: blocks are checked in the order the chain will want them.
-                rayon::scope_fifo(|checks| {
-                    for (position, bytes) in blocks.into_iter().enumerate() {
-                        let sender = sender.clone();
-                        checks.spawn_fifo(move |_| {
-                            if position > first_refused.load(Ordering::Acquire) {
-                                return;
-                            }
-                            let checked = decode_exact::<Block>("block", &bytes, max_bytes)
-                                .map_err(ImportError::from)
-                                .and_then(|block| Ok(self.check_block(block, bytes)?));
-                            if checked.is_err() {
-                                first_refused.fetch_min(position, Ordering::AcqRel);
-                            }
-                            let _ = sender.send((position, checked));
-                        });
+        // The checks run on the pool, FIFO: in the order the chain will want them. This
+        // thread connects meanwhile; the scope ends once every check has.
+        rayon::in_place_scope_fifo(|checks| {
+            for (position, bytes) in blocks.into_iter().enumerate() {
+                let sender = sender.clone();
+                checks.spawn_fifo(move |_| {
+                    if position > first_refused.load(Ordering::Acquire) {
+                        return;
                     }
+                    let checked = decode_exact::<Block>("block", &bytes, max_bytes)
+                        .map_err(ImportError::from)
+                        .and_then(|block| Ok(self.check_block(block, bytes)?));
+                    if checked.is_err() {
+                        first_refused.fetch_min(position, Ordering::AcqRel);
+                    }
+                    let _ = sender.send((position, checked));
                 });
-            });
+            }
+            drop(sender);
             let mut waiting = BTreeMap::new();
             let mut next = 0;
             for (position, checked) in receiver {

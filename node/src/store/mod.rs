@@ -369,7 +369,10 @@ impl Store {
     ) -> impl Iterator<Item = Result<([u8; 32], T), StoreError>> + '_ {
         self.db
             .iterator_cf(self.cf(cf), rocksdb::IteratorMode::Start)
-            .filter(move |item| !matches!((item, except), (Ok((key, _)), Some(except)) if **key == *except))
+            .filter(move |item| match (item, except) {
+                (Ok((key, _)), Some(except)) => **key != *except,
+                _ => true,
+            })
             .map(move |item| {
                 let (key, value) = item?;
                 let key = <[u8; 32]>::try_from(&*key)
@@ -409,18 +412,10 @@ impl Store {
         &self,
         changes: &[(TxId, Option<TxLocation>)],
     ) -> Result<(), StoreError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        self.ingest(CF_TXINDEX, |file| {
-            for (txid, location) in changes {
-                match location {
-                    Some(location) => file.put(txid.as_bytes(), encode(location))?,
-                    None => file.delete(txid.as_bytes())?,
-                }
-            }
-            Ok(())
-        })
+        let records = changes
+            .iter()
+            .map(|(txid, location)| (txid.as_bytes(), location.as_ref().map(encode)));
+        self.ingest(CF_TXINDEX, records)
     }
 
     /// Applies address index changes, sorted with each entry once (None: removed).
@@ -428,18 +423,10 @@ impl Store {
         &self,
         changes: &[(AddressTx, Option<Hash256>)],
     ) -> Result<(), StoreError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        self.ingest(CF_ADDRINDEX, |file| {
-            for (entry, id) in changes {
-                match id {
-                    Some(id) => file.put(entry.key(), id.0)?,
-                    None => file.delete(entry.key())?,
-                }
-            }
-            Ok(())
-        })
+        let records = changes
+            .iter()
+            .map(|(entry, id)| (entry.key(), id.map(|id| id.0)));
+        self.ingest(CF_ADDRINDEX, records)
     }
 
     /// Writes the accounts that changed, sorted by address with each once (None or empty:
@@ -449,32 +436,39 @@ impl Store {
         state_tip: &BlockHash,
         accounts: impl IntoIterator<Item = (Address, Option<Account>)>,
     ) -> Result<(), StoreError> {
-        self.ingest(CF_ACCOUNTS, |file| {
-            file.put(KEY_STATE_TIP, state_tip.as_bytes())?;
-            for (address, account) in accounts {
-                match account.filter(|a| !a.is_empty()) {
-                    Some(account) => file.put(address.0, encode(&account))?,
-                    None => file.delete(address.0)?,
-                }
-            }
-            Ok(())
-        })
+        // The empty key of the state tip sorts first.
+        let tip = (KEY_STATE_TIP.to_vec(), Some(state_tip.as_bytes().to_vec()));
+        let records = accounts.into_iter().map(|(address, account)| {
+            let value = account.filter(|a| !a.is_empty()).map(|a| encode(&a));
+            (address.0.to_vec(), value)
+        });
+        self.ingest(CF_ACCOUNTS, std::iter::once(tip).chain(records))
     }
 
-    /// Writes sorted changes to `cf` as one table file and has RocksDB take it in whole:
-    /// atomic, durable when this returns, and several times cheaper for the hundreds of
-    /// thousands of keys of a flush than inserting them into the memtable and the log one
-    /// by one. `fill` must write keys in strictly ascending order (RocksDB refuses others).
-    fn ingest(
+    /// Writes `records` (keys in strictly ascending order; None: removed) to `cf` as one
+    /// table file and has RocksDB take it in whole: atomic, durable when this returns, and
+    /// several times cheaper for the hundreds of thousands of keys of a flush than
+    /// inserting them into the memtable and the log one by one. RocksDB refuses keys out
+    /// of order. Nothing to write is no file.
+    fn ingest<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &self,
         cf: &'static str,
-        fill: impl FnOnce(&mut SstFileWriter<'_>) -> Result<(), rocksdb::Error>,
+        records: impl IntoIterator<Item = (K, Option<V>)>,
     ) -> Result<(), StoreError> {
+        let mut records = records.into_iter().peekable();
+        if records.peek().is_none() {
+            return Ok(());
+        }
         let options = table_options(cf);
         let mut file = SstFileWriter::create(&options);
         let path = self.path.join(INGEST_DIR).join(format!("{cf}.sst"));
         file.open(&path)?;
-        fill(&mut file)?;
+        for (key, value) in records {
+            match value {
+                Some(value) => file.put(key, value)?,
+                None => file.delete(key)?,
+            }
+        }
         file.finish()?;
         let mut ingest = IngestExternalFileOptions::default();
         // Linked into the store, not copied: the file is on the same disk already.
