@@ -2,11 +2,13 @@
 //! JSON-RPC, around the pure consensus rules of `apiary-core`.
 
 pub mod chain;
+pub mod health;
 pub mod mempool;
 pub mod miner;
 pub mod node;
 pub mod p2p;
+pub mod reindex;
 pub mod rpc;
 pub mod store;
 
-pub use node::{now_ms, Announcement, Node, NodeState};
+pub use node::{now_ms, Announcement, Node, NodeState, SubmitError};

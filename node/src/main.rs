@@ -9,7 +9,7 @@ use apiary_node::mempool::MempoolConfig;
 use apiary_node::p2p::{self, NetworkConfig};
 use apiary_node::rpc::{router, write_cookie, RpcContext};
 use apiary_node::store::Store;
-use apiary_node::Node;
+use apiary_node::{reindex, Node};
 use clap::Parser;
 use libp2p::Multiaddr;
 use std::path::PathBuf;
@@ -57,9 +57,16 @@ struct Args {
     /// Threads searching nonces [default: all cores]
     #[arg(long, value_name = "N")]
     mine_threads: Option<usize>,
-    /// Rebuild accounts and indexes from the stored blocks, re-checking each block
-    #[arg(long)]
+    /// Rebuild the store from the blocks it holds, re-checking each one (also recovers a
+    /// damaged store: what cannot be read comes from peers)
+    #[arg(long, conflicts_with = "resync")]
     reindex: bool,
+    /// Set the store aside (kept as db.set-aside-<time>) and download the chain from peers
+    #[arg(long)]
+    resync: bool,
+    /// Most RPC connections at once [default: a quarter of the open-file limit, at most 256]
+    #[arg(long, value_name = "N")]
+    rpc_max_connections: Option<usize>,
 }
 
 fn main() {
@@ -70,6 +77,12 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // A panic is a bug: say where, in the log, whichever thread it was on. The task it
+    // ended reports to the node's health, which stops the node.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        tracing::error!(thread = thread.name().unwrap_or("unnamed"), "panic: {info}");
+    }));
     if let Err(error) = run(Args::parse()) {
         eprintln!("error: {error:#}");
         std::process::exit(1);
@@ -106,16 +119,35 @@ fn run(args: Args) -> Result<()> {
     };
     std::fs::create_dir_all(&datadir)
         .with_context(|| format!("cannot create data dir {}", datadir.display()))?;
+    // Held until the process ends: one node per data dir, even while no store is open yet.
+    let _datadir_lock = lock_datadir(&datadir)?;
 
     let genesis_hash = spec.genesis_hash();
     tracing::info!(chain = %spec.chain_id, genesis = %genesis_hash, datadir = %datadir.display(), "starting");
-    let store = Store::open(&datadir.join("db"), genesis_hash)?;
+    let db = datadir.join("db");
     let spec = Arc::new(spec);
-    let chain = if args.reindex {
-        Chain::reindex(store, spec)?
-    } else {
-        Chain::open(store, spec)?
-    };
+    reindex::finish_interrupted(&db)?;
+    if args.resync {
+        if let Some(aside) = reindex::resync(&db)? {
+            tracing::warn!(kept = %aside.display(), "the store was set aside; the chain is downloaded from peers (delete the old store once the node has caught up)");
+        }
+    }
+    if args.reindex {
+        tracing::info!("reindexing: every stored block is checked and connected again");
+        if let Some(rebuilt) = reindex::reindex(&db, spec.clone())? {
+            match &rebuilt.stopped {
+                Some(why) => {
+                    tracing::warn!(height = rebuilt.height.0, %why, "reindexed up to the first block the old store could not give; the rest comes from peers")
+                }
+                None => tracing::info!(height = rebuilt.height.0, "reindexed every stored block"),
+            }
+            if let Some(kept) = &rebuilt.kept {
+                tracing::warn!(kept = %kept.display(), "the damaged store was kept; delete it once the node runs well");
+            }
+        }
+    }
+    let store = Store::open(&db, genesis_hash)?;
+    let chain = Chain::open(store, spec)?;
     tracing::info!(height = chain.height().0, tip = %chain.tip(), accounts = chain.state().len(), "chain loaded");
     let node = Node::new(chain, MempoolConfig::default());
 
@@ -129,80 +161,143 @@ fn run(args: Args) -> Result<()> {
         datadir: datadir.clone(),
         mdns: args.mdns,
     };
-    let result = runtime.block_on(serve(
-        node.clone(),
-        &args.rpc_addr,
-        &datadir,
-        network,
+    let settings = Settings {
+        rpc_addr: args.rpc_addr.clone(),
+        rpc_max_connections: args
+            .rpc_max_connections
+            .unwrap_or_else(apiary_node::rpc::server::default_max_connections),
         miner_address,
-        args.mine,
+        mine: args.mine,
         mine_threads,
-    ));
+    };
+    let result = runtime.block_on(serve(node.clone(), &datadir, network, settings));
+    let remove_ready_files = || {
+        let _ = std::fs::remove_file(datadir.join("rpc.cookie"));
+        let _ = std::fs::remove_file(datadir.join("rpc.addr"));
+    };
+    if let Some(reason) = node.health().fatal_reason() {
+        // Stop at once, not half-alive: other threads may still hold the store, so no
+        // destructors run (what was acknowledged is on disk already, as after kill -9).
+        remove_ready_files();
+        eprintln!("error: {reason}");
+        // SAFETY: _exit ends the process without running anything else.
+        unsafe { libc::_exit(2) };
+    }
     node.shutdown();
-    let _ = std::fs::remove_file(datadir.join("rpc.cookie"));
-    let _ = std::fs::remove_file(datadir.join("rpc.addr"));
+    remove_ready_files();
     result
 }
 
-async fn serve(
-    node: Arc<Node>,
-    rpc_addr: &str,
-    datadir: &std::path::Path,
-    network: NetworkConfig,
+/// Takes `<datadir>/LOCK` for the life of the process (flock: released by the kernel when
+/// the process ends, however it ends).
+fn lock_datadir(datadir: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = datadir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(anyhow!(
+            "data dir {} is in use by another apiary-node",
+            datadir.display()
+        ));
+    }
+    Ok(file)
+}
+
+struct Settings {
+    rpc_addr: String,
+    rpc_max_connections: usize,
     miner_address: Option<Address>,
     mine: bool,
     mine_threads: usize,
+}
+
+/// Runs the node's services until a stop signal (Ok) or a fatal fault (the node's health
+/// says why; the caller exits non-zero).
+async fn serve(
+    node: Arc<Node>,
+    datadir: &std::path::Path,
+    network: NetworkConfig,
+    settings: Settings,
 ) -> Result<()> {
+    let rpc_addr = &settings.rpc_addr;
     let listener = tokio::net::TcpListener::bind(rpc_addr).await.map_err(|e| match e.kind() {
         std::io::ErrorKind::AddrInUse => anyhow!(
             "RPC address {rpc_addr} is already in use (another apiary-node?); choose another with --rpc-addr"
         ),
         _ => anyhow!("cannot listen for RPC on {rpc_addr}: {e}"),
     })?;
+    let bound = listener.local_addr()?;
+    if !bound.ip().is_loopback() {
+        tracing::warn!(addr = %bound, "RPC listens beyond this machine: its cookie travels in clear text (HTTP Basic auth); put TLS or an SSH tunnel in front, or keep --rpc-addr on 127.0.0.1");
+    }
     // Listening for SIGINT/SIGTERM starts before the node says it is ready (the cookie),
     // so a stop that comes right after is still a clean one.
     let stop_requested = shutdown_signal()?;
     let network = p2p::start(node.clone(), network)?;
     tracing::info!(peer_id = %network.peer_id, "p2p started");
-    let bound = listener.local_addr()?;
     // Scripts that asked for port 0 read the real address here; the cookie comes last,
     // so its presence means the node is ready.
     write_private_file(&datadir.join("rpc.addr"), bound.to_string().as_bytes())
         .context("cannot write rpc.addr")?;
     let (cookie_path, credentials) =
         write_cookie(datadir).context("cannot write the RPC cookie")?;
-    tracing::info!(addr = %bound, cookie = %cookie_path.display(), "JSON-RPC listening");
+    tracing::info!(addr = %bound, cookie = %cookie_path.display(), max_connections = settings.rpc_max_connections, "JSON-RPC listening");
 
-    let miner = match (mine, miner_address) {
+    let miner = match (settings.mine, settings.miner_address) {
         (true, Some(address)) => {
-            tracing::info!(threads = mine_threads, "mining");
-            Some(apiary_node::miner::spawn_miner(
-                node.clone(),
-                address,
-                mine_threads,
-            ))
+            tracing::info!(threads = settings.mine_threads, "mining");
+            Some(
+                apiary_node::miner::spawn_miner(node.clone(), address, settings.mine_threads)
+                    .context("cannot start the miner")?,
+            )
         }
         _ => None,
     };
     let context = Arc::new(RpcContext {
         node: node.clone(),
         credentials,
-        miner_address,
-        mine_threads,
+        miner_address: settings.miner_address,
+        mine_threads: settings.mine_threads,
         network: Some(network),
     });
     let shutdown_node = node.clone();
-    axum::serve(listener, router(context))
-        .with_graceful_shutdown(async move {
+    let server = apiary_node::rpc::server::serve(
+        listener,
+        router(context),
+        settings.rpc_max_connections,
+        async move {
             stop_requested.await;
             tracing::info!("shutting down");
             shutdown_node.request_shutdown();
-        })
-        .await?;
+        },
+    );
+    tokio::select! {
+        () = server => {}
+        _ = node.health().failed() => return Ok(()),
+        () = watch_storage(node.clone()) => {}
+    }
     if let Some(miner) = miner {
         let _ = tokio::task::spawn_blocking(move || miner.join()).await;
     }
     Ok(())
+}
+
+/// While the disk is full, looks every second whether the store takes writes again.
+async fn watch_storage(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if node.health().storage_full().is_some() {
+            let node = node.clone();
+            let _ = tokio::task::spawn_blocking(move || node.check_storage()).await;
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM received from the moment this is called.

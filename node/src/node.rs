@@ -2,6 +2,7 @@
 //! stateless checks, then the chain under the lock, then the mempool follows the tip.
 
 use crate::chain::{Accepted, Chain, ChainError, CheckedBlock};
+use crate::health::Health;
 use crate::mempool::{Mempool, MempoolConfig, MempoolError, VerifiedTx};
 use apiary_core::encoding::{decode_exact, DecodeError};
 use apiary_core::tx::KeyCache;
@@ -51,6 +52,16 @@ pub struct ImportStopped {
     pub error: Box<ImportError>,
 }
 
+/// Why `Node::submit_tx` did not take a transaction.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Rejected(#[from] MempoolError),
+    /// Writing is paused (a full disk); the transaction may be valid.
+    #[error("{0}")]
+    StorageFull(String),
+}
+
 /// Everything that changes together when a block connects.
 pub struct NodeState {
     pub chain: Chain,
@@ -66,10 +77,13 @@ pub struct Node {
     keys: KeyCache,
     /// Set once the network runs; announcements go nowhere before that.
     announcer: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Announcement>>,
+    health: Health,
 }
 
 impl Node {
     pub fn new(chain: Chain, mempool: MempoolConfig) -> Arc<Node> {
+        let health = Health::default();
+        health.watch_store(chain.store_path());
         Arc::new(Node {
             spec: chain.shared_spec(),
             state: Mutex::new(NodeState {
@@ -80,7 +94,52 @@ impl Node {
             shutdown: AtomicBool::new(false),
             keys: KeyCache::default(),
             announcer: std::sync::OnceLock::new(),
+            health,
         })
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Takes a store or chain error to heart: damage stops the node, a full disk pauses
+    /// writing. Returns the error for the caller to pass on.
+    pub fn note_error(&self, error: ChainError) -> ChainError {
+        match &error {
+            ChainError::Store(store) if store.is_no_space() => {
+                if let crate::store::StoreError::NoSpace { path, message } = store {
+                    self.health.storage_is_full(path, message);
+                }
+            }
+            ChainError::Store(store) if store.is_damage() => self.health.fail(error.to_string()),
+            // Another I/O error on write (a failing disk): stop, so a supervisor restarts.
+            ChainError::Store(crate::store::StoreError::WritesStopped(_)) => {
+                self.health.fail(error.to_string())
+            }
+            ChainError::Store(crate::store::StoreError::Db(db))
+                if db.kind() == rocksdb::ErrorKind::IOError =>
+            {
+                self.health.fail(error.to_string())
+            }
+            ChainError::Inconsistent(_) => self.health.fail(error.to_string()),
+            _ => {}
+        }
+        error
+    }
+
+    /// While the disk is full, tries a small write every call and resumes writing once
+    /// the store takes it.
+    pub fn check_storage(&self) {
+        self.health.check_storage(|| {
+            let recovered = self.lock().chain.recover_store();
+            if let Err(crate::store::StoreError::Damaged { .. }) = &recovered {
+                // It could not even be opened again: nothing can go on.
+                self.health.fail(format!(
+                    "the store could not be reopened after the disk was full: {recovered:?}"
+                ));
+            }
+            recovered.map_err(|e| e.to_string())
+        });
     }
 
     /// Where announcements go from now on; returns the receiving end.
@@ -101,11 +160,13 @@ impl Node {
     }
 
     pub fn lock(&self) -> MutexGuard<'_, NodeState> {
-        // A panic while holding the lock leaves the state as the last committed batch
-        // made it (state changes are rolled back on error), so the data stays usable.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| {
+            // A thread panicked while changing the chain: the state in memory may be half
+            // changed. Reads go on until the node is down; what is on disk is sound.
+            self.health
+                .fail("a thread panicked while it held the chain state (see the error above)");
+            poisoned.into_inner()
+        })
     }
 
     pub fn tip_generation(&self) -> u64 {
@@ -118,8 +179,16 @@ impl Node {
     }
 
     /// Stops miners and writes the account state, so the next start needs no replay.
+    /// After a fatal fault nothing is written: the next start replays from the last flush.
     pub fn shutdown(&self) {
         self.request_shutdown();
+        if self.state.is_poisoned() || self.health.fatal_reason().is_some() {
+            return;
+        }
+        if self.health.storage_full().is_some() {
+            tracing::warn!("the disk is full: the account state is not written; the next start replays the blocks since the last write");
+            return;
+        }
         if let Err(error) = self.lock().chain.flush_state() {
             tracing::error!(%error, "could not write the account state; the next start replays blocks");
         }
@@ -218,21 +287,31 @@ impl Node {
 
     /// Takes a checked block into the chain; the mempool follows any change of tip.
     pub fn accept_block(&self, checked: CheckedBlock) -> Result<Accepted, ChainError> {
+        if let Some(full) = self.health.storage_full() {
+            return Err(ChainError::StorageFull(full));
+        }
         let mut guard = self.lock();
         let NodeState { chain, mempool } = &mut *guard;
-        let accepted = chain.accept_block(checked, now_ms())?;
+        let accepted = chain.accept_block(checked, now_ms());
+        if let Some(error) = chain.take_flush_error() {
+            self.note_error(error);
+        }
+        let accepted = accepted.map_err(|e| self.note_error(e))?;
         if let Accepted::NewTip(change) = &accepted {
             let connected: Vec<&SignedTransaction> =
                 change.connected.iter().flat_map(|b| &b.txs).collect();
             let disconnected: Vec<&SignedTransaction> =
                 change.disconnected.iter().flat_map(|b| &b.txs).collect();
-            mempool.update_for_tip(
+            let dropped = mempool.update_for_tip(
                 &connected,
                 &change.connected_txids,
                 &disconnected,
                 chain.state(),
                 &self.spec,
             );
+            for (txid, reason) in dropped {
+                tracing::info!(%txid, %reason, "transaction left the mempool: invalid on the new tip");
+            }
             mempool.expire_if_due(std::time::Instant::now());
             self.tip_generation.fetch_add(1, Ordering::AcqRel);
             if let Some(tip) = change.connected.last() {
@@ -247,8 +326,11 @@ impl Node {
     }
 
     /// Validates a transaction against the tip and queues it for the next blocks.
-    pub fn submit_tx(&self, stx: SignedTransaction) -> Result<TxId, MempoolError> {
-        let verified = VerifiedTx::check(stx)?;
+    pub fn submit_tx(&self, stx: SignedTransaction) -> Result<TxId, SubmitError> {
+        if let Some(full) = self.health.storage_full() {
+            return Err(SubmitError::StorageFull(full));
+        }
+        let verified = VerifiedTx::check(stx).map_err(MempoolError::from)?;
         let stx = verified.tx().clone();
         let mut guard = self.lock();
         let NodeState { chain, mempool } = &mut *guard;

@@ -291,15 +291,27 @@ fn reindex_rebuilds_the_same_state() {
     node.lock().chain.flush_state().unwrap();
     let (tip, before) = (tip_hash(&node), accounts(&node));
     drop(node);
-    let store =
-        apiary_node::store::Store::open(&dir.path().join("db"), spec.genesis_hash()).unwrap();
-    let mut chain =
-        apiary_node::chain::Chain::reindex(store, std::sync::Arc::new(spec.clone())).unwrap();
+    let db = dir.path().join("db");
+    let rebuilt = apiary_node::reindex::reindex(&db, std::sync::Arc::new(spec.clone()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(rebuilt.height.0, 3);
+    assert!(
+        rebuilt.stopped.is_none() && rebuilt.kept.is_none(),
+        "{rebuilt:?}"
+    );
+    let store = apiary_node::store::Store::open(&db, spec.genesis_hash()).unwrap();
+    let chain = apiary_node::chain::Chain::open(store, std::sync::Arc::new(spec.clone())).unwrap();
     assert_eq!(chain.tip(), tip);
     let after: Vec<_> = chain.state().iter().map(|(a, acc)| (*a, *acc)).collect();
     assert_eq!(after, before);
     // The indexes come back too, from the blocks alone.
-    chain.flush_state().unwrap();
     assert_eq!(history(&chain, 10), vec![paid]);
     assert_eq!(chain.tx_location(&paid).unwrap().unwrap().index, 0);
+    // Nothing is left beside the store.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, vec!["db".to_string()]);
 }

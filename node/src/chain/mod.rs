@@ -12,7 +12,7 @@ mod unflushed;
 use crate::store::{AddressTx, BlockStatus, IndexEntry, Store, StoreError, TxLocation};
 use apiary_core::tx::KeyCache;
 use apiary_core::validate::{
-    check_block, check_block_with_txids, check_header_context, connect_block, median_time_past,
+    check_block_with_txids, check_header_context, connect_block, median_time_past,
 };
 use apiary_core::{
     Account, AccountTree, Address, Block, BlockError, BlockHash, BlockHeader, ChainSpec, Hash256,
@@ -51,6 +51,9 @@ pub enum ChainError {
     },
     #[error("stored chain is inconsistent: {0}; restart with --reindex")]
     Inconsistent(String),
+    /// Writing is paused (a full disk): nothing about the block is known yet.
+    #[error("{0}")]
+    StorageFull(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -173,6 +176,8 @@ pub struct Chain {
     /// the height it was written at.
     unflushed: Unflushed,
     flushed_height: Height,
+    /// Why the last periodic flush failed, until someone asks (`take_flush_error`).
+    flush_error: Option<ChainError>,
 }
 
 fn block_work(entry_bits: apiary_core::CompactTarget) -> Work {
@@ -195,6 +200,7 @@ impl Chain {
             arriving: None,
             unflushed: Unflushed::default(),
             flushed_height: Height(0),
+            flush_error: None,
         }
     }
 
@@ -203,6 +209,11 @@ impl Chain {
     pub fn open(store: Store, spec: Arc<ChainSpec>) -> Result<Chain, ChainError> {
         let mut chain = Chain::unloaded(store, spec);
         if chain.store.tip()?.is_none() {
+            if chain.store.has_blocks()? {
+                return Err(ChainError::Inconsistent(
+                    "blocks are stored but no tip is recorded".into(),
+                ));
+            }
             chain.write_genesis()?;
         }
         chain.load()?;
@@ -214,33 +225,6 @@ impl Chain {
             }
         }
         chain.activate_best_chain()?;
-        Ok(chain)
-    }
-
-    /// Rebuilds accounts, main chain and tx index from the stored blocks of the old main
-    /// chain, re-checking every block and every header's state commitment.
-    pub fn reindex(store: Store, spec: Arc<ChainSpec>) -> Result<Chain, ChainError> {
-        let old_main: Vec<BlockHash> = store
-            .main_chain()
-            .map(|r| r.map(|(_, h)| h))
-            .collect::<Result<_, _>>()?;
-        store.clear_derived_state()?;
-        let mut chain = Chain::unloaded(store, spec);
-        chain.write_genesis()?;
-        chain.load()?;
-        let keys = KeyCache::default();
-        for hash in old_main.iter().skip(1) {
-            let block = chain.body(hash)?;
-            if let Err(error) = check_block(&block, block.encode().len(), &chain.spec, &keys) {
-                tracing::warn!(%hash, %error, "reindex: stored block is invalid; stopping there");
-                chain.mark_invalid(hash);
-                break;
-            }
-            chain.reorganize_to(*hash)?;
-            if block.header.height.0 % 1000 == 0 {
-                tracing::info!(height = block.header.height.0, "reindex progress");
-            }
-        }
         Ok(chain)
     }
 
@@ -379,6 +363,25 @@ impl Chain {
 
     pub fn spec(&self) -> &ChainSpec {
         &self.spec
+    }
+
+    /// Why the last periodic state flush failed, once.
+    pub fn take_flush_error(&mut self) -> Option<ChainError> {
+        self.flush_error.take()
+    }
+
+    /// After the disk was full: reopens the store if a write failed (RocksDB takes no
+    /// write after a failed one), then tries a small synced write.
+    pub fn recover_store(&mut self) -> Result<(), StoreError> {
+        if self.store.writes_stopped() {
+            self.store.reopen()?;
+        }
+        self.store.probe()
+    }
+
+    /// The store's directory.
+    pub fn store_path(&self) -> &std::path::Path {
+        self.store.path()
     }
 
     pub fn shared_spec(&self) -> Arc<ChainSpec> {
@@ -750,7 +753,12 @@ impl Chain {
             || self.unflushed.tx_changes() >= FLUSH_AFTER_TXS
             || self.height().0.saturating_sub(self.flushed_height.0) >= FLUSH_AFTER_BLOCKS
         {
-            self.flush_state()?;
+            // The switch is committed already: a flush that fails (a full disk) leaves
+            // the changes unflushed for the next one, and is reported, not the block.
+            if let Err(error) = self.flush_state() {
+                tracing::warn!(%error, "state flush failed; it is retried with the next block");
+                self.flush_error = Some(error);
+            }
         }
         if let Some(last) = change.connected.last() {
             tracing::info!(

@@ -93,6 +93,19 @@ pub struct Mempool {
 /// Expired transactions are looked for at most this often.
 const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How a transaction enters the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// New from a user or a peer: every policy limit applies (minimum fee, how far ahead
+    /// its nonce may be, room in the pool).
+    New,
+    /// Accepted once already: from a block a reorganisation undid, re-queued after a tip
+    /// change, or replayed after a restart. Only validity counts (chain, nonce not spent,
+    /// payable), so nothing the node once accepted is dropped by a policy limit; the pool
+    /// may exceed its size until new transactions evict the cheapest.
+    Returning,
+}
+
 impl Mempool {
     pub fn new(config: MempoolConfig) -> Mempool {
         Mempool {
@@ -171,7 +184,19 @@ impl Mempool {
         state: &AccountTree,
         spec: &ChainSpec,
     ) -> Result<TxId, MempoolError> {
-        self.insert(verified.0, state, spec, Instant::now())
+        self.insert(verified.0, state, spec, Instant::now(), Admission::New)
+    }
+
+    /// Takes back a transaction this node accepted before (`Admission::Returning`), which
+    /// arrived at `added`.
+    pub fn readmit(
+        &mut self,
+        verified: VerifiedTx,
+        state: &AccountTree,
+        spec: &ChainSpec,
+        added: Instant,
+    ) -> Result<TxId, MempoolError> {
+        self.insert(verified.0, state, spec, added, Admission::Returning)
     }
 
     /// `add` for a transaction whose signature was verified when it first came in.
@@ -181,13 +206,15 @@ impl Mempool {
         state: &AccountTree,
         spec: &ChainSpec,
         added: Instant,
+        admission: Admission,
     ) -> Result<TxId, MempoolError> {
         let txid = stx.txid();
         if self.txs.contains_key(&txid) {
             return Err(MempoolError::Duplicate(txid));
         }
         let tx = &stx.tx;
-        if tx.fee < self.config.min_fee {
+        let new = admission == Admission::New;
+        if new && tx.fee < self.config.min_fee {
             return Err(MempoolError::FeeTooLow {
                 minimum: self.config.min_fee,
                 offered: tx.fee,
@@ -202,7 +229,7 @@ impl Mempool {
             });
         }
         let limit = account.nonce.0.saturating_add(self.config.max_nonce_ahead);
-        if tx.nonce.0 > limit {
+        if new && tx.nonce.0 > limit {
             return Err(MempoolError::NonceTooFarAhead {
                 expected: account.nonce.0,
                 found: tx.nonce.0,
@@ -244,7 +271,10 @@ impl Mempool {
         }
         let size = stx.encode().len();
         let freed = replaced.map_or(0, |old| self.txs[&old].size);
-        let victims = self.victims_for(size.saturating_sub(freed), tx.fee, replaced)?;
+        let victims = match admission {
+            Admission::New => self.victims_for(size.saturating_sub(freed), tx.fee, replaced)?,
+            Admission::Returning => Vec::new(),
+        };
         for victim in victims.iter().chain(replaced.as_ref()) {
             self.remove(victim);
         }
@@ -342,8 +372,10 @@ impl Mempool {
         old.len()
     }
 
-    /// Follows the main chain: drops what it confirmed (or made stale), and takes back the
-    /// transactions of blocks it no longer holds.
+    /// Follows the main chain: drops what it confirmed, and takes back the transactions of
+    /// blocks it no longer holds, whatever their nonce distance and the pool's size (they
+    /// were accepted once). Returns those that could not stay, with why: each is invalid on
+    /// the new chain (its nonce is spent, or its sender cannot pay it).
     pub fn update_for_tip(
         &mut self,
         connected: &[&SignedTransaction],
@@ -351,9 +383,9 @@ impl Mempool {
         disconnected: &[&SignedTransaction],
         state: &AccountTree,
         spec: &ChainSpec,
-    ) {
+    ) -> Vec<(TxId, MempoolError)> {
         if self.txs.is_empty() && disconnected.is_empty() {
-            return;
+            return Vec::new();
         }
         for txid in connected_txids {
             self.remove(txid);
@@ -361,8 +393,10 @@ impl Mempool {
         // Every affected sender's queue is rebuilt against the new state: what the chain
         // now holds, or what can no longer be paid, falls out.
         let now = Instant::now();
+        let confirmed: HashSet<&TxId> = connected_txids.iter().collect();
         let mut requeue: Vec<(SignedTransaction, Instant)> = disconnected
             .iter()
+            .filter(|stx| !confirmed.contains(&stx.txid()))
             .map(|stx| ((*stx).clone(), now))
             .collect();
         let senders: HashSet<Address> = connected
@@ -383,11 +417,18 @@ impl Mempool {
                 }
             }
         }
+        // Nonce order, so each sender's run is rebuilt from its next nonce up.
         requeue.sort_by_key(|(stx, _)| (stx.tx.from, stx.tx.nonce));
+        let mut dropped = Vec::new();
         for (stx, added) in requeue {
-            // Already verified once; a failure means the chain made it invalid or stale.
-            let _ = self.insert(stx, state, spec, added);
+            let txid = stx.txid();
+            // Already verified once.
+            match self.insert(stx, state, spec, added, Admission::Returning) {
+                Ok(_) | Err(MempoolError::Duplicate(_)) => {}
+                Err(error) => dropped.push((txid, error)),
+            }
         }
+        dropped
     }
 
     /// Pending transactions for a block on `state`, highest fee first, each sender's in

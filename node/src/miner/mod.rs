@@ -3,6 +3,7 @@
 //! in as every other block (`Node::submit_block`).
 
 use crate::chain::{Accepted, ChainError};
+use crate::health::CoreTask;
 use crate::node::{now_ms, Node, NodeState};
 use apiary_core::block::{target_words, HeaderHasher, BLOCK_VERSION, HEADER_BYTES};
 use apiary_core::state::UndoRecorder;
@@ -126,6 +127,9 @@ pub fn search_nonce(
 pub enum MineError {
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// Writing is paused (a full disk): a block found now could not be stored.
+    #[error("{0}")]
+    StorageFull(String),
     #[error("the mined block was refused: {0}")]
     Refused(#[from] ChainError),
 }
@@ -137,6 +141,9 @@ pub fn mine_block(node: &Node, miner: Address, threads: usize) -> Result<BlockHa
     loop {
         if node.is_shutting_down() {
             return Err(MineError::ShuttingDown);
+        }
+        if let Some(full) = node.health().storage_full() {
+            return Err(MineError::StorageFull(full));
         }
         let generation = node.tip_generation();
         let template = build_template(&mut node.lock(), miner, now_ms());
@@ -174,19 +181,29 @@ pub fn mine_block(node: &Node, miner: Address, threads: usize) -> Result<BlockHa
     }
 }
 
-/// Mines continuously until shutdown (`--mine`).
-pub fn spawn_miner(node: Arc<Node>, miner: Address, threads: usize) -> std::thread::JoinHandle<()> {
+/// How long the miner waits before it looks again while the disk is full.
+const STORAGE_FULL_PAUSE: Duration = Duration::from_secs(1);
+
+/// Mines continuously until shutdown (`--mine`); pauses while the disk is full.
+pub fn spawn_miner(
+    node: Arc<Node>,
+    miner: Address,
+    threads: usize,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("miner".into())
-        .spawn(move || loop {
-            match mine_block(&node, miner, threads) {
-                Ok(_) => {}
-                Err(MineError::ShuttingDown) => return,
-                Err(error) => {
-                    tracing::error!(%error, "mined block refused; retrying");
-                    std::thread::sleep(Duration::from_millis(500));
+        .spawn(move || {
+            let _running = CoreTask::new(node.clone(), "miner");
+            loop {
+                match mine_block(&node, miner, threads) {
+                    Ok(_) => {}
+                    Err(MineError::ShuttingDown) => return,
+                    Err(MineError::StorageFull(_)) => std::thread::sleep(STORAGE_FULL_PAUSE),
+                    Err(error) => {
+                        tracing::error!(%error, "mined block refused; retrying");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
                 }
             }
         })
-        .expect("spawning the miner thread")
 }

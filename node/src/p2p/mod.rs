@@ -9,8 +9,9 @@ pub mod protocol;
 mod sync;
 
 use crate::chain::{Accepted, ChainError, CheckedBlock};
+use crate::health::CoreTask;
 use crate::mempool::MempoolError;
-use crate::node::{Announcement, ImportError, Node};
+use crate::node::{Announcement, ImportError, Node, SubmitError};
 use allowance::PeerBudget;
 use apiary_core::encoding::decode_exact;
 use apiary_core::tx::MAX_TX_BYTES;
@@ -41,6 +42,8 @@ use tokio::sync::mpsc;
 /// A peer whose misbehaviour adds up to this is banned.
 const BAN_SCORE: u32 = 100;
 const BAN_TIME: Duration = Duration::from_secs(600);
+/// The longest ban an operator may ask for (`net_disconnect`): a year.
+pub const MAX_BAN: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How often lost bootnodes are dialled again and peers are asked where they stand (so a
 /// node that missed gossip still learns it is behind).
 const TICK_INTERVAL: Duration = Duration::from_secs(5);
@@ -414,9 +417,11 @@ impl Service {
         let (imports, import_rx) = std::sync::mpsc::channel::<(PeerId, Vec<Vec<u8>>)>();
         self.imports = Some(imports);
         let (node, importer_verdicts) = (self.node.clone(), verdicts.clone());
+        let _running = CoreTask::new(self.node.clone(), "network service");
         let importer = std::thread::Builder::new()
             .name("sync-import".into())
             .spawn(move || {
+                let _running = CoreTask::new(node.clone(), "sync importer");
                 for (peer, blocks) in import_rx {
                     let (received, penalty) = sync::connect_in_order(&node, peer, blocks);
                     let _ = importer_verdicts.send(Verdict::Synced {
@@ -425,8 +430,16 @@ impl Service {
                         penalty,
                     });
                 }
-            })
-            .expect("spawning the sync importer");
+            });
+        let importer = match importer {
+            Ok(importer) => importer,
+            Err(error) => {
+                self.node
+                    .health()
+                    .fail(format!("cannot start the sync importer: {error}"));
+                return;
+            }
+        };
         self.importer = Some(importer);
         let mut tick = tokio::time::interval(TICK_INTERVAL);
         loop {
@@ -497,9 +510,13 @@ impl Service {
                 }
             }
             NetCommand::Disconnect { peer, ban } => {
+                let ban = ban.min(MAX_BAN);
                 tracing::info!(%peer, ban_seconds = ban.as_secs(), "disconnecting peer on request");
                 if !ban.is_zero() {
-                    self.banned.insert(peer, Instant::now() + ban);
+                    // MAX_BAN is far below any clock's end; never panic the network on it.
+                    let until = Instant::now().checked_add(ban);
+                    self.banned
+                        .insert(peer, until.unwrap_or_else(|| Instant::now() + BAN_TIME));
                 }
                 let _ = swarm.disconnect_peer_id(peer);
             }
@@ -1125,6 +1142,8 @@ fn judge_checked(node: &Node, checked: Result<CheckedBlock, ChainError>) -> Judg
         }
         Ok(Accepted::Duplicate) => Judgement::new(MessageAcceptance::Ignore, 0),
         Err(ChainError::UnknownParent { .. }) => Judgement::unknown_parent(),
+        // Our trouble, not the sender's (a full disk pauses writing; damage stops the node).
+        Err(ChainError::StorageFull(_)) => Judgement::new(MessageAcceptance::Ignore, 0),
         Err(error @ ChainError::Store(_)) | Err(error @ ChainError::Inconsistent(_)) => {
             tracing::error!(%error, "could not take a gossiped block");
             Judgement::new(MessageAcceptance::Ignore, 0)
@@ -1141,9 +1160,9 @@ fn judge_tx(node: &Node, bytes: &[u8]) -> Judgement {
     };
     match node.submit_tx(stx) {
         Ok(_) => Judgement::new(MessageAcceptance::Accept, 0),
-        Err(MempoolError::Invalid(
+        Err(SubmitError::Rejected(MempoolError::Invalid(
             TxError::BadSignature | TxError::SenderNotAKey | TxError::WrongChain { .. },
-        )) => Judgement::new(MessageAcceptance::Reject, 20),
+        ))) => Judgement::new(MessageAcceptance::Reject, 20),
         // Stale, duplicate, or not payable against our tip: may be honest; do not forward.
         Err(_) => Judgement::new(MessageAcceptance::Ignore, 0),
     }

@@ -32,7 +32,11 @@ impl Service {
     /// Starts downloading from the peer with the most work, if it has more than we do and
     /// nothing is being downloaded or imported.
     pub(super) fn sync_from_best(&mut self, swarm: &mut Swarm<Behaviour>) {
-        if self.download.is_some() || self.importing > 0 {
+        // While the disk is full nothing could be stored: the next tick looks again.
+        if self.download.is_some()
+            || self.importing > 0
+            || self.node.health().storage_full().is_some()
+        {
             return;
         }
         let ours = self.node.lock().chain.tip_entry().total_work;

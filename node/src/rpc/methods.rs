@@ -2,10 +2,12 @@
 //! missing one is an "invalid params" error that names it.
 
 use super::{
-    RpcContext, RpcError, INTERNAL_ERROR, METHOD_NOT_FOUND, MINING_FAILED, NOT_FOUND, TX_REJECTED,
+    RpcContext, RpcError, INTERNAL_ERROR, METHOD_NOT_FOUND, MINING_FAILED, NOT_FOUND, STORAGE_FULL,
+    TX_REJECTED,
 };
 use crate::chain::Chain;
-use crate::miner::{block_tx_budget, mine_block};
+use crate::miner::{block_tx_budget, mine_block, MineError};
+use crate::node::SubmitError;
 use crate::store::{AddressTx, IndexEntry};
 use apiary_core::encoding::decode_exact;
 use apiary_core::tx::MAX_TX_BYTES;
@@ -39,8 +41,16 @@ pub fn call(context: &RpcContext, method: &str, params: Value) -> Result<Value, 
     }
 }
 
+/// Named params into `T`; a wrong one is named in the error ("blocks: invalid type…").
 fn parse<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
-    serde_json::from_value(params).map_err(RpcError::invalid_params)
+    serde_path_to_error::deserialize(params).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            RpcError::invalid_params(e.into_inner())
+        } else {
+            RpcError::invalid_params(format!("{path}: {}", e.into_inner()))
+        }
+    })
 }
 
 fn internal(error: impl std::fmt::Display) -> RpcError {
@@ -71,6 +81,8 @@ fn node_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
         "syncing": network.is_some_and(|n| n.is_behind(work)),
         "sync": network.map(|n| n.sync_progress()),
         "height": height,
+        // Why writing is paused (a full disk), or null.
+        "storage_full": context.node.health().storage_full(),
     }))
 }
 
@@ -336,10 +348,12 @@ fn tx_submit(context: &RpcContext, params: TxSubmit) -> Result<Value, RpcError> 
         .map_err(|e| RpcError::invalid_params(format!("tx is not hex: {e}")))?;
     let stx: SignedTransaction =
         decode_exact("transaction", &bytes, MAX_TX_BYTES).map_err(RpcError::invalid_params)?;
-    let txid = context
-        .node
-        .submit_tx(stx)
-        .map_err(|e| RpcError::new(TX_REJECTED, format!("transaction rejected: {e}")))?;
+    let txid = context.node.submit_tx(stx).map_err(|e| match e {
+        SubmitError::StorageFull(why) => RpcError::new(STORAGE_FULL, why),
+        SubmitError::Rejected(e) => {
+            RpcError::new(TX_REJECTED, format!("transaction rejected: {e}"))
+        }
+    })?;
     Ok(json!({"txid": txid}))
 }
 
@@ -436,6 +450,13 @@ fn net_disconnect(context: &RpcContext, params: NetDisconnect) -> Result<Value, 
         .parse()
         .map_err(|e| RpcError::invalid_params(format!("peer_id: {e}")))?;
     let ban = std::time::Duration::from_secs(params.ban_seconds);
+    if ban > crate::p2p::MAX_BAN {
+        return Err(RpcError::invalid_params(format!(
+            "ban_seconds: {} is more than the longest ban, {} (a year)",
+            params.ban_seconds,
+            crate::p2p::MAX_BAN.as_secs()
+        )));
+    }
     network(context)?.command(crate::p2p::NetCommand::Disconnect { peer, ban });
     Ok(json!({"disconnected": params.peer_id, "ban_seconds": params.ban_seconds}))
 }
@@ -464,8 +485,10 @@ fn dev_mine(context: &RpcContext, params: DevMine) -> Result<Value, RpcError> {
     };
     let mut hashes = Vec::with_capacity(params.blocks as usize);
     for _ in 0..params.blocks {
-        let hash = mine_block(&context.node, miner, context.mine_threads)
-            .map_err(|e| RpcError::new(MINING_FAILED, format!("mining failed: {e}")))?;
+        let hash = mine_block(&context.node, miner, context.mine_threads).map_err(|e| match e {
+            MineError::StorageFull(why) => RpcError::new(STORAGE_FULL, why),
+            e => RpcError::new(MINING_FAILED, format!("mining failed: {e}")),
+        })?;
         hashes.push(hash);
     }
     Ok(json!({"hashes": hashes}))

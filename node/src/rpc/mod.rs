@@ -2,20 +2,25 @@
 //! (auth, parsing, error codes); `methods` owns what each call does.
 
 mod methods;
+pub mod server;
 
 use crate::node::Node;
 use apiary_core::Address;
 use apiary_files::write_private_file;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use base64::Engine;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
@@ -28,6 +33,10 @@ pub const NOT_FOUND: i64 = -32004;
 pub const TX_REJECTED: i64 = -32010;
 /// `dev_mine` could not finish.
 pub const MINING_FAILED: i64 = -32020;
+/// The disk is full: the node takes no blocks or transactions until there is room.
+pub const STORAGE_FULL: i64 = -32030;
+/// The store is damaged: the node is stopping; see its log for what to do.
+pub const STORAGE_DAMAGED: i64 = -32031;
 
 pub const COOKIE_USER: &str = "__cookie__";
 
@@ -69,8 +78,35 @@ pub fn write_cookie(datadir: &Path) -> std::io::Result<(PathBuf, String)> {
     Ok((path, credentials))
 }
 
+/// The largest request body taken: a batch of calls, or a transaction in hex, fits easily.
+pub const MAX_BODY_BYTES: usize = 2 << 20;
+/// A request's body must arrive whole within this.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub fn router(context: Arc<RpcContext>) -> Router {
-    Router::new().route("/", post(handle)).with_state(context)
+    Router::new()
+        .route("/", post(handle))
+        .method_not_allowed_fallback(|| async {
+            refusal(
+                StatusCode::METHOD_NOT_ALLOWED,
+                RpcError::new(
+                    INVALID_REQUEST,
+                    "JSON-RPC takes POST requests to / with a JSON body",
+                ),
+            )
+        })
+        .fallback(|| async {
+            refusal(
+                StatusCode::NOT_FOUND,
+                RpcError::new(INVALID_REQUEST, "no such path: JSON-RPC is served at /"),
+            )
+        })
+        .with_state(context)
+}
+
+/// An HTTP refusal with a JSON-RPC error body (id null: no call was read).
+fn refusal(status: StatusCode, error: RpcError) -> Response {
+    (status, axum::Json(error_response(null_id(), error))).into_response()
 }
 
 fn authorized(headers: &HeaderMap, credentials: &str) -> bool {
@@ -95,18 +131,54 @@ fn authorized(headers: &HeaderMap, credentials: &str) -> bool {
             == 0
 }
 
-fn error_response(id: Value, error: RpcError) -> Value {
-    json!({"jsonrpc": "2.0", "error": {"code": error.code, "message": error.message}, "id": id})
+fn null_id() -> Box<RawValue> {
+    RawValue::from_string("null".into()).expect("null is JSON")
+}
+
+/// A reply to one call, with its id exactly as the caller wrote it.
+#[derive(Serialize)]
+struct Reply {
+    jsonrpc: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+    id: Box<RawValue>,
+}
+
+fn error_response(id: Box<RawValue>, error: RpcError) -> Reply {
+    Reply {
+        jsonrpc: "2.0",
+        result: None,
+        error: Some(json!({"code": error.code, "message": error.message})),
+        id,
+    }
+}
+
+/// One call as sent. The id is kept as raw JSON, so a reply echoes it exactly (a large or
+/// fractional number is never rounded); a missing id (a notification) is None.
+#[derive(Deserialize)]
+struct Call {
+    jsonrpc: Option<Value>,
+    method: Option<Value>,
+    params: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Box<RawValue>>,
+}
+
+/// `Some` for any id that is present, `null` included.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
 }
 
 async fn handle(
     State(context): State<Arc<RpcContext>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if !authorized(&headers, &context.credentials) {
         let body = error_response(
-            Value::Null,
+            null_id(),
             RpcError::new(
                 -32001,
                 "unauthorized: use HTTP Basic auth with the contents of <datadir>/rpc.cookie",
@@ -119,53 +191,122 @@ async fn handle(
         )
             .into_response();
     }
-    let request: Value = match serde_json::from_slice(&body) {
-        Ok(value) => value,
+    let collected =
+        tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await;
+    let body = match collected {
+        Ok(Ok(body)) => body.to_bytes(),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            return refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                RpcError::new(
+                    INVALID_REQUEST,
+                    format!("request body is over {MAX_BODY_BYTES} bytes"),
+                ),
+            )
+        }
+        Ok(Err(error)) => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                RpcError::new(
+                    INVALID_REQUEST,
+                    format!("cannot read the request body: {error}"),
+                ),
+            )
+        }
+        Err(_) => {
+            return refusal(
+                StatusCode::REQUEST_TIMEOUT,
+                RpcError::new(
+                    INVALID_REQUEST,
+                    format!(
+                        "the request body did not arrive within {} s",
+                        BODY_TIMEOUT.as_secs()
+                    ),
+                ),
+            )
+        }
+    };
+    let calls = match Batch::parse(&body) {
+        Ok(calls) => calls,
         Err(e) => {
             return axum::Json(error_response(
-                Value::Null,
+                null_id(),
                 RpcError::new(PARSE_ERROR, format!("parse error: {e}")),
             ))
             .into_response()
         }
     };
-    let reply = tokio::task::spawn_blocking(move || match request {
-        Value::Array(calls) if calls.is_empty() => Some(error_response(
-            Value::Null,
+    // Written straight to text: a Value in between would round the ids.
+    let reply = tokio::task::spawn_blocking(move || match calls {
+        Batch::Many(calls) if calls.is_empty() => Some(serde_json::to_string(&error_response(
+            null_id(),
             RpcError::new(INVALID_REQUEST, "invalid request: empty batch"),
-        )),
-        Value::Array(calls) => {
-            let replies: Vec<Value> = calls
+        ))),
+        Batch::Many(calls) => {
+            let replies: Vec<Reply> = calls
                 .into_iter()
-                .filter_map(|call| answer(&context, call))
+                .filter_map(|call| answer(&context, &call))
                 .collect();
-            (!replies.is_empty()).then_some(Value::Array(replies))
+            (!replies.is_empty()).then(|| serde_json::to_string(&replies))
         }
-        call => answer(&context, call),
+        Batch::One(call) => answer(&context, &call).map(|reply| serde_json::to_string(&reply)),
     })
     .await;
     match reply {
-        Ok(Some(value)) => axum::Json(value).into_response(),
+        Ok(Some(Ok(text))) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Some(Err(e))) => axum::Json(error_response(
+            null_id(),
+            RpcError::new(INTERNAL_ERROR, format!("internal error: {e}")),
+        ))
+        .into_response(),
         Err(e) => axum::Json(error_response(
-            Value::Null,
+            null_id(),
             RpcError::new(INTERNAL_ERROR, format!("internal error: {e}")),
         ))
         .into_response(),
     }
 }
 
+/// A request body: one call or a batch, each kept raw until it is answered on its own
+/// (one malformed call in a batch spoils only its own reply).
+enum Batch {
+    Many(Vec<Box<RawValue>>),
+    One(Box<RawValue>),
+}
+
+impl Batch {
+    fn parse(body: &[u8]) -> Result<Batch, serde_json::Error> {
+        let raw: Box<RawValue> = serde_json::from_slice(body)?;
+        if raw.get().starts_with('[') {
+            Ok(Batch::Many(serde_json::from_str(raw.get())?))
+        } else {
+            Ok(Batch::One(raw))
+        }
+    }
+}
+
 /// Answers one call; None for a notification (a call without an id).
-fn answer(context: &RpcContext, call: Value) -> Option<Value> {
-    let Value::Object(mut call) = call else {
+fn answer(context: &RpcContext, call: &RawValue) -> Option<Reply> {
+    let Ok(call) = serde_json::from_str::<Call>(call.get()) else {
         return Some(error_response(
-            Value::Null,
+            null_id(),
             RpcError::new(INVALID_REQUEST, "invalid request: expected an object"),
         ));
     };
-    let id = call.remove("id");
-    let reply_id = id.clone().unwrap_or(Value::Null);
-    if call.get("jsonrpc") != Some(&Value::from("2.0")) {
+    let reply_id = call.id.clone().unwrap_or_else(null_id);
+    let valid_id = serde_json::from_str::<Value>(reply_id.get())
+        .is_ok_and(|id| id.is_string() || id.is_number() || id.is_null());
+    if !valid_id {
+        return Some(error_response(
+            null_id(),
+            RpcError::new(
+                INVALID_REQUEST,
+                "invalid request: \"id\" must be a string, a number or null",
+            ),
+        ));
+    }
+    if call.jsonrpc != Some(Value::from("2.0")) {
         return Some(error_response(
             reply_id,
             RpcError::new(
@@ -174,7 +315,7 @@ fn answer(context: &RpcContext, call: Value) -> Option<Value> {
             ),
         ));
     }
-    let Some(Value::String(method)) = call.remove("method") else {
+    let Some(Value::String(method)) = call.method else {
         return Some(error_response(
             reply_id,
             RpcError::new(
@@ -183,7 +324,7 @@ fn answer(context: &RpcContext, call: Value) -> Option<Value> {
             ),
         ));
     };
-    let params = match call.remove("params") {
+    let params = match call.params {
         None | Some(Value::Null) => Value::Object(Default::default()),
         Some(object @ Value::Object(_)) => object,
         Some(_) => {
@@ -194,9 +335,14 @@ fn answer(context: &RpcContext, call: Value) -> Option<Value> {
         }
     };
     let result = methods::call(context, &method, params);
-    id.as_ref()?;
+    call.id.as_ref()?;
     Some(match result {
-        Ok(value) => json!({"jsonrpc": "2.0", "result": value, "id": reply_id}),
+        Ok(value) => Reply {
+            jsonrpc: "2.0",
+            result: Some(value),
+            error: None,
+            id: reply_id,
+        },
         Err(error) => error_response(reply_id, error),
     })
 }

@@ -2,17 +2,25 @@
 //! `StoreBatch` as one atomic write each: per block connect, disconnect or reorg (bodies,
 //! undo data, main-chain index, tip). A state flush writes the accounts (with the block
 //! they are the state after), the tx index and the address index as sorted table files
-//! that RocksDB ingests whole (`Store::ingest_*`).
+//! that RocksDB ingests whole (`Store::ingest_*`). `open` decides when a store may be
+//! created and when one is refused as damaged; `salvage` reads what a damaged one holds.
+
+mod open;
+pub mod salvage;
+
+pub(crate) use open::sync_dir;
+pub use open::{sibling, RECOVERY_ADVICE};
 
 use apiary_core::{
     Account, Address, Block, BlockHash, BlockHeader, Hash256, Height, StateUndo, TxId, Work,
 };
 use borsh::{BorshDeserialize, BorshSerialize};
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, IngestExternalFileOptions, Options, SstFileWriter,
-    WriteBatch, WriteOptions, DB,
+    ColumnFamily, IngestExternalFileOptions, Options, SstFileWriter, WriteBatch, WriteOptions, DB,
 };
-use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::path::Path;
+use std::path::PathBuf;
 
 /// Bump when the layout of any column family changes.
 pub const SCHEMA_VERSION: u32 = 3;
@@ -41,6 +49,8 @@ const COLUMN_FAMILIES: [&str; 8] = [
 const KEY_SCHEMA: &[u8] = b"schema_version";
 const KEY_GENESIS: &[u8] = b"genesis_hash";
 const KEY_TIP: &[u8] = b"tip";
+/// Written only to learn whether the store takes writes again.
+const KEY_PROBE: &[u8] = b"probe";
 /// In the accounts' column family: the block whose resulting state the accounts are (at
 /// or behind the tip). It lives beside them, so that one file ingestion changes both; the
 /// empty key sorts before every address.
@@ -69,8 +79,30 @@ pub enum StoreError {
     },
     #[error("the store is corrupt: {0}")]
     Corrupt(String),
+    /// RocksDB or our own checks found the store damaged; it is refused as it is.
+    #[error("the store in {path} is damaged ({message}); {advice}", path = path.display(), advice = RECOVERY_ADVICE)]
+    Damaged { path: PathBuf, message: String },
+    /// The disk is full: nothing was written; the same write succeeds once there is room.
+    #[error("the disk holding {path} is full: {message}", path = path.display())]
+    NoSpace { path: PathBuf, message: String },
+    /// An earlier write failed with an I/O error; none is tried until the store reopens.
+    #[error(
+        "the store takes no writes since one failed ({0}); it is reopened once the cause is gone"
+    )]
+    WritesStopped(String),
     #[error("RocksDB: {0}")]
     Db(#[from] rocksdb::Error),
+}
+
+impl StoreError {
+    /// The store cannot be trusted until it is rebuilt or set aside.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, StoreError::Damaged { .. } | StoreError::Corrupt(_))
+    }
+
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, StoreError::NoSpace { .. })
+    }
 }
 
 /// Where a block stands in the node's view.
@@ -136,8 +168,12 @@ impl AddressTx {
 }
 
 pub struct Store {
-    db: DB,
+    /// Always Some but while `reopen` swaps it.
+    db: Option<DB>,
+    /// Why writing stopped (an I/O error), until the store is reopened.
+    writes_stopped: std::sync::Mutex<Option<String>>,
     path: PathBuf,
+    tip_record: open::TipRecord,
 }
 
 fn encode<T: BorshSerialize>(value: &T) -> Vec<u8> {
@@ -145,112 +181,30 @@ fn encode<T: BorshSerialize>(value: &T) -> Vec<u8> {
 }
 
 impl Store {
-    /// Opens (or creates) the store for the chain with `genesis`.
-    pub fn open(path: &Path, genesis: BlockHash) -> Result<Store, StoreError> {
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.create_missing_column_families(true);
-        options.set_max_open_files(512);
-        options.increase_parallelism(2);
-        let descriptors = COLUMN_FAMILIES
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, table_options(name)));
-        let db = DB::open_cf_descriptors(&options, path, descriptors).map_err(|e| {
-            let message = e.to_string();
-            if message.contains("lock")
-                && (message.contains("Resource temporarily unavailable")
-                    || message.contains("No locks available"))
-            {
-                StoreError::Locked(path.to_path_buf())
-            } else {
-                StoreError::Open {
-                    path: path.to_path_buf(),
-                    message,
-                }
-            }
-        })?;
-        let store = Store {
-            db,
-            path: path.to_path_buf(),
-        };
-        store.check_identity(genesis)?;
-        // Files a flush had not handed over when the node stopped: that flush did not
-        // happen, and the replay from the state tip repeats it. Only after taking the
-        // lock, so no other node's files are touched.
-        let ingest = path.join(INGEST_DIR);
-        let cleared = match std::fs::remove_dir_all(&ingest) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => std::fs::create_dir_all(&ingest),
-        };
-        cleared.map_err(|e| StoreError::Open {
-            path: ingest,
-            message: e.to_string(),
-        })?;
-        Ok(store)
-    }
-
-    fn check_identity(&self, genesis: BlockHash) -> Result<(), StoreError> {
-        let schema = self.get_raw(CF_META, KEY_SCHEMA)?;
-        let stored_genesis = self.get_raw(CF_META, KEY_GENESIS)?;
-        match (schema, stored_genesis) {
-            (None, None) => {
-                if self
-                    .db
-                    .iterator_cf(self.cf(CF_HEADERS), rocksdb::IteratorMode::Start)
-                    .next()
-                    .is_some()
-                {
-                    return Err(StoreError::Corrupt(
-                        "blocks are stored but the schema version is missing".into(),
-                    ));
-                }
-                let mut batch = WriteBatch::default();
-                batch.put_cf(self.cf(CF_META), KEY_SCHEMA, SCHEMA_VERSION.to_le_bytes());
-                batch.put_cf(self.cf(CF_META), KEY_GENESIS, genesis.as_bytes());
-                self.write_raw(batch, true)?;
-                Ok(())
-            }
-            (Some(schema), stored_genesis) => {
-                let found =
-                    u32::from_le_bytes(schema.as_slice().try_into().map_err(|_| {
-                        StoreError::Corrupt("schema version is not 4 bytes".into())
-                    })?);
-                if found != SCHEMA_VERSION {
-                    return Err(StoreError::SchemaMismatch {
-                        path: self.path.clone(),
-                        found,
-                        expected: SCHEMA_VERSION,
-                    });
-                }
-                let found = stored_genesis
-                    .and_then(|g| <[u8; 32]>::try_from(g.as_slice()).ok())
-                    .map(|g| BlockHash(apiary_core::Hash256(g)))
-                    .ok_or_else(|| StoreError::Corrupt("genesis hash is missing".into()))?;
-                if found != genesis {
-                    return Err(StoreError::GenesisMismatch {
-                        path: self.path.clone(),
-                        found,
-                        expected: genesis,
-                    });
-                }
-                Ok(())
-            }
-            (None, Some(_)) => Err(StoreError::Corrupt("schema version is missing".into())),
-        }
+    fn db(&self) -> &DB {
+        self.db
+            .as_ref()
+            .expect("the store is open but while it reopens")
     }
 
     fn cf(&self, name: &str) -> &ColumnFamily {
-        self.db
+        self.db()
             .cf_handle(name)
             .expect("every column family is opened with the store")
     }
 
     fn get_raw(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get_cf(self.cf(cf), key)?)
+        self.db()
+            .get_cf(self.cf(cf), key)
+            .map_err(|e| self.db_error(e))
     }
 
     fn get<T: BorshDeserialize>(&self, cf: &str, key: &[u8]) -> Result<Option<T>, StoreError> {
-        match self.db.get_pinned_cf(self.cf(cf), key)? {
+        let found = self
+            .db()
+            .get_pinned_cf(self.cf(cf), key)
+            .map_err(|e| self.db_error(e))?;
+        match found {
             None => Ok(None),
             Some(bytes) => T::try_from_slice(&bytes)
                 .map(Some)
@@ -259,9 +213,60 @@ impl Store {
     }
 
     fn write_raw(&self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
+        self.check_writable()?;
         let mut options = WriteOptions::default();
         options.set_sync(sync);
-        Ok(self.db.write_opt(batch, &options)?)
+        self.db()
+            .write_opt(batch, &options)
+            .map_err(|e| self.write_error(e))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Whether a write failed and none is tried until `reopen`.
+    pub fn writes_stopped(&self) -> bool {
+        self.writes_stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// After a write failed with an I/O error (a full disk), RocksDB must not be written
+    /// to again until it is reopened: it refuses, and some builds abort on the attempt.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        let stopped = self
+            .writes_stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match stopped {
+            None => Ok(()),
+            Some(message) if open::is_no_space(&message) => Err(StoreError::NoSpace {
+                path: self.path.clone(),
+                message,
+            }),
+            Some(message) => Err(StoreError::WritesStopped(message)),
+        }
+    }
+
+    /// `db_error` for a failed write: an I/O error stops writing until `reopen`.
+    fn write_error(&self, error: rocksdb::Error) -> StoreError {
+        if error.kind() == rocksdb::ErrorKind::IOError {
+            *self
+                .writes_stopped
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(error.clone().into_string());
+        }
+        self.db_error(error)
+    }
+
+    /// A small synced write: whether the store takes writes (after the disk was full).
+    pub fn probe(&self) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META), KEY_PROBE, crate::now_ms().to_le_bytes());
+        self.write_raw(batch, true)
     }
 
     pub fn tip(&self) -> Result<Option<BlockHash>, StoreError> {
@@ -310,7 +315,7 @@ impl Store {
             height: Height(u64::MAX),
             index: u32::MAX,
         });
-        let mut iterator = self.db.raw_iterator_cf(self.cf(CF_ADDRINDEX));
+        let mut iterator = self.db().raw_iterator_cf(self.cf(CF_ADDRINDEX));
         iterator.seek_for_prev(upper.key());
         let mut found = Vec::new();
         while iterator.valid() && found.len() < limit {
@@ -329,7 +334,7 @@ impl Store {
             }
             iterator.prev();
         }
-        iterator.status()?;
+        iterator.status().map_err(|e| self.db_error(e))?;
         Ok(found)
     }
 
@@ -349,10 +354,10 @@ impl Store {
 
     /// Every (height, hash) of the main chain, lowest first.
     pub fn main_chain(&self) -> impl Iterator<Item = Result<(Height, BlockHash), StoreError>> + '_ {
-        self.db
+        self.db()
             .iterator_cf(self.cf(CF_HEIGHTS), rocksdb::IteratorMode::Start)
             .map(|item| {
-                let (key, value) = item?;
+                let (key, value) = item.map_err(|e| self.db_error(e))?;
                 let height = <[u8; 8]>::try_from(&*key)
                     .map_err(|_| StoreError::Corrupt("height key is not 8 bytes".into()))?;
                 let hash = BlockHash::try_from_slice(&value)
@@ -367,14 +372,14 @@ impl Store {
         cf: &'static str,
         except: Option<&'static [u8]>,
     ) -> impl Iterator<Item = Result<([u8; 32], T), StoreError>> + '_ {
-        self.db
+        self.db()
             .iterator_cf(self.cf(cf), rocksdb::IteratorMode::Start)
             .filter(move |item| match (item, except) {
                 (Ok((key, _)), Some(except)) => **key != *except,
                 _ => true,
             })
             .map(move |item| {
-                let (key, value) = item?;
+                let (key, value) = item.map_err(|e| self.db_error(e))?;
                 let key = <[u8; 32]>::try_from(&*key)
                     .map_err(|_| StoreError::Corrupt(format!("key in {cf} is not 32 bytes")))?;
                 let value = T::try_from_slice(&value)
@@ -387,24 +392,8 @@ impl Store {
         StoreBatch {
             store: self,
             batch: WriteBatch::default(),
+            tip: None,
         }
-    }
-
-    /// Removes all state derived from blocks (accounts, main chain, undo, tx and address
-    /// indexes),
-    /// keeping headers and bodies: the start of `--reindex`.
-    pub fn clear_derived_state(&self) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        for cf in [CF_ACCOUNTS, CF_HEIGHTS, CF_UNDO, CF_TXINDEX, CF_ADDRINDEX] {
-            for item in self
-                .db
-                .iterator_cf(self.cf(cf), rocksdb::IteratorMode::Start)
-            {
-                batch.delete_cf(self.cf(cf), item?.0);
-            }
-        }
-        batch.delete_cf(self.cf(CF_META), KEY_TIP);
-        self.write_raw(batch, true)
     }
 
     /// Applies tx index changes, sorted by txid with each txid once (None: removed).
@@ -459,22 +448,26 @@ impl Store {
         if records.peek().is_none() {
             return Ok(());
         }
+        self.check_writable()?;
         let options = table_options(cf);
         let mut file = SstFileWriter::create(&options);
         let path = self.path.join(INGEST_DIR).join(format!("{cf}.sst"));
-        file.open(&path)?;
+        let failed = |e| self.db_error(e);
+        file.open(&path).map_err(failed)?;
         for (key, value) in records {
             match value {
-                Some(value) => file.put(key, value)?,
-                None => file.delete(key)?,
+                Some(value) => file.put(key, value),
+                None => file.delete(key),
             }
+            .map_err(failed)?;
         }
-        file.finish()?;
+        file.finish().map_err(failed)?;
         let mut ingest = IngestExternalFileOptions::default();
         // Linked into the store, not copied: the file is on the same disk already.
         ingest.set_move_files(true);
-        self.db
-            .ingest_external_file_cf_opts(self.cf(cf), &ingest, vec![path])?;
+        self.db()
+            .ingest_external_file_cf_opts(self.cf(cf), &ingest, vec![path])
+            .map_err(|e| self.write_error(e))?;
         Ok(())
     }
 }
@@ -493,6 +486,8 @@ fn table_options(cf: &str) -> Options {
 pub struct StoreBatch<'a> {
     store: &'a Store,
     batch: WriteBatch,
+    /// The tip this batch sets, recorded beside the store once it is durable.
+    tip: Option<BlockHash>,
 }
 
 impl StoreBatch<'_> {
@@ -556,11 +551,16 @@ impl StoreBatch<'_> {
     pub fn set_tip(&mut self, hash: &BlockHash) {
         self.batch
             .put_cf(self.store.cf(CF_META), KEY_TIP, hash.as_bytes());
+        self.tip = Some(*hash);
     }
 
     /// Commits everything at once. `sync`: on disk before returning (survives power loss).
     pub fn commit(self, sync: bool) -> Result<(), StoreError> {
-        self.store.write_raw(self.batch, sync)
+        self.store.write_raw(self.batch, sync)?;
+        if let (Some(tip), true) = (self.tip, sync) {
+            self.store.record_tip(&tip);
+        }
+        Ok(())
     }
 }
 
@@ -668,13 +668,91 @@ mod tests {
     }
 
     #[test]
-    fn garbage_in_the_data_dir_is_a_clear_error() {
+    fn garbage_in_the_data_dir_is_refused_as_damage() {
         let dir = tempfile::TempDir::new().unwrap();
         let path = dir.path().join("db");
         drop(Store::open(&path, hash(1)).unwrap());
         let current = std::fs::read_to_string(path.join("CURRENT")).unwrap();
         std::fs::write(path.join(current.trim()), b"not a manifest").unwrap();
         let error = Store::open(&path, hash(1)).err().unwrap();
-        assert!(matches!(error, StoreError::Open { .. }), "{error}");
+        assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
+        assert!(error.to_string().contains("--reindex"), "{error}");
+    }
+
+    fn file_names(path: &Path) -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_store_without_current_is_refused_every_time_and_never_replaced() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("db");
+        drop(Store::open(&path, hash(1)).unwrap());
+        std::fs::remove_file(path.join("CURRENT")).unwrap();
+        let before = file_names(&path);
+        for _ in 0..3 {
+            let error = Store::open(&path, hash(1)).err().unwrap();
+            assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
+            assert!(!path.join("CURRENT").exists());
+        }
+        // RocksDB may rotate its own text log; no store file appeared or went.
+        let ignore = |names: std::collections::BTreeSet<String>| -> Vec<String> {
+            names
+                .into_iter()
+                .filter(|n| !n.starts_with("LOG"))
+                .collect()
+        };
+        assert_eq!(ignore(file_names(&path)), ignore(before));
+    }
+
+    #[test]
+    fn a_new_store_is_made_in_an_empty_dir_only() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("db");
+        std::fs::create_dir(&path).unwrap();
+        drop(Store::open(&path, hash(1)).unwrap());
+        assert!(path.join("CURRENT").exists());
+        assert!(!open::sibling(&path, "new").exists());
+    }
+
+    #[test]
+    fn a_store_whose_tip_went_back_is_refused() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("db");
+        let store = Store::open(&path, hash(1)).unwrap();
+        let entry = |height: u64, work: u8| IndexEntry {
+            header: BlockHeader {
+                version: 1,
+                height: Height(height),
+                prev_hash: BlockHash::ZERO,
+                tx_root: Hash256::ZERO,
+                state_root: Hash256::ZERO,
+                miner: Address([0; 32]),
+                timestamp_ms: 0,
+                bits: apiary_core::CompactTarget(0),
+                nonce: 0,
+            },
+            total_work: Work::from_be_bytes(&[work; 32]),
+            status: BlockStatus::Valid,
+        };
+        let mut batch = store.batch();
+        batch.put_entry(&hash(10), &entry(0, 1));
+        batch.set_tip(&hash(10));
+        batch.commit(true).unwrap();
+        let mut batch = store.batch();
+        batch.put_entry(&hash(11), &entry(1, 2));
+        batch.set_tip(&hash(11));
+        batch.commit(true).unwrap();
+        // As if the log holding the last batch were lost: the tip is the older block.
+        let mut batch = WriteBatch::default();
+        batch.put_cf(store.cf(CF_META), KEY_TIP, hash(10).as_bytes());
+        store.write_raw(batch, true).unwrap();
+        drop(store);
+        let error = Store::open(&path, hash(1)).err().unwrap();
+        assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
+        assert!(error.to_string().contains("lost writes"), "{error}");
     }
 }
