@@ -178,7 +178,7 @@ impl Health {
 
 /// Size of the file system holding `path`.
 fn disk_bytes(path: &Path) -> Option<u64> {
-    statvfs(path).map(|s| s.f_blocks as u64 * s.f_frsize as u64)
+    statvfs(path).map(|s| s.f_blocks.saturating_mul(s.f_frsize))
 }
 
 fn statvfs(path: &Path) -> Option<libc::statvfs> {
@@ -194,7 +194,7 @@ fn statvfs(path: &Path) -> Option<libc::statvfs> {
 
 /// Bytes free for unprivileged use on the file system holding `path`.
 pub fn free_bytes(path: &Path) -> Option<u64> {
-    statvfs(path).map(|s| s.f_bavail as u64 * s.f_frsize as u64)
+    statvfs(path).map(|s| s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// Held by a core task (the network, the sync importer, the miner) for as long as it
