@@ -50,6 +50,11 @@ impl Health {
         let _ = self.started.set(Instant::now());
     }
 
+    /// The store's directory, once watched.
+    pub fn store_path(&self) -> Option<PathBuf> {
+        self.store.get().map(|(path, _)| path.clone())
+    }
+
     /// Records a fatal fault (the first one is what the node exits with) and wakes
     /// whoever waits in `failed`.
     pub fn fail(&self, reason: impl Into<String>) {

@@ -150,6 +150,16 @@ fn run(args: Args) -> Result<()> {
     let chain = Chain::open(store, spec)?;
     tracing::info!(height = chain.height().0, tip = %chain.tip(), accounts = chain.state().len(), "chain loaded");
     let node = Node::new(chain, MempoolConfig::default());
+    let restored = node
+        .restore_mempool(&datadir.join("mempool.log"))
+        .context("cannot read the mempool log")?;
+    if restored.restored + restored.dropped > 0 {
+        tracing::info!(
+            restored = restored.restored,
+            dropped = restored.dropped,
+            "mempool restored from its log"
+        );
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

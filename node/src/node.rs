@@ -3,6 +3,7 @@
 
 use crate::chain::{Accepted, Chain, ChainError, CheckedBlock};
 use crate::health::Health;
+use crate::mempool::log::MempoolLog;
 use crate::mempool::{Mempool, MempoolConfig, MempoolError, VerifiedTx};
 use apiary_core::encoding::{decode_exact, DecodeError};
 use apiary_core::tx::KeyCache;
@@ -60,6 +61,18 @@ pub enum SubmitError {
     /// Writing is paused (a full disk); the transaction may be valid.
     #[error("{0}")]
     StorageFull(String),
+    /// It could not be written to the mempool's log, so it was not kept.
+    #[error("cannot keep the transaction: the mempool log cannot be written: {0}")]
+    NotLogged(String),
+}
+
+/// What `Node::restore_mempool` found in the log.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Back in the mempool.
+    pub restored: usize,
+    /// Confirmed meanwhile, or no longer valid on the tip.
+    pub dropped: usize,
 }
 
 /// Everything that changes together when a block connects.
@@ -78,6 +91,9 @@ pub struct Node {
     /// Set once the network runs; announcements go nowhere before that.
     announcer: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Announcement>>,
     health: Health,
+    /// Where accepted transactions are logged, once `restore_mempool` has run. Lock
+    /// order: this one, then `state`.
+    mempool_log: Mutex<Option<MempoolLog>>,
 }
 
 impl Node {
@@ -95,6 +111,7 @@ impl Node {
             keys: KeyCache::default(),
             announcer: std::sync::OnceLock::new(),
             health,
+            mempool_log: Mutex::new(None),
         })
     }
 
@@ -192,6 +209,84 @@ impl Node {
         if let Err(error) = self.lock().chain.flush_state() {
             tracing::error!(%error, "could not write the account state; the next start replays blocks");
         }
+        let mut log = self.mempool_log.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(log) = log.as_mut() {
+            if let Err(error) = self.rewrite_mempool_log(log) {
+                tracing::warn!(%error, "could not rewrite the mempool log; it is read as it is at the next start");
+            }
+        }
+    }
+
+    /// Brings back the transactions of the mempool log at `path` (each checked again
+    /// against the tip, like one a reorganisation returns), then logs every transaction
+    /// accepted from now on there.
+    pub fn restore_mempool(&self, path: &std::path::Path) -> std::io::Result<Restored> {
+        use rayon::prelude::*;
+        let (mut log, logged) = MempoolLog::open(path)?;
+        let found = logged.len();
+        let mut verified: Vec<(u64, VerifiedTx)> = logged
+            .into_par_iter()
+            .filter_map(|l| Some((l.arrived_ms, VerifiedTx::check(l.tx).ok()?)))
+            .collect();
+        verified.sort_by_key(|(_, v)| (v.tx().tx.from, v.tx().tx.nonce));
+        let now = std::time::Instant::now();
+        let now_ms = now_ms();
+        let mut restored = 0;
+        {
+            let mut guard = self.lock();
+            let NodeState { chain, mempool } = &mut *guard;
+            for (arrived_ms, tx) in verified {
+                let age = std::time::Duration::from_millis(now_ms.saturating_sub(arrived_ms));
+                let arrived = now.checked_sub(age).unwrap_or(now);
+                let txid = tx.tx().txid();
+                match mempool.readmit(tx, chain.state(), &self.spec, arrived) {
+                    Ok(_) => {
+                        restored += 1;
+                        self.keys.remember_verified(txid);
+                    }
+                    Err(reason) => {
+                        tracing::debug!(%txid, %reason, "logged transaction not restored")
+                    }
+                }
+            }
+        }
+        self.rewrite_mempool_log(&mut log)?;
+        *self.mempool_log.lock().unwrap_or_else(|e| e.into_inner()) = Some(log);
+        Ok(Restored {
+            restored,
+            dropped: found - restored,
+        })
+    }
+
+    /// Replaces the log with what the mempool holds now.
+    fn rewrite_mempool_log(&self, log: &mut MempoolLog) -> std::io::Result<()> {
+        let now = std::time::Instant::now();
+        let now_ms = now_ms();
+        let pending: Vec<(u64, SignedTransaction)> = self
+            .lock()
+            .mempool
+            .entries()
+            .map(|(tx, added)| {
+                let age = now.saturating_duration_since(added).as_millis() as u64;
+                (now_ms.saturating_sub(age), tx.clone())
+            })
+            .collect();
+        log.rewrite(pending.iter().map(|(at, tx)| (*at, tx)))
+    }
+
+    /// Appends a transaction just accepted to the mempool log (rewriting the log when it
+    /// has grown well past the pool).
+    fn log_accepted(&self, tx: &SignedTransaction) -> std::io::Result<()> {
+        let mut log = self.mempool_log.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(log) = log.as_mut() else {
+            return Ok(());
+        };
+        log.append(now_ms(), tx)?;
+        let pool_len = self.lock().mempool.len();
+        if log.wants_rewrite(pool_len) {
+            self.rewrite_mempool_log(log)?;
+        }
+        Ok(())
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -312,6 +407,13 @@ impl Node {
             for (txid, reason) in dropped {
                 tracing::info!(%txid, %reason, "transaction left the mempool: invalid on the new tip");
             }
+            // Those the reorganisation returned to the pool are logged again below (a
+            // rewrite since they were mined may have left them out).
+            let returned: Vec<SignedTransaction> = disconnected
+                .iter()
+                .filter(|tx| mempool.contains(&tx.txid()))
+                .map(|tx| (*tx).clone())
+                .collect();
             mempool.expire_if_due(std::time::Instant::now());
             self.tip_generation.fetch_add(1, Ordering::AcqRel);
             if let Some(tip) = change.connected.last() {
@@ -320,6 +422,12 @@ impl Node {
                     compact: CompactBlock::new(tip, txids),
                     encoded: None,
                 });
+            }
+            drop(guard);
+            for tx in &returned {
+                if let Err(error) = self.log_accepted(tx) {
+                    tracing::warn!(%error, "could not log a transaction a reorganisation returned");
+                }
             }
         }
         Ok(accepted)
@@ -336,6 +444,18 @@ impl Node {
         let NodeState { chain, mempool } = &mut *guard;
         let txid = mempool.add(verified, chain.state(), &self.spec)?;
         drop(guard);
+        // Accepted means kept: a transaction that cannot be logged is taken back out.
+        if let Err(error) = self.log_accepted(&stx) {
+            self.lock().mempool.evict(&txid);
+            let message = error.to_string();
+            if crate::store::is_no_space(&message) {
+                if let Some(path) = self.health.store_path() {
+                    self.health.storage_is_full(&path, &message);
+                }
+                return Err(SubmitError::StorageFull(message));
+            }
+            return Err(SubmitError::NotLogged(message));
+        }
         // Its signature passed the mempool's strict check: a block carrying it skips it.
         self.keys.remember_verified(txid);
         self.announce(Announcement::Tx(txid, stx));

@@ -60,3 +60,37 @@ fn kill_9_while_mining_never_loses_a_reported_block() {
     let node = NodeProcess::start(&datadir, Some(&spec), &[]).unwrap();
     assert!(node.rpc.tip_height() >= *reported.keys().last().unwrap());
 }
+
+/// A transaction the node accepted is still pending after a restart: a clean stop
+/// (SIGTERM) or a crash (kill -9), with no block mined in between.
+fn pending_survives(stop: impl FnOnce(&mut NodeProcess)) {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let datadir = dir.path().join("node");
+    let mut node = NodeProcess::start(&datadir, Some(&spec), &[]).unwrap();
+    let txids: Vec<String> = (0..16)
+        .map(|nonce| node.submit_tx(&transfer(1, address(7), 1_000, 10_000, nonce)))
+        .chain([node.submit_tx(&transfer(2, address(7), 2_000, 10_000, 0))])
+        .collect();
+    stop(&mut node);
+    let node = NodeProcess::start(&datadir, Some(&spec), &[]).unwrap();
+    for txid in &txids {
+        assert_eq!(node.tx_status(txid), "pending", "{txid} after the restart");
+    }
+    assert_eq!(node.mempool_count(), txids.len() as u64);
+    // And they are mined as usual.
+    node.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
+    for txid in &txids {
+        assert_eq!(node.tx_status(txid), "confirmed");
+    }
+}
+
+#[test]
+fn a_pending_transaction_survives_a_clean_restart() {
+    pending_survives(|node| assert!(node.stop(), "the node stops cleanly"));
+}
+
+#[test]
+fn a_pending_transaction_survives_kill_9() {
+    pending_survives(NodeProcess::kill9);
+}

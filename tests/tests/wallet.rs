@@ -400,3 +400,61 @@ fn import_gives_the_published_address_and_never_overwrites() {
         damaged
     );
 }
+
+/// A node that lost a payment the wallet sent (here: it restarted without its mempool
+/// log) is given it again by the next command, before the wallet signs anything new.
+#[test]
+fn the_wallet_gives_a_node_the_payments_it_lost() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let datadir = dir.path().join("n1");
+    let mut node = NodeProcess::start(&datadir, Some(&spec), &[]).unwrap();
+    let wallet_dir = dir.path().join("alice");
+    let at = |node: &NodeProcess| [endpoint(node)];
+    let alice = ok(wallet(&wallet_dir, &at(&node), PASSWORD, &["new"]));
+    let alice_address = alice["address"].as_str().unwrap().to_string();
+    node.rpc
+        .call("dev_mine", json!({"blocks": 1, "address": alice_address}))
+        .unwrap();
+    let payee = address_text(7);
+    let first = ok(wallet(
+        &wallet_dir,
+        &at(&node),
+        PASSWORD,
+        &["send", &payee, "1", "--fee", "0.0001"],
+    ));
+    let first_txid = first["txid"].as_str().unwrap().to_string();
+    assert_eq!(first["nonce"], 0);
+
+    // The node forgets it.
+    assert!(node.stop());
+    std::fs::remove_file(datadir.join("mempool.log")).unwrap();
+    node = NodeProcess::start(&datadir, Some(&spec), &[]).unwrap();
+    assert_eq!(node.tx_status(&first_txid), "unknown");
+
+    // Any command that talks to the node gives it back; a new payment follows it.
+    ok(wallet(&wallet_dir, &at(&node), PASSWORD, &["balance"]));
+    assert_eq!(node.tx_status(&first_txid), "pending");
+    let second = ok(wallet(
+        &wallet_dir,
+        &at(&node),
+        PASSWORD,
+        &["send", &payee, "2", "--fee", "0.0001"],
+    ));
+    assert_eq!(second["nonce"], 1, "the lost payment's nonce is not reused");
+    node.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
+    assert_eq!(node.balance(&payee), 300_000_000);
+
+    // Buried deep enough, they leave the outbox.
+    let listed = ok(wallet(&wallet_dir, &at(&node), PASSWORD, &["rebroadcast"]));
+    assert_eq!(listed["sent"].as_array().unwrap().len(), 2);
+    node.rpc.call("dev_mine", json!({"blocks": 6})).unwrap();
+    let listed = ok(wallet(&wallet_dir, &at(&node), PASSWORD, &["rebroadcast"]));
+    assert!(listed["sent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["fate"].as_str().unwrap().contains("done")));
+    let listed = ok(wallet(&wallet_dir, &at(&node), PASSWORD, &["rebroadcast"]));
+    assert!(listed["sent"].as_array().unwrap().is_empty());
+}

@@ -2,7 +2,7 @@
 //! this machine; transactions are signed here and handed to a node over JSON-RPC.
 
 use anyhow::{anyhow, bail, Context, Result};
-use apiary_core::{Address, Amount, ChainId, Nonce, SignedTransaction, Transaction, TxId};
+use apiary_core::{Address, Amount, ChainId, TxId};
 use apiary_wallet::client::{Client, ClientError, Endpoint};
 use apiary_wallet::keystore::{generate_mnemonic, parse_mnemonic, KdfParams, Keystore};
 use clap::{Parser, Subcommand};
@@ -10,8 +10,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+
 use zeroize::Zeroizing;
+
+mod pay;
 
 const DEFAULT_RPC: &str = "http://127.0.0.1:9797";
 
@@ -147,6 +149,9 @@ enum Command {
         /// A file written by `sign`
         file: PathBuf,
     },
+    /// Give the node again every transaction this wallet sent that it no longer knows
+    /// (send, balance and history do this too), and say what became of each
+    Rebroadcast,
 }
 
 #[derive(Subcommand)]
@@ -255,6 +260,7 @@ fn run(args: Args) -> Result<()> {
             output,
         } => wallet.sign_offline(&to, &amount, nonce, &fee, account, &output),
         Command::Broadcast { file } => wallet.broadcast(&file),
+        Command::Rebroadcast => wallet.rebroadcast(),
     }
 }
 
@@ -539,12 +545,19 @@ impl Wallet {
         }
     }
 
+    /// Gives the node what this wallet sent and it lost, so what follows counts it.
+    fn resend_lost(&self, client: &Client, keystore: &Keystore) -> Result<()> {
+        let mut outbox = apiary_wallet::outbox::Outbox::load(&self.dir)?;
+        self.rebroadcast_with(client, keystore, &mut outbox, false)?;
+        Ok(())
+    }
+
     fn balance(&self, address: Option<String>) -> Result<()> {
         let keystore = self.keystore()?;
         let address = self.address_or_default(&keystore, address)?;
-        let account = self
-            .client_for(&keystore)?
-            .call("account_get", json!({"address": address}))?;
+        let client = self.client_for(&keystore)?;
+        self.resend_lost(&client, &keystore)?;
+        let account = client.call("account_get", json!({"address": address}))?;
         let balance = Amount::from_base_units(account["balance"].as_u64().unwrap_or(0));
         let pending = Amount::from_base_units(account["pending"]["spend"].as_u64().unwrap_or(0));
         self.print(account.clone(), || {
@@ -560,185 +573,6 @@ impl Wallet {
         Ok(())
     }
 
-    fn build_tx(
-        &self,
-        keystore: &Keystore,
-        to: &str,
-        amount: &str,
-        fee: Amount,
-        nonce: u64,
-        account: u32,
-    ) -> Result<Transaction> {
-        let to = Address::parse(to, keystore.prefix()).context("not sent")?;
-        let amount = parse_coins("amount", amount)?;
-        if amount == Amount::ZERO {
-            bail!("the amount must be more than 0");
-        }
-        let from = Address::parse(&keystore.account(account)?.address, keystore.prefix())?;
-        Ok(Transaction {
-            chain_id: ChainId::new(keystore.chain_id())
-                .map_err(|e| anyhow!("keystore chain id: {e}"))?,
-            from,
-            to,
-            amount,
-            fee,
-            nonce: Nonce(nonce),
-        })
-    }
-
-    fn sign(
-        &self,
-        keystore: &Keystore,
-        tx: Transaction,
-        account: u32,
-    ) -> Result<SignedTransaction> {
-        let unlocked = keystore.unlock(self.password(false)?.as_bytes())?;
-        Ok(tx.sign(&unlocked.key(account)))
-    }
-
-    fn send(
-        &self,
-        to: &str,
-        amount: &str,
-        fee: Option<&str>,
-        wait: Option<u64>,
-        timeout: u64,
-        account: Option<u32>,
-    ) -> Result<()> {
-        let keystore = self.keystore()?;
-        let account = account.unwrap_or(keystore.default_account());
-        // Everything that can be checked offline is, before any node is asked.
-        let fee = fee.map(|f| parse_coins("fee", f)).transpose()?;
-        let draft = self.build_tx(
-            &keystore,
-            to,
-            amount,
-            fee.unwrap_or(Amount::ZERO),
-            0,
-            account,
-        )?;
-        let client = self.client_for(&keystore)?;
-        let from_text = draft.from.to_text(keystore.prefix());
-        let state = client.call("account_get", json!({"address": from_text}))?;
-        let fee = match fee {
-            Some(fee) => fee,
-            None => Amount::from_base_units(
-                client.call("fee_estimate", json!({}))?["fee"]
-                    .as_u64()
-                    .ok_or_else(|| anyhow!("the node's fee_estimate has no fee"))?,
-            ),
-        };
-        let balance = Amount::from_base_units(state["balance"].as_u64().unwrap_or(0));
-        let pending = Amount::from_base_units(state["pending"]["spend"].as_u64().unwrap_or(0));
-        let needed = draft
-            .amount
-            .checked_add(fee)
-            .and_then(|n| n.checked_add(pending))
-            .ok_or_else(|| anyhow!("amount plus fee is more coins than can exist"))?;
-        if needed > balance {
-            bail!(
-                "insufficient funds: {from_text} holds {balance} coins{}, this payment needs {} \
-                 (amount {} + fee {fee}); nothing was signed",
-                if pending > Amount::ZERO {
-                    format!(" of which {pending} are pending in other payments")
-                } else {
-                    String::new()
-                },
-                draft.amount.checked_add(fee).unwrap_or(draft.amount),
-                draft.amount,
-            );
-        }
-        let nonce = state["pending"]["next_nonce"]
-            .as_u64()
-            .or_else(|| state["nonce"].as_u64())
-            .ok_or_else(|| anyhow!("the node's account_get has no nonce"))?;
-        let tx = Transaction {
-            fee,
-            nonce: Nonce(nonce),
-            ..draft
-        };
-        let stx = self.sign(&keystore, tx, account)?;
-        let txid = client.call("tx_submit", json!({"tx": hex::encode(stx.encode())}))?["txid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let Some(confirmations) = wait else {
-            self.print(
-                json!({"txid": txid, "status": "pending", "fee": fee.base_units(), "nonce": nonce}),
-                || {
-                    format!(
-                        "sent {} coins to {to} (fee {fee})\ntxid: {txid}",
-                        stx.tx.amount
-                    )
-                },
-            );
-            return Ok(());
-        };
-        let result = self.wait_for(&client, &txid, confirmations.max(1), timeout)?;
-        self.print(result.clone(), || {
-            format!(
-                "sent {} coins to {to} (fee {fee})\ntxid: {txid}\nconfirmed in block {} at height {} ({} confirmation(s))",
-                stx.tx.amount, result["block_hash"].as_str().unwrap_or("?"), result["height"], result["confirmations"]
-            )
-        });
-        Ok(())
-    }
-
-    /// Polls `tx_get` until `confirmations`, showing a spinner; an error if the tx leaves
-    /// the node (dropped, replaced) or time runs out.
-    fn wait_for(
-        &self,
-        client: &Client,
-        txid: &str,
-        confirmations: u64,
-        timeout: u64,
-    ) -> Result<Value> {
-        let spinner = if self.options.json || !std::io::stderr().is_terminal() {
-            indicatif::ProgressBar::hidden()
-        } else {
-            indicatif::ProgressBar::new_spinner()
-        };
-        spinner.enable_steady_tick(Duration::from_millis(100));
-        let deadline = Instant::now() + Duration::from_secs(timeout);
-        loop {
-            let status = match client.call("tx_get", json!({"txid": txid})) {
-                Ok(status) => status,
-                // Every node down for a moment: keep trying until the deadline.
-                Err(ClientError::Unreachable(why)) => {
-                    spinner.set_message(format!("no node answers ({} tried); retrying", why.len()));
-                    json!({"status": "retry"})
-                }
-                Err(other) => return Err(other.into()),
-            };
-            match status["status"].as_str() {
-                Some("confirmed") => {
-                    let have = status["confirmations"].as_u64().unwrap_or(0);
-                    if have >= confirmations {
-                        spinner.finish_and_clear();
-                        return Ok(status);
-                    }
-                    spinner.set_message(format!("{txid}: {have}/{confirmations} confirmations"));
-                }
-                Some("pending") => {
-                    spinner.set_message(format!("{txid}: pending, waiting for a block"))
-                }
-                Some("unknown") => {
-                    spinner.finish_and_clear();
-                    bail!(
-                        "transaction {txid} was dropped: the node no longer has it (replaced by \
-                         another with the same nonce, evicted, or expired)"
-                    );
-                }
-                _ => {}
-            }
-            if Instant::now() > deadline {
-                spinner.finish_and_clear();
-                bail!("gave up waiting for {txid} after {timeout} s; it may still confirm");
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
     fn history(&self, address: Option<String>, limit: usize, cursor: Option<String>) -> Result<()> {
         let keystore = self.keystore()?;
         let address = self.address_or_default(&keystore, address)?;
@@ -746,9 +580,9 @@ impl Wallet {
         if let Some(cursor) = cursor {
             params["cursor"] = json!(cursor);
         }
-        let page = self
-            .client_for(&keystore)?
-            .call("account_history", params)?;
+        let client = self.client_for(&keystore)?;
+        self.resend_lost(&client, &keystore)?;
+        let page = client.call("account_history", params)?;
         self.print(page.clone(), || {
             let mut lines = vec![format!(
                 "{:<10} {:<6} {:>20}  {:<18} counterparty",
@@ -804,56 +638,6 @@ impl Wallet {
             .call("tx_get", json!({"txid": txid}))?;
         self.print(status.clone(), || {
             serde_json::to_string_pretty(&status).unwrap_or_default()
-        });
-        Ok(())
-    }
-
-    fn sign_offline(
-        &self,
-        to: &str,
-        amount: &str,
-        nonce: u64,
-        fee: &str,
-        account: Option<u32>,
-        output: &Path,
-    ) -> Result<()> {
-        let keystore = self.keystore()?;
-        let account = account.unwrap_or(keystore.default_account());
-        let fee = parse_coins("fee", fee)?;
-        let tx = self.build_tx(&keystore, to, amount, fee, nonce, account)?;
-        let stx = self.sign(&keystore, tx, account)?;
-        let hex = hex::encode(stx.encode());
-        apiary_files::write_atomically(output, |out| {
-            use std::io::Write;
-            writeln!(out, "{hex}")
-        })
-        .with_context(|| format!("cannot write {}", output.display()))?;
-        self.print(json!({"txid": stx.txid(), "file": output}), || {
-            format!(
-                "signed {}; submit it with `apiary-wallet broadcast {}`",
-                stx.txid(),
-                output.display()
-            )
-        });
-        Ok(())
-    }
-
-    fn broadcast(&self, file: &Path) -> Result<()> {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        let bytes = hex::decode(text.trim())
-            .with_context(|| format!("{} does not hold a hex transaction", file.display()))?;
-        let stx: SignedTransaction =
-            apiary_core::decode_exact("transaction", &bytes, apiary_core::tx::MAX_TX_BYTES)
-                .with_context(|| format!("{} does not hold a transaction", file.display()))?;
-        let keystore = self.keystore().ok();
-        let client = match &keystore {
-            Some(keystore) => self.client_for(keystore)?,
-            None => self.client()?,
-        };
-        let reply = client.call("tx_submit", json!({"tx": hex::encode(stx.encode())}))?;
-        self.print(reply.clone(), || {
-            format!("submitted {}", reply["txid"].as_str().unwrap_or("?"))
         });
         Ok(())
     }

@@ -2,6 +2,8 @@
 //! in nonce order (a few nonces ahead may wait for the gap to fill), offered to the miner
 //! highest fee first, and bounded in bytes by evicting the lowest fee, and in time.
 
+pub mod log;
+
 use apiary_core::validate::check_chain_id;
 use apiary_core::{AccountTree, Address, Amount, ChainSpec, SignedTransaction, TxError, TxId};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
@@ -124,6 +126,16 @@ impl Mempool {
 
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Every pending transaction with when it arrived.
+    pub fn entries(&self) -> impl Iterator<Item = (&SignedTransaction, Instant)> {
+        self.txs.values().map(|e| (&e.tx, e.added))
+    }
+
+    /// Removes a pending transaction (one the node could not keep after all).
+    pub fn evict(&mut self, txid: &TxId) -> Option<SignedTransaction> {
+        self.remove(txid)
     }
 
     pub fn get(&self, txid: &TxId) -> Option<&SignedTransaction> {

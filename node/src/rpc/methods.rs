@@ -350,6 +350,7 @@ fn tx_submit(context: &RpcContext, params: TxSubmit) -> Result<Value, RpcError> 
         decode_exact("transaction", &bytes, MAX_TX_BYTES).map_err(RpcError::invalid_params)?;
     let txid = context.node.submit_tx(stx).map_err(|e| match e {
         SubmitError::StorageFull(why) => RpcError::new(STORAGE_FULL, why),
+        e @ SubmitError::NotLogged(_) => internal(e),
         SubmitError::Rejected(e) => {
             RpcError::new(TX_REJECTED, format!("transaction rejected: {e}"))
         }

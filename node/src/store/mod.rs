@@ -8,7 +8,7 @@
 mod open;
 pub mod salvage;
 
-pub(crate) use open::sync_dir;
+pub(crate) use open::{is_no_space, sync_dir};
 pub use open::{sibling, RECOVERY_ADVICE};
 
 use apiary_core::{

@@ -1,0 +1,314 @@
+//! Paying: building and signing transactions, submitting them (after giving the node
+//! whatever this wallet sent that it lost), waiting for them, and the outbox commands.
+
+use crate::{parse_coins, Wallet};
+use anyhow::{anyhow, bail, Context, Result};
+use apiary_core::{Address, Amount, ChainId, Nonce, SignedTransaction, Transaction};
+use apiary_wallet::client::{Client, ClientError};
+use apiary_wallet::keystore::Keystore;
+use apiary_wallet::outbox::{Fate, Outbox};
+use serde_json::{json, Value};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+impl Wallet {
+    fn build_tx(
+        &self,
+        keystore: &Keystore,
+        to: &str,
+        amount: &str,
+        fee: Amount,
+        nonce: u64,
+        account: u32,
+    ) -> Result<Transaction> {
+        let to = Address::parse(to, keystore.prefix()).context("not sent")?;
+        let amount = parse_coins("amount", amount)?;
+        if amount == Amount::ZERO {
+            bail!("the amount must be more than 0");
+        }
+        let from = Address::parse(&keystore.account(account)?.address, keystore.prefix())?;
+        Ok(Transaction {
+            chain_id: ChainId::new(keystore.chain_id())
+                .map_err(|e| anyhow!("keystore chain id: {e}"))?,
+            from,
+            to,
+            amount,
+            fee,
+            nonce: Nonce(nonce),
+        })
+    }
+
+    fn sign(
+        &self,
+        keystore: &Keystore,
+        tx: Transaction,
+        account: u32,
+    ) -> Result<SignedTransaction> {
+        let unlocked = keystore.unlock(self.password(false)?.as_bytes())?;
+        Ok(tx.sign(&unlocked.key(account)))
+    }
+
+    pub(crate) fn send(
+        &self,
+        to: &str,
+        amount: &str,
+        fee: Option<&str>,
+        wait: Option<u64>,
+        timeout: u64,
+        account: Option<u32>,
+    ) -> Result<()> {
+        let keystore = self.keystore()?;
+        let account = account.unwrap_or(keystore.default_account());
+        // Everything that can be checked offline is, before any node is asked.
+        let fee = fee.map(|f| parse_coins("fee", f)).transpose()?;
+        let draft = self.build_tx(
+            &keystore,
+            to,
+            amount,
+            fee.unwrap_or(Amount::ZERO),
+            0,
+            account,
+        )?;
+        let client = self.client_for(&keystore)?;
+        // First what the node may have lost: else the next nonce would be one of theirs.
+        let mut outbox = Outbox::load(&self.dir)?;
+        self.rebroadcast_with(&client, &keystore, &mut outbox, false)?;
+        let from_text = draft.from.to_text(keystore.prefix());
+        let state = client.call("account_get", json!({"address": from_text}))?;
+        let fee = match fee {
+            Some(fee) => fee,
+            None => Amount::from_base_units(
+                client.call("fee_estimate", json!({}))?["fee"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("the node's fee_estimate has no fee"))?,
+            ),
+        };
+        let balance = Amount::from_base_units(state["balance"].as_u64().unwrap_or(0));
+        let pending = Amount::from_base_units(state["pending"]["spend"].as_u64().unwrap_or(0));
+        let needed = draft
+            .amount
+            .checked_add(fee)
+            .and_then(|n| n.checked_add(pending))
+            .ok_or_else(|| anyhow!("amount plus fee is more coins than can exist"))?;
+        if needed > balance {
+            bail!(
+                "insufficient funds: {from_text} holds {balance} coins{}, this payment needs {} \
+                 (amount {} + fee {fee}); nothing was signed",
+                if pending > Amount::ZERO {
+                    format!(" of which {pending} are pending in other payments")
+                } else {
+                    String::new()
+                },
+                draft.amount.checked_add(fee).unwrap_or(draft.amount),
+                draft.amount,
+            );
+        }
+        let nonce = state["pending"]["next_nonce"]
+            .as_u64()
+            .or_else(|| state["nonce"].as_u64())
+            .ok_or_else(|| anyhow!("the node's account_get has no nonce"))?;
+        let tx = Transaction {
+            fee,
+            nonce: Nonce(nonce),
+            ..draft
+        };
+        let stx = self.sign(&keystore, tx, account)?;
+        let txid = client.call("tx_submit", json!({"tx": hex::encode(stx.encode())}))?["txid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        outbox.add(&stx)?;
+        let Some(confirmations) = wait else {
+            self.print(
+                json!({"txid": txid, "status": "pending", "fee": fee.base_units(), "nonce": nonce}),
+                || {
+                    format!(
+                        "sent {} coins to {to} (fee {fee})\ntxid: {txid}",
+                        stx.tx.amount
+                    )
+                },
+            );
+            return Ok(());
+        };
+        let result = self.wait_for(&client, &stx, confirmations.max(1), timeout)?;
+        self.print(result.clone(), || {
+            format!(
+                "sent {} coins to {to} (fee {fee})\ntxid: {txid}\nconfirmed in block {} at height {} ({} confirmation(s))",
+                stx.tx.amount, result["block_hash"].as_str().unwrap_or("?"), result["height"], result["confirmations"]
+            )
+        });
+        Ok(())
+    }
+
+    /// Polls `tx_get` until `confirmations`, showing a spinner. A node that lost the tx
+    /// (it restarted without it, say) is given it again; an error if it refuses it then
+    /// (replaced, no longer payable) or time runs out.
+    fn wait_for(
+        &self,
+        client: &Client,
+        stx: &SignedTransaction,
+        confirmations: u64,
+        timeout: u64,
+    ) -> Result<Value> {
+        let txid = &stx.txid().to_string();
+        let spinner = if self.options.json || !std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new_spinner()
+        };
+        spinner.enable_steady_tick(Duration::from_millis(100));
+        let deadline = Instant::now() + Duration::from_secs(timeout);
+        loop {
+            let status = match client.call("tx_get", json!({"txid": txid})) {
+                Ok(status) => status,
+                // Every node down for a moment: keep trying until the deadline.
+                Err(ClientError::Unreachable(why)) => {
+                    spinner.set_message(format!("no node answers ({} tried); retrying", why.len()));
+                    json!({"status": "retry"})
+                }
+                Err(other) => return Err(other.into()),
+            };
+            match status["status"].as_str() {
+                Some("confirmed") => {
+                    let have = status["confirmations"].as_u64().unwrap_or(0);
+                    if have >= confirmations {
+                        spinner.finish_and_clear();
+                        return Ok(status);
+                    }
+                    spinner.set_message(format!("{txid}: {have}/{confirmations} confirmations"));
+                }
+                Some("pending") => {
+                    spinner.set_message(format!("{txid}: pending, waiting for a block"))
+                }
+                Some("unknown") => {
+                    if let Err(refused) =
+                        client.call("tx_submit", json!({"tx": hex::encode(stx.encode())}))
+                    {
+                        spinner.finish_and_clear();
+                        bail!(
+                            "transaction {txid} was dropped: the node no longer has it and \
+                             refuses it again ({refused})"
+                        );
+                    }
+                    spinner.set_message(format!("{txid}: the node had lost it; sent again"));
+                }
+                _ => {}
+            }
+            if Instant::now() > deadline {
+                spinner.finish_and_clear();
+                bail!("gave up waiting for {txid} after {timeout} s; it may still confirm");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    pub(crate) fn sign_offline(
+        &self,
+        to: &str,
+        amount: &str,
+        nonce: u64,
+        fee: &str,
+        account: Option<u32>,
+        output: &Path,
+    ) -> Result<()> {
+        let keystore = self.keystore()?;
+        let account = account.unwrap_or(keystore.default_account());
+        let fee = parse_coins("fee", fee)?;
+        let tx = self.build_tx(&keystore, to, amount, fee, nonce, account)?;
+        let stx = self.sign(&keystore, tx, account)?;
+        let hex = hex::encode(stx.encode());
+        apiary_files::write_atomically(output, |out| {
+            use std::io::Write;
+            writeln!(out, "{hex}")
+        })
+        .with_context(|| format!("cannot write {}", output.display()))?;
+        self.print(json!({"txid": stx.txid(), "file": output}), || {
+            format!(
+                "signed {}; submit it with `apiary-wallet broadcast {}`",
+                stx.txid(),
+                output.display()
+            )
+        });
+        Ok(())
+    }
+
+    pub(crate) fn broadcast(&self, file: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let bytes = hex::decode(text.trim())
+            .with_context(|| format!("{} does not hold a hex transaction", file.display()))?;
+        let stx: SignedTransaction =
+            apiary_core::decode_exact("transaction", &bytes, apiary_core::tx::MAX_TX_BYTES)
+                .with_context(|| format!("{} does not hold a transaction", file.display()))?;
+        let keystore = self.keystore().ok();
+        let client = match &keystore {
+            Some(keystore) => self.client_for(keystore)?,
+            None => self.client()?,
+        };
+        let reply = client.call("tx_submit", json!({"tx": hex::encode(stx.encode())}))?;
+        if keystore.is_some() {
+            Outbox::load(&self.dir)?.add(&stx)?;
+        }
+        self.print(reply.clone(), || {
+            format!("submitted {}", reply["txid"].as_str().unwrap_or("?"))
+        });
+        Ok(())
+    }
+
+    /// `rebroadcast`: gives the node every transaction of the outbox it lost, and says
+    /// what became of each.
+    pub(crate) fn rebroadcast(&self) -> Result<()> {
+        let keystore = self.keystore()?;
+        let client = self.client_for(&keystore)?;
+        let mut outbox = Outbox::load(&self.dir)?;
+        let fates = self.rebroadcast_with(&client, &keystore, &mut outbox, true)?;
+        let rows: Vec<Value> = fates
+            .iter()
+            .map(|(txid, fate)| json!({"txid": txid, "fate": fate_text(fate)}))
+            .collect();
+        self.print(json!({"sent": rows}), || {
+            if fates.is_empty() {
+                return "the outbox is empty: nothing sent is waiting".into();
+            }
+            fates
+                .iter()
+                .map(|(txid, fate)| format!("{txid}  {}", fate_text(fate)))
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        Ok(())
+    }
+
+    /// Rebroadcasts the outbox; unless `quiet`, says on stderr what it had to resend or
+    /// gave up on (a command's own output stays as it was).
+    pub(crate) fn rebroadcast_with(
+        &self,
+        client: &Client,
+        keystore: &Keystore,
+        outbox: &mut Outbox,
+        quiet: bool,
+    ) -> Result<Vec<(String, Fate)>> {
+        let fates = outbox.rebroadcast(client, keystore.prefix())?;
+        if !quiet {
+            for (txid, fate) in &fates {
+                if !matches!(fate, Fate::Known | Fate::Final) {
+                    eprintln!("note: sent transaction {txid}: {}", fate_text(fate));
+                }
+            }
+        }
+        Ok(fates)
+    }
+}
+
+fn fate_text(fate: &Fate) -> String {
+    match fate {
+        Fate::Known => "known to the node".into(),
+        Fate::Resent => "the node had lost it: sent again".into(),
+        Fate::Final => "confirmed deep enough: done".into(),
+        Fate::Replaced => {
+            "its nonce was taken by another transaction: it will never confirm".into()
+        }
+        Fate::Refused(why) => format!("the node had lost it and refuses it now: {why}"),
+    }
+}
