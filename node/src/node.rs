@@ -206,8 +206,13 @@ impl Node {
             tracing::warn!("the disk is full: the account state is not written; the next start replays the blocks since the last write");
             return;
         }
-        if let Err(error) = self.lock().chain.flush_state() {
-            tracing::error!(%error, "could not write the account state; the next start replays blocks");
+        {
+            let guard = &mut *self.lock();
+            if let Err(error) = guard.chain.flush_state() {
+                tracing::error!(%error, "could not write the account state; the next start replays blocks");
+            } else if let Err(error) = guard.chain.flush_memtables() {
+                tracing::warn!(%error, "could not flush the store's memtables; the next start replays its log");
+            }
         }
         let mut log = self.mempool_log.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(log) = log.as_mut() {

@@ -171,7 +171,7 @@ pub fn reindex(db: &Path, spec: Arc<ChainSpec>) -> Result<Option<Rebuilt>, Reind
     node.shutdown();
     let height = node.lock().chain.height();
     drop(node);
-    let damaged = stopped.is_some() || old.was_repaired();
+    let damaged = stopped.is_some() || old.found_damage();
     drop(old);
 
     // Complete: from here on the rebuilt store wins, even across a crash.

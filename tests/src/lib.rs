@@ -333,6 +333,21 @@ impl NodeProcess {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// Whether the process has ended with a failure exit (it is reaped then).
+    pub fn has_exited_with_failure(&mut self) -> bool {
+        let exited = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        match exited {
+            Some(status) => {
+                self.child = None;
+                !status.success()
+            }
+            None => false,
+        }
+    }
+
     /// SIGKILL: no chance to flush or clean up.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -29,6 +29,8 @@ const FLUSH_AFTER_ACCOUNT_CHANGES: usize = 1_000_000;
 const FLUSH_AFTER_TXS: usize = 500_000;
 /// …or this many blocks have connected, bounding the replay after a crash.
 const FLUSH_AFTER_BLOCKS: u64 = 500;
+/// Main-chain blocks read back at every start.
+const CHECK_BLOCKS_AT_START: usize = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
@@ -225,7 +227,29 @@ impl Chain {
             }
         }
         chain.activate_best_chain()?;
+        chain.check_recent_blocks()?;
         Ok(chain)
+    }
+
+    /// Reads back the body and undo data of the last few main-chain blocks (as Bitcoin
+    /// Core's -checkblocks does), so that damage where the next reorganisation or peer
+    /// would look is found at start, not later.
+    fn check_recent_blocks(&self) -> Result<(), ChainError> {
+        for hash in self.main.iter().rev().take(CHECK_BLOCKS_AT_START) {
+            self.body(hash)?;
+            if *hash != self.spec.genesis_hash() && self.store.undo(hash)?.is_none() {
+                return Err(ChainError::Inconsistent(format!(
+                    "undo data of block {hash} is missing"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes RocksDB's memtables to table files (at a clean stop: the next start replays
+    /// no log, and damage to the log after a clean stop loses nothing).
+    pub fn flush_memtables(&self) -> Result<(), ChainError> {
+        Ok(self.store.flush_memtables()?)
     }
 
     fn write_genesis(&mut self) -> Result<(), ChainError> {

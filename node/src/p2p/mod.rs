@@ -757,11 +757,10 @@ impl Service {
                             let just_published =
                                 self.published.as_ref().and_then(|p| p.answer(asked));
                             let blocks = just_published.or_else(|| {
-                                self.node
-                                    .lock()
-                                    .chain
-                                    .bodies(asked, RESPONSE_BYTES_TARGET)
-                                    .ok()
+                                let read =
+                                    self.node.lock().chain.bodies(asked, RESPONSE_BYTES_TARGET);
+                                // Damage found here stops the node like anywhere else.
+                                read.map_err(|e| self.node.note_error(e)).ok()
                             });
                             SyncResponse::Blocks(blocks.unwrap_or_default())
                         }
@@ -1145,6 +1144,7 @@ fn judge_checked(node: &Node, checked: Result<CheckedBlock, ChainError>) -> Judg
         // Our trouble, not the sender's (a full disk pauses writing; damage stops the node).
         Err(ChainError::StorageFull(_)) => Judgement::new(MessageAcceptance::Ignore, 0),
         Err(error @ ChainError::Store(_)) | Err(error @ ChainError::Inconsistent(_)) => {
+            // Node::accept_block has reported it to the node's health already.
             tracing::error!(%error, "could not take a gossiped block");
             Judgement::new(MessageAcceptance::Ignore, 0)
         }

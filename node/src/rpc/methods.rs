@@ -2,8 +2,8 @@
 //! missing one is an "invalid params" error that names it.
 
 use super::{
-    RpcContext, RpcError, INTERNAL_ERROR, METHOD_NOT_FOUND, MINING_FAILED, NOT_FOUND, STORAGE_FULL,
-    TX_REJECTED,
+    RpcContext, RpcError, INTERNAL_ERROR, METHOD_NOT_FOUND, MINING_FAILED, NOT_FOUND,
+    STORAGE_DAMAGED, STORAGE_FULL, TX_REJECTED,
 };
 use crate::chain::Chain;
 use crate::miner::{block_tx_budget, mine_block, MineError};
@@ -51,6 +51,18 @@ fn parse<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
             RpcError::invalid_params(format!("{path}: {}", e.into_inner()))
         }
     })
+}
+
+/// A chain or store error while answering: damage stops the node (its health says why),
+/// and the caller is told so rather than given a bare internal error.
+fn chain_error(context: &RpcContext, error: crate::chain::ChainError) -> RpcError {
+    let error = context.node.note_error(error);
+    match &error {
+        crate::chain::ChainError::Store(store) if store.is_damage() => {
+            RpcError::new(STORAGE_DAMAGED, format!("the node is stopping: {error}"))
+        }
+        _ => internal(error),
+    }
 }
 
 fn internal(error: impl std::fmt::Display) -> RpcError {
@@ -127,7 +139,7 @@ fn block_get(context: &RpcContext, params: BlockGet) -> Result<Value, RpcError> 
     let entry = chain
         .entry(&hash)
         .ok_or_else(|| RpcError::new(NOT_FOUND, format!("block {hash} is not known")))?;
-    let block = chain.body(&hash).map_err(internal)?;
+    let block = chain.body(&hash).map_err(|e| chain_error(context, e))?;
     Ok(block_json(chain, &hash, entry, &block))
 }
 
@@ -247,7 +259,7 @@ fn account_history(context: &RpcContext, params: AccountHistory) -> Result<Value
     let chain = &guard.chain;
     let page = chain
         .address_txs(&address, before, limit)
-        .map_err(internal)?;
+        .map_err(|e| chain_error(context, e))?;
     let mut txs = Vec::with_capacity(page.len());
     let mut block: Option<(BlockHash, Block)> = None;
     for (entry, id) in &page {
@@ -255,7 +267,10 @@ fn account_history(context: &RpcContext, params: AccountHistory) -> Result<Value
             .main_hash(entry.height)
             .ok_or_else(|| internal("indexed height is above the tip"))?;
         if block.as_ref().is_none_or(|(h, _)| *h != hash) {
-            block = Some((hash, chain.body(&hash).map_err(internal)?));
+            block = Some((
+                hash,
+                chain.body(&hash).map_err(|e| chain_error(context, e))?,
+            ));
         }
         let (_, body) = block.as_ref().expect("just read");
         let mut json = if entry.is_reward() {
@@ -367,12 +382,17 @@ struct TxGet {
 fn tx_get(context: &RpcContext, params: TxGet) -> Result<Value, RpcError> {
     let guard = context.node.lock();
     let chain = &guard.chain;
-    if let Some(location) = chain.tx_location(&params.txid).map_err(internal)? {
+    if let Some(location) = chain
+        .tx_location(&params.txid)
+        .map_err(|e| chain_error(context, e))?
+    {
         let entry = chain
             .entry(&location.block)
             .ok_or_else(|| internal("indexed block is not known"))?;
         let height = entry.header.height;
-        let block = chain.body(&location.block).map_err(internal)?;
+        let block = chain
+            .body(&location.block)
+            .map_err(|e| chain_error(context, e))?;
         let tx = block
             .txs
             .get(location.index as usize)

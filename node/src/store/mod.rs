@@ -262,6 +262,17 @@ impl Store {
         self.db_error(error)
     }
 
+    /// Writes every column family's memtable to table files.
+    pub fn flush_memtables(&self) -> Result<(), StoreError> {
+        self.check_writable()?;
+        for name in COLUMN_FAMILIES {
+            self.db()
+                .flush_cf(self.cf(name))
+                .map_err(|e| self.write_error(e))?;
+        }
+        Ok(())
+    }
+
     /// A small synced write: whether the store takes writes (after the disk was full).
     pub fn probe(&self) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();

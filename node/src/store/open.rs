@@ -20,7 +20,7 @@ use std::sync::Mutex;
 const TIP_FILE: &str = "APIARY-TIP";
 /// Written when the running node finds the store damaged, so that every later start
 /// refuses it too until it is rebuilt or set aside.
-const DAMAGED_FILE: &str = "APIARY-DAMAGED";
+pub(super) const DAMAGED_FILE: &str = "APIARY-DAMAGED";
 
 /// What a user can do about a damaged store; the store itself is left as it was.
 pub const RECOVERY_ADVICE: &str = "nothing in it was changed. To recover, start apiary-node \
@@ -297,6 +297,14 @@ pub(crate) fn is_no_space(message: &str) -> bool {
     message.contains("No space left on device") || message.contains("ENOSPC")
 }
 
+fn parse_tip_record(file: &File) -> Option<BlockHash> {
+    let mut text = [0u8; 65];
+    let read = file.read_at(&mut text, 0).ok()?;
+    let hex = std::str::from_utf8(&text[..read.min(64)]).ok()?;
+    let bytes: [u8; 32] = hex::decode(hex).ok()?.try_into().ok()?;
+    Some(BlockHash(Hash256(bytes)))
+}
+
 /// The tip record: the hex of a hash and a newline, overwritten in place (one write, no
 /// sync: it only has to survive the process, as the store's own synced batch does; after
 /// a power loss it can only be older than the store, which is not a refusal).
@@ -324,11 +332,12 @@ impl TipRecord {
 
     fn read(&self) -> Option<BlockHash> {
         let file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        let mut text = [0u8; 65];
-        let read = file.read_at(&mut text, 0).ok()?;
-        let hex = std::str::from_utf8(&text[..read.min(64)]).ok()?;
-        let bytes: [u8; 32] = hex::decode(hex).ok()?.try_into().ok()?;
-        Some(BlockHash(Hash256(bytes)))
+        parse_tip_record(&file)
+    }
+
+    /// The tip recorded beside the store at `store`, without opening it for writing.
+    pub(super) fn read_at(store: &Path) -> Option<BlockHash> {
+        parse_tip_record(&File::open(store.join(TIP_FILE)).ok()?)
     }
 
     fn write(&self, tip: &BlockHash) -> std::io::Result<()> {

@@ -4,14 +4,16 @@
 //! repaired in a copy made of hard links; the store itself is never written.
 
 use super::open::{descriptors, sibling};
-use super::{StoreError, CF_BODIES, CF_HEIGHTS};
-use apiary_core::{BlockHash, Height};
+use super::{IndexEntry, StoreError, CF_BODIES, CF_HEADERS, CF_HEIGHTS, CF_META, KEY_TIP};
+use apiary_core::{BlockHash, Height, Work};
 use borsh::BorshDeserialize;
 use rocksdb::{Options, DB};
 use std::path::{Path, PathBuf};
 
 pub struct Salvage {
     db: DB,
+    /// The running node had found the store damaged (its marker file).
+    marked_damaged: bool,
     /// The repaired copy read instead of the store, removed when done.
     repaired: Option<PathBuf>,
 }
@@ -26,8 +28,17 @@ impl Salvage {
     /// Opens the store at `path` read-only, or, if RocksDB refuses it as it is (a missing
     /// CURRENT, MANIFEST or table file), a repaired copy of it.
     pub fn open(path: &Path) -> Result<Salvage, StoreError> {
+        let marked_damaged = path.join(super::open::DAMAGED_FILE).exists();
         match open_read_only(path) {
-            Ok(db) => Ok(Salvage { db, repaired: None }),
+            Ok(db) => {
+                let mut salvage = Salvage {
+                    db,
+                    marked_damaged,
+                    repaired: None,
+                };
+                salvage.marked_damaged |= salvage.lost_writes(path);
+                Ok(salvage)
+            }
             Err(refused) => {
                 tracing::warn!(path = %path.display(), error = %refused, "the store cannot be opened as it is; reading a repaired copy");
                 let copy = sibling(path, "salvage");
@@ -35,6 +46,7 @@ impl Salvage {
                 match repaired {
                     Ok(db) => Ok(Salvage {
                         db,
+                        marked_damaged,
                         repaired: Some(copy),
                     }),
                     Err(error) => {
@@ -49,8 +61,30 @@ impl Salvage {
         }
     }
 
-    pub fn was_repaired(&self) -> bool {
-        self.repaired.is_some()
+    /// Whether the store is behind the tip recorded beside it (see `Store::open`).
+    fn lost_writes(&self, path: &Path) -> bool {
+        let Some(recorded) = super::open::TipRecord::read_at(path) else {
+            return false;
+        };
+        let work = |hash: &BlockHash| -> Option<Work> {
+            let headers = self.db.cf_handle(CF_HEADERS)?;
+            let bytes = self.db.get_cf(headers, hash.as_bytes()).ok()??;
+            Some(IndexEntry::try_from_slice(&bytes).ok()?.total_work)
+        };
+        let tip = self
+            .db
+            .cf_handle(CF_META)
+            .and_then(|meta| self.db.get_cf(meta, KEY_TIP).ok().flatten())
+            .and_then(|bytes| BlockHash::try_from_slice(&bytes).ok());
+        match (work(&recorded), tip.as_ref().and_then(work)) {
+            (Some(recorded), Some(tip)) => tip < recorded,
+            _ => true,
+        }
+    }
+
+    /// Whether the store needed repair to be read, or the node had found it damaged.
+    pub fn found_damage(&self) -> bool {
+        self.repaired.is_some() || self.marked_damaged
     }
 
     /// The main chain's block at `height`: Ok(None) past the last one, Err when the store
