@@ -200,6 +200,16 @@ impl NodeProcess {
         spec: Option<&Path>,
         extra: &[&str],
     ) -> Result<NodeProcess, String> {
+        NodeProcess::start_with(datadir, spec, extra, |_| {})
+    }
+
+    /// `start`, with `configure` adjusting the command first (limits, environment).
+    pub fn start_with(
+        datadir: &Path,
+        spec: Option<&Path>,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Result<NodeProcess, String> {
         std::fs::create_dir_all(datadir).unwrap();
         let cookie = datadir.join("rpc.cookie");
         let _ = std::fs::remove_file(&cookie);
@@ -222,8 +232,9 @@ impl NodeProcess {
         if let Some(spec) = spec {
             command.arg("--genesis").arg(spec);
         }
+        command.args(extra);
+        configure(&mut command);
         let mut child = command
-            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,0 +1,80 @@
+//! `accept`: a node taking transactions as fast as two threads can hand them over (strict
+//! signature check, mempool checks, and one append to its mempool log each), against the
+//! same node without the log in the same run: what keeping accepted transactions across a
+//! crash costs.
+
+use super::*;
+
+/// Each sender's transactions: as many as the mempool lets wait for one account.
+const PER_SENDER: usize = 16;
+
+pub(crate) fn bench_accept() -> Result<Value> {
+    let senders = env_size("BENCH_ACCEPT_SENDERS", 2_000)?;
+    let params = ConnectParams {
+        blocks: 0,
+        txs_per_block: 1_000,
+        accounts: senders,
+    };
+    let accounts = Accounts::derive(senders);
+    let spec = Arc::new(bench_spec(&accounts.addresses, &params)?);
+    // Nonce-major: submitted in this order, each sender's come in nonce order.
+    let txs: Vec<SignedTransaction> = (0..senders * PER_SENDER)
+        .into_par_iter()
+        .map(|i| {
+            let (nonce, sender) = (i / senders, i % senders);
+            accounts.transfer(&spec, sender, (sender + 1) % senders, nonce as u64)
+        })
+        .collect();
+    // Alternating passes, best of each: this VM's speed wanders from second to second.
+    let (mut with_log, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        without.push(accept_rate(&spec, &txs, false)?);
+        with_log.push(accept_rate(&spec, &txs, true)?);
+    }
+    let best = |rates: &[f64]| rates.iter().copied().fold(0.0, f64::max);
+    let (value, limit) = (best(&with_log), best(&without));
+    Ok(json!({
+        "value": value.round() as u64,
+        "unit": "tx/s",
+        "limit": limit.round() as u64,
+        "ratio": round3(value / limit),
+        "params": {
+            "txs": txs.len(),
+            "senders": senders,
+            "threads": 2,
+            "passes_with_log": with_log.iter().map(|r| r.round() as u64).collect::<Vec<_>>(),
+            "passes_without_log": without.iter().map(|r| r.round() as u64).collect::<Vec<_>>(),
+            "limit_is": "the same node without its mempool log, same run, best of 3 alternating passes",
+        },
+    }))
+}
+
+/// Transactions per second a fresh node accepts from two submitting threads.
+fn accept_rate(spec: &Arc<ChainSpec>, txs: &[SignedTransaction], log: bool) -> Result<f64> {
+    let (node, dir) = fresh_node(spec)?;
+    if log {
+        node.restore_mempool(&dir.path().join("mempool.log"))?;
+    }
+    let senders = txs.len() / PER_SENDER;
+    let started = Instant::now();
+    let refused: usize = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|thread| {
+                let node = &node;
+                scope.spawn(move || {
+                    txs.iter()
+                        .enumerate()
+                        .filter(|(i, _)| (i % senders) % 2 == thread)
+                        .filter(|(_, stx)| node.submit_tx((*stx).clone()).is_err())
+                        .count()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or(usize::MAX)).sum()
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    if refused > 0 {
+        bail!("{refused} transactions were refused");
+    }
+    Ok(txs.len() as f64 / seconds)
+}

@@ -1,0 +1,173 @@
+//! The RPC server under abuse and odd input: idle and slow connections cannot lock users
+//! out or exhaust the node's file descriptors, every refusal is a JSON-RPC error, and user
+//! numbers that would overflow are refused with the parameter named.
+
+use apiary_system_tests::*;
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::time::Duration;
+use tempfile::TempDir;
+
+fn rpc_socket(node: &NodeProcess) -> std::net::SocketAddr {
+    node.rpc
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn eleven_hundred_idle_connections_do_not_lock_users_out() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    // The node may open 1,024 files, as on many machines by default.
+    let node = NodeProcess::start_with(
+        &dir.path().join("node"),
+        Some(&spec),
+        &[],
+        |command| unsafe {
+            command.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 1024,
+                    rlim_max: 1024,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        },
+    )
+    .unwrap();
+    let addr = rpc_socket(&node);
+    let idle: Vec<TcpStream> = (0..1_100)
+        .map(|_| TcpStream::connect(addr).expect("the kernel takes the connection"))
+        .collect();
+    // A user still gets answers while they all stay open (the idlest make way).
+    for _ in 0..5 {
+        assert_eq!(node.rpc.tip_height(), 0);
+    }
+    assert!(node.rpc.call("node_info", json!({})).is_ok());
+    drop(idle);
+}
+
+#[test]
+fn a_slow_client_is_cut_off_and_an_over_long_body_gets_a_json_error() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
+    let addr = rpc_socket(&node);
+
+    // Half a request head, then nothing: closed once the head deadline passes.
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let read = slow.read(&mut buf);
+    let cut_off = match read {
+        Ok(0) => true,
+        Ok(n) => String::from_utf8_lossy(&buf[..n]).contains(" 408 "),
+        // Still open when the read gave up.
+        Err(_) => false,
+    };
+    assert!(cut_off, "{read:?}");
+
+    // Over 2 MiB of body: 413 with a JSON-RPC error, not plain text.
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"chain_tip","params":{{"x":"{}"}}}}"#,
+        "a".repeat(3 << 20)
+    );
+    let refused = node.rpc.raw(&big).unwrap_err();
+    assert_eq!(
+        (refused.http_status, refused.code),
+        (413, -32600),
+        "{refused:?}"
+    );
+    assert!(refused.message.contains("bytes"), "{refused:?}");
+
+    // Wrong path and wrong method: JSON-RPC errors too.
+    let response = ureq::get(&node.rpc.url).call();
+    let Err(ureq::Error::Status(405, response)) = response else {
+        panic!("GET / is refused with 405");
+    };
+    let body: serde_json::Value = response.into_json().unwrap();
+    assert_eq!(body["error"]["code"], -32600);
+}
+
+#[test]
+fn ids_are_echoed_exactly_and_bad_params_are_named() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
+    for id in ["18446744073709551617123", "1.50", "\"a-b\"", "null", "-0"] {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"chain_tip"}}"#);
+        let response = ureq::post(&node.rpc.url)
+            .set("Authorization", &basic(&node.rpc.credentials))
+            .send_string(&body)
+            .unwrap()
+            .into_string()
+            .unwrap();
+        assert!(response.ends_with(&format!(r#""id":{id}}}"#)), "{response}");
+    }
+    let refused = node
+        .rpc
+        .call("dev_mine", json!({"blocks": "many"}))
+        .unwrap_err();
+    assert_eq!(refused.code, -32602);
+    assert!(refused.message.contains("blocks"), "{refused:?}");
+}
+
+fn basic(credentials: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    )
+}
+
+/// `net_disconnect` with the longest `ban_seconds` a JSON number holds is refused with
+/// the parameter named, and the network goes on following the chain.
+#[test]
+fn a_huge_ban_is_refused_and_the_network_keeps_following() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let a = NodeProcess::start(&dir.path().join("a"), Some(&spec), &[]).unwrap();
+    let b = NodeProcess::start(
+        &dir.path().join("b"),
+        Some(&spec),
+        &["--peer", &a.p2p_addr()],
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(30), "the nodes to connect", || {
+        a.peer_count() == 1
+    });
+    let refused = a
+        .rpc
+        .call(
+            "net_disconnect",
+            json!({"peer_id": b.peer_id(), "ban_seconds": u64::MAX}),
+        )
+        .unwrap_err();
+    assert_eq!(refused.code, -32602);
+    assert!(refused.message.contains("ban_seconds"), "{refused:?}");
+    // The longest allowed ban works, and lifting it heals.
+    a.rpc
+        .call(
+            "net_disconnect",
+            json!({"peer_id": b.peer_id(), "ban_seconds": 365 * 24 * 3600}),
+        )
+        .unwrap();
+    wait_until(Duration::from_secs(30), "the ban", || a.peer_count() == 0);
+    a.rpc
+        .call("net_connect", json!({"addr": b.p2p_addr()}))
+        .unwrap();
+    b.rpc.call("dev_mine", json!({"blocks": 3})).unwrap();
+    let tip = b.tip();
+    wait_until(Duration::from_secs(30), "a to follow b's chain", || {
+        a.tip() == tip
+    });
+}
