@@ -34,12 +34,12 @@ pub struct StorageFull {
     room_since: Option<Instant>,
 }
 
-/// Room the node keeps free on the store's disk, so that RocksDB never runs out in the
-/// middle of a write (a memtable flush needs tens of MB): a twentieth of the disk,
-/// between 1 MiB and 256 MiB. Writing pauses below it and resumes at twice it.
+/// Room the node keeps free on the store's disk, so that RocksDB rarely runs out in the
+/// middle of a write (a memtable flush writes up to 64 MiB): a twentieth of the disk,
+/// between 1 MiB and 64 MiB. Writing pauses below it and resumes at twice it.
 pub fn reserve_for(path: &Path) -> u64 {
     disk_bytes(path)
-        .map(|total| (total / 20).clamp(1 << 20, 256 << 20))
+        .map(|total| (total / 20).clamp(1 << 20, 64 << 20))
         .unwrap_or(64 << 20)
 }
 

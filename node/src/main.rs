@@ -54,9 +54,9 @@ struct Args {
     /// Address paid by blocks this node mines (also dev_mine's default)
     #[arg(long, value_name = "ADDR")]
     miner_address: Option<String>,
-    /// Threads searching nonces [default: all cores]
-    #[arg(long, value_name = "N")]
-    mine_threads: Option<usize>,
+    /// Threads searching nonces, 1 to 1024 [default: all cores]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    mine_threads: Option<u16>,
     /// Rebuild the store from the blocks it holds, re-checking each one (also recovers a
     /// damaged store: what cannot be read comes from peers)
     #[arg(long, conflicts_with = "resync")]
@@ -64,9 +64,10 @@ struct Args {
     /// Set the store aside (kept as db.set-aside-<time>) and download the chain from peers
     #[arg(long)]
     resync: bool,
-    /// Most RPC connections at once [default: a quarter of the open-file limit, at most 256]
-    #[arg(long, value_name = "N")]
-    rpc_max_connections: Option<usize>,
+    /// Most RPC connections at once, 1 to 65535 [default: a quarter of the open-file limit,
+    /// at most 256]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    rpc_max_connections: Option<u16>,
 }
 
 fn main() {
@@ -108,7 +109,7 @@ fn run(args: Args) -> Result<()> {
         .map(|text| Address::parse(text, &spec.address_prefix))
         .transpose()
         .context("--miner-address")?;
-    let mine_threads = args.mine_threads.unwrap_or_else(|| {
+    let mine_threads = args.mine_threads.map(usize::from).unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -175,6 +176,7 @@ fn run(args: Args) -> Result<()> {
         rpc_addr: args.rpc_addr.clone(),
         rpc_max_connections: args
             .rpc_max_connections
+            .map(usize::from)
             .unwrap_or_else(apiary_node::rpc::server::default_max_connections),
         miner_address,
         mine: args.mine,

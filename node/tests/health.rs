@@ -19,7 +19,10 @@ fn a_core_task_that_panics_fails_the_node_and_says_which() {
     .join();
     assert!(ended.is_err());
     let reason = node.health().fatal_reason().expect("the node failed");
-    assert!(reason.contains("miner") && reason.contains("panicked"), "{reason}");
+    assert!(
+        reason.contains("miner") && reason.contains("panicked"),
+        "{reason}"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use apiary_core::{Address, Amount, ChainSpec, Nonce, SignedTransaction, Transaction, TxId};
+use apiary_core::{Amount, SignedTransaction, TxId};
 use apiary_node::Node;
 use common::*;
 use proptest::prelude::*;
@@ -14,24 +14,6 @@ use tempfile::TempDir;
 
 const SENDERS: [u8; 3] = [1, 2, 3];
 const FEE: u64 = 10_000;
-
-fn payment(
-    spec: &ChainSpec,
-    from: u8,
-    to: Address,
-    base_units: u64,
-    nonce: u64,
-) -> SignedTransaction {
-    Transaction {
-        chain_id: spec.chain_id.clone(),
-        from: addr(from),
-        to,
-        amount: Amount::from_base_units(base_units),
-        fee: Amount::from_base_units(FEE),
-        nonce: Nonce(nonce),
-    }
-    .sign(&key(from))
-}
 
 /// The nonce a new transaction of `sender` takes on `node`: after its pending run.
 fn next_nonce(node: &Node, sender: u8) -> u64 {
@@ -141,7 +123,7 @@ fn run(
                     &spec,
                     *sender,
                     addr(20),
-                    case.amount,
+                    Amount::from_base_units(case.amount),
                     next_nonce(&loser, *sender),
                 );
                 loser.submit_tx(stx.clone()).unwrap();
@@ -157,7 +139,7 @@ fn run(
             &spec,
             sender,
             addr(21),
-            case.amount,
+            Amount::from_base_units(case.amount),
             next_nonce(&loser, sender),
         );
         if loser.submit_tx(stx.clone()).is_ok() {
@@ -180,7 +162,13 @@ fn run(
         let spend = if big { 50_000_000_000 } else { 7 };
         let nonce = next_nonce(&winner, *sender);
         winner
-            .submit_tx(payment(&spec, *sender, addr(22), spend, nonce))
+            .submit_tx(payment(
+                &spec,
+                *sender,
+                addr(22),
+                Amount::from_base_units(spend),
+                nonce,
+            ))
             .unwrap();
     }
     let winning = mine(&winner, addr(8), case.losing.len() + case.extra);
@@ -228,7 +216,7 @@ fn forty_eight_undone_transactions_of_one_sender_all_come_back() {
         assert_eq!(fate(&node, stx), Fate::Pending);
     }
     // The pool's admission limit still holds for a new one far ahead.
-    let far = payment(&spec, 1, addr(20), 1, 49 + 17);
+    let far = payment(&spec, 1, addr(20), Amount::from_base_units(1), 49 + 17);
     assert!(matches!(
         node.submit_tx(far),
         Err(apiary_node::SubmitError::Rejected(

@@ -296,6 +296,16 @@ impl NodeProcess {
         )
     }
 
+    /// The hash of the main-chain block at `height`.
+    pub fn block_hash(&self, height: u64) -> String {
+        self.rpc
+            .call("block_get", json!({"height": height}))
+            .expect("block_get")["hash"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub fn peer_id(&self) -> String {
         self.rpc.call("node_info", json!({})).unwrap()["peer_id"]
             .as_str()

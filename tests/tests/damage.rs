@@ -42,16 +42,8 @@ fn flip_byte_in_the_middle(path: &Path) {
 
 /// Every main-chain hash of `node`, by height.
 fn chain_of(node: &NodeProcess) -> Vec<String> {
-    let tip = node.rpc.tip_height();
-    (0..=tip)
-        .map(|height| {
-            node.rpc
-                .call("block_get", json!({"height": height}))
-                .unwrap()["hash"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+    (0..=node.rpc.tip_height())
+        .map(|height| node.block_hash(height))
         .collect()
 }
 

@@ -126,12 +126,13 @@ fn a_chain_made_with_apiary_genesis_runs_and_survives_corruption_checks() {
         .unwrap();
     drop(node);
 
-    // Corrupt the RocksDB manifest: refused at start with the reason.
+    // Corrupt the RocksDB manifest: refused at start with the reason and what to do.
     let db = datadir.join("db");
     let current = std::fs::read_to_string(db.join("CURRENT")).unwrap();
     std::fs::write(db.join(current.trim()), b"garbage").unwrap();
     let message = node_fails_on(&spec, &datadir, &[]);
-    assert!(message.contains("cannot open the store"), "{message}");
+    assert!(message.contains("is damaged"), "{message}");
+    assert!(message.contains("--reindex"), "{message}");
 }
 
 /// SIGTERM is a clean stop however soon it comes: every stop exits 0 with the store

@@ -130,14 +130,6 @@ fn a_full_disk_pauses_the_node_loses_nothing_and_it_resumes() {
     node.kill9();
     let node = NodeProcess::start(&datadir, Some(&spec), &[]).unwrap();
     for (height, hash) in &reported {
-        let block = node
-            .rpc
-            .call("block_get", json!({"height": height}))
-            .unwrap();
-        assert_eq!(
-            block["hash"].as_str().unwrap(),
-            hash,
-            "block {height} changed"
-        );
+        assert_eq!(node.block_hash(*height), *hash, "block {height} changed");
     }
 }

@@ -158,7 +158,8 @@ impl Wallet {
             indicatif::ProgressBar::new_spinner()
         };
         spinner.enable_steady_tick(Duration::from_millis(100));
-        let deadline = Instant::now() + Duration::from_secs(timeout);
+        // A timeout past the clock's end is no deadline at all.
+        let deadline = Instant::now().checked_add(Duration::from_secs(timeout));
         loop {
             let status = match client.call("tx_get", json!({"txid": txid})) {
                 Ok(status) => status,
@@ -195,7 +196,7 @@ impl Wallet {
                 }
                 _ => {}
             }
-            if Instant::now() > deadline {
+            if deadline.is_some_and(|deadline| Instant::now() > deadline) {
                 spinner.finish_and_clear();
                 bail!("gave up waiting for {txid} after {timeout} s; it may still confirm");
             }

@@ -58,6 +58,7 @@ pub fn open_node(dir: &Path, spec: &ChainSpec) -> Arc<Node> {
     )
 }
 
+/// `coins` from key `from` to `to`, fee 10,000 base units.
 pub fn transfer(
     spec: &ChainSpec,
     from: u8,
@@ -65,11 +66,22 @@ pub fn transfer(
     coins: u64,
     nonce: u64,
 ) -> SignedTransaction {
+    payment(spec, from, to, Amount::from_coins(coins).unwrap(), nonce)
+}
+
+/// `amount` from key `from` to `to`, fee 10,000 base units.
+pub fn payment(
+    spec: &ChainSpec,
+    from: u8,
+    to: Address,
+    amount: Amount,
+    nonce: u64,
+) -> SignedTransaction {
     Transaction {
         chain_id: spec.chain_id.clone(),
         from: addr(from),
         to,
-        amount: Amount::from_coins(coins).unwrap(),
+        amount,
         fee: Amount::from_base_units(10_000),
         nonce: Nonce(nonce),
     }

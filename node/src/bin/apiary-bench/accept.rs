@@ -33,20 +33,20 @@ pub(crate) fn bench_accept() -> Result<Value> {
     }
     let best = |rates: &[f64]| rates.iter().copied().fold(0.0, f64::max);
     let (value, limit) = (best(&with_log), best(&without));
-    Ok(json!({
-        "value": value.round() as u64,
-        "unit": "tx/s",
-        "limit": limit.round() as u64,
-        "ratio": round3(value / limit),
-        "params": {
+    let rounded = |rates: &[f64]| rates.iter().map(|r| r.round() as u64).collect::<Vec<_>>();
+    Ok(figure(
+        value,
+        "tx/s",
+        limit,
+        json!({
             "txs": txs.len(),
             "senders": senders,
             "threads": 2,
-            "passes_with_log": with_log.iter().map(|r| r.round() as u64).collect::<Vec<_>>(),
-            "passes_without_log": without.iter().map(|r| r.round() as u64).collect::<Vec<_>>(),
+            "passes_with_log": rounded(&with_log),
+            "passes_without_log": rounded(&without),
             "limit_is": "the same node without its mempool log, same run, best of 3 alternating passes",
-        },
-    }))
+        }),
+    ))
 }
 
 /// Transactions per second a fresh node accepts from two submitting threads.
@@ -70,7 +70,10 @@ fn accept_rate(spec: &Arc<ChainSpec>, txs: &[SignedTransaction], log: bool) -> R
                 })
             })
             .collect();
-        workers.into_iter().map(|w| w.join().unwrap_or(usize::MAX)).sum()
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or(usize::MAX))
+            .sum()
     });
     let seconds = started.elapsed().as_secs_f64();
     if refused > 0 {

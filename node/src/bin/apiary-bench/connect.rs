@@ -88,7 +88,9 @@ fn batch_verify_limit(blocks: &[Block]) -> f64 {
 }
 
 /// Returns the figures and the node that connected the chain (with its data dir).
-pub(crate) fn bench_connect(params: &ConnectParams) -> Result<(Value, (Arc<Node>, tempfile::TempDir))> {
+pub(crate) fn bench_connect(
+    params: &ConnectParams,
+) -> Result<(Value, (Arc<Node>, tempfile::TempDir))> {
     eprintln!("deriving {} account keys", params.accounts);
     let accounts = Accounts::derive(params.accounts);
     let spec = Arc::new(bench_spec(&accounts.addresses, params)?);
@@ -189,17 +191,15 @@ pub(crate) fn bench_sync(server: (Arc<Node>, tempfile::TempDir), connect: &Value
     let limit = connect["value"].as_f64().unwrap_or(f64::NAN);
     client.shutdown();
     server.shutdown();
-    Ok(json!({
-        "value": tx_per_s.round() as u64,
-        "unit": "tx/s",
-        "limit": limit.round() as u64,
-        "ratio": round3(tx_per_s / limit),
-        "params": {
+    Ok(figure(
+        tx_per_s,
+        "tx/s",
+        limit,
+        json!({
             "blocks": target,
             "txs": txs,
             "seconds": round3(seconds),
             "limit_is": "connect of the same run (same chain from a local file)",
-        },
-    }))
+        }),
+    ))
 }
-

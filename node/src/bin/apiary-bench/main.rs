@@ -41,7 +41,14 @@ use mining::bench_mining;
 use network::{bench_gossip, bench_propagation};
 use report::update_markdown;
 
-const ALL: [&str; 6] = ["connect", "sync", "propagation", "gossip", "accept", "mining"];
+const ALL: [&str; 6] = [
+    "connect",
+    "sync",
+    "propagation",
+    "gossip",
+    "accept",
+    "mining",
+];
 
 fn main() -> Result<()> {
     let mut names = Vec::new();
@@ -191,7 +198,6 @@ fn bench_spec(addresses: &[Address], params: &ConnectParams) -> Result<ChainSpec
     .build()?)
 }
 
-
 /// A node of `spec` on an empty store in a temp dir (which must outlive it).
 fn fresh_node(spec: &Arc<ChainSpec>) -> Result<(Arc<Node>, tempfile::TempDir)> {
     let dir = tempfile::TempDir::new()?;
@@ -237,6 +243,17 @@ fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bo
         std::thread::sleep(std::time::Duration::from_micros(200));
     }
     Ok(())
+}
+
+/// One benchmark's result: its value against the limit measured in the same run.
+fn figure(value: f64, unit: &str, limit: f64, params: Value) -> Value {
+    json!({
+        "value": value.round() as u64,
+        "unit": unit,
+        "limit": limit.round() as u64,
+        "ratio": round3(value / limit),
+        "params": params,
+    })
 }
 
 fn round3(x: f64) -> f64 {

@@ -2,7 +2,6 @@
 
 use super::*;
 
-
 pub(crate) fn bench_mining() -> Value {
     let header = BlockHeader {
         version: 1,
@@ -52,16 +51,14 @@ pub(crate) fn bench_mining() -> Value {
     }
     let plain_rate = plain_rounds as f64 / started.elapsed().as_secs_f64();
     std::hint::black_box(sink);
-    json!({
-        "value": miner_rate.round() as u64,
-        "unit": "hashes/s/thread",
-        "limit": raw_rate.round() as u64,
-        "ratio": round3(miner_rate / raw_rate),
-        "params": {
+    figure(
+        miner_rate,
+        "hashes/s/thread",
+        raw_rate,
+        json!({
             "nonces": rounds,
             "limit_is": "two raw SHA-256 compressions per nonce, one thread",
             "plain_sha256d_of_header_per_s": plain_rate.round() as u64,
-        },
-    })
+        }),
+    )
 }
-

@@ -297,4 +297,3 @@ pub(crate) fn bench_gossip() -> Result<Value> {
         },
     }))
 }
-
