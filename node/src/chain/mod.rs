@@ -11,11 +11,10 @@ mod unflushed;
 
 use crate::store::{AddressTx, BlockStatus, IndexEntry, Store, StoreError, TxLocation};
 use apiary_core::tx::KeyCache;
-use apiary_core::validate::{
-    check_block_with_txids, check_header_context, connect_block, median_time_past,
-};
+use apiary_core::validate::{check_block_with_txids, check_header_context, connect_block};
 use apiary_core::{
     Account, AccountTree, Address, Block, BlockError, BlockHash, BlockHeader, ChainSpec, Hash256,
+    HeaderAncestry,
     Height, ParentContext, StateUndo, TxId, Work,
 };
 use std::collections::{BTreeSet, HashMap};
@@ -558,15 +557,18 @@ impl Chain {
 
     /// What a child of `parent` is checked against.
     pub fn parent_context(&self, parent: &BlockHash) -> Option<ParentContext> {
-        let entry = self.index.get(parent)?;
-        let header = &entry.header;
-        let grandparent = (header.height.0 > 0)
-            .then(|| self.index.get(&header.prev_hash))
-            .flatten();
-        let mut timestamps = Vec::with_capacity(self.spec.consensus.median_time_span as usize);
+        self.ancestry(parent).map(|a| a.context())
+    }
+
+    /// What headers building on the known block `hash` are checked against.
+    pub fn ancestry(&self, hash: &BlockHash) -> Option<HeaderAncestry> {
+        let entry = self.index.get(hash)?;
+        // The median time past's span, and at least the parent for the solve time.
+        let span = (self.spec.consensus.median_time_span as usize).max(2);
+        let mut timestamps = Vec::with_capacity(span);
         let mut cursor = Some(entry);
         while let Some(e) = cursor {
-            if timestamps.len() == self.spec.consensus.median_time_span as usize {
+            if timestamps.len() == span {
                 break;
             }
             timestamps.push(e.header.timestamp_ms);
@@ -576,15 +578,13 @@ impl Chain {
                 self.index.get(&e.header.prev_hash)
             };
         }
-        Some(ParentContext {
-            hash: *parent,
-            height: header.height,
-            bits: header.bits,
-            timestamp_ms: header.timestamp_ms,
-            solve_time_ms: grandparent
-                .map(|g| header.timestamp_ms as i64 - g.header.timestamp_ms as i64),
-            median_time_past_ms: median_time_past(&timestamps),
-        })
+        Some(HeaderAncestry::new(
+            *hash,
+            &entry.header,
+            &timestamps,
+            entry.total_work,
+            &self.spec,
+        ))
     }
 
     /// Accepts a checked block: checks it against its parent, stores it, and moves the
