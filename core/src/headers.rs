@@ -80,13 +80,19 @@ impl HeaderAncestry {
             bits: self.bits,
             timestamp_ms: self.timestamps.back().copied().unwrap_or(0),
             solve_time_ms: self.solve_time_ms,
-            median_time_past_ms: median_time_past(&self.timestamps.iter().copied().collect::<Vec<_>>()),
+            median_time_past_ms: median_time_past(
+                &self.timestamps.iter().copied().collect::<Vec<_>>(),
+            ),
         }
     }
 
     /// Moves to `header`, a checked child of this block whose hash is `hash`.
     fn advance(&mut self, header: &BlockHeader, hash: BlockHash, work: Work, span: usize) {
-        let parent_time = self.timestamps.back().copied().unwrap_or(header.timestamp_ms);
+        let parent_time = self
+            .timestamps
+            .back()
+            .copied()
+            .unwrap_or(header.timestamp_ms);
         self.solve_time_ms = Some(header.timestamp_ms as i64 - parent_time as i64);
         self.timestamps.push_back(header.timestamp_ms);
         while self.timestamps.len() > span {
@@ -167,8 +173,7 @@ pub fn check_headers(
                 return stop(HeaderError::NotYet {
                     hash,
                     ahead_ms: timestamp_ms - limit_ms,
-                    valid_from_ms: timestamp_ms
-                        .saturating_sub(spec.consensus.max_future_drift_ms),
+                    valid_from_ms: timestamp_ms.saturating_sub(spec.consensus.max_future_drift_ms),
                 })
             }
             Err(error) => return stop(HeaderError::Invalid { hash, error }),
@@ -222,7 +227,11 @@ mod tests {
         let mut parent = spec.genesis_block().header;
         (0..count)
             .map(|_| {
-                let header = child(&parent, parent.timestamp_ms + 1_000, spec.consensus.genesis_bits);
+                let header = child(
+                    &parent,
+                    parent.timestamp_ms + 1_000,
+                    spec.consensus.genesis_bits,
+                );
                 parent = header.clone();
                 header
             })
@@ -232,7 +241,13 @@ mod tests {
     fn genesis_ancestry(spec: &ChainSpec) -> HeaderAncestry {
         let genesis = spec.genesis_block().header;
         let work = genesis.bits.to_target().unwrap().work();
-        HeaderAncestry::new(genesis.hash(), &genesis, &[genesis.timestamp_ms], work, spec)
+        HeaderAncestry::new(
+            genesis.hash(),
+            &genesis,
+            &[genesis.timestamp_ms],
+            work,
+            spec,
+        )
     }
 
     const NOW: u64 = 1_767_225_600_000 + 1_000_000;
@@ -267,7 +282,10 @@ mod tests {
         headers.remove(3);
         let checked = check_headers(&mut genesis_ancestry(&spec), &headers, NOW, &spec);
         assert_eq!(checked.hashes.len(), 3);
-        assert!(matches!(checked.stopped, Some((3, HeaderError::DoesNotFollow { .. }))));
+        assert!(matches!(
+            checked.stopped,
+            Some((3, HeaderError::DoesNotFollow { .. }))
+        ));
     }
 
     #[test]
@@ -279,14 +297,26 @@ mod tests {
         let checked = check_headers(&mut genesis_ancestry(&spec), &[too_easy], NOW, &spec);
         assert!(matches!(
             checked.stopped,
-            Some((0, HeaderError::Invalid { error: BlockError::BitsAboveLimit(_), .. }))
+            Some((
+                0,
+                HeaderError::Invalid {
+                    error: BlockError::BitsAboveLimit(_),
+                    ..
+                }
+            ))
         ));
         let harder = Target::for_expected_hashes(4).to_compact();
         let wrong = child(&genesis, genesis.timestamp_ms + 1_000, harder);
         let checked = check_headers(&mut genesis_ancestry(&spec), &[wrong], NOW, &spec);
         assert!(matches!(
             checked.stopped,
-            Some((0, HeaderError::Invalid { error: BlockError::WrongBits { .. }, .. }))
+            Some((
+                0,
+                HeaderError::Invalid {
+                    error: BlockError::WrongBits { .. },
+                    ..
+                }
+            ))
         ));
     }
 
@@ -304,13 +334,23 @@ mod tests {
         assert_eq!(valid_from_ms, ahead - spec.consensus.max_future_drift_ms);
 
         let headers = run(&spec, 12);
-        let old = child(&headers[11], headers[5].timestamp_ms, spec.consensus.genesis_bits);
+        let old = child(
+            &headers[11],
+            headers[5].timestamp_ms,
+            spec.consensus.genesis_bits,
+        );
         let mut all = headers.clone();
         all.push(old);
         let checked = check_headers(&mut genesis_ancestry(&spec), &all, NOW, &spec);
         assert!(matches!(
             checked.stopped,
-            Some((12, HeaderError::Invalid { error: BlockError::TimestampTooOld { .. }, .. }))
+            Some((
+                12,
+                HeaderError::Invalid {
+                    error: BlockError::TimestampTooOld { .. },
+                    ..
+                }
+            ))
         ));
     }
 }

@@ -10,5 +10,6 @@ pub mod p2p;
 pub mod reindex;
 pub mod rpc;
 pub mod store;
+pub mod sync;
 
 pub use node::{now_ms, Announcement, Node, NodeState, SubmitError};

@@ -48,6 +48,14 @@ struct Args {
     /// listen on a LAN address or 0.0.0.0)
     #[arg(long)]
     mdns: bool,
+    /// Peer connections at most
+    #[arg(long, value_name = "N", default_value_t = p2p::DEFAULT_MAX_PEERS,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_peers: u32,
+    /// Inbound peer connections from one IP address at most
+    #[arg(long, value_name = "N", default_value_t = p2p::DEFAULT_MAX_PEERS_PER_IP,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_peers_per_ip: u32,
     /// Mine blocks continuously (needs --miner-address)
     #[arg(long, requires = "miner_address")]
     mine: bool,
@@ -73,7 +81,10 @@ struct Args {
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // Gossipsub logs every message it drops itself at WARN: a flooding peer would
+            // fill the log (its scoring penalises the peer instead). RUST_LOG overrides.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,libp2p_gossipsub=error".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -171,6 +182,8 @@ fn run(args: Args) -> Result<()> {
         bootnodes: args.peers.clone(),
         datadir: datadir.clone(),
         mdns: args.mdns,
+        max_peers: args.max_peers,
+        max_peers_per_ip: args.max_peers_per_ip,
     };
     let settings = Settings {
         rpc_addr: args.rpc_addr.clone(),

@@ -5,6 +5,7 @@ use crate::chain::{Accepted, Chain, ChainError, CheckedBlock};
 use crate::health::Health;
 use crate::mempool::log::MempoolLog;
 use crate::mempool::{Mempool, MempoolConfig, MempoolError, VerifiedTx};
+use crate::sync::OurTip;
 use apiary_core::encoding::{decode_exact, DecodeError};
 use apiary_core::tx::KeyCache;
 use apiary_core::{Block, ChainSpec, CompactBlock, SignedTransaction, TxId};
@@ -94,12 +95,27 @@ pub struct Node {
     /// Where accepted transactions are logged, once `restore_mempool` has run. Lock
     /// order: this one, then `state`.
     mempool_log: Mutex<Option<MempoolLog>>,
+    /// The tip, published on every change, for those who must not take the lock (the
+    /// network's event loop).
+    tip: tokio::sync::watch::Sender<OurTip>,
+}
+
+/// The tip as `Node::tip_watch` publishes it.
+fn our_tip(chain: &Chain) -> OurTip {
+    let entry = chain.tip_entry();
+    OurTip {
+        hash: chain.tip(),
+        height: entry.header.height,
+        work: entry.total_work,
+        locator: chain.locator(),
+    }
 }
 
 impl Node {
     pub fn new(chain: Chain, mempool: MempoolConfig) -> Arc<Node> {
         let health = Health::default();
         health.watch_store(chain.store_path());
+        let tip = tokio::sync::watch::Sender::new(our_tip(&chain));
         Arc::new(Node {
             spec: chain.shared_spec(),
             state: Mutex::new(NodeState {
@@ -112,11 +128,17 @@ impl Node {
             announcer: std::sync::OnceLock::new(),
             health,
             mempool_log: Mutex::new(None),
+            tip,
         })
     }
 
     pub fn health(&self) -> &Health {
         &self.health
+    }
+
+    /// The tip from now on: a new value on every change.
+    pub fn tip_watch(&self) -> tokio::sync::watch::Receiver<OurTip> {
+        self.tip.subscribe()
     }
 
     /// Takes a store or chain error to heart: damage stops the node, a full disk pauses
@@ -420,6 +442,7 @@ impl Node {
                 .map(|tx| (*tx).clone())
                 .collect();
             mempool.expire_if_due(std::time::Instant::now());
+            self.tip.send_replace(our_tip(chain));
             self.tip_generation.fetch_add(1, Ordering::AcqRel);
             if let Some(tip) = change.connected.last() {
                 let txids = &change.connected_txids[change.connected_txids.len() - tip.txs.len()..];

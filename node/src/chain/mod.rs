@@ -14,8 +14,7 @@ use apiary_core::tx::KeyCache;
 use apiary_core::validate::{check_block_with_txids, check_header_context, connect_block};
 use apiary_core::{
     Account, AccountTree, Address, Block, BlockError, BlockHash, BlockHeader, ChainSpec, Hash256,
-    HeaderAncestry,
-    Height, ParentContext, StateUndo, TxId, Work,
+    HeaderAncestry, Height, ParentContext, StateUndo, TxId, Work,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

@@ -1,59 +1,57 @@
 //! The network: libp2p over TCP with noise and yamux. Transactions and blocks travel by
-//! gossipsub and are validated before they are forwarded; a node behind asks a peer with
-//! more work for blocks over a request-response sync protocol. Protocol names and topics
-//! carry the genesis hash, and identify tells apart a peer of another chain at once.
+//! gossipsub and are judged before they are forwarded; a node behind follows the peer
+//! with the most work over a request-response sync protocol (the decisions are the sync
+//! machine's, `crate::sync`). This file is the event loop: it dispatches, and never takes
+//! the node's lock or touches RocksDB — the tip comes through a watch channel, and reading
+//! or checking anything runs on the blocking pool.
 
 mod allowance;
-mod download;
+mod clock;
+mod gossip;
+mod ip_limits;
+pub mod peers;
 pub mod protocol;
-mod sync;
+mod serve;
+mod swarm;
+mod syncing;
 
-use crate::chain::{Accepted, ChainError, CheckedBlock};
+pub use peers::MAX_BAN;
+pub use swarm::{load_or_create_identity, topics};
+
 use crate::health::CoreTask;
-use crate::mempool::MempoolError;
-use crate::node::{Announcement, ImportError, Node, SubmitError};
-use allowance::PeerBudget;
-use apiary_core::encoding::decode_exact;
-use apiary_core::tx::MAX_TX_BYTES;
-use apiary_core::validate::check_header_pow;
-use apiary_core::{
-    Block, BlockHash, BlockHeader, CompactBlock, Height, SignedTransaction, TxError, Work,
-};
+use crate::node::{Announcement, Node};
+use crate::sync::{HeadersChecked, OurTip, Sync, SyncProgress};
+use apiary_core::BlockHash;
 use apiary_files::write_private_file;
-use download::Download;
+use clock::ClockWatch;
 use futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
-use libp2p::identity::Keypair;
-use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::behaviour::toggle::Toggle;
+use gossip::{Fetch, Judgement, Published};
+use libp2p::gossipsub::{self, IdentTopic};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, kad, mdns, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
-use protocol::{
-    sync_protocol, Inbound, Status, SyncCodec, SyncRequest, SyncResponse, MAX_BODIES_PER_REQUEST,
-    MAX_HEADERS_PER_RESPONSE, RESPONSE_BYTES_TARGET,
-};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, kad, mdns, Multiaddr, PeerId, Swarm};
+use peers::{Misbehaviour, PeerBook, Verdict as BookVerdict};
+use protocol::SyncResponse;
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use swarm::{check_port_free, genesis_of_protocol, peer_of, Behaviour, BehaviourEvent};
+use syncing::Pending;
+use tokio::sync::{mpsc, watch};
 
-/// A peer whose misbehaviour adds up to this is banned.
-const BAN_SCORE: u32 = 100;
-const BAN_TIME: Duration = Duration::from_secs(600);
-/// The longest ban an operator may ask for (`net_disconnect`): a year.
-pub const MAX_BAN: Duration = Duration::from_secs(365 * 24 * 3600);
-/// How often lost bootnodes are dialled again and peers are asked where they stand (so a
-/// node that missed gossip still learns it is behind).
+/// How often lost bootnodes are dialled again, peers are asked where they stand (so a node
+/// that missed gossip still learns it is behind), and scores decay.
 const TICK_INTERVAL: Duration = Duration::from_secs(5);
-/// Misbehaviour is forgiven at this many points per tick, so rare honest mistakes (a
-/// race, a stale tx) never add up to a ban.
-const SCORE_DECAY_PER_TICK: u32 = 5;
-/// A block with an unknown parent makes us ask its sender for its status at most this often.
-const STATUS_REASK: Duration = Duration::from_secs(1);
+/// How often the sync machine looks at its deadlines.
+const SYNC_TICK: Duration = Duration::from_secs(1);
 /// Below this many connections, Kademlia is asked for more peers on every tick.
 const TARGET_PEERS: usize = 8;
+/// Established connections at most, by default (`--max-peers`).
+pub const DEFAULT_MAX_PEERS: u32 = 64;
+/// Inbound connections from one IP address at most, by default (`--max-peers-per-ip`).
+pub const DEFAULT_MAX_PEERS_PER_IP: u32 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
@@ -71,14 +69,23 @@ pub struct NetworkConfig {
     pub datadir: PathBuf,
     /// Discover peers on the LAN by multicast DNS.
     pub mdns: bool,
+    /// Established connections at most.
+    pub max_peers: u32,
+    /// Inbound connections (pending or established) from one IP address at most.
+    pub max_peers_per_ip: u32,
 }
 
-/// What RPC can see of the network.
+/// What RPC can see of a peer.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PeerInfo {
     pub peer_id: String,
     pub addr: String,
+    /// The height its last status claimed.
     pub height: Option<u64>,
+    /// Misbehaviour points it has now (a ban at `peers::BAN_SCORE`).
+    pub score: u32,
+    /// Gossipsub's own score of it (below −80 its messages are ignored).
+    pub gossip_score: Option<f64>,
 }
 
 /// Operator commands (admin RPC), carried out by the network's event loop.
@@ -90,38 +97,30 @@ pub enum NetCommand {
     Disconnect { peer: PeerId, ban: Duration },
 }
 
-/// How far behind the best peer the node is, and how fast it is catching up.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct SyncProgress {
-    #[serde(skip)]
-    best_work: Work,
-    /// Height of the best chain any peer has shown.
-    pub best_known_height: u64,
-    /// Blocks connected per second while syncing (0 when not syncing).
-    pub blocks_per_s: f64,
-    /// Seconds left at that rate, when syncing.
-    pub eta_s: Option<u64>,
-    /// Peers that have sent block bodies in the current (or last) download.
-    pub download_peers: usize,
+/// What the network tells the rest of the node, kept fresh by the event loop.
+#[derive(Default)]
+struct Shared {
+    peers: HashMap<PeerId, PeerInfo>,
+    /// Some peer has proved a chain with more work than ours.
+    syncing: bool,
+    progress: SyncProgress,
+    clock_warning: Option<String>,
 }
 
 #[derive(Clone)]
 pub struct NetworkHandle {
     pub peer_id: PeerId,
-    peers: Arc<Mutex<HashMap<PeerId, PeerInfo>>>,
-    sync: Arc<Mutex<SyncProgress>>,
+    shared: Arc<Mutex<Shared>>,
     commands: mpsc::UnboundedSender<NetCommand>,
 }
 
 impl NetworkHandle {
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn peers(&self) -> Vec<PeerInfo> {
-        let mut peers: Vec<PeerInfo> = self
-            .peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let mut peers: Vec<PeerInfo> = self.shared().peers.values().cloned().collect();
         peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
         peers
     }
@@ -130,59 +129,36 @@ impl NetworkHandle {
         self.commands.send(command).is_ok()
     }
 
-    /// Whether some peer has shown more work than `ours`.
-    pub fn is_behind(&self, ours: Work) -> bool {
-        self.sync_progress().best_work > ours
+    /// Whether some peer has proved, with checked headers, a chain with more work.
+    pub fn is_syncing(&self) -> bool {
+        self.shared().syncing
     }
 
     pub fn sync_progress(&self) -> SyncProgress {
-        self.sync.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared().progress.clone()
     }
-}
 
-#[derive(NetworkBehaviour)]
-struct Behaviour {
-    gossipsub: gossipsub::Behaviour,
-    identify: identify::Behaviour,
-    sync: request_response::Behaviour<SyncCodec>,
-    /// Peer discovery: a DHT of this chain's nodes only (its protocol name holds the genesis).
-    kad: kad::Behaviour<kad::store::MemoryStore>,
-    /// LAN discovery, when asked for (`--mdns`).
-    mdns: Toggle<mdns::tokio::Behaviour>,
-}
-
-/// Loads the node's identity from `<datadir>/node_key`, creating it on first start.
-pub fn load_or_create_identity(datadir: &Path) -> Result<Keypair, NetworkError> {
-    let path = datadir.join("node_key");
-    let error = |message: String| NetworkError::NodeKey {
-        path: path.clone(),
-        message,
-    };
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            Keypair::from_protobuf_encoding(&bytes).map_err(|e| error(format!("unreadable: {e}")))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let keypair = Keypair::generate_ed25519();
-            let bytes = keypair
-                .to_protobuf_encoding()
-                .map_err(|e| error(e.to_string()))?;
-            write_private_file(&path, &bytes).map_err(|e| error(e.to_string()))?;
-            Ok(keypair)
-        }
-        Err(e) => Err(error(e.to_string())),
+    /// Set when the blocks of several peers disagree with this machine's clock.
+    pub fn clock_warning(&self) -> Option<String> {
+        self.shared().clock_warning.clone()
     }
-}
 
-fn topics(genesis: &BlockHash) -> (IdentTopic, IdentTopic) {
-    (
-        IdentTopic::new(format!("apiary/{genesis}/blocks")),
-        IdentTopic::new(format!("apiary/{genesis}/txs")),
-    )
-}
+    fn set_sync(&self, syncing: bool, progress: SyncProgress) {
+        let mut shared = self.shared();
+        shared.syncing = syncing;
+        shared.progress = progress;
+    }
 
-fn identify_version(genesis: &BlockHash) -> String {
-    format!("/apiary/{genesis}")
+    fn set_clock_warning(&self, warning: Option<String>) {
+        let mut shared = self.shared();
+        if warning.is_some() && shared.clock_warning.is_none() {
+            tracing::warn!(
+                warning = warning.as_deref().unwrap_or(""),
+                "this machine's clock"
+            );
+        }
+        shared.clock_warning = warning;
+    }
 }
 
 /// Starts the network on the current tokio runtime.
@@ -191,91 +167,14 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
     let genesis = node.spec().genesis_hash();
     let max_block = node.spec().consensus.max_block_bytes as usize;
     let (block_topic, tx_topic) = topics(&genesis);
-    let blocks_hash = block_topic.hash();
-
-    let gossip_config = gossipsub::ConfigBuilder::default()
-        .validation_mode(ValidationMode::Anonymous)
-        .validate_messages()
-        .max_transmit_size(max_block + 4096)
-        // Sized for 2 to 50 peers; kept mesh_outbound_min <= mesh_n_low <= mesh_n <= mesh_n_high.
-        .mesh_outbound_min(1)
-        .mesh_n_low(3)
-        .mesh_n(6)
-        .mesh_n_high(12)
-        .heartbeat_interval(Duration::from_millis(500))
-        // The message id is the object's own hash: a block's header hash, a txid.
-        .message_id_fn(move |message: &gossipsub::Message| {
-            let data = &message.data;
-            let id =
-                if message.topic == blocks_hash && data.len() >= apiary_core::block::HEADER_BYTES {
-                    apiary_core::hash::sha256d(&data[..apiary_core::block::HEADER_BYTES])
-                } else {
-                    apiary_core::hash::sha256d(data)
-                };
-            gossipsub::MessageId::from(id.0.to_vec())
-        })
-        .build()
-        .map_err(|e| NetworkError::Setup(e.to_string()))?;
-
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| NetworkError::Setup(e.to_string()))?
-        .with_behaviour(|key| {
-            let gossipsub =
-                gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?;
-            let identify = identify::Behaviour::new(identify::Config::new(
-                identify_version(&genesis),
-                key.public(),
-            ));
-            let sync = request_response::Behaviour::with_codec(
-                SyncCodec {
-                    max_response_bytes: (RESPONSE_BYTES_TARGET + max_block).max(16 << 20),
-                },
-                [(sync_protocol(&genesis), ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
-            );
-            let peer_id = key.public().to_peer_id();
-            let kad_protocol = StreamProtocol::try_from_owned(format!("/apiary/{genesis}/kad/1"))
-                .expect("a name starting with / is a valid protocol");
-            let kad = kad::Behaviour::with_config(
-                peer_id,
-                kad::store::MemoryStore::new(peer_id),
-                kad::Config::new(kad_protocol),
-            );
-            let mdns = if config.mdns {
-                Some(mdns::tokio::Behaviour::new(
-                    mdns::Config::default(),
-                    peer_id,
-                )?)
-            } else {
-                None
-            };
-            Ok(Behaviour {
-                gossipsub,
-                identify,
-                sync,
-                kad,
-                mdns: mdns.into(),
-            })
-        })
-        .map_err(|e| NetworkError::Setup(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    swarm
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(&block_topic)
-        .map_err(|e| NetworkError::Setup(e.to_string()))?;
-    swarm
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(&tx_topic)
-        .map_err(|e| NetworkError::Setup(e.to_string()))?;
+    let mut swarm = swarm::build(keypair, genesis, max_block, &config)?;
+    for topic in [&block_topic, &tx_topic] {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(topic)
+            .map_err(|e| NetworkError::Setup(e.to_string()))?;
+    }
     for addr in &config.listen {
         check_port_free(addr)?;
         swarm
@@ -297,13 +196,15 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
     let (commands, command_rx) = mpsc::unbounded_channel();
     let handle = NetworkHandle {
         peer_id: *swarm.local_peer_id(),
-        peers: Arc::new(Mutex::new(HashMap::new())),
-        sync: Arc::new(Mutex::new(SyncProgress::default())),
+        shared: Arc::new(Mutex::new(Shared::default())),
         commands,
     };
+    let tip = node.tip_watch();
+    let ours = tip.borrow().clone();
     let service = Service {
         commands: command_rx,
         announcements: node.announcements(),
+        clock: ClockWatch::new(node.spec().consensus.max_future_drift_ms),
         node,
         genesis,
         block_topic,
@@ -311,27 +212,24 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         bootnodes: config.bootnodes,
         datadir: config.datadir,
         handle: handle.clone(),
-        peer_status: HashMap::new(),
-        scores: HashMap::new(),
-        banned: HashMap::new(),
-        budgets: HashMap::new(),
+        tip,
+        book: PeerBook::default(),
+        sync: Sync::new(ours),
+        requests: HashMap::new(),
         asked_status: HashMap::new(),
-        download: None,
-        importing: 0,
+        serving: HashMap::new(),
         imports: None,
         importer: None,
-        sync_started: None,
         sync_logged: Instant::now(),
         from_gossip: HashSet::new(),
         published: None,
-        fetching: HashMap::new(),
         wrote_addr: false,
     };
     tokio::spawn(service.run(swarm));
     Ok(handle)
 }
 
-/// Results of work done off the runtime, handed back to the event loop.
+/// Results of work done off the loop, handed back to it.
 enum Verdict {
     /// A compact block names transactions we do not hold: fetch the whole block from
     /// the peer that sent it, then judge the message.
@@ -342,34 +240,21 @@ enum Verdict {
         judgement: Judgement,
         is_block: bool,
     },
-    Synced {
+    HeadersChecked {
+        peer: PeerId,
+        outcome: HeadersChecked,
+    },
+    Imported {
         peer: PeerId,
         received: usize,
-        penalty: u32,
+        refused: Option<Misbehaviour>,
     },
-}
-
-/// A gossiped compact block whose whole form we asked its sender for.
-struct Fetch {
-    message_id: gossipsub::MessageId,
-    source: PeerId,
-    hash: BlockHash,
-}
-
-/// A block this node announced, with its encoding while it may not be stored yet.
-struct Published {
-    hash: BlockHash,
-    encoded: Option<Vec<u8>>,
-}
-
-impl Published {
-    /// Its bytes, if `asked` is this block alone and we still hold them.
-    fn answer(&self, asked: &[BlockHash]) -> Option<Vec<Vec<u8>>> {
-        match (asked, &self.encoded) {
-            ([hash], Some(bytes)) if *hash == self.hash => Some(vec![bytes.clone()]),
-            _ => None,
-        }
-    }
+    /// An answer to a peer's request, read off the loop.
+    Served {
+        peer: PeerId,
+        channel: ResponseChannel<SyncResponse>,
+        response: SyncResponse,
+    },
 }
 
 struct Service {
@@ -382,72 +267,58 @@ struct Service {
     announcements: mpsc::UnboundedReceiver<Announcement>,
     commands: mpsc::UnboundedReceiver<NetCommand>,
     handle: NetworkHandle,
-    peer_status: HashMap<PeerId, Status>,
-    scores: HashMap<PeerId, u32>,
-    banned: HashMap<PeerId, Instant>,
-    budgets: HashMap<PeerId, PeerBudget>,
+    /// The node's tip, as it publishes it.
+    tip: watch::Receiver<OurTip>,
+    book: PeerBook<PeerId>,
+    sync: Sync<PeerId>,
+    /// Our requests in flight: to whom, and what for.
+    requests: HashMap<OutboundRequestId, (PeerId, Pending)>,
     /// When each peer was last asked for its status because of a block we could not place.
     asked_status: HashMap<PeerId, Instant>,
-    /// The block download under way, if any.
-    download: Option<Download>,
-    /// Downloaded batches handed to the importer and not yet connected.
-    importing: usize,
+    /// Requests of each peer being answered off the loop.
+    serving: HashMap<PeerId, usize>,
     /// Batches go to one importer thread, which connects them in order.
     imports: Option<std::sync::mpsc::Sender<(PeerId, Vec<Vec<u8>>)>>,
     /// The importer thread, joined when the service ends: it holds the node, whose
     /// RocksDB must close before the process exits.
     importer: Option<std::thread::JoinHandle<()>>,
-    /// When this stretch of syncing began, blocks received since, and the last log line.
-    sync_started: Option<(Instant, u64)>,
     sync_logged: Instant,
     /// Ids of objects that came by gossip: gossipsub forwards them itself once accepted,
     /// so the node's own announcement of them is not published again.
     from_gossip: HashSet<Vec<u8>>,
     /// The last block this node published.
     published: Option<Published>,
-    /// Whole blocks asked for because their compact form named transactions we lack,
-    /// with the gossip message each one settles.
-    fetching: HashMap<request_response::OutboundRequestId, Fetch>,
+    clock: ClockWatch<PeerId>,
     wrote_addr: bool,
 }
 
 impl Service {
     async fn run(mut self, mut swarm: Swarm<Behaviour>) {
-        let (verdicts, mut verdict_rx) = mpsc::unbounded_channel::<Verdict>();
-        let (imports, import_rx) = std::sync::mpsc::channel::<(PeerId, Vec<Vec<u8>>)>();
-        self.imports = Some(imports);
-        let (node, importer_verdicts) = (self.node.clone(), verdicts.clone());
         let _running = CoreTask::new(self.node.clone(), "network service");
-        let importer = std::thread::Builder::new()
-            .name("sync-import".into())
-            .spawn(move || {
-                let _running = CoreTask::new(node.clone(), "sync importer");
-                for (peer, blocks) in import_rx {
-                    let (received, penalty) = sync::connect_in_order(&node, peer, blocks);
-                    let _ = importer_verdicts.send(Verdict::Synced {
-                        peer,
-                        received,
-                        penalty,
-                    });
-                }
-            });
-        let importer = match importer {
-            Ok(importer) => importer,
-            Err(error) => {
-                self.node
-                    .health()
-                    .fail(format!("cannot start the sync importer: {error}"));
-                return;
-            }
-        };
-        self.importer = Some(importer);
+        let (verdicts, mut verdict_rx) = mpsc::unbounded_channel::<Verdict>();
+        if let Err(error) = self.start_importer(&verdicts) {
+            self.node
+                .health()
+                .fail(format!("cannot start the sync importer: {error}"));
+            return;
+        }
         let mut tick = tokio::time::interval(TICK_INTERVAL);
+        let mut sync_tick = tokio::time::interval(SYNC_TICK);
         loop {
             tokio::select! {
                 event = swarm.select_next_some() => self.on_swarm_event(&mut swarm, event, &verdicts),
                 Some(announcement) = self.announcements.recv() => self.publish(&mut swarm, announcement),
-                Some(verdict) = verdict_rx.recv() => self.on_verdict(&mut swarm, verdict),
+                Some(verdict) = verdict_rx.recv() => self.on_verdict(&mut swarm, verdict, &verdicts),
                 Some(command) = self.commands.recv() => self.on_command(&mut swarm, command),
+                Ok(()) = self.tip.changed() => {
+                    let tip = self.tip.borrow_and_update().clone();
+                    let actions = self.sync.our_tip(tip, Instant::now());
+                    self.carry_out(&mut swarm, actions, &verdicts);
+                }
+                _ = sync_tick.tick() => {
+                    let actions = self.sync.tick(Instant::now());
+                    self.carry_out(&mut swarm, actions, &verdicts);
+                }
                 _ = tick.tick() => self.on_tick(&mut swarm),
             }
             if self.node.is_shutting_down() {
@@ -456,45 +327,68 @@ impl Service {
         }
     }
 
-    fn our_status(&self) -> Status {
-        let guard = self.node.lock();
-        let entry = guard.chain.tip_entry();
-        Status {
-            genesis: self.genesis,
-            height: entry.header.height,
-            tip: guard.chain.tip(),
-            total_work: entry.total_work,
-        }
+    /// The importer: one thread connecting downloaded batches in order.
+    fn start_importer(&mut self, verdicts: &mpsc::UnboundedSender<Verdict>) -> std::io::Result<()> {
+        let (imports, import_rx) = std::sync::mpsc::channel::<(PeerId, Vec<Vec<u8>>)>();
+        let (node, verdicts) = (self.node.clone(), verdicts.clone());
+        let importer = std::thread::Builder::new()
+            .name("sync-import".into())
+            .spawn(move || {
+                let _running = CoreTask::new(node.clone(), "sync importer");
+                for (peer, blocks) in import_rx {
+                    let count = blocks.len();
+                    let (received, refused) = match node.connect_in_order(blocks) {
+                        Ok(()) => (count, None),
+                        Err(stopped) => {
+                            tracing::warn!(%peer, error = %stopped.error, "block from sync refused");
+                            let why = Misbehaviour::of_import_error(&stopped.error);
+                            (stopped.position, why)
+                        }
+                    };
+                    let _ = verdicts.send(Verdict::Imported {
+                        peer,
+                        received,
+                        refused,
+                    });
+                }
+            })?;
+        self.imports = Some(imports);
+        self.importer = Some(importer);
+        Ok(())
     }
 
-    fn publish(&mut self, swarm: &mut Swarm<Behaviour>, announcement: Announcement) {
-        let (topic, id) = match &announcement {
-            // Blocks that came by sync are old news to the network: peers have them or
-            // will sync them too. Only tips made or taken while caught up are announced.
-            Announcement::Block { .. } if self.download.is_some() || self.importing > 0 => return,
-            Announcement::Block { compact, .. } => (&self.block_topic, compact.hash().0),
-            Announcement::Tx(txid, _) => (&self.tx_topic, txid.0),
-        };
-        // Gossipsub relays what came by gossip itself; a mined block is announced twice
-        // (before and after it connects). Neither needs encoding again.
-        let published_before = self.published.as_ref().is_some_and(|p| p.hash.0 == id);
-        if self.from_gossip.contains(id.0.as_slice()) || published_before {
-            return;
-        }
-        let topic = topic.clone();
-        let bytes = match announcement {
-            Announcement::Block { compact, encoded } => {
-                self.published = Some(Published {
-                    hash: BlockHash(id),
-                    encoded,
-                });
-                compact.encode()
+    fn on_verdict(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        verdict: Verdict,
+        verdicts: &mpsc::UnboundedSender<Verdict>,
+    ) {
+        let now = Instant::now();
+        match verdict {
+            Verdict::FetchBody(fetch) => self.fetch_body(swarm, fetch),
+            Verdict::Gossip {
+                message_id,
+                source,
+                judgement,
+                is_block,
+            } => self.on_judged(swarm, message_id, source, judgement, is_block),
+            Verdict::HeadersChecked { peer, outcome } => {
+                let actions = self.sync.headers_checked(peer, outcome, now);
+                self.carry_out(swarm, actions, verdicts);
             }
-            Announcement::Tx(_, stx) => stx.encode(),
-        };
-        match swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
-            Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
-            Err(error) => tracing::debug!(%error, "nothing published"),
+            Verdict::Imported {
+                peer,
+                received,
+                refused,
+            } => {
+                let actions = self.sync.imported(peer, received, refused, now);
+                self.carry_out(swarm, actions, verdicts);
+            }
+            Verdict::Served {
+                peer,
+                channel,
+                response,
+            } => self.on_served(swarm, peer, channel, response),
         }
     }
 
@@ -502,21 +396,16 @@ impl Service {
         match command {
             NetCommand::Connect(addr) => {
                 if let Some(peer) = peer_of(&addr) {
-                    self.banned.remove(&peer);
-                    self.scores.remove(&peer);
+                    self.book.pardon(&peer);
                 }
                 if let Err(error) = swarm.dial(addr.clone()) {
                     tracing::warn!(%addr, %error, "cannot dial");
                 }
             }
             NetCommand::Disconnect { peer, ban } => {
-                let ban = ban.min(MAX_BAN);
                 tracing::info!(%peer, ban_seconds = ban.as_secs(), "disconnecting peer on request");
                 if !ban.is_zero() {
-                    // MAX_BAN is far below any clock's end; never panic the network on it.
-                    let until = Instant::now().checked_add(ban);
-                    self.banned
-                        .insert(peer, until.unwrap_or_else(|| Instant::now() + BAN_TIME));
+                    self.book.ban(peer, ban, Instant::now());
                 }
                 let _ = swarm.disconnect_peer_id(peer);
             }
@@ -526,6 +415,7 @@ impl Service {
     /// Dials peers the DHT found until the target peer count is reached.
     fn dial_discovered(&mut self, swarm: &mut Swarm<Behaviour>, found: Vec<kad::PeerInfo>) {
         let me = *swarm.local_peer_id();
+        let now = Instant::now();
         let mut wanted = TARGET_PEERS.saturating_sub(swarm.connected_peers().count());
         for peer in found {
             if wanted == 0 {
@@ -533,7 +423,7 @@ impl Service {
             }
             if peer.peer_id == me
                 || swarm.is_connected(&peer.peer_id)
-                || self.banned.contains_key(&peer.peer_id)
+                || self.book.is_banned(&peer.peer_id, now)
             {
                 continue;
             }
@@ -547,18 +437,8 @@ impl Service {
     }
 
     fn on_tick(&mut self, swarm: &mut Swarm<Behaviour>) {
-        if let Some(download) = &mut self.download {
-            for peer in download.overdue(Instant::now()) {
-                tracing::debug!(%peer, "block download overdue; asking another peer");
-            }
-            self.advance_download(swarm);
-        }
-        self.banned.retain(|_, until| *until > Instant::now());
-        self.scores.retain(|_, score| {
-            *score = score.saturating_sub(SCORE_DECAY_PER_TICK);
-            *score > 0
-        });
-        let status = self.our_status();
+        let now = Instant::now();
+        self.book.tick(now);
         let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
         if peers.len() < TARGET_PEERS && !peers.is_empty() {
             // A random key's neighbourhood: each lookup walks a different part of the DHT.
@@ -568,45 +448,49 @@ impl Service {
                 .get_closest_peers(PeerId::random());
         }
         for peer in peers {
-            send_request(swarm, &peer, SyncRequest::Status(status.clone()));
+            let (score, gossip_score) = (
+                self.book.score(&peer),
+                swarm.behaviour().gossipsub.peer_score(&peer),
+            );
+            self.set_peer(peer, |info| {
+                info.score = score;
+                info.gossip_score = gossip_score;
+            });
+            self.ask_status(swarm, peer);
         }
         for addr in &self.bootnodes {
             let peer = peer_of(addr);
-            if peer.is_some_and(|p| swarm.is_connected(&p) || self.banned.contains_key(&p)) {
+            if peer.is_some_and(|p| swarm.is_connected(&p) || self.book.is_banned(&p, now)) {
                 continue;
             }
             let _ = swarm.dial(addr.clone());
         }
     }
 
-    fn penalise(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId, penalty: u32, why: &str) {
-        if penalty == 0 {
+    /// Charges `peer` for `why`; a ban disconnects it.
+    fn penalise(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId, why: Misbehaviour) {
+        if why.score() == 0 {
             return;
         }
-        let score = self.scores.entry(peer).or_default();
-        *score += penalty;
-        tracing::warn!(%peer, penalty, score = *score, why, "peer misbehaved");
-        if *score >= BAN_SCORE {
-            tracing::warn!(%peer, "banning peer for {} s", BAN_TIME.as_secs());
-            self.banned.insert(peer, Instant::now() + BAN_TIME);
-            let _ = swarm.disconnect_peer_id(peer);
+        match self.book.penalise(peer, &why, Instant::now()) {
+            BookVerdict::Kept { score } => {
+                tracing::debug!(%peer, %why, score, "peer misbehaved");
+            }
+            BookVerdict::Banned { until } => {
+                let seconds = until.saturating_duration_since(Instant::now()).as_secs();
+                tracing::warn!(%peer, %why, ban_seconds = seconds, "banning peer");
+                let _ = swarm.disconnect_peer_id(peer);
+            }
         }
-    }
-
-    fn budget(&mut self, peer: PeerId) -> &mut PeerBudget {
-        self.budgets
-            .entry(peer)
-            .or_insert_with(|| PeerBudget::new(Instant::now()))
+        let score = self.book.score(&peer);
+        self.set_peer(peer, |info| info.score = score);
     }
 
     fn set_peer(&self, peer: PeerId, update: impl FnOnce(&mut PeerInfo)) {
-        let mut peers = self.handle.peers.lock().unwrap_or_else(|e| e.into_inner());
-        let info = peers.entry(peer).or_insert_with(|| PeerInfo {
-            peer_id: peer.to_string(),
-            addr: String::new(),
-            height: None,
-        });
-        update(info);
+        let mut shared = self.handle.shared();
+        if let Some(info) = shared.peers.get_mut(&peer) {
+            update(info);
+        }
     }
 
     fn on_swarm_event(
@@ -615,6 +499,7 @@ impl Service {
         event: SwarmEvent<BehaviourEvent>,
         verdicts: &mpsc::UnboundedSender<Verdict>,
     ) {
+        let now = Instant::now();
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let full = address
@@ -635,18 +520,24 @@ impl Service {
                 num_established,
                 ..
             } => {
-                if self
-                    .banned
-                    .get(&peer_id)
-                    .is_some_and(|until| *until > Instant::now())
-                {
+                if self.book.is_banned(&peer_id, now) {
                     let _ = swarm.disconnect_peer_id(peer_id);
                     return;
                 }
                 let addr = endpoint.get_remote_address().to_string();
-                self.set_peer(peer_id, |info| info.addr = addr);
+                let score = self.book.score(&peer_id);
+                self.handle.shared().peers.insert(
+                    peer_id,
+                    PeerInfo {
+                        peer_id: peer_id.to_string(),
+                        addr,
+                        height: None,
+                        score,
+                        gossip_score: None,
+                    },
+                );
                 if num_established.get() == 1 {
-                    send_request(swarm, &peer_id, SyncRequest::Status(self.our_status()));
+                    self.ask_status(swarm, peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -654,30 +545,34 @@ impl Service {
                 num_established: 0,
                 ..
             } => {
-                self.handle
-                    .peers
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&peer_id);
-                self.peer_status.remove(&peer_id);
-                self.budgets.remove(&peer_id);
+                self.handle.shared().peers.remove(&peer_id);
                 self.asked_status.remove(&peer_id);
-                self.lose_peer(swarm, peer_id);
+                self.serving.remove(&peer_id);
+                self.book.disconnected(&peer_id);
+                let actions = self.sync.peer_gone(peer_id, now);
+                self.carry_out(swarm, actions, verdicts);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
                 ..
             })) => {
-                let ours = identify_version(&self.genesis);
-                if info.protocol_version != ours {
+                // Not gated on identify's version string (other implementations put their
+                // own there): a peer of another chain shows in the protocols it speaks.
+                let ours = self.genesis.to_string();
+                let other = info
+                    .protocols
+                    .iter()
+                    .filter_map(|p| genesis_of_protocol(p.as_ref()))
+                    .find(|genesis| *genesis != ours);
+                if let Some(theirs) = other {
                     tracing::warn!(
                         peer = %peer_id,
-                        theirs = %info.protocol_version,
+                        theirs,
                         ours = %ours,
-                        "peer runs another chain (genesis differs); disconnecting"
+                        "peer runs another chain (its genesis differs); disconnecting"
                     );
-                    self.banned.insert(peer_id, Instant::now() + BAN_TIME);
+                    self.penalise(swarm, peer_id, Misbehaviour::OtherChain);
                     let _ = swarm.disconnect_peer_id(peer_id);
                     return;
                 }
@@ -695,7 +590,7 @@ impl Service {
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 // mDNS answers are not scoped to a chain: identify sorts out other chains.
                 for (peer, addr) in found {
-                    if swarm.is_connected(&peer) || self.banned.contains_key(&peer) {
+                    if swarm.is_connected(&peer) || self.book.is_banned(&peer, now) {
                         continue;
                     }
                     tracing::info!(%peer, %addr, "found a peer on the local network");
@@ -717,68 +612,11 @@ impl Service {
             })) => match message {
                 request_response::Message::Request {
                     request, channel, ..
-                } => {
-                    // Block requests read megabytes from disk; status requests cost little.
-                    let costly = matches!(request, Inbound::Request(SyncRequest::GetBodies { .. }));
-                    if costly
-                        && !self
-                            .budget(peer)
-                            .sync_requests
-                            .take(allowance::SYNC_REQUESTS, Instant::now())
-                    {
-                        self.penalise(swarm, peer, 5, "block requests beyond its allowance");
-                        return;
-                    }
-                    let response = match request {
-                        Inbound::Malformed(reason) => {
-                            // Dropping the channel closes the stream without an answer.
-                            self.penalise(
-                                swarm,
-                                peer,
-                                50,
-                                &format!("malformed sync request: {reason}"),
-                            );
-                            return;
-                        }
-                        Inbound::Request(SyncRequest::Status(status)) => {
-                            self.learn_status(swarm, peer, status);
-                            SyncResponse::Status(self.our_status())
-                        }
-                        Inbound::Request(SyncRequest::GetHeaders { locator, max }) => {
-                            let max = max.min(MAX_HEADERS_PER_RESPONSE);
-                            SyncResponse::Headers(
-                                self.node.lock().chain.main_headers_after(&locator, max),
-                            )
-                        }
-                        Inbound::Request(SyncRequest::GetBodies { hashes }) => {
-                            let asked = &hashes[..hashes.len().min(MAX_BODIES_PER_REQUEST)];
-                            // A peer missing transactions of the block we just mined may
-                            // ask before we have stored it.
-                            let just_published =
-                                self.published.as_ref().and_then(|p| p.answer(asked));
-                            let blocks = just_published.or_else(|| {
-                                let read =
-                                    self.node.lock().chain.bodies(asked, RESPONSE_BYTES_TARGET);
-                                // Damage found here stops the node like anywhere else.
-                                read.map_err(|e| self.node.note_error(e)).ok()
-                            });
-                            SyncResponse::Blocks(blocks.unwrap_or_default())
-                        }
-                    };
-                    let _ = swarm.behaviour_mut().sync.send_response(channel, response);
-                }
+                } => self.on_request(swarm, peer, request, channel, verdicts),
                 request_response::Message::Response {
                     request_id,
                     response,
-                } => match (self.fetching.remove(&request_id), response) {
-                    (Some(fetch), SyncResponse::Blocks(blocks)) => {
-                        self.on_fetched_body(swarm, fetch, blocks.into_iter().next(), verdicts)
-                    }
-                    (Some(fetch), _) => self.on_fetched_body(swarm, fetch, None, verdicts),
-                    (None, SyncResponse::Status(status)) => self.learn_status(swarm, peer, status),
-                    (None, SyncResponse::Headers(headers)) => self.on_headers(swarm, peer, headers),
-                    (None, SyncResponse::Blocks(blocks)) => self.on_bodies(swarm, peer, blocks),
-                },
+                } => self.on_response(swarm, peer, request_id, response, verdicts),
             },
             SwarmEvent::Behaviour(BehaviourEvent::Sync(
                 request_response::Event::OutboundFailure {
@@ -787,191 +625,13 @@ impl Service {
                     request_id,
                     ..
                 },
-            )) => {
-                tracing::debug!(%peer, %error, "sync request failed");
-                if let Some(fetch) = self.fetching.remove(&request_id) {
-                    self.on_fetched_body(swarm, fetch, None, verdicts);
-                }
-                self.lose_peer(swarm, peer);
-            }
+            )) => self.on_request_failed(swarm, peer, request_id, &error, verdicts),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(
                 request_response::Event::InboundFailure { peer, error, .. },
             )) => {
                 tracing::debug!(%peer, %error, "inbound sync request failed");
             }
             _ => {}
-        }
-    }
-
-    fn on_gossip(
-        &mut self,
-        swarm: &mut Swarm<Behaviour>,
-        source: PeerId,
-        message_id: gossipsub::MessageId,
-        message: gossipsub::Message,
-        verdicts: &mpsc::UnboundedSender<Verdict>,
-    ) {
-        if self.from_gossip.len() > 100_000 {
-            self.from_gossip.clear();
-        }
-        self.from_gossip.insert(message_id.0.clone());
-        let is_block = message.topic == self.block_topic.hash();
-        if !is_block
-            && !self
-                .budget(source)
-                .tx_messages
-                .take(allowance::TX_MESSAGES, Instant::now())
-        {
-            // Not validated at all: a flood costs us a hash per message, not a signature.
-            swarm
-                .behaviour_mut()
-                .gossipsub
-                .report_message_validation_result(&message_id, &source, MessageAcceptance::Ignore);
-            self.penalise(swarm, source, 1, "transactions beyond its allowance");
-            return;
-        }
-        let data = message.data;
-        let judge = move |node: &Node| {
-            if is_block {
-                judge_compact_block(node, &data)
-            } else {
-                Judged::Done(judge_tx(node, &data))
-            }
-        };
-        self.judge_off_runtime(message_id, source, is_block, verdicts, judge);
-    }
-
-    /// The whole block a compact one left us to fetch, or its absence: either settles
-    /// the gossip message it came from.
-    fn on_fetched_body(
-        &mut self,
-        swarm: &mut Swarm<Behaviour>,
-        fetch: Fetch,
-        body: Option<Vec<u8>>,
-        verdicts: &mpsc::UnboundedSender<Verdict>,
-    ) {
-        let Fetch {
-            message_id,
-            source,
-            hash,
-        } = fetch;
-        let Some(bytes) = body else {
-            // It could not send it (yet): what it knows, a sync fetches.
-            let judgement = Judgement::unknown_parent();
-            self.on_verdict(
-                swarm,
-                Verdict::Gossip {
-                    message_id,
-                    source,
-                    judgement,
-                    is_block: true,
-                },
-            );
-            return;
-        };
-        let judge = move |node: &Node| Judged::Done(judge_fetched_block(node, bytes, hash));
-        self.judge_off_runtime(message_id, source, true, verdicts, judge);
-    }
-
-    /// Runs `judge` on the blocking pool (it may check signatures and connect blocks) and
-    /// hands its verdict on `message_id` back to the event loop.
-    fn judge_off_runtime(
-        &self,
-        message_id: gossipsub::MessageId,
-        source: PeerId,
-        is_block: bool,
-        verdicts: &mpsc::UnboundedSender<Verdict>,
-        judge: impl FnOnce(&Node) -> Judged + Send + 'static,
-    ) {
-        let node = self.node.clone();
-        let verdicts = verdicts.clone();
-        tokio::task::spawn_blocking(move || {
-            let _ = verdicts.send(match judge(&node) {
-                Judged::Done(judgement) => Verdict::Gossip {
-                    message_id,
-                    source,
-                    judgement,
-                    is_block,
-                },
-                Judged::NeedsBody(hash) => Verdict::FetchBody(Fetch {
-                    message_id,
-                    source,
-                    hash,
-                }),
-            });
-        });
-    }
-
-    fn on_verdict(&mut self, swarm: &mut Swarm<Behaviour>, verdict: Verdict) {
-        match verdict {
-            Verdict::FetchBody(fetch) => {
-                let hashes = vec![fetch.hash];
-                let request = send_request(swarm, &fetch.source, SyncRequest::GetBodies { hashes });
-                self.fetching.insert(request, fetch);
-            }
-            Verdict::Gossip {
-                message_id,
-                source,
-                judgement:
-                    Judgement {
-                        acceptance,
-                        penalty,
-                        unknown_parent,
-                    },
-                is_block,
-            } => {
-                swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &source, acceptance);
-                self.penalise(swarm, source, penalty, "invalid gossip");
-                if !is_block
-                    && acceptance == MessageAcceptance::Ignore
-                    && !self
-                        .budget(source)
-                        .useless_txs
-                        .take(allowance::USELESS_TXS, Instant::now())
-                {
-                    self.penalise(
-                        swarm,
-                        source,
-                        5,
-                        "useless transactions beyond its allowance",
-                    );
-                }
-                if unknown_parent && self.download.as_ref().is_none_or(|d| d.source != source) {
-                    // The sender knows blocks we lack: ask where it stands, then sync. A burst
-                    // of such blocks (a peer mining fast) asks once, not once per block.
-                    let now = Instant::now();
-                    let recently = self
-                        .asked_status
-                        .get(&source)
-                        .is_some_and(|at| now.duration_since(*at) < STATUS_REASK);
-                    if recently {
-                        return;
-                    }
-                    self.asked_status.insert(source, now);
-                    send_request(swarm, &source, SyncRequest::Status(self.our_status()));
-                }
-            }
-            Verdict::Synced {
-                peer,
-                received,
-                penalty,
-            } => {
-                self.importing = self.importing.saturating_sub(1);
-                self.penalise(swarm, peer, penalty, "invalid block in sync");
-                self.note_sync_progress(received as u64);
-                if penalty > 0 {
-                    // What follows builds on what failed: start over from the best peer.
-                    self.download = None;
-                    self.peer_status.remove(&peer);
-                }
-                self.advance_download(swarm);
-                if self.download.is_none() {
-                    self.sync_from_best(swarm);
-                }
-            }
         }
     }
 }
@@ -984,186 +644,5 @@ impl Drop for Service {
         if let Some(importer) = self.importer.take() {
             let _ = importer.join();
         }
-    }
-}
-
-/// Sends `request` to `peer` over the sync protocol.
-fn send_request(
-    swarm: &mut Swarm<Behaviour>,
-    peer: &PeerId,
-    request: SyncRequest,
-) -> request_response::OutboundRequestId {
-    swarm
-        .behaviour_mut()
-        .sync
-        .send_request(peer, Inbound::Request(request))
-}
-
-/// libp2p listens with SO_REUSEPORT, so a second node could silently share a port with
-/// the first; a plain bind first turns that into a clear error.
-fn check_port_free(addr: &Multiaddr) -> Result<(), NetworkError> {
-    use libp2p::multiaddr::Protocol;
-    let mut parts = addr.iter();
-    let ip: std::net::IpAddr = match parts.next() {
-        Some(Protocol::Ip4(ip)) => ip.into(),
-        Some(Protocol::Ip6(ip)) => ip.into(),
-        _ => return Ok(()),
-    };
-    let Some(Protocol::Tcp(port)) = parts.next() else {
-        return Ok(());
-    };
-    if port == 0 {
-        return Ok(());
-    }
-    std::net::TcpListener::bind((ip, port))
-        .map(drop)
-        .map_err(|e| NetworkError::Listen {
-            addr: addr.clone(),
-            message: if e.kind() == std::io::ErrorKind::AddrInUse {
-                "the port is already in use (another apiary-node?); choose another with --listen"
-                    .into()
-            } else {
-                e.to_string()
-            },
-        })
-}
-
-fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().find_map(|p| match p {
-        libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
-        _ => None,
-    })
-}
-
-/// What validating a gossiped object came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Judgement {
-    acceptance: MessageAcceptance,
-    /// Score the sender loses.
-    penalty: u32,
-    /// A block whose parent we lack: the sender knows a chain we should sync.
-    unknown_parent: bool,
-}
-
-impl Judgement {
-    fn new(acceptance: MessageAcceptance, penalty: u32) -> Judgement {
-        Judgement {
-            acceptance,
-            penalty,
-            unknown_parent: false,
-        }
-    }
-
-    /// A block the sender can place and we cannot: not forwarded, not held against it.
-    fn unknown_parent() -> Judgement {
-        Judgement {
-            acceptance: MessageAcceptance::Ignore,
-            penalty: 0,
-            unknown_parent: true,
-        }
-    }
-}
-
-enum Judged {
-    Done(Judgement),
-    /// A compact block naming transactions we do not hold: the whole block is needed.
-    NeedsBody(BlockHash),
-}
-
-/// Validates a gossiped compact block, rebuilding it from the mempool. Its proof of work
-/// is checked first, so only a block that cost real work can make us fetch anything.
-fn judge_compact_block(node: &Node, bytes: &[u8]) -> Judged {
-    let max = CompactBlock::max_encoded_bytes(node.spec().consensus.max_block_txs as usize);
-    let compact = match decode_exact::<CompactBlock>("compact block", bytes, max) {
-        Ok(compact) => compact,
-        Err(_) => return Judged::Done(Judgement::new(MessageAcceptance::Reject, BAN_SCORE / 2)),
-    };
-    if let Err(error) = check_header_pow(&compact.header, node.spec()) {
-        return Judged::Done(Judgement::new(
-            MessageAcceptance::Reject,
-            error.misbehavior_score(),
-        ));
-    }
-    let hash = compact.hash();
-    let txs: Vec<Option<SignedTransaction>> = {
-        let guard = node.lock();
-        // A block we already hold needs no second look.
-        if guard.chain.entry(&hash).is_some() {
-            return Judged::Done(Judgement::new(MessageAcceptance::Ignore, 0));
-        }
-        if guard.chain.entry(&compact.header.prev_hash).is_none() {
-            return Judged::Done(Judgement::unknown_parent());
-        }
-        compact
-            .txids
-            .iter()
-            .map(|txid| guard.mempool.get(txid).cloned())
-            .collect()
-    };
-    let missing = txs.iter().filter(|tx| tx.is_none()).count();
-    if missing > 0 {
-        tracing::info!(
-            %hash,
-            missing,
-            of = txs.len(),
-            "block names transactions not in our mempool; fetching it whole"
-        );
-        return Judged::NeedsBody(hash);
-    }
-    let block = Block {
-        header: compact.header,
-        txs: txs.into_iter().flatten().collect(),
-    };
-    let bytes = block.encode();
-    Judged::Done(judge_checked(
-        node,
-        node.check_rebuilt_block(block, compact.txids, bytes),
-    ))
-}
-
-/// Validates the whole block fetched for a compact one whose hash is `expected`.
-fn judge_fetched_block(node: &Node, bytes: Vec<u8>, expected: BlockHash) -> Judgement {
-    let max = node.spec().consensus.max_block_bytes as usize;
-    match decode_exact::<Block>("block", &bytes, max) {
-        Ok(block) if block.hash() == expected => {
-            judge_checked(node, node.check_block(block, bytes))
-        }
-        // Not what it announced: as bad as an undecodable message.
-        _ => Judgement::new(MessageAcceptance::Reject, BAN_SCORE / 2),
-    }
-}
-
-/// Takes a block that came by gossip, once its stateless checks came to `checked`.
-fn judge_checked(node: &Node, checked: Result<CheckedBlock, ChainError>) -> Judgement {
-    match checked.and_then(|checked| node.accept_block(checked)) {
-        Ok(Accepted::NewTip(_)) | Ok(Accepted::SideBranch) => {
-            Judgement::new(MessageAcceptance::Accept, 0)
-        }
-        Ok(Accepted::Duplicate) => Judgement::new(MessageAcceptance::Ignore, 0),
-        Err(ChainError::UnknownParent { .. }) => Judgement::unknown_parent(),
-        // Our trouble, not the sender's (a full disk pauses writing; damage stops the node).
-        Err(ChainError::StorageFull(_)) => Judgement::new(MessageAcceptance::Ignore, 0),
-        Err(error @ ChainError::Store(_)) | Err(error @ ChainError::Inconsistent(_)) => {
-            // Node::accept_block has reported it to the node's health already.
-            tracing::error!(%error, "could not take a gossiped block");
-            Judgement::new(MessageAcceptance::Ignore, 0)
-        }
-        Err(error) => Judgement::new(MessageAcceptance::Reject, error.misbehavior_score()),
-    }
-}
-
-/// Validates a gossiped transaction.
-fn judge_tx(node: &Node, bytes: &[u8]) -> Judgement {
-    let stx: SignedTransaction = match decode_exact("transaction", bytes, MAX_TX_BYTES) {
-        Ok(stx) => stx,
-        Err(_) => return Judgement::new(MessageAcceptance::Reject, BAN_SCORE / 2),
-    };
-    match node.submit_tx(stx) {
-        Ok(_) => Judgement::new(MessageAcceptance::Accept, 0),
-        Err(SubmitError::Rejected(MempoolError::Invalid(
-            TxError::BadSignature | TxError::SenderNotAKey | TxError::WrongChain { .. },
-        ))) => Judgement::new(MessageAcceptance::Reject, 20),
-        // Stale, duplicate, or not payable against our tip: may be honest; do not forward.
-        Err(_) => Judgement::new(MessageAcceptance::Ignore, 0),
     }
 }

@@ -79,10 +79,7 @@ fn parse_address(context: &RpcContext, text: &str) -> Result<Address, RpcError> 
 
 fn node_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
     let spec = context.node.spec();
-    let (height, work) = {
-        let guard = context.node.lock();
-        (guard.chain.height(), guard.chain.tip_entry().total_work)
-    };
+    let height = context.node.lock().chain.height();
     let network = context.network.as_ref();
     Ok(json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -90,8 +87,10 @@ fn node_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
         "genesis_hash": spec.genesis_hash(),
         "address_prefix": spec.address_prefix.as_str(),
         "peer_id": network.map(|n| n.peer_id.to_string()),
-        "syncing": network.is_some_and(|n| n.is_behind(work)),
+        "syncing": network.is_some_and(|n| n.is_syncing()),
         "sync": network.map(|n| n.sync_progress()),
+        // Set when the blocks of several peers disagree with this machine's clock.
+        "clock_warning": network.and_then(|n| n.clock_warning()),
         "height": height,
         // Why writing is paused (a full disk), or null.
         "storage_full": context.node.health().storage_full(),

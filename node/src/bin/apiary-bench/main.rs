@@ -222,6 +222,8 @@ fn start_on_loopback(
             bootnodes,
             datadir: datadir.to_path_buf(),
             mdns: false,
+            max_peers: p2p::DEFAULT_MAX_PEERS,
+            max_peers_per_ip: p2p::DEFAULT_MAX_PEERS_PER_IP,
         },
     )?;
     let addr_file = datadir.join("p2p.addr");

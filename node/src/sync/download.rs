@@ -1,11 +1,10 @@
-//! Headers-first block download: one peer's headers say which blocks to fetch; their
-//! bodies are fetched in chunks from every peer that has them, one chunk per peer at a
-//! time, and handed to the importer strictly in chain order. No libp2p here: the service
-//! feeds in what arrives and sends what this asks for.
+//! Bodies of headers already checked: fetched in chunks from every peer that has them, one
+//! chunk per peer at a time, and handed to the importer strictly in chain order. No I/O:
+//! the sync machine feeds in what arrives and passes on what this asks for.
 
 use apiary_core::{BlockHash, Height};
-use libp2p::PeerId;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 /// Blocks asked of one peer at once (a peer may send fewer, to keep its answer small).
@@ -29,43 +28,34 @@ impl Chunk {
     }
 }
 
-pub struct Download {
-    /// The peer whose headers are followed.
-    pub source: PeerId,
+pub struct Download<P> {
     /// Chunks known from headers and not yet asked for, lowest first.
     queue: VecDeque<Chunk>,
-    in_flight: HashMap<PeerId, (Chunk, Instant)>,
+    in_flight: HashMap<P, (Chunk, Instant)>,
     /// Downloaded chunks waiting for the ones before them, by first height.
-    arrived: BTreeMap<Height, (PeerId, Vec<Vec<u8>>)>,
+    arrived: BTreeMap<Height, (P, Vec<Vec<u8>>)>,
     /// Height of the next block the importer needs.
     next_import: Option<Height>,
-    /// The last header received: where the next headers request continues.
-    pub last_header: Option<(BlockHash, Height)>,
-    pub awaiting_headers: bool,
-    /// The source said it has no more headers.
-    pub headers_done: bool,
     /// Peers that lacked a block they were asked for: not asked again in this download.
-    lacking: HashSet<PeerId>,
+    lacking: HashSet<P>,
     /// Peers that delivered bodies, for the log.
-    pub suppliers: HashSet<PeerId>,
+    pub suppliers: HashSet<P>,
 }
 
-impl Download {
-    pub fn new(source: PeerId) -> Download {
+impl<P: Copy + Eq + Hash> Default for Download<P> {
+    fn default() -> Self {
         Download {
-            source,
             queue: VecDeque::new(),
             in_flight: HashMap::new(),
             arrived: BTreeMap::new(),
             next_import: None,
-            last_header: None,
-            awaiting_headers: false,
-            headers_done: false,
             lacking: HashSet::new(),
             suppliers: HashSet::new(),
         }
     }
+}
 
+impl<P: Copy + Eq + Hash> Download<P> {
     /// Queues the blocks of checked, consecutive headers (`first_height` is the first's).
     pub fn add_headers(&mut self, hashes: &[BlockHash], first_height: Height) {
         self.next_import.get_or_insert(first_height);
@@ -75,9 +65,11 @@ impl Download {
                 hashes: chunk.to_vec(),
             });
         }
-        if let (Some(last), Some(count)) = (hashes.last(), hashes.len().checked_sub(1)) {
-            self.last_header = Some((*last, Height(first_height.0 + count as u64)));
-        }
+    }
+
+    /// Chunks not yet asked for.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
     }
 
     /// Chunks to ask for now: the lowest waiting ones, each to an idle peer that reaches
@@ -85,10 +77,10 @@ impl Download {
     /// room. `peers`: every peer and its chain height.
     pub fn assign(
         &mut self,
-        peers: &[(PeerId, Height)],
+        peers: &[(P, Height)],
         importing: usize,
         now: Instant,
-    ) -> Vec<(PeerId, Chunk)> {
+    ) -> Vec<(P, Chunk)> {
         let mut requests = Vec::new();
         while self.in_flight.len() + self.arrived.len() + importing < WINDOW_CHUNKS {
             let Some(chunk) = self.queue.front() else {
@@ -115,7 +107,7 @@ impl Download {
     /// asked again. Err: it sent something it was not asked for.
     pub fn on_bodies(
         &mut self,
-        peer: PeerId,
+        peer: P,
         bodies: Vec<Vec<u8>>,
         hash_of: impl Fn(&[u8]) -> Option<BlockHash>,
     ) -> Result<(), String> {
@@ -156,7 +148,7 @@ impl Download {
     }
 
     /// Downloaded chunks that are next in line, in order, with who sent them.
-    pub fn ready(&mut self) -> Vec<(PeerId, Vec<Vec<u8>>)> {
+    pub fn ready(&mut self) -> Vec<(P, Vec<Vec<u8>>)> {
         let mut ready = Vec::new();
         while let Some(next) = self.next_import {
             let Some(entry) = self.arrived.remove(&next) else {
@@ -169,15 +161,15 @@ impl Download {
     }
 
     /// `peer` is gone or failed: its chunk goes back to the queue.
-    pub fn peer_lost(&mut self, peer: &PeerId) {
+    pub fn peer_lost(&mut self, peer: &P) {
         if let Some((chunk, _)) = self.in_flight.remove(peer) {
             self.requeue(chunk);
         }
     }
 
     /// Peers whose chunk is overdue; their chunks go back to the queue.
-    pub fn overdue(&mut self, now: Instant) -> Vec<PeerId> {
-        let late: Vec<PeerId> = self
+    pub fn overdue(&mut self, now: Instant) -> Vec<P> {
+        let late: Vec<P> = self
             .in_flight
             .iter()
             .filter(|(_, (_, asked))| now.duration_since(*asked) > CHUNK_TIMEOUT)
@@ -190,17 +182,9 @@ impl Download {
         late
     }
 
-    /// Time to ask the source for more headers: few chunks left to assign.
-    pub fn wants_headers(&self) -> bool {
-        !self.headers_done && !self.awaiting_headers && self.queue.len() < WINDOW_CHUNKS
-    }
-
-    /// Everything the headers named has been handed to the importer.
-    pub fn is_finished(&self) -> bool {
-        self.headers_done
-            && self.queue.is_empty()
-            && self.in_flight.is_empty()
-            && self.arrived.is_empty()
+    /// Nothing asked for, waiting or on its way: every queued block went to the importer.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.in_flight.is_empty() && self.arrived.is_empty()
     }
 }
 
@@ -224,11 +208,10 @@ mod tests {
 
     #[test]
     fn chunks_go_to_several_peers_and_come_out_in_order() {
-        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
-        let mut download = Download::new(a);
+        let (a, b, c) = (1u32, 2u32, 3u32);
+        let mut download = Download::default();
         let all = hashes(1..201); // heights 1..=200: chunks from 1, 33, 65, ...
         download.add_headers(&all, Height(1));
-        assert_eq!(download.last_header, Some((all[199], Height(200))));
         let now = Instant::now();
         // c only reaches height 70: it gets no chunk ending above that.
         let peers = [(a, Height(200)), (b, Height(200)), (c, Height(70))];
@@ -260,8 +243,8 @@ mod tests {
 
     #[test]
     fn wrong_short_lost_and_late_answers_put_the_chunk_back() {
-        let (a, b) = (PeerId::random(), PeerId::random());
-        let mut download = Download::new(a);
+        let (a, b) = (1u32, 2u32);
+        let mut download = Download::default();
         download.add_headers(&hashes(1..65), Height(1));
         let now = Instant::now();
         let peers = [(a, Height(64)), (b, Height(64))];
@@ -307,6 +290,6 @@ mod tests {
             download.overdue(now + CHUNK_TIMEOUT + Duration::from_secs(1)),
             vec![other]
         );
-        assert!(!download.is_finished());
+        assert!(!download.is_idle());
     }
 }

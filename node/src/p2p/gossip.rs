@@ -1,0 +1,390 @@
+//! Gossip: what this node announces (every block it mines or takes, every transaction it
+//! accepts, whatever a sync is doing), and how a gossiped object is judged — off the
+//! network loop, before gossipsub may forward it.
+
+use super::peers::{Flood, Misbehaviour};
+use super::protocol::SyncRequest;
+use super::swarm::Behaviour;
+use super::{Pending, Service, Verdict};
+use crate::chain::{Accepted, ChainError, CheckedBlock};
+use crate::mempool::MempoolError;
+use crate::node::{Announcement, Node, SubmitError};
+use apiary_core::encoding::decode_exact;
+use apiary_core::tx::MAX_TX_BYTES;
+use apiary_core::{Block, BlockError, BlockHash, CompactBlock, SignedTransaction};
+use libp2p::gossipsub::{self, MessageAcceptance};
+use libp2p::{PeerId, Swarm};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// A block with an unknown parent makes us ask its sender for its status at most this often.
+const STATUS_REASK: Duration = Duration::from_secs(1);
+
+/// A gossiped compact block whose whole form we asked its sender for.
+pub(super) struct Fetch {
+    pub message_id: gossipsub::MessageId,
+    pub source: PeerId,
+    pub hash: BlockHash,
+}
+
+/// A block this node announced, with its encoding while it may not be stored yet.
+pub(super) struct Published {
+    pub hash: BlockHash,
+    pub encoded: Option<Vec<u8>>,
+}
+
+impl Published {
+    /// Its bytes, if `asked` is this block alone and we still hold them.
+    pub fn answer(&self, asked: &[BlockHash]) -> Option<Vec<Vec<u8>>> {
+        match (asked, &self.encoded) {
+            ([hash], Some(bytes)) if *hash == self.hash => Some(vec![bytes.clone()]),
+            _ => None,
+        }
+    }
+}
+
+/// What validating a gossiped object came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Judgement {
+    pub acceptance: MessageAcceptance,
+    /// What it says of the sender, if anything.
+    pub misbehaviour: Option<Misbehaviour>,
+    /// A block the sender can place and we cannot: it knows a chain we should sync.
+    pub unknown_parent: bool,
+    /// A block's timestamp, for the clock check.
+    pub block_time_ms: Option<u64>,
+}
+
+impl Judgement {
+    fn new(acceptance: MessageAcceptance, misbehaviour: Option<Misbehaviour>) -> Judgement {
+        Judgement {
+            acceptance,
+            misbehaviour,
+            unknown_parent: false,
+            block_time_ms: None,
+        }
+    }
+
+    fn accept() -> Judgement {
+        Judgement::new(MessageAcceptance::Accept, None)
+    }
+
+    fn ignore() -> Judgement {
+        Judgement::new(MessageAcceptance::Ignore, None)
+    }
+
+    fn reject(why: Misbehaviour) -> Judgement {
+        Judgement::new(MessageAcceptance::Reject, Some(why))
+    }
+
+    /// A block the sender can place and we cannot: not forwarded, not held against it.
+    fn unknown_parent() -> Judgement {
+        Judgement {
+            unknown_parent: true,
+            ..Judgement::ignore()
+        }
+    }
+
+    fn at(mut self, block_time_ms: u64) -> Judgement {
+        self.block_time_ms = Some(block_time_ms);
+        self
+    }
+}
+
+pub(super) enum Judged {
+    Done(Judgement),
+    /// A compact block naming transactions we do not hold: the whole block is needed.
+    NeedsBody(BlockHash),
+}
+
+impl Service {
+    /// Publishes what the node announces: every block it mines or takes and every
+    /// transaction it accepts. Nothing waits on a sync under way.
+    pub(super) fn publish(&mut self, swarm: &mut Swarm<Behaviour>, announcement: Announcement) {
+        let (topic, id) = match &announcement {
+            Announcement::Block { compact, .. } => (&self.block_topic, compact.hash().0),
+            Announcement::Tx(txid, _) => (&self.tx_topic, txid.0),
+        };
+        // Gossipsub relays what came by gossip itself; a mined block is announced twice
+        // (before and after it connects). Neither needs encoding again.
+        let published_before = self.published.as_ref().is_some_and(|p| p.hash.0 == id);
+        if self.from_gossip.contains(id.0.as_slice()) || published_before {
+            return;
+        }
+        let topic = topic.clone();
+        let bytes = match announcement {
+            Announcement::Block { compact, encoded } => {
+                self.published = Some(Published {
+                    hash: BlockHash(id),
+                    encoded,
+                });
+                compact.encode()
+            }
+            Announcement::Tx(_, stx) => stx.encode(),
+        };
+        match swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
+            Err(error) => tracing::debug!(%error, "nothing published"),
+        }
+    }
+
+    pub(super) fn on_gossip(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        source: PeerId,
+        message_id: gossipsub::MessageId,
+        message: gossipsub::Message,
+        verdicts: &mpsc::UnboundedSender<Verdict>,
+    ) {
+        if self.from_gossip.len() > 100_000 {
+            self.from_gossip.clear();
+        }
+        self.from_gossip.insert(message_id.0.clone());
+        let is_block = message.topic == self.block_topic.hash();
+        let now = Instant::now();
+        if !is_block && !self.book.allow(source, Flood::Transactions, now) {
+            // Not validated at all: a flood costs us a hash per message, not a signature.
+            self.report(swarm, &message_id, source, MessageAcceptance::Ignore);
+            self.penalise(swarm, source, Misbehaviour::Flood(Flood::Transactions));
+            return;
+        }
+        let data = message.data;
+        let judge = move |node: &Node| {
+            if is_block {
+                judge_compact_block(node, &data)
+            } else {
+                Judged::Done(judge_tx(node, &data))
+            }
+        };
+        self.judge_off_runtime(message_id, source, is_block, verdicts, judge);
+    }
+
+    /// The whole block a compact one left us to fetch, or its absence: either settles
+    /// the gossip message it came from.
+    pub(super) fn on_fetched_body(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        fetch: Fetch,
+        body: Option<Vec<u8>>,
+        verdicts: &mpsc::UnboundedSender<Verdict>,
+    ) {
+        let Fetch {
+            message_id,
+            source,
+            hash,
+        } = fetch;
+        let Some(bytes) = body else {
+            // It could not send it (yet): what it knows, a sync fetches.
+            self.on_judged(swarm, message_id, source, Judgement::unknown_parent(), true);
+            return;
+        };
+        let judge = move |node: &Node| Judged::Done(judge_fetched_block(node, bytes, hash));
+        self.judge_off_runtime(message_id, source, true, verdicts, judge);
+    }
+
+    /// Runs `judge` on the blocking pool (it may check signatures and connect blocks) and
+    /// hands its verdict on `message_id` back to the event loop.
+    fn judge_off_runtime(
+        &self,
+        message_id: gossipsub::MessageId,
+        source: PeerId,
+        is_block: bool,
+        verdicts: &mpsc::UnboundedSender<Verdict>,
+        judge: impl FnOnce(&Node) -> Judged + Send + 'static,
+    ) {
+        let node = self.node.clone();
+        let verdicts = verdicts.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = verdicts.send(match judge(&node) {
+                Judged::Done(judgement) => Verdict::Gossip {
+                    message_id,
+                    source,
+                    judgement,
+                    is_block,
+                },
+                Judged::NeedsBody(hash) => Verdict::FetchBody(Fetch {
+                    message_id,
+                    source,
+                    hash,
+                }),
+            });
+        });
+    }
+
+    pub(super) fn fetch_body(&mut self, swarm: &mut Swarm<Behaviour>, fetch: Fetch) {
+        let hashes = vec![fetch.hash];
+        let source = fetch.source;
+        self.request(
+            swarm,
+            source,
+            SyncRequest::GetBodies { hashes },
+            Pending::Fetch(fetch),
+        );
+    }
+
+    /// Settles a gossip message: gossipsub forwards it or not, the sender pays for what it
+    /// sent, and a block we cannot place makes us ask its sender where it stands.
+    pub(super) fn on_judged(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        message_id: gossipsub::MessageId,
+        source: PeerId,
+        judgement: Judgement,
+        is_block: bool,
+    ) {
+        let now = Instant::now();
+        self.report(swarm, &message_id, source, judgement.acceptance);
+        if let Some(at) = judgement.block_time_ms {
+            self.clock.observe(source, at, crate::now_ms());
+            self.handle.set_clock_warning(self.clock.warning());
+        }
+        if let Some(why) = judgement.misbehaviour {
+            self.penalise(swarm, source, why);
+        }
+        if !is_block
+            && judgement.acceptance == MessageAcceptance::Ignore
+            && !self.book.allow(source, Flood::UselessTransactions, now)
+        {
+            self.penalise(
+                swarm,
+                source,
+                Misbehaviour::Flood(Flood::UselessTransactions),
+            );
+        }
+        if judgement.unknown_parent && self.sync.source() != Some(source) {
+            // The sender knows blocks we lack: ask where it stands, then sync. A burst of
+            // such blocks (a peer mining fast) asks once, not once per block.
+            let recently = self
+                .asked_status
+                .get(&source)
+                .is_some_and(|at| now.duration_since(*at) < STATUS_REASK);
+            if !recently {
+                self.asked_status.insert(source, now);
+                self.ask_status(swarm, source);
+            }
+        }
+    }
+
+    fn report(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        message_id: &gossipsub::MessageId,
+        source: PeerId,
+        acceptance: MessageAcceptance,
+    ) {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(message_id, &source, acceptance);
+    }
+}
+
+/// Validates a gossiped compact block, rebuilding it from the mempool. Its proof of work
+/// is checked first, so only a block that cost real work can make us fetch anything.
+fn judge_compact_block(node: &Node, bytes: &[u8]) -> Judged {
+    let max = CompactBlock::max_encoded_bytes(node.spec().consensus.max_block_txs as usize);
+    let compact = match decode_exact::<CompactBlock>("compact block", bytes, max) {
+        Ok(compact) => compact,
+        Err(_) => return Judged::Done(Judgement::reject(Misbehaviour::Undecodable)),
+    };
+    if let Err(error) = apiary_core::validate::check_header_pow(&compact.header, node.spec()) {
+        return Judged::Done(Judgement::reject(Misbehaviour::InvalidBlock(error)));
+    }
+    let hash = compact.hash();
+    let time = compact.header.timestamp_ms;
+    let txs: Vec<Option<SignedTransaction>> = {
+        let guard = node.lock();
+        // A block we already hold needs no second look.
+        if guard.chain.entry(&hash).is_some() {
+            return Judged::Done(Judgement::ignore().at(time));
+        }
+        if guard.chain.entry(&compact.header.prev_hash).is_none() {
+            return Judged::Done(Judgement::unknown_parent().at(time));
+        }
+        compact
+            .txids
+            .iter()
+            .map(|txid| guard.mempool.get(txid).cloned())
+            .collect()
+    };
+    let missing = txs.iter().filter(|tx| tx.is_none()).count();
+    if missing > 0 {
+        tracing::debug!(
+            %hash,
+            missing,
+            of = txs.len(),
+            "block names transactions not in our mempool; fetching it whole"
+        );
+        return Judged::NeedsBody(hash);
+    }
+    let block = Block {
+        header: compact.header,
+        txs: txs.into_iter().flatten().collect(),
+    };
+    let bytes = block.encode();
+    Judged::Done(
+        judge_checked(node, node.check_rebuilt_block(block, compact.txids, bytes)).at(time),
+    )
+}
+
+/// Validates the whole block fetched for a compact one whose hash is `expected`.
+fn judge_fetched_block(node: &Node, bytes: Vec<u8>, expected: BlockHash) -> Judgement {
+    let max = node.spec().consensus.max_block_bytes as usize;
+    match decode_exact::<Block>("block", &bytes, max) {
+        Ok(block) if block.hash() == expected => {
+            let time = block.header.timestamp_ms;
+            judge_checked(node, node.check_block(block, bytes)).at(time)
+        }
+        // Not what it announced: as bad as an undecodable message.
+        Ok(_) => Judgement::reject(Misbehaviour::Unrequested),
+        Err(_) => Judgement::reject(Misbehaviour::Undecodable),
+    }
+}
+
+/// Takes a block that came by gossip, once its stateless checks came to `checked`.
+fn judge_checked(node: &Node, checked: Result<CheckedBlock, ChainError>) -> Judgement {
+    match checked.and_then(|checked| node.accept_block(checked)) {
+        Ok(Accepted::NewTip(_)) | Ok(Accepted::SideBranch) => Judgement::accept(),
+        Ok(Accepted::Duplicate) => Judgement::ignore(),
+        Err(ChainError::UnknownParent { .. }) => Judgement::unknown_parent(),
+        // Early, not wrong: not forwarded, not held against the sender; it comes again
+        // (or by sync) once its time has come.
+        Err(ChainError::Invalid {
+            error: BlockError::TimestampTooFarAhead { .. },
+            ..
+        }) => Judgement::ignore(),
+        // Our trouble, not the sender's (a full disk pauses writing; damage stops the node).
+        Err(ChainError::StorageFull(_)) => Judgement::ignore(),
+        Err(error @ ChainError::Store(_)) | Err(error @ ChainError::Inconsistent(_)) => {
+            // Node::accept_block has reported it to the node's health already.
+            tracing::error!(%error, "could not take a gossiped block");
+            Judgement::ignore()
+        }
+        Err(ChainError::ReorgTooDeep { .. }) => Judgement::ignore(),
+        Err(error) => match Misbehaviour::of_chain_error(&error) {
+            Some(why) => Judgement::reject(why),
+            None => Judgement::ignore(),
+        },
+    }
+}
+
+/// Validates a gossiped transaction.
+fn judge_tx(node: &Node, bytes: &[u8]) -> Judgement {
+    let stx: SignedTransaction = match decode_exact("transaction", bytes, MAX_TX_BYTES) {
+        Ok(stx) => stx,
+        Err(_) => return Judgement::reject(Misbehaviour::Undecodable),
+    };
+    match node.submit_tx(stx) {
+        Ok(_) => Judgement::accept(),
+        Err(SubmitError::Rejected(MempoolError::Invalid(error))) => {
+            let why = Misbehaviour::InvalidTx(error);
+            if why.score() > 0 {
+                Judgement::reject(why)
+            } else {
+                Judgement::ignore()
+            }
+        }
+        // Stale, duplicate, or not payable against our tip: may be honest; do not forward.
+        Err(_) => Judgement::ignore(),
+    }
+}

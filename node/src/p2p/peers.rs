@@ -1,0 +1,325 @@
+//! What this node holds against each peer: one `Misbehaviour` per kind of wrong, each with
+//! its score (derived from the typed errors of the rules), scores that decay, bans that
+//! expire, and budgets for the work a peer can make us do. No I/O: the network loop reports
+//! what happened and does what the book says.
+
+use super::allowance::{self, PeerBudget, Rate};
+use crate::chain::ChainError;
+use crate::node::ImportError;
+use apiary_core::{BlockError, HeaderError, TxError};
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+/// A peer whose score reaches this is banned.
+pub const BAN_SCORE: u32 = 100;
+/// How long a ban lasts.
+pub const BAN_TIME: Duration = Duration::from_secs(600);
+/// The longest ban an operator may ask for (`net_disconnect`): a year.
+pub const MAX_BAN: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Scores are forgiven at this many points per tick, so rare honest mistakes (a race, a
+/// stale transaction) never add up to a ban.
+pub const DECAY_PER_TICK: u32 = 5;
+
+/// Something a peer did that an honest node does not (or does rarely, by accident).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Misbehaviour {
+    #[error("invalid block: {0}")]
+    InvalidBlock(BlockError),
+    #[error("a block on a branch already found invalid")]
+    InvalidAncestor,
+    #[error("invalid transaction: {0}")]
+    InvalidTx(TxError),
+    #[error("bytes that do not decode as the message they must be")]
+    Undecodable,
+    #[error("a sync request that does not decode")]
+    MalformedRequest,
+    #[error("invalid header: {0}")]
+    InvalidHeader(BlockError),
+    #[error("headers that do not build on each other or on what was asked")]
+    DisconnectedHeaders,
+    #[error("headers that build on no block we know, although we said where we stand")]
+    OrphanHeaders,
+    #[error("it claimed more chain work than the headers it then delivered")]
+    ClaimNotDelivered,
+    #[error("more headers than asked for")]
+    TooManyHeaders,
+    #[error("a header chain with no more work than ours, kept on past the limit")]
+    LowWorkChain,
+    #[error("no answer in time")]
+    NoAnswer,
+    #[error("blocks nobody asked for, or not the ones asked for")]
+    Unrequested,
+    #[error("over its allowance: {0}")]
+    Flood(Flood),
+    #[error("it runs another chain")]
+    OtherChain,
+}
+
+/// Which allowance a peer went over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Flood {
+    #[error("gossiped transactions")]
+    Transactions,
+    #[error("useless transactions (known, stale, unpayable)")]
+    UselessTransactions,
+    #[error("block requests")]
+    BlockRequests,
+    #[error("requests at once")]
+    ConcurrentRequests,
+}
+
+impl Flood {
+    fn rate(self) -> Rate {
+        match self {
+            Flood::Transactions => allowance::TX_MESSAGES,
+            Flood::UselessTransactions => allowance::USELESS_TXS,
+            Flood::BlockRequests => allowance::SYNC_REQUESTS,
+            // Counted by requests in flight, not by a bucket.
+            Flood::ConcurrentRequests => allowance::SYNC_REQUESTS,
+        }
+    }
+}
+
+impl Misbehaviour {
+    /// Points it costs the peer; `BAN_SCORE` bans at once.
+    pub fn score(&self) -> u32 {
+        match self {
+            Misbehaviour::InvalidBlock(error) | Misbehaviour::InvalidHeader(error) => {
+                error.misbehavior_score()
+            }
+            Misbehaviour::InvalidAncestor | Misbehaviour::OtherChain => BAN_SCORE,
+            Misbehaviour::InvalidTx(
+                TxError::BadSignature | TxError::SenderNotAKey | TxError::WrongChain { .. },
+            ) => 20,
+            // Stale, replaced or unpayable: may be honest; never forwarded, costs nothing.
+            Misbehaviour::InvalidTx(_) => 0,
+            Misbehaviour::Undecodable
+            | Misbehaviour::MalformedRequest
+            | Misbehaviour::DisconnectedHeaders
+            | Misbehaviour::TooManyHeaders
+            | Misbehaviour::LowWorkChain
+            | Misbehaviour::Unrequested => BAN_SCORE / 2,
+            // Three lies in a row ban; one honest race (a reorg between status and
+            // headers) does not.
+            Misbehaviour::ClaimNotDelivered => 35,
+            Misbehaviour::OrphanHeaders => 20,
+            Misbehaviour::NoAnswer => 10,
+            Misbehaviour::Flood(Flood::Transactions) => 1,
+            Misbehaviour::Flood(_) => 5,
+        }
+    }
+
+    /// What a block the chain refused says of whoever sent it (None: our own trouble, or
+    /// nothing wrong with it).
+    pub fn of_chain_error(error: &ChainError) -> Option<Misbehaviour> {
+        match error {
+            ChainError::Invalid { error, .. } => Some(Misbehaviour::InvalidBlock(error.clone())),
+            ChainError::KnownInvalid(_) | ChainError::InvalidAncestor { .. } => {
+                Some(Misbehaviour::InvalidAncestor)
+            }
+            _ => None,
+        }
+    }
+
+    /// What a refused import says of the peer that sent the blocks.
+    pub fn of_import_error(error: &ImportError) -> Option<Misbehaviour> {
+        match error {
+            ImportError::Decode(_) => Some(Misbehaviour::Undecodable),
+            ImportError::Chain(error) => Misbehaviour::of_chain_error(error),
+        }
+    }
+
+    /// What a header that stopped a run says of the peer that sent it (None: early, not
+    /// wrong).
+    pub fn of_header_error(error: &HeaderError) -> Option<Misbehaviour> {
+        match error {
+            HeaderError::DoesNotFollow { .. } => Some(Misbehaviour::DisconnectedHeaders),
+            HeaderError::Invalid { error, .. } => Some(Misbehaviour::InvalidHeader(error.clone())),
+            HeaderError::NotYet { .. } => None,
+        }
+    }
+}
+
+/// What the book decided about a peer after a penalty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing to do (no points, or still below the ban).
+    Kept { score: u32 },
+    /// Banned now: disconnect it and refuse it until `until`.
+    Banned { until: Instant },
+}
+
+/// Scores, bans and budgets of every peer this node knows.
+pub struct PeerBook<P> {
+    scores: HashMap<P, u32>,
+    banned: HashMap<P, Instant>,
+    budgets: HashMap<P, PeerBudget>,
+}
+
+impl<P> Default for PeerBook<P> {
+    fn default() -> Self {
+        PeerBook {
+            scores: HashMap::new(),
+            banned: HashMap::new(),
+            budgets: HashMap::new(),
+        }
+    }
+}
+
+impl<P: Copy + Eq + Hash> PeerBook<P> {
+    /// Charges `peer` for `what`; bans it once its score reaches `BAN_SCORE`.
+    pub fn penalise(&mut self, peer: P, what: &Misbehaviour, now: Instant) -> Verdict {
+        let points = what.score();
+        let score = self.scores.entry(peer).or_default();
+        *score = score.saturating_add(points);
+        let score = *score;
+        if points > 0 && score >= BAN_SCORE {
+            let until = now + BAN_TIME;
+            self.banned.insert(peer, until);
+            return Verdict::Banned { until };
+        }
+        Verdict::Kept { score }
+    }
+
+    pub fn score(&self, peer: &P) -> u32 {
+        self.scores.get(peer).copied().unwrap_or(0)
+    }
+
+    /// Refuses `peer` for `duration` (at most `MAX_BAN`).
+    pub fn ban(&mut self, peer: P, duration: Duration, now: Instant) {
+        let duration = duration.min(MAX_BAN);
+        // MAX_BAN is far below any clock's end; never panic on it anyway.
+        let until = now.checked_add(duration).unwrap_or(now + BAN_TIME);
+        self.banned.insert(peer, until);
+    }
+
+    /// Lifts any ban and forgives the score (an operator's `net_connect`).
+    pub fn pardon(&mut self, peer: &P) {
+        self.banned.remove(peer);
+        self.scores.remove(peer);
+    }
+
+    pub fn is_banned(&self, peer: &P, now: Instant) -> bool {
+        self.banned.get(peer).is_some_and(|until| *until > now)
+    }
+
+    /// Takes one unit of `peer`'s allowance for `what`; false when it has none left.
+    pub fn allow(&mut self, peer: P, what: Flood, now: Instant) -> bool {
+        let budget = self
+            .budgets
+            .entry(peer)
+            .or_insert_with(|| PeerBudget::new(now));
+        let allowance = match what {
+            Flood::Transactions => &mut budget.tx_messages,
+            Flood::UselessTransactions => &mut budget.useless_txs,
+            Flood::BlockRequests | Flood::ConcurrentRequests => &mut budget.sync_requests,
+        };
+        allowance.take(what.rate(), now)
+    }
+
+    /// The peer's connection closed: its budgets go (its score and any ban stay).
+    pub fn disconnected(&mut self, peer: &P) {
+        self.budgets.remove(peer);
+    }
+
+    /// Forgives a little of every score and lets expired bans go.
+    pub fn tick(&mut self, now: Instant) {
+        self.banned.retain(|_, until| *until > now);
+        self.scores.retain(|_, score| {
+            *score = score.saturating_sub(DECAY_PER_TICK);
+            *score > 0
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_add_up_to_a_ban_that_expires_and_decay_forgives() {
+        let mut book = PeerBook::default();
+        let now = Instant::now();
+        assert_eq!(
+            book.penalise(1u32, &Misbehaviour::ClaimNotDelivered, now),
+            Verdict::Kept { score: 35 }
+        );
+        book.penalise(1, &Misbehaviour::ClaimNotDelivered, now);
+        assert!(!book.is_banned(&1, now));
+        let Verdict::Banned { until } = book.penalise(1, &Misbehaviour::ClaimNotDelivered, now)
+        else {
+            panic!("three lies ban");
+        };
+        assert!(book.is_banned(&1, now) && !book.is_banned(&1, until));
+        book.tick(until);
+        assert!(!book.is_banned(&1, until));
+
+        // Decay: a single honest-looking slip is forgiven over a few ticks.
+        book.penalise(2, &Misbehaviour::NoAnswer, now);
+        book.tick(now);
+        assert_eq!(book.score(&2), 5);
+        book.tick(now);
+        assert_eq!(book.score(&2), 0);
+    }
+
+    #[test]
+    fn scores_come_from_the_typed_errors() {
+        let early = BlockError::TimestampTooFarAhead {
+            timestamp_ms: 2,
+            limit_ms: 1,
+        };
+        assert_eq!(Misbehaviour::InvalidBlock(early.clone()).score(), 0);
+        assert_eq!(Misbehaviour::InvalidHeader(early).score(), 0);
+        let bad_work = BlockError::InsufficientWork(apiary_core::BlockHash::ZERO);
+        assert_eq!(Misbehaviour::InvalidHeader(bad_work).score(), BAN_SCORE);
+        assert_eq!(Misbehaviour::InvalidTx(TxError::BadSignature).score(), 20);
+        assert_eq!(
+            Misbehaviour::InvalidTx(TxError::BadNonce {
+                expected: 1,
+                found: 0
+            })
+            .score(),
+            0
+        );
+        // An undecodable message costs the same whichever way it came.
+        assert_eq!(
+            Misbehaviour::of_import_error(&ImportError::Decode(
+                apiary_core::DecodeError::TrailingBytes {
+                    what: "block",
+                    extra: 1
+                }
+            )),
+            Some(Misbehaviour::Undecodable)
+        );
+        let not_yet = HeaderError::NotYet {
+            hash: apiary_core::BlockHash::ZERO,
+            ahead_ms: 1,
+            valid_from_ms: 1,
+        };
+        assert_eq!(Misbehaviour::of_header_error(&not_yet), None);
+    }
+
+    #[test]
+    fn an_operator_ban_is_bounded_and_a_pardon_lifts_it() {
+        let mut book = PeerBook::default();
+        let now = Instant::now();
+        book.ban(7u32, Duration::from_secs(u64::MAX), now);
+        assert!(book.is_banned(&7, now + MAX_BAN - Duration::from_secs(1)));
+        assert!(!book.is_banned(&7, now + MAX_BAN + Duration::from_secs(1)));
+        book.pardon(&7);
+        assert!(!book.is_banned(&7, now));
+    }
+
+    #[test]
+    fn allowances_run_dry_and_refill() {
+        let mut book = PeerBook::default();
+        let now = Instant::now();
+        let burst = allowance::USELESS_TXS.burst as usize;
+        for _ in 0..burst {
+            assert!(book.allow(1u32, Flood::UselessTransactions, now));
+        }
+        assert!(!book.allow(1, Flood::UselessTransactions, now));
+        assert!(book.allow(1, Flood::UselessTransactions, now + Duration::from_secs(1)));
+    }
+}
