@@ -416,3 +416,86 @@ impl Drop for NodeProcess {
         }
     }
 }
+
+pub mod hostile;
+
+/// How long a block may take to travel from one honest node to the next: gossip takes
+/// milliseconds; a node that missed it learns of it at the next status round (5 s).
+pub const RELAY_LIMIT: Duration = Duration::from_millis(2_500);
+
+/// An honest pair on the test chain: a victim (which mines when told) and a witness
+/// connected to it.
+pub struct Pair {
+    pub dir: tempfile::TempDir,
+    pub spec: PathBuf,
+    pub genesis: apiary_core::Block,
+    pub victim: NodeProcess,
+    pub witness: NodeProcess,
+}
+
+impl Pair {
+    pub fn start() -> Pair {
+        let dir = tempfile::TempDir::new().unwrap();
+        let spec = write_test_spec(dir.path());
+        Pair::start_on(dir, spec, &[])
+    }
+
+    /// A pair on the chain of `spec` in `dir`; the victim also gets `victim_args`.
+    pub fn start_on(dir: tempfile::TempDir, spec: PathBuf, victim_args: &[&str]) -> Pair {
+        let genesis = apiary_genesis::load_spec(&spec).unwrap().genesis_block();
+        let victim =
+            NodeProcess::start(&dir.path().join("victim"), Some(&spec), victim_args).unwrap();
+        let addr = victim.p2p_addr();
+        let witness =
+            NodeProcess::start(&dir.path().join("witness"), Some(&spec), &["--peer", &addr])
+                .unwrap();
+        wait_until(Duration::from_secs(30), "the witness to connect", || {
+            witness.peer_count() == 1
+        });
+        Pair {
+            dir,
+            spec,
+            genesis,
+            victim,
+            witness,
+        }
+    }
+
+    /// The victim mines `blocks` blocks one at a time; each must reach the witness within
+    /// `RELAY_LIMIT`, as gossip brings it.
+    pub fn relays(&self, blocks: usize) {
+        for _ in 0..blocks {
+            self.victim
+                .rpc
+                .call("dev_mine", json!({"blocks": 1}))
+                .unwrap();
+            let tip = self.victim.tip();
+            wait_until(RELAY_LIMIT, "the witness to get the victim's block", || {
+                self.witness.tip() == tip
+            });
+        }
+    }
+}
+
+/// `node_info` tells the truth: not syncing, and the best known height is its own.
+pub fn assert_truthful(node: &NodeProcess) {
+    let info = node.rpc.call("node_info", json!({})).unwrap();
+    assert_eq!(info["syncing"], false, "{info}");
+    assert_eq!(
+        info["sync"]["best_known_height"].as_u64(),
+        info["height"].as_u64(),
+        "{info}"
+    );
+}
+
+/// The score the node holds against `peer` (None: not connected).
+pub fn score_of(node: &NodeProcess, peer: &str) -> Option<u64> {
+    node.rpc
+        .call("net_peers", json!({}))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer_id"] == peer)
+        .map(|p| p["score"].as_u64().unwrap_or(0))
+}

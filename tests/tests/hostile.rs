@@ -1,247 +1,21 @@
-//! A hostile peer built on libp2p: it speaks the node's protocols and sends what no honest
-//! node would. The node stays up, forwards none of it, bans the sender, and honest traffic
-//! keeps confirming.
+//! Hostile peers on gossip and on the wire, one attack per test: the node stays up and
+//! answers RPC, forwards none of it, honest blocks still reach the witness as fast as
+//! gossip brings them, and the attacker pays (a ban, or a score the node shows).
 
-use apiary_core::{Block, BlockHash, CompactBlock, Hash256};
-use apiary_node::p2p::protocol::{sync_protocol, SyncResponse};
+use apiary_core::{Block, Hash256};
+use apiary_system_tests::hostile::Hostile;
 use apiary_system_tests::*;
-use futures::{AsyncWriteExt, StreamExt};
-use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
-use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, noise, tcp, yamux, Multiaddr, StreamProtocol, Swarm};
-use serde_json::json;
-use std::time::{Duration, Instant};
-use tempfile::TempDir;
+use std::time::Duration;
 
-/// Writes whatever bytes it is given, length prefix and all: for frames no honest codec makes.
-#[derive(Clone, Default)]
-struct RawCodec;
-
-impl request_response::Codec for RawCodec {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-    async fn read_request<T: futures::AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        _: &mut T,
-    ) -> std::io::Result<Vec<u8>> {
-        Ok(Vec::new())
-    }
-    async fn read_response<T: futures::AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<Vec<u8>> {
-        let mut buf = Vec::new();
-        futures::AsyncReadExt::read_to_end(io, &mut buf).await?;
-        Ok(buf)
-    }
-    async fn write_request<T: futures::AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: Vec<u8>,
-    ) -> std::io::Result<()> {
-        io.write_all(&req).await?;
-        io.close().await
-    }
-    async fn write_response<T: futures::AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: Vec<u8>,
-    ) -> std::io::Result<()> {
-        io.write_all(&res).await?;
-        io.close().await
-    }
-}
-
-#[derive(NetworkBehaviour)]
-struct HostileBehaviour {
-    gossipsub: gossipsub::Behaviour,
-    identify: identify::Behaviour,
-    sync: request_response::Behaviour<RawCodec>,
-}
-
-struct Hostile {
-    runtime: tokio::runtime::Runtime,
-    swarm: Swarm<HostileBehaviour>,
-    blocks: IdentTopic,
-    txs: IdentTopic,
-}
-
-impl Hostile {
-    /// A fresh identity connected to `addr`, once the node has subscribed to both topics.
-    fn connect(addr: &str, genesis: &BlockHash) -> Hostile {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let _guard = runtime.enter();
-        let version = format!("/apiary/{genesis}");
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|key| {
-                let config = gossipsub::ConfigBuilder::default()
-                    .validation_mode(ValidationMode::Anonymous)
-                    .max_transmit_size(8 << 20)
-                    .message_id_fn(|m: &gossipsub::Message| {
-                        gossipsub::MessageId::from(apiary_core::hash::sha256d(&m.data).0.to_vec())
-                    })
-                    .build()
-                    .unwrap();
-                HostileBehaviour {
-                    gossipsub: gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config)
-                        .unwrap(),
-                    identify: identify::Behaviour::new(identify::Config::new(
-                        version,
-                        key.public(),
-                    )),
-                    sync: request_response::Behaviour::with_codec(
-                        RawCodec,
-                        [(sync_protocol(genesis), ProtocolSupport::Full)],
-                        request_response::Config::default(),
-                    ),
-                }
-            })
-            .unwrap()
-            .build();
-        let blocks = IdentTopic::new(format!("apiary/{genesis}/blocks"));
-        let txs = IdentTopic::new(format!("apiary/{genesis}/txs"));
-        swarm.behaviour_mut().gossipsub.subscribe(&blocks).unwrap();
-        swarm.behaviour_mut().gossipsub.subscribe(&txs).unwrap();
-        swarm.dial(addr.parse::<Multiaddr>().unwrap()).unwrap();
-        let mut hostile = Hostile {
-            runtime,
-            swarm,
-            blocks,
-            txs,
-        };
-        let mut subscribed = 0;
-        hostile.drive(Duration::from_secs(20), |_, event| {
-            if let SwarmEvent::Behaviour(HostileBehaviourEvent::Gossipsub(
-                gossipsub::Event::Subscribed { .. },
-            )) = event
-            {
-                subscribed += 1;
-            }
-            subscribed >= 2
-        });
-        assert_eq!(subscribed, 2, "the node never subscribed us to its topics");
-        hostile
-    }
-
-    /// Polls the swarm until `done` says so or `limit` passes; returns whether it was done.
-    /// `done` gets each event, and the swarm to answer it with.
-    fn drive(
-        &mut self,
-        limit: Duration,
-        mut done: impl FnMut(&mut Swarm<HostileBehaviour>, SwarmEvent<HostileBehaviourEvent>) -> bool,
-    ) -> bool {
-        let deadline = Instant::now() + limit;
-        let swarm = &mut self.swarm;
-        self.runtime.block_on(async {
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(left, swarm.select_next_some()).await {
-                    Ok(event) => {
-                        if done(swarm, event) {
-                            return true;
-                        }
-                    }
-                    Err(_) => return false,
-                }
-            }
-        })
-    }
-
-    /// Announces `block` as honest nodes do: in compact form.
-    fn publish_compact(&mut self, block: &Block) {
-        self.publish_block(CompactBlock::new(block, &block.txids()).encode());
-    }
-
-    fn publish_block(&mut self, bytes: Vec<u8>) {
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(self.blocks.clone(), bytes)
-            .unwrap();
-    }
-
-    fn publish_tx(&mut self, bytes: Vec<u8>) {
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(self.txs.clone(), bytes)
-            .unwrap();
-    }
-
-    /// Whether the node closes the connection (bans us) within `limit`.
-    fn is_dropped(&mut self, limit: Duration) -> bool {
-        self.is_dropped_serving(limit, Vec::new())
-    }
-
-    /// Like `is_dropped`, answering every request the node makes meanwhile with `blocks`
-    /// (it asks for the whole block when a compact one names transactions it lacks).
-    fn is_dropped_serving(&mut self, limit: Duration, blocks: Vec<Vec<u8>>) -> bool {
-        let body = borsh::to_vec(&SyncResponse::Blocks(blocks)).unwrap();
-        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-        frame.extend(body);
-        self.drive(limit, |swarm, event| match event {
-            SwarmEvent::Behaviour(HostileBehaviourEvent::Sync(
-                request_response::Event::Message {
-                    message: request_response::Message::Request { channel, .. },
-                    ..
-                },
-            )) => {
-                let _ = swarm
-                    .behaviour_mut()
-                    .sync
-                    .send_response(channel, frame.clone());
-                false
-            }
-            SwarmEvent::ConnectionClosed {
-                num_established: 0, ..
-            } => true,
-            _ => false,
-        })
-    }
-}
-
-fn genesis_block(spec_path: &std::path::Path) -> Block {
-    apiary_genesis::load_spec(spec_path)
-        .unwrap()
-        .genesis_block()
-}
-
-#[test]
-fn hostile_peers_are_banned_and_nothing_they_send_is_forwarded() {
-    let dir = TempDir::new().unwrap();
-    let spec = write_test_spec(dir.path());
-    let genesis = genesis_block(&spec);
-    let victim = NodeProcess::start(&dir.path().join("victim"), Some(&spec), &[]).unwrap();
-    let addr = victim.p2p_addr();
-    let witness =
-        NodeProcess::start(&dir.path().join("witness"), Some(&spec), &["--peer", &addr]).unwrap();
-    wait_until(Duration::from_secs(30), "the witness to connect", || {
-        witness.peer_count() == 1
-    });
-    let genesis_hash = genesis.hash();
-
-    // 1. A block whose hash does not meet its target.
-    let mut bad_pow = apiary_node::miner::assemble_block(
-        &mut apiary_genesis::load_spec(&spec).unwrap().genesis_state(),
-        &apiary_genesis::load_spec(&spec).unwrap(),
+/// A block on genesis paying key 9, nonce 0, with no proof of work searched yet.
+fn block_on_genesis(pair: &Pair) -> Block {
+    let spec = apiary_genesis::load_spec(&pair.spec).unwrap();
+    let genesis = &pair.genesis;
+    apiary_node::miner::assemble_block(
+        &mut spec.genesis_state(),
+        &spec,
         &apiary_core::ParentContext {
-            hash: genesis_hash,
+            hash: genesis.hash(),
             height: genesis.header.height,
             bits: genesis.header.bits,
             timestamp_ms: genesis.header.timestamp_ms,
@@ -251,107 +25,236 @@ fn hostile_peers_are_banned_and_nothing_they_send_is_forwarded() {
         address(9),
         vec![],
         genesis.header.timestamp_ms + 1,
+    )
+}
+
+fn attacker(pair: &Pair) -> Hostile {
+    Hostile::connect(&pair.victim.p2p_addr(), &pair.genesis.hash())
+}
+
+/// After the attack: the victim is up and truthful, the witness saw nothing of it, and
+/// honest blocks travel by gossip.
+fn survived(pair: &Pair) {
+    assert_truthful(&pair.victim);
+    assert_eq!(
+        pair.witness.mempool_count(),
+        0,
+        "nothing of the attack was forwarded"
     );
-    let target = bad_pow.header.bits.to_target().unwrap();
-    bad_pow.header.nonce = (0..)
+    pair.relays(2);
+    assert_truthful(&pair.witness);
+}
+
+#[test]
+fn a_block_without_its_proof_of_work_gets_its_sender_banned() {
+    let pair = Pair::start();
+    let mut block = block_on_genesis(&pair);
+    let target = block.header.bits.to_target().unwrap();
+    block.header.nonce = (0..)
         .find(|n| {
-            let mut h = bad_pow.header.clone();
+            let mut h = block.header.clone();
             h.nonce = *n;
             !target.is_met_by(&h.hash().0)
         })
         .unwrap();
-    let mut h1 = Hostile::connect(&addr, &genesis_hash);
-    h1.publish_compact(&bad_pow);
-    assert!(
-        h1.is_dropped(Duration::from_secs(20)),
-        "a bad proof of work gets the sender banned"
-    );
+    let mut hostile = attacker(&pair);
+    hostile.publish_compact(&block);
+    assert!(hostile.is_dropped(Duration::from_secs(20)));
+    assert_eq!(pair.victim.tip().0, 0);
+    survived(&pair);
+}
 
-    // 2. A well-formed block that overdraws an account (valid PoW, real signature). The
-    //    victim lacks the overdraft (no mempool takes it), so it fetches the whole block.
-    let overdraft = transfer(3, address(12), 5_000 * 100_000_000, 10_000, 0);
-    let mut overdrawn = bad_pow.clone();
-    overdrawn.txs = vec![overdraft];
-    overdrawn.header.tx_root = apiary_core::tx_merkle_root(&overdrawn.txids());
-    overdrawn.header.state_root = Hash256::ZERO;
-    overdrawn.header.nonce =
-        apiary_node::miner::search_nonce(&overdrawn.header, 0, 1, || false).unwrap();
-    let mut h2 = Hostile::connect(&addr, &genesis_hash);
-    h2.publish_compact(&overdrawn);
-    assert!(
-        h2.is_dropped_serving(Duration::from_secs(20), vec![overdrawn.encode()]),
-        "an overdrawing block gets the sender banned"
-    );
+#[test]
+fn an_overdrawing_block_fetched_whole_gets_its_sender_banned() {
+    let pair = Pair::start();
+    // Valid proof of work and a real signature; the victim lacks the overdraft (no mempool
+    // takes it), so it fetches the whole block, then refuses it.
+    let mut block = block_on_genesis(&pair);
+    block.txs = vec![transfer(3, address(12), 5_000 * 100_000_000, 10_000, 0)];
+    block.header.tx_root = apiary_core::tx_merkle_root(&block.txids());
+    block.header.state_root = Hash256::ZERO;
+    block.header.nonce = apiary_node::miner::search_nonce(&block.header, 0, 1, || false).unwrap();
+    let mut hostile = attacker(&pair);
+    hostile.publish_compact(&block);
+    assert!(hostile.is_dropped_serving(Duration::from_secs(20), vec![block.encode()]));
+    assert_eq!(pair.victim.tip().0, 0);
+    survived(&pair);
+}
 
-    // 3. Transactions with bad signatures, and garbage on both topics.
-    let mut h3 = Hostile::connect(&addr, &genesis_hash);
+#[test]
+fn forged_signatures_and_garbage_get_their_sender_banned() {
+    let pair = Pair::start();
+    let mut hostile = attacker(&pair);
     for i in 0..5u64 {
         let mut forged = transfer(2, address(13), 1_000 + i, 10_000, 0);
         forged.signature[5] ^= 0x10;
-        h3.publish_tx(forged.encode());
+        hostile.publish_tx(forged.encode());
     }
-    h3.publish_block(b"not a block at all".to_vec());
-    assert!(
-        h3.is_dropped(Duration::from_secs(20)),
-        "forged signatures and garbage get the sender banned"
-    );
+    hostile.publish_block(b"not a block at all".to_vec());
+    assert!(hostile.is_dropped(Duration::from_secs(20)));
+    survived(&pair);
+}
 
-    // 4. An oversized frame on the sync protocol: refused before it is read.
-    let mut h4 = Hostile::connect(&addr, &genesis_hash);
-    let mut frame = (u32::MAX).to_be_bytes().to_vec();
+#[test]
+fn an_oversized_sync_frame_is_refused_before_it_is_read() {
+    let pair = Pair::start();
+    let mut hostile = attacker(&pair);
+    let mut frame = u32::MAX.to_be_bytes().to_vec();
     frame.extend(vec![0u8; 70_000]);
-    let victim_peer = addr.rsplit("/p2p/").next().unwrap().parse().unwrap();
-    h4.swarm
-        .behaviour_mut()
-        .sync
-        .send_request(&victim_peer, frame.clone());
-    h4.swarm
-        .behaviour_mut()
-        .sync
-        .send_request(&victim_peer, frame);
-    assert!(
-        h4.is_dropped(Duration::from_secs(20)),
-        "oversized sync frames get the sender banned"
-    );
+    hostile.send(frame.clone());
+    hostile.send(frame);
+    assert!(hostile.is_dropped(Duration::from_secs(20)));
+    survived(&pair);
+}
 
-    // 5. A flood of transactions that duplicate one already in the mempool (same sender
-    //    and nonce, paying no more): validly signed, so each costs a signature check.
+#[test]
+fn a_flood_of_duplicate_transactions_gets_its_sender_banned() {
+    let pair = Pair::start();
     let honest = transfer(3, address(8), 7_000, 100_000, 0);
-    victim.submit_tx(&honest);
-    wait_until(
-        Duration::from_secs(30),
-        "the honest tx to reach the witness",
-        || witness.mempool_count() == 1,
-    );
-    let mut h5 = Hostile::connect(&addr, &genesis_hash);
-    for amount in 1..=1_000u64 {
-        let duplicate = transfer(3, address(14), amount, 10_000, 0);
-        let _ = h5
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(h5.txs.clone(), duplicate.encode());
-    }
-    assert!(
-        h5.is_dropped(Duration::from_secs(30)),
-        "a flood of duplicate transactions gets the sender banned"
-    );
-
-    // The victim is up, forwarded none of it, and honest traffic still confirms.
-    assert_eq!(victim.tip().0, 0);
-    assert_eq!(witness.tip().0, 0);
-    assert_eq!(witness.mempool_count(), 1, "only the honest tx travelled");
-    let stx = transfer(2, address(7), 42_000, 10_000, 0);
-    witness.submit_tx(&stx);
-    wait_until(
-        Duration::from_secs(30),
-        "the honest tx to reach the victim",
-        || victim.mempool_count() == 2,
-    );
-    victim.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
-    wait_until(Duration::from_secs(30), "the witness to follow", || {
-        witness.tip() == victim.tip()
+    pair.victim.submit_tx(&honest);
+    wait_until(Duration::from_secs(30), "the honest tx to travel", || {
+        pair.witness.mempool_count() == 1
     });
-    assert_eq!(witness.balance(&address_text(7)), 42_000);
-    assert_eq!(witness.balance(&address_text(8)), 7_000);
+    // Validly signed, same sender and nonce, paying no more: each costs a signature check.
+    let mut hostile = attacker(&pair);
+    for amount in 1..=1_000u64 {
+        hostile.publish_tx(transfer(3, address(14), amount, 10_000, 0).encode());
+    }
+    assert!(hostile.is_dropped(Duration::from_secs(30)));
+    assert_eq!(
+        pair.witness.mempool_count(),
+        1,
+        "only the honest tx travelled"
+    );
+    assert_truthful(&pair.victim);
+    pair.relays(2);
+    assert_eq!(pair.witness.balance(&address_text(8)), 7_000);
+}
+
+/// Gossip signed with a key, on a network whose gossip carries no signatures: gossipsub
+/// drops each itself, and its peer scoring makes the sender pay for it.
+#[test]
+fn a_flood_of_signed_gossip_envelopes_costs_its_sender() {
+    let pair = Pair::start();
+    let mut hostile = Hostile::connect_signing(&pair.victim.p2p_addr(), &pair.genesis.hash());
+    let me = hostile.swarm.local_peer_id().to_string();
+    for i in 0..2_000u64 {
+        hostile.publish_tx(transfer(2, address(15), 1_000 + i, 10_000, 0).encode());
+    }
+    hostile.run_for(Duration::from_secs(2));
+    wait_until(
+        Duration::from_secs(20),
+        "gossipsub to score the sender down",
+        || {
+            pair.victim
+                .rpc
+                .call("net_peers", serde_json::json!({}))
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["peer_id"] == me.as_str())
+                .is_none_or(|p| p["gossip_score"].as_f64().is_some_and(|s| s < 0.0))
+        },
+    );
+    assert_eq!(pair.victim.mempool_count(), 0, "none of it was taken");
+    survived(&pair);
+}
+
+/// A message over its topic's limit costs the sender; its later, valid messages are
+/// still heard (it is not cut off without a word).
+#[test]
+fn an_oversized_message_costs_its_sender_and_later_valid_ones_still_count() {
+    let pair = Pair::start();
+    let mut hostile = attacker(&pair);
+    let me = hostile.swarm.local_peer_id().to_string();
+    hostile.publish_tx(vec![7u8; 300_000]);
+    hostile.run_for(Duration::from_millis(500));
+    for nonce in 0..3 {
+        hostile.publish_tx(transfer(2, address(16), 5_000, 10_000, nonce).encode());
+    }
+    hostile.run_for(Duration::from_millis(500));
+    wait_until(
+        Duration::from_secs(20),
+        "the valid ones to be taken",
+        || pair.victim.mempool_count() == 3,
+    );
+    let score = score_of(&pair.victim, &me).expect("still connected");
+    assert!(score >= 45, "the oversized message cost it: score {score}");
+    wait_until(
+        Duration::from_secs(20),
+        "the valid ones to travel on",
+        || pair.witness.mempool_count() == 3,
+    );
+    assert_truthful(&pair.victim);
+    pair.relays(1);
+}
+
+/// Thousands of connections that never finish a handshake, and dozens of libp2p
+/// identities from one address, to a node that may open 1,024 files: its RPC answers,
+/// the peers it had stay, and honest blocks still travel.
+#[test]
+fn thousands_of_connections_do_not_starve_the_node() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let victim =
+        NodeProcess::start_with(&dir.path().join("victim"), Some(&spec), &[], |c| unsafe {
+            c.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 1024,
+                    rlim_max: 1024,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        })
+        .unwrap();
+    let addr = victim.p2p_addr();
+    let witness =
+        NodeProcess::start(&dir.path().join("witness"), Some(&spec), &["--peer", &addr]).unwrap();
+    wait_until(Duration::from_secs(30), "the witness to connect", || {
+        witness.peer_count() == 1
+    });
+    let genesis = apiary_genesis::load_spec(&spec).unwrap().genesis_hash();
+    let socket: std::net::SocketAddr = {
+        let mut parts = addr.split('/');
+        let ip = parts.nth(2).unwrap();
+        let port = parts.nth(1).unwrap();
+        format!("{ip}:{port}").parse().unwrap()
+    };
+    // 3,000 TCP connections in well under 15 s, held open without a handshake.
+    let mut held = Vec::new();
+    for _ in 0..3_000 {
+        if let Ok(stream) = std::net::TcpStream::connect_timeout(&socket, Duration::from_secs(1)) {
+            held.push(stream);
+        }
+        if held.len() % 500 == 0 {
+            assert_eq!(victim.rpc.tip_height(), 0, "RPC answers during the flood");
+        }
+    }
+    assert!(victim.rpc.call("node_info", serde_json::json!({})).is_ok());
+    assert_eq!(witness.peer_count(), 1, "the peer it had stays");
+    drop(held);
+    // Then identities of our own from the same address, beyond what one address may hold.
+    let identities: Vec<Hostile> = (0..12)
+        .filter_map(|_| Hostile::try_connect(&addr, &genesis, false))
+        .collect();
+    assert!(identities.len() < 12, "some were refused");
+    assert!(
+        victim.peer_count() <= 8,
+        "at most 8 from one address, the witness included"
+    );
+    assert_eq!(witness.peer_count(), 1, "the peer it had stays");
+    victim
+        .rpc
+        .call("dev_mine", serde_json::json!({"blocks": 1}))
+        .unwrap();
+    let tip = victim.tip();
+    wait_until(RELAY_LIMIT, "the witness to get the block", || {
+        witness.tip() == tip
+    });
+    drop(identities);
 }
