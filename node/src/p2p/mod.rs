@@ -8,6 +8,7 @@
 mod allowance;
 mod clock;
 mod gossip;
+mod handle;
 mod ip_limits;
 pub mod peers;
 pub mod protocol;
@@ -15,17 +16,19 @@ mod serve;
 mod swarm;
 mod syncing;
 
+pub use handle::{NetCommand, NetworkHandle, PeerInfo};
 pub use peers::MAX_BAN;
 pub use swarm::{load_or_create_identity, topics};
 
 use crate::health::CoreTask;
 use crate::node::{Announcement, Node};
-use crate::sync::{HeadersChecked, OurTip, Sync, SyncProgress};
+use crate::sync::{HeadersChecked, OurTip, Sync};
 use apiary_core::BlockHash;
 use apiary_files::write_private_file;
 use clock::ClockWatch;
 use futures::StreamExt;
 use gossip::{Fetch, Judgement, Published};
+use handle::Shared;
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
@@ -73,92 +76,6 @@ pub struct NetworkConfig {
     pub max_peers: u32,
     /// Inbound connections (pending or established) from one IP address at most.
     pub max_peers_per_ip: u32,
-}
-
-/// What RPC can see of a peer.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct PeerInfo {
-    pub peer_id: String,
-    pub addr: String,
-    /// The height its last status claimed.
-    pub height: Option<u64>,
-    /// Misbehaviour points it has now (a ban at `peers::BAN_SCORE`).
-    pub score: u32,
-    /// Gossipsub's own score of it (below −80 its messages are ignored).
-    pub gossip_score: Option<f64>,
-}
-
-/// Operator commands (admin RPC), carried out by the network's event loop.
-#[derive(Debug)]
-pub enum NetCommand {
-    /// Lift any ban on the address's peer and dial it.
-    Connect(Multiaddr),
-    /// Close every connection to the peer and refuse it for a while.
-    Disconnect { peer: PeerId, ban: Duration },
-}
-
-/// What the network tells the rest of the node, kept fresh by the event loop.
-#[derive(Default)]
-struct Shared {
-    peers: HashMap<PeerId, PeerInfo>,
-    /// Some peer has proved a chain with more work than ours.
-    syncing: bool,
-    progress: SyncProgress,
-    clock_warning: Option<String>,
-}
-
-#[derive(Clone)]
-pub struct NetworkHandle {
-    pub peer_id: PeerId,
-    shared: Arc<Mutex<Shared>>,
-    commands: mpsc::UnboundedSender<NetCommand>,
-}
-
-impl NetworkHandle {
-    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn peers(&self) -> Vec<PeerInfo> {
-        let mut peers: Vec<PeerInfo> = self.shared().peers.values().cloned().collect();
-        peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
-        peers
-    }
-
-    pub fn command(&self, command: NetCommand) -> bool {
-        self.commands.send(command).is_ok()
-    }
-
-    /// Whether some peer has proved, with checked headers, a chain with more work.
-    pub fn is_syncing(&self) -> bool {
-        self.shared().syncing
-    }
-
-    pub fn sync_progress(&self) -> SyncProgress {
-        self.shared().progress.clone()
-    }
-
-    /// Set when the blocks of several peers disagree with this machine's clock.
-    pub fn clock_warning(&self) -> Option<String> {
-        self.shared().clock_warning.clone()
-    }
-
-    fn set_sync(&self, syncing: bool, progress: SyncProgress) {
-        let mut shared = self.shared();
-        shared.syncing = syncing;
-        shared.progress = progress;
-    }
-
-    fn set_clock_warning(&self, warning: Option<String>) {
-        let mut shared = self.shared();
-        if warning.is_some() && shared.clock_warning.is_none() {
-            tracing::warn!(
-                warning = warning.as_deref().unwrap_or(""),
-                "this machine's clock"
-            );
-        }
-        shared.clock_warning = warning;
-    }
 }
 
 /// Starts the network on the current tokio runtime.

@@ -8,8 +8,10 @@
 //! network service carries them out; tests drive the machine directly.
 
 mod download;
+mod progress;
 
 pub use download::{Chunk, CHUNK_BLOCKS, CHUNK_TIMEOUT, WINDOW_CHUNKS};
+pub use progress::SyncProgress;
 
 use crate::p2p::peers::Misbehaviour;
 use crate::p2p::protocol::{Status, MAX_HEADERS_PER_RESPONSE};
@@ -17,6 +19,7 @@ use apiary_core::{
     BlockHash, BlockHeader, CheckedHeaders, HeaderAncestry, HeaderError, Height, Work,
 };
 use download::Download;
+use progress::Progress;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
@@ -93,19 +96,6 @@ pub enum Request {
     Bodies,
 }
 
-/// How far behind the best proved chain the node is, and how fast it is catching up.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct SyncProgress {
-    /// Height of the best chain a peer has proved with checked headers.
-    pub best_known_height: u64,
-    /// Blocks connected per second while syncing (0 when not syncing).
-    pub blocks_per_s: f64,
-    /// Seconds left at that rate, when syncing.
-    pub eta_s: Option<u64>,
-    /// Peers that have sent block bodies in the current (or last) download.
-    pub download_peers: usize,
-}
-
 /// The header chain being followed: one peer's, checked as it comes.
 struct Following<P> {
     source: P,
@@ -142,9 +132,7 @@ pub struct Sync<P> {
     not_before: HashMap<P, Instant>,
     /// The best chain proved by checked headers beyond ours: its work and height.
     best_proved: Option<(Work, Height)>,
-    /// When this stretch of catching up began and blocks connected since.
-    started: Option<(Instant, u64)>,
-    progress: SyncProgress,
+    progress: Progress,
 }
 
 impl<P: Copy + Eq + Hash + std::fmt::Debug> Sync<P> {
@@ -157,8 +145,7 @@ impl<P: Copy + Eq + Hash + std::fmt::Debug> Sync<P> {
             importing: 0,
             not_before: HashMap::new(),
             best_proved: None,
-            started: None,
-            progress: SyncProgress::default(),
+            progress: Progress::default(),
         }
     }
 
@@ -169,7 +156,7 @@ impl<P: Copy + Eq + Hash + std::fmt::Debug> Sync<P> {
     }
 
     pub fn progress(&self) -> SyncProgress {
-        let mut progress = self.progress.clone();
+        let mut progress = self.progress.shown.clone();
         progress.best_known_height = match self.best_proved {
             Some((work, height)) if work > self.ours.work => height.0,
             _ => self.ours.height.0,
@@ -479,21 +466,8 @@ impl<P: Copy + Eq + Hash + std::fmt::Debug> Sync<P> {
 
     fn note_imported(&mut self, received: u64, now: Instant) {
         let target = self.progress().best_known_height;
-        if received == 0 || self.ours.height.0 >= target {
-            self.started = None;
-            self.progress.blocks_per_s = 0.0;
-            self.progress.eta_s = None;
-            return;
-        }
-        let (started, total) = self.started.get_or_insert((now, 0));
-        *total += received;
-        let rate = *total as f64
-            / now
-                .saturating_duration_since(*started)
-                .as_secs_f64()
-                .max(1e-3);
-        self.progress.blocks_per_s = (rate * 10.0).round() / 10.0;
-        self.progress.eta_s = Some(((target - self.ours.height.0) as f64 / rate.max(1e-3)) as u64);
+        self.progress
+            .imported(received, self.ours.height.0, target, now);
     }
 
     /// Whatever can be done next: start following the best claim, ask for more headers,
@@ -561,7 +535,7 @@ impl<P: Copy + Eq + Hash + std::fmt::Debug> Sync<P> {
         }
         // The current download's suppliers, or the last one's once it is over.
         if !self.download.suppliers.is_empty() {
-            self.progress.download_peers = self.download.suppliers.len();
+            self.progress.shown.download_peers = self.download.suppliers.len();
         }
         let finished = self.following.as_ref().is_some_and(|f| f.done)
             && self.download.is_idle()
