@@ -31,6 +31,7 @@ use std::time::Instant;
 
 mod accept;
 mod connect;
+mod liar;
 mod mining;
 mod network;
 mod report;
@@ -38,7 +39,7 @@ mod report;
 use accept::bench_accept;
 use connect::{bench_connect, bench_sync};
 use mining::bench_mining;
-use network::{bench_gossip, bench_propagation};
+use network::{bench_gossip, bench_propagation, bench_propagation_liar};
 use report::update_markdown;
 
 const ALL: [&str; 6] = [
@@ -92,6 +93,12 @@ fn main() -> Result<()> {
         let propagation = bench_propagation()?;
         eprintln!("propagation: {propagation}");
         results.insert("propagation".into(), propagation);
+    }
+    if names.iter().any(|n| n == "propagation_liar") {
+        eprintln!("== propagation_liar");
+        let result = bench_propagation_liar()?;
+        eprintln!("propagation_liar: {result}");
+        results.insert("propagation_liar".into(), result);
     }
     if names.iter().any(|n| n == "gossip") {
         eprintln!("== gossip");

@@ -7,6 +7,33 @@ use super::*;
 /// delay is from the block's timestamp (set when it was assembled, a millisecond before its
 /// trivial proof of work) until the last of the other four has connected it.
 pub(crate) fn bench_propagation() -> Result<Value> {
+    propagation(false)
+}
+
+/// `propagation` with a lying peer connected to the miner (it claims far more work than
+/// exists and answers with nothing), against `propagation` without it in the same run:
+/// the liar must not slow blocks down (target: p50 within 2x).
+pub(crate) fn bench_propagation_liar() -> Result<Value> {
+    let honest = propagation(false)?;
+    let lied_to = propagation(true)?;
+    let (value, limit) = (
+        lied_to["params"]["p50_ms"].as_f64().unwrap_or(f64::NAN),
+        honest["params"]["p50_ms"].as_f64().unwrap_or(f64::NAN),
+    );
+    Ok(json!({
+        "value": value,
+        "unit": "ms (p50, a liar at the miner)",
+        "limit": limit,
+        "ratio": round3(value / limit),
+        "params": {
+            "with_liar": lied_to["params"],
+            "honest": honest["params"],
+            "limit_is": "propagation p50 of the same run without the liar",
+        },
+    }))
+}
+
+fn propagation(liar: bool) -> Result<Value> {
     let rounds = env_size("BENCH_PROP_BLOCKS", 100)?;
     let txs_per_block = env_size("BENCH_TXS", 1000)?;
     let nodes_count = 5;
@@ -20,7 +47,15 @@ pub(crate) fn bench_propagation() -> Result<Value> {
 
     let runtime = tokio::runtime::Runtime::new()?;
     let _guard = runtime.enter();
-    let (nodes, _dirs) = start_testnet(&spec, nodes_count)?;
+    let (nodes, dirs) = start_testnet(&spec, nodes_count)?;
+    if liar {
+        let addr = std::fs::read_to_string(dirs[0].path().join("p2p.addr"))?;
+        let before = nodes[0].1.peers().len();
+        liar::spawn_liar(addr.trim().parse()?, spec.genesis_hash())?;
+        wait_for("the liar to connect to the miner", STEP_LIMIT, || {
+            nodes[0].1.peers().len() > before
+        })?;
+    }
 
     let miner = accounts.addresses[0];
     // Rounds alternate: the block is mined once its txs have sat in every mempool for
