@@ -49,13 +49,25 @@ struct Args {
     #[arg(long)]
     mdns: bool,
     /// Peer connections at most
-    #[arg(long, value_name = "N", default_value_t = p2p::DEFAULT_MAX_PEERS,
+    #[arg(long, value_name = "N", default_value_t = p2p::PeerLimits::default().max_peers,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_peers: u32,
-    /// Inbound peer connections from one IP address at most
-    #[arg(long, value_name = "N", default_value_t = p2p::DEFAULT_MAX_PEERS_PER_IP,
+    /// Inbound peer connections (pending or established) from one IP address at most
+    #[arg(long, value_name = "N", default_value_t = p2p::PeerLimits::default().max_peers_per_ip,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_peers_per_ip: u32,
+    /// Peer connections still in their handshakes, each way, at most
+    #[arg(long, value_name = "N", default_value_t = p2p::PeerLimits::default().max_pending,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_pending_connections: u32,
+    /// Requests of one peer answered at once, at most (more cost it)
+    #[arg(long, value_name = "N", default_value_t = p2p::PeerLimits::default().max_requests_per_peer as u32,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    max_requests_per_peer: u32,
+    /// Seconds a peer connection's handshakes (noise, yamux) may take
+    #[arg(long, value_name = "SECONDS", default_value_t = p2p::PeerLimits::default().handshake_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    handshake_timeout_secs: u64,
     /// Mine blocks continuously (needs --miner-address)
     #[arg(long, requires = "miner_address")]
     mine: bool,
@@ -182,8 +194,13 @@ fn run(args: Args) -> Result<()> {
         bootnodes: args.peers.clone(),
         datadir: datadir.clone(),
         mdns: args.mdns,
-        max_peers: args.max_peers,
-        max_peers_per_ip: args.max_peers_per_ip,
+        limits: p2p::PeerLimits {
+            max_peers: args.max_peers,
+            max_peers_per_ip: args.max_peers_per_ip,
+            max_pending: args.max_pending_connections,
+            max_requests_per_peer: args.max_requests_per_peer as usize,
+            handshake_timeout: std::time::Duration::from_secs(args.handshake_timeout_secs),
+        },
     };
     let settings = Settings {
         rpc_addr: args.rpc_addr.clone(),

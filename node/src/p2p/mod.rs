@@ -51,10 +51,35 @@ const TICK_INTERVAL: Duration = Duration::from_secs(5);
 const SYNC_TICK: Duration = Duration::from_secs(1);
 /// Below this many connections, Kademlia is asked for more peers on every tick.
 const TARGET_PEERS: usize = 8;
-/// Established connections at most, by default (`--max-peers`).
-pub const DEFAULT_MAX_PEERS: u32 = 64;
-/// Inbound connections from one IP address at most, by default (`--max-peers-per-ip`).
-pub const DEFAULT_MAX_PEERS_PER_IP: u32 = 8;
+/// Limits on what peers may hold of this node; each has a flag (`apiary-node --help`).
+#[derive(Clone, Debug)]
+pub struct PeerLimits {
+    /// Established connections at most (`--max-peers`).
+    pub max_peers: u32,
+    /// Inbound connections, pending or established, from one IP address at most
+    /// (`--max-peers-per-ip`).
+    pub max_peers_per_ip: u32,
+    /// Connections waiting for their handshakes, each way, at most
+    /// (`--max-pending-connections`).
+    pub max_pending: u32,
+    /// Requests of one peer answered at once, at most (`--max-requests-per-peer`).
+    pub max_requests_per_peer: usize,
+    /// How long a connection's noise and yamux handshakes may take
+    /// (`--handshake-timeout-secs`).
+    pub handshake_timeout: Duration,
+}
+
+impl Default for PeerLimits {
+    fn default() -> Self {
+        PeerLimits {
+            max_peers: 64,
+            max_peers_per_ip: 8,
+            max_pending: 32,
+            max_requests_per_peer: 2,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
@@ -72,10 +97,7 @@ pub struct NetworkConfig {
     pub datadir: PathBuf,
     /// Discover peers on the LAN by multicast DNS.
     pub mdns: bool,
-    /// Established connections at most.
-    pub max_peers: u32,
-    /// Inbound connections (pending or established) from one IP address at most.
-    pub max_peers_per_ip: u32,
+    pub limits: PeerLimits,
 }
 
 /// Starts the network on the current tokio runtime.
@@ -138,6 +160,7 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         imports: None,
         importer: None,
         sync_logged: Instant::now(),
+        max_requests_per_peer: config.limits.max_requests_per_peer,
         from_gossip: HashSet::new(),
         published: None,
         wrote_addr: false,
@@ -206,6 +229,8 @@ struct Service {
     /// The last block this node published.
     published: Option<Published>,
     clock: ClockWatch<PeerId>,
+    /// Requests of one peer answered at once, at most.
+    max_requests_per_peer: usize,
     wrote_addr: bool,
 }
 

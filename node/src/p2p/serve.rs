@@ -1,7 +1,7 @@
 //! Answers to peers' sync requests. A status is answered at once from the tip the node last
 //! published; headers and blocks are read off the network loop, on the blocking pool where
-//! the chain's lock and RocksDB may be taken, at most `MAX_SERVING_PER_PEER` at once for
-//! one peer and within its allowance of block requests.
+//! the chain's lock and RocksDB may be taken, a few at once for one peer
+//! (`PeerLimits::max_requests_per_peer`) and within its allowance of block requests.
 
 use super::peers::{Flood, Misbehaviour};
 use super::protocol::{
@@ -14,9 +14,6 @@ use libp2p::request_response::ResponseChannel;
 use libp2p::{PeerId, Swarm};
 use std::time::Instant;
 use tokio::sync::mpsc;
-
-/// Requests of one peer being answered at once, at most; more are refused.
-pub const MAX_SERVING_PER_PEER: usize = 2;
 
 /// A request that reads the chain, answered off the loop.
 enum Read {
@@ -67,7 +64,7 @@ impl Service {
             return;
         }
         let serving = self.serving.entry(peer).or_default();
-        if *serving >= MAX_SERVING_PER_PEER {
+        if *serving >= self.max_requests_per_peer {
             self.penalise(swarm, peer, Misbehaviour::Flood(Flood::ConcurrentRequests));
             return;
         }

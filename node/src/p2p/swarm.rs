@@ -25,10 +25,6 @@ use libp2p::{
 use std::path::Path;
 use std::time::Duration;
 
-/// A connection must finish its noise and yamux handshakes within this.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections waiting for their handshakes, each way, at most.
-pub const MAX_PENDING: u32 = 32;
 /// Connections to one peer (by id) at most.
 pub const MAX_PER_PEER: u32 = 2;
 
@@ -168,12 +164,14 @@ pub(super) fn build(
     let setup = |e: &dyn std::fmt::Display| NetworkError::Setup(e.to_string());
     let gossip_config = gossip_config(&genesis, max_block)?;
     let (score_params, score_thresholds) = gossip_scoring(&genesis);
+    let limits = &config.limits;
+    let handshake_timeout = limits.handshake_timeout;
+    let max_per_ip = limits.max_peers_per_ip;
     let limits = connection_limits::ConnectionLimits::default()
-        .with_max_pending_incoming(Some(MAX_PENDING))
-        .with_max_pending_outgoing(Some(MAX_PENDING))
-        .with_max_established(Some(config.max_peers))
+        .with_max_pending_incoming(Some(limits.max_pending))
+        .with_max_pending_outgoing(Some(limits.max_pending))
+        .with_max_established(Some(limits.max_peers))
         .with_max_established_per_peer(Some(MAX_PER_PEER));
-    let max_per_ip = config.max_peers_per_ip;
     let mdns_wanted = config.mdns;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -187,7 +185,7 @@ pub(super) fn build(
                     .upgrade(Version::V1Lazy)
                     .authenticate(noise)
                     .multiplex(yamux::Config::default())
-                    .timeout(HANDSHAKE_TIMEOUT),
+                    .timeout(handshake_timeout),
             )
         })
         .map_err(|e| setup(&e))?

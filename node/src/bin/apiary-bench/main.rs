@@ -42,10 +42,11 @@ use mining::bench_mining;
 use network::{bench_gossip, bench_propagation, bench_propagation_liar};
 use report::update_markdown;
 
-const ALL: [&str; 6] = [
+const ALL: [&str; 7] = [
     "connect",
     "sync",
     "propagation",
+    "propagation_liar",
     "gossip",
     "accept",
     "mining",
@@ -229,8 +230,7 @@ fn start_on_loopback(
             bootnodes,
             datadir: datadir.to_path_buf(),
             mdns: false,
-            max_peers: p2p::DEFAULT_MAX_PEERS,
-            max_peers_per_ip: p2p::DEFAULT_MAX_PEERS_PER_IP,
+            limits: p2p::PeerLimits::default(),
         },
     )?;
     let addr_file = datadir.join("p2p.addr");
