@@ -19,21 +19,29 @@ struct LiarBehaviour {
     sync: request_response::Behaviour<SyncCodec>,
 }
 
+/// How far the liar got: connections it established (one per identity that got in).
+#[derive(Default)]
+pub(crate) struct LiarCounts {
+    pub connections: std::sync::atomic::AtomicUsize,
+}
+
 /// Starts the liar on the current tokio runtime, dialling `addr`. Banned, it comes back
 /// under a new identity, as a persistent attacker would.
-pub(crate) fn spawn_liar(addr: Multiaddr, genesis: BlockHash) -> Result<()> {
+pub(crate) fn spawn_liar(addr: Multiaddr, genesis: BlockHash) -> Result<Arc<LiarCounts>> {
     let first = liar_swarm(&addr, genesis)?;
+    let counts = Arc::new(LiarCounts::default());
+    let counted = counts.clone();
     tokio::spawn(async move {
         let mut swarm = first;
         loop {
-            lie(&mut swarm, genesis).await;
+            lie(&mut swarm, genesis, &counted).await;
             match liar_swarm(&addr, genesis) {
                 Ok(next) => swarm = next,
                 Err(_) => return,
             }
         }
     });
-    Ok(())
+    Ok(counts)
 }
 
 /// A fresh identity dialling `addr`.
@@ -78,7 +86,7 @@ fn liar_swarm(addr: &Multiaddr, genesis: BlockHash) -> Result<libp2p::Swarm<Liar
 }
 
 /// Claims and answers nothing until the node drops the connection.
-async fn lie(swarm: &mut libp2p::Swarm<LiarBehaviour>, genesis: BlockHash) {
+async fn lie(swarm: &mut libp2p::Swarm<LiarBehaviour>, genesis: BlockHash, counts: &LiarCounts) {
     use libp2p::swarm::SwarmEvent;
     let claim = Status {
         genesis,
@@ -103,6 +111,11 @@ async fn lie(swarm: &mut libp2p::Swarm<LiarBehaviour>, genesis: BlockHash) {
                     _ => SyncResponse::Blocks(Vec::new()),
                 };
                 let _ = swarm.behaviour_mut().sync.send_response(channel, answer);
+            }
+            SwarmEvent::ConnectionEstablished { .. } => {
+                counts
+                    .connections
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             SwarmEvent::ConnectionClosed {
                 num_established: 0, ..
