@@ -319,25 +319,56 @@ fn verify_chunk(
     chunk: &[usize],
     cache: &KeyCache,
 ) -> Result<(), (usize, TxError)> {
-    let keys = cache
-        .decode(chunk.iter().map(|&i| txs[i].tx.from))
-        .map_err(|(at, e)| (chunk[at], e))?;
-    let prepared = chunk
-        .iter()
-        .zip(keys)
-        .map(|(&i, a)| prepare(&txs[i], a).map_err(|e| (i, e)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let ids: Vec<&TxId> = chunk.iter().map(|&i| &txids[i]).collect();
-    if cofactored_batch_holds(&prepared, &ids) {
+    if chunk_holds(txs, txids, chunk, cache) {
         return Ok(());
     }
-    // One at a time, by the same rule, to name the first bad one.
-    for ((item, &i), id) in prepared.iter().zip(chunk).zip(&ids) {
-        if !cofactored_batch_holds(std::slice::from_ref(item), &[id]) {
-            return Err((i, TxError::BadSignature));
-        }
+    // Something in the chunk is bad: one at a time, in order, by the same rule, so the
+    // error names the first bad transaction whatever made the batch fail (a bad key
+    // after a bad signature, say).
+    for &i in chunk {
+        verify_chunk_at(txs, txids, i, cache).map_err(|e| (i, e))?;
     }
+    // Unreachable: the cofactored batch holds whenever each of its signatures does.
     Err((chunk[0], TxError::BadSignature))
+}
+
+/// Whether every signature of `chunk` holds, in one batch equation.
+fn chunk_holds(
+    txs: &[SignedTransaction],
+    txids: &[TxId],
+    chunk: &[usize],
+    cache: &KeyCache,
+) -> bool {
+    let Ok(keys) = cache.decode(chunk.iter().map(|&i| txs[i].tx.from)) else {
+        return false;
+    };
+    let Ok(prepared) = chunk
+        .iter()
+        .zip(keys)
+        .map(|(&i, a)| prepare(&txs[i], a))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return false;
+    };
+    let ids: Vec<&TxId> = chunk.iter().map(|&i| &txids[i]).collect();
+    cofactored_batch_holds(&prepared, &ids)
+}
+
+fn verify_chunk_at(
+    txs: &[SignedTransaction],
+    txids: &[TxId],
+    i: usize,
+    cache: &KeyCache,
+) -> Result<(), TxError> {
+    let key = cache
+        .decode(std::iter::once(txs[i].tx.from))
+        .map_err(|(_, e)| e)?;
+    let item = prepare(&txs[i], key[0])?;
+    if cofactored_batch_holds(std::slice::from_ref(&item), &[&txids[i]]) {
+        Ok(())
+    } else {
+        Err(TxError::BadSignature)
+    }
 }
 
 #[cfg(test)]
