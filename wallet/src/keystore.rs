@@ -23,6 +23,9 @@ use zeroize::Zeroizing;
 pub const KEYSTORE_VERSION: u32 = 1;
 pub const KEYSTORE_FILE: &str = "wallet.json";
 const KDF_ALGORITHM: &str = "argon2id";
+/// Most memory (4 GiB) and passes a keystore's key derivation may ask for.
+pub const MAX_KDF_MEMORY_KIB: u32 = 4 << 20;
+pub const MAX_KDF_ITERATIONS: u32 = 1_000;
 const CIPHER: &str = "xchacha20poly1305";
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +189,15 @@ fn derive_key(
             kdf.algorithm
         )));
     }
+    // argon2 would try to allocate whatever the file says (a flipped or edited field could
+    // ask for terabytes, or run for days): far beyond anything this wallet writes is refused.
+    if kdf.memory_kib > MAX_KDF_MEMORY_KIB || kdf.iterations > MAX_KDF_ITERATIONS {
+        return Err(corrupt(format!(
+            "argon2 parameters: {} KiB and {} iterations exceed this wallet's limits \
+             ({MAX_KDF_MEMORY_KIB} KiB, {MAX_KDF_ITERATIONS} iterations)",
+            kdf.memory_kib, kdf.iterations
+        )));
+    }
     let salt = hex::decode(&kdf.salt).map_err(|e| corrupt(format!("salt: {e}")))?;
     let params = Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(32))
         .map_err(|e| corrupt(format!("argon2 parameters: {e}")))?;
@@ -273,6 +285,11 @@ impl Keystore {
                 })
             }
         };
+        Keystore::parse(path, &bytes)
+    }
+
+    /// Checks the contents `bytes` of the keystore at `path` without decrypting anything.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Keystore, KeystoreError> {
         let corrupt = |reason: String| KeystoreError::Corrupt {
             path: path.to_path_buf(),
             reason,
@@ -280,7 +297,7 @@ impl Keystore {
         if bytes.is_empty() {
             return Err(corrupt("the file is empty".into()));
         }
-        let text = std::str::from_utf8(&bytes).map_err(|_| corrupt("not UTF-8 text".into()))?;
+        let text = std::str::from_utf8(bytes).map_err(|_| corrupt("not UTF-8 text".into()))?;
         let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| corrupt(format!("not valid JSON, truncated or damaged: {e}")))?;
         match value.get("version").and_then(serde_json::Value::as_u64) {
@@ -370,6 +387,11 @@ impl Keystore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What deriving the key costs.
+    pub fn kdf(&self) -> &KdfParams {
+        &self.file.kdf
     }
 
     pub fn chain_id(&self) -> &str {
@@ -566,6 +588,34 @@ mod tests {
             .unwrap()
             .unlock(b"correct horse")
             .is_ok());
+    }
+
+    /// An edited keystore (checksum recomputed) asking argon2 for 4 TiB and 2^32 − 1
+    /// passes is refused with a reason, instead of aborting on allocation or running for days.
+    #[test]
+    fn absurd_key_derivation_costs_are_refused() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let keystore = create(dir.path());
+        for (memory_kib, iterations) in [(u32::MAX, 1), (64, u32::MAX)] {
+            let file = KeystoreFile {
+                kdf: KdfParams {
+                    memory_kib,
+                    iterations,
+                    ..keystore.file.kdf.clone()
+                },
+                ..keystore.file.clone()
+            }
+            .with_checksum();
+            let path = dir.path().join("edited.json");
+            std::fs::write(&path, file.canonical()).unwrap();
+            let edited = Keystore::load(&path).expect("well-formed");
+            match edited.unlock(b"correct horse") {
+                Err(KeystoreError::Corrupt { reason, .. }) => {
+                    assert!(reason.contains("exceed"), "{reason}")
+                }
+                other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+            }
+        }
     }
 
     #[test]

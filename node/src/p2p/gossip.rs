@@ -281,7 +281,7 @@ impl Service {
 
 /// Validates a gossiped compact block, rebuilding it from the mempool. Its proof of work
 /// is checked first, so only a block that cost real work can make us fetch anything.
-fn judge_compact_block(node: &Node, bytes: &[u8]) -> Judged {
+pub(super) fn judge_compact_block(node: &Node, bytes: &[u8]) -> Judged {
     let max = CompactBlock::max_encoded_bytes(node.spec().consensus.max_block_txs as usize);
     let compact = match decode_exact::<CompactBlock>("compact block", bytes, max) {
         Ok(compact) => compact,
@@ -328,7 +328,7 @@ fn judge_compact_block(node: &Node, bytes: &[u8]) -> Judged {
 }
 
 /// Validates the whole block fetched for a compact one whose hash is `expected`.
-fn judge_fetched_block(node: &Node, bytes: Vec<u8>, expected: BlockHash) -> Judgement {
+pub(super) fn judge_fetched_block(node: &Node, bytes: Vec<u8>, expected: BlockHash) -> Judgement {
     let max = node.spec().consensus.max_block_bytes as usize;
     match decode_exact::<Block>("block", &bytes, max) {
         Ok(block) if block.hash() == expected => {
@@ -369,7 +369,7 @@ fn judge_checked(node: &Node, checked: Result<CheckedBlock, ChainError>) -> Judg
 }
 
 /// Validates a gossiped transaction.
-fn judge_tx(node: &Node, bytes: &[u8]) -> Judgement {
+pub(super) fn judge_tx(node: &Node, bytes: &[u8]) -> Judgement {
     let stx: SignedTransaction = match decode_exact("transaction", bytes, MAX_TX_BYTES) {
         Ok(stx) => stx,
         Err(_) => return Judgement::reject(Misbehaviour::Undecodable),

@@ -7,6 +7,8 @@
 
 mod allowance;
 mod clock;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gossip;
 mod handle;
 mod ip_limits;

@@ -54,7 +54,10 @@ fn propagation(liar: bool) -> Result<Value> {
         let addr = std::fs::read_to_string(dirs[0].path().join("p2p.addr"))?;
         let counts = liar::spawn_liar(addr.trim().parse()?, spec.genesis_hash())?;
         wait_for("the liar to connect to the miner", STEP_LIMIT, || {
-            counts.connections.load(std::sync::atomic::Ordering::Relaxed) > 0
+            counts
+                .connections
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0
         })?;
         Some(counts)
     } else {
