@@ -203,6 +203,29 @@ impl NodeProcess {
         NodeProcess::start_with(datadir, spec, extra, |_| {})
     }
 
+    /// `start` in a process that may open at most `max_files` files (as under a default
+    /// `ulimit -n`), so a test can show the node does not run out of descriptors.
+    pub fn start_with_file_limit(
+        datadir: &Path,
+        spec: Option<&Path>,
+        extra: &[&str],
+        max_files: u64,
+    ) -> Result<NodeProcess, String> {
+        use std::os::unix::process::CommandExt;
+        NodeProcess::start_with(datadir, spec, extra, |command| unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: max_files,
+                    rlim_max: max_files,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        })
+    }
+
     /// `start`, with `configure` adjusting the command first (limits, environment).
     pub fn start_with(
         datadir: &Path,
@@ -489,8 +512,8 @@ pub fn assert_truthful(node: &NodeProcess) {
     );
 }
 
-/// The score the node holds against `peer` (None: not connected).
-pub fn score_of(node: &NodeProcess, peer: &str) -> Option<u64> {
+/// What `net_peers` says of `peer` (None: not connected).
+pub fn peer_entry(node: &NodeProcess, peer: &str) -> Option<Value> {
     node.rpc
         .call("net_peers", json!({}))
         .unwrap()
@@ -498,5 +521,10 @@ pub fn score_of(node: &NodeProcess, peer: &str) -> Option<u64> {
         .unwrap()
         .iter()
         .find(|p| p["peer_id"] == peer)
-        .map(|p| p["score"].as_u64().unwrap_or(0))
+        .cloned()
+}
+
+/// The score the node holds against `peer` (None: not connected).
+pub fn score_of(node: &NodeProcess, peer: &str) -> Option<u64> {
+    peer_entry(node, peer).map(|p| p["score"].as_u64().unwrap_or(0))
 }

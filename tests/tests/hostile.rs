@@ -195,23 +195,11 @@ fn an_oversized_message_costs_its_sender_and_later_valid_ones_still_count() {
 /// the peers it had stay, and honest blocks still travel.
 #[test]
 fn thousands_of_connections_do_not_starve_the_node() {
-    use std::os::unix::process::CommandExt;
     let dir = tempfile::TempDir::new().unwrap();
     let spec = write_test_spec(dir.path());
     let victim =
-        NodeProcess::start_with(&dir.path().join("victim"), Some(&spec), &[], |c| unsafe {
-            c.pre_exec(|| {
-                let limit = libc::rlimit {
-                    rlim_cur: 1024,
-                    rlim_max: 1024,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        })
-        .unwrap();
+        NodeProcess::start_with_file_limit(&dir.path().join("victim"), Some(&spec), &[], 1024)
+            .unwrap();
     let addr = victim.p2p_addr();
     let witness =
         NodeProcess::start(&dir.path().join("witness"), Some(&spec), &["--peer", &addr]).unwrap();

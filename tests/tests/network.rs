@@ -380,15 +380,7 @@ fn peers_are_discovered_through_the_dht() {
         ));
     }
     let first = chain[0].peer_id();
-    let knows_first = |node: &NodeProcess| {
-        node.rpc
-            .call("net_peers", json!({}))
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["peer_id"] == first.as_str())
-    };
+    let knows_first = |node: &NodeProcess| peer_entry(node, first.as_str()).is_some();
     wait_until(
         Duration::from_secs(60),
         "the last node to find the first",

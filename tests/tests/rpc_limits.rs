@@ -6,7 +6,6 @@ use apiary_system_tests::*;
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::time::Duration;
 use tempfile::TempDir;
 
@@ -24,24 +23,8 @@ fn eleven_hundred_idle_connections_do_not_lock_users_out() {
     let dir = TempDir::new().unwrap();
     let spec = write_test_spec(dir.path());
     // The node may open 1,024 files, as on many machines by default.
-    let node = NodeProcess::start_with(
-        &dir.path().join("node"),
-        Some(&spec),
-        &[],
-        |command| unsafe {
-            command.pre_exec(|| {
-                let limit = libc::rlimit {
-                    rlim_cur: 1024,
-                    rlim_max: 1024,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        },
-    )
-    .unwrap();
+    let node = NodeProcess::start_with_file_limit(&dir.path().join("node"), Some(&spec), &[], 1024)
+        .unwrap();
     let addr = rpc_socket(&node);
     let idle: Vec<TcpStream> = (0..1_100)
         .map(|_| TcpStream::connect(addr).expect("the kernel takes the connection"))
