@@ -69,6 +69,27 @@ pub enum BlockError {
 }
 
 impl BlockError {
+    /// A short name for the kind of fault, for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BlockError::TooLarge { .. } => "too_large",
+            BlockError::TooManyTxs { .. } => "too_many_txs",
+            BlockError::BadVersion(_) => "bad_version",
+            BlockError::BadBits(_) => "bad_bits",
+            BlockError::WrongBits { .. } => "wrong_bits",
+            BlockError::BitsAboveLimit(_) => "bits_above_limit",
+            BlockError::InsufficientWork(_) => "insufficient_work",
+            BlockError::BadTxRoot { .. } => "bad_tx_root",
+            BlockError::DuplicateTx(_) => "duplicate_tx",
+            BlockError::BadHeight { .. } => "bad_height",
+            BlockError::TimestampTooOld { .. } => "timestamp_too_old",
+            BlockError::TimestampTooFarAhead { .. } => "timestamp_too_far_ahead",
+            BlockError::InvalidTx { .. } => "invalid_tx",
+            BlockError::BadStateRoot { .. } => "bad_state_root",
+            BlockError::RewardOverflow => "reward_overflow",
+        }
+    }
+
     /// How much a peer that sent this block should be penalised (100 = ban). A block too
     /// far in the future may be honest clock skew, so it costs nothing.
     pub fn misbehavior_score(&self) -> u32 {

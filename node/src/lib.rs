@@ -4,6 +4,7 @@
 pub mod chain;
 pub mod health;
 pub mod mempool;
+pub mod metrics;
 pub mod miner;
 pub mod node;
 pub mod p2p;

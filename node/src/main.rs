@@ -84,6 +84,12 @@ struct Args {
     /// Set the store aside (kept as db.set-aside-<time>) and download the chain from peers
     #[arg(long)]
     resync: bool,
+    /// Also serve /metrics (Prometheus), /healthy and /ready, without a cookie, on this
+    /// address (they are always on the RPC port too); e.g. 0.0.0.0:9799 for a Prometheus
+    /// on another machine without opening RPC to it. Port 0 picks one, written to
+    /// <datadir>/metrics.addr
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
     /// Most RPC connections at once, 1 to 65535 [default: a quarter of the open-file limit,
     /// at most 256]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -204,6 +210,7 @@ fn run(args: Args) -> Result<()> {
     };
     let settings = Settings {
         rpc_addr: args.rpc_addr.clone(),
+        metrics_addr: args.metrics_addr.clone(),
         rpc_max_connections: args
             .rpc_max_connections
             .map(usize::from)
@@ -216,6 +223,7 @@ fn run(args: Args) -> Result<()> {
     let remove_ready_files = || {
         let _ = std::fs::remove_file(datadir.join("rpc.cookie"));
         let _ = std::fs::remove_file(datadir.join("rpc.addr"));
+        let _ = std::fs::remove_file(datadir.join("metrics.addr"));
     };
     if let Some(reason) = node.health().fatal_reason() {
         // Stop at once, not half-alive: other threads may still hold the store, so no
@@ -253,6 +261,7 @@ fn lock_datadir(datadir: &std::path::Path) -> Result<std::fs::File> {
 
 struct Settings {
     rpc_addr: String,
+    metrics_addr: Option<String>,
     rpc_max_connections: usize,
     miner_address: Option<Address>,
     mine: bool,
@@ -274,6 +283,12 @@ async fn serve(
         ),
         _ => anyhow!("cannot listen for RPC on {rpc_addr}: {e}"),
     })?;
+    let metrics_listener = match &settings.metrics_addr {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            anyhow!("cannot serve metrics on {addr}: {e}; choose another with --metrics-addr")
+        })?),
+        None => None,
+    };
     let bound = listener.local_addr()?;
     if !bound.ip().is_loopback() {
         tracing::warn!(addr = %bound, "RPC listens beyond this machine: its cookie travels in clear text (HTTP Basic auth); put TLS or an SSH tunnel in front, or keep --rpc-addr on 127.0.0.1");
@@ -308,6 +323,22 @@ async fn serve(
         mine_threads: settings.mine_threads,
         network: Some(network),
     });
+    if let Some(metrics_listener) = metrics_listener {
+        let metrics_bound = metrics_listener.local_addr()?;
+        write_private_file(
+            &datadir.join("metrics.addr"),
+            metrics_bound.to_string().as_bytes(),
+        )
+        .context("cannot write metrics.addr")?;
+        tracing::info!(addr = %metrics_bound, "metrics and probes listening");
+        // Ends with the runtime, when the node stops.
+        tokio::spawn(apiary_node::rpc::server::serve(
+            metrics_listener,
+            apiary_node::rpc::probes::router(context.clone()),
+            16,
+            std::future::pending(),
+        ));
+    }
     let shutdown_node = node.clone();
     let server = apiary_node::rpc::server::serve(
         listener,

@@ -5,6 +5,7 @@ use crate::chain::{Accepted, Chain, ChainError, CheckedBlock};
 use crate::health::Health;
 use crate::mempool::log::MempoolLog;
 use crate::mempool::{Mempool, MempoolConfig, MempoolError, VerifiedTx};
+use crate::metrics::metrics;
 use crate::sync::OurTip;
 use apiary_core::encoding::{decode_exact, DecodeError};
 use apiary_core::tx::KeyCache;
@@ -344,6 +345,7 @@ impl Node {
     /// can run ahead of the chain.
     pub fn check_block(&self, block: Block, bytes: Vec<u8>) -> Result<CheckedBlock, ChainError> {
         CheckedBlock::check(block, bytes, &self.spec, &self.keys)
+            .inspect_err(|e| metrics().block_rejected(e.reason()))
     }
 
     /// `check_block` for a block rebuilt from our mempool, whose txids are the keys its
@@ -355,6 +357,7 @@ impl Node {
         bytes: Vec<u8>,
     ) -> Result<CheckedBlock, ChainError> {
         CheckedBlock::check_with_txids(block, txids, bytes, &self.spec, &self.keys)
+            .inspect_err(|e| metrics().block_rejected(e.reason()))
     }
 
     /// Takes `blocks` (borsh bytes, parents first) as a sync or an import does: the pool
@@ -414,9 +417,21 @@ impl Node {
         }
         let mut guard = self.lock();
         let NodeState { chain, mempool } = &mut *guard;
+        let started = std::time::Instant::now();
         let accepted = chain.accept_block(checked, now_ms());
         if let Some(error) = chain.take_flush_error() {
             self.note_error(error);
+        }
+        match &accepted {
+            Ok(outcome) => metrics().block_accepted(
+                match outcome {
+                    Accepted::NewTip(_) => "new_tip",
+                    Accepted::SideBranch => "side_branch",
+                    Accepted::Duplicate => "duplicate",
+                },
+                started.elapsed().as_secs_f64(),
+            ),
+            Err(error) => metrics().block_rejected(error.reason()),
         }
         let accepted = accepted.map_err(|e| self.note_error(e))?;
         if let Accepted::NewTip(change) = &accepted {

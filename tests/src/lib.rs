@@ -347,7 +347,9 @@ impl NodeProcess {
         self.rpc
             .call("account_get", json!({"address": address}))
             .unwrap()["balance"]
-            .as_u64()
+            .as_str()
+            .expect("amounts are decimal strings")
+            .parse()
             .unwrap()
     }
 

@@ -53,7 +53,8 @@ fn mine_pay_and_query_over_rpc() {
     let miner = rpc
         .call("account_get", json!({"address": address_text(9)}))
         .unwrap();
-    assert_eq!(miner["balance"], 3 * 50 * 100_000_000u64);
+    // Amounts are decimal strings, exact in JavaScript too.
+    assert_eq!(miner["balance"], (3 * 50 * 100_000_000u64).to_string());
 
     // A payment: pending, then confirmed, with balances moved.
     let stx = transfer(1, address(7), 250_000_000, 10_000, 0);
@@ -72,7 +73,7 @@ fn mine_pay_and_query_over_rpc() {
     assert_eq!(
         rpc.call("account_get", json!({"address": address_text(7)}))
             .unwrap()["balance"],
-        250_000_000
+        "250000000"
     );
     let sender = rpc
         .call("account_get", json!({"address": address_text(1)}))
@@ -81,7 +82,7 @@ fn mine_pay_and_query_over_rpc() {
     // who thus also gets its own fee back with two block rewards.
     assert_eq!(
         sender["balance"],
-        (1000 + 2 * 50) * 100_000_000u64 - 250_000_000
+        ((1000 + 2 * 50) * 100_000_000u64 - 250_000_000).to_string()
     );
     assert_eq!(sender["nonce"], 1);
     assert_eq!(rpc.call("mempool_info", json!({})).unwrap()["count"], 0);

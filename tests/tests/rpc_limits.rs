@@ -72,10 +72,10 @@ fn a_slow_client_is_cut_off_and_an_over_long_body_gets_a_json_error() {
     );
     assert!(refused.message.contains("bytes"), "{refused:?}");
 
-    // Wrong path and wrong method: JSON-RPC errors too.
-    let response = ureq::get(&node.rpc.url).call();
+    // Wrong method: a JSON-RPC error too (GET / says what the port is instead).
+    let response = ureq::put(&node.rpc.url).call();
     let Err(ureq::Error::Status(405, response)) = response else {
-        panic!("GET / is refused with 405");
+        panic!("PUT / is refused with 405");
     };
     let body: serde_json::Value = response.into_json().unwrap();
     assert_eq!(body["error"]["code"], -32600);

@@ -138,7 +138,9 @@ fn two_wallets_pay_each_other_through_two_nodes_and_bad_payments_are_refused() {
         .call("dev_mine", json!({"blocks": 2, "address": alice_address}))
         .unwrap();
     let funded = ok(wallet(&alice_dir, &at_n1, PASSWORD, &["balance"]))["balance"]
-        .as_u64()
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
         .unwrap();
     assert!(funded > 0);
 
@@ -215,7 +217,7 @@ fn two_wallets_pay_each_other_through_two_nodes_and_bad_payments_are_refused() {
         n2.balance(&bob_address) == 125_000_000
     });
     let bob_balance = ok(wallet(&bob_dir, &at_n2, "another password", &["balance"]));
-    assert_eq!(bob_balance["balance"], 125_000_000);
+    assert_eq!(bob_balance["balance"], "125000000");
     let bob_history = ok(wallet(&bob_dir, &at_n2, "", &["history"]));
     assert_eq!(bob_history["txs"][0]["txid"], txid.as_str());
     assert_eq!(bob_history["txs"][0]["from"], alice_address.as_str());
@@ -234,7 +236,7 @@ fn two_wallets_pay_each_other_through_two_nodes_and_bad_payments_are_refused() {
     assert_eq!(
         rewards
             .iter()
-            .map(|r| r["amount"].as_u64().unwrap())
+            .map(|r| r["amount"].as_str().unwrap().parse::<u64>().unwrap())
             .sum::<u64>(),
         funded
     );

@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use apiary_core::{Address, Amount, ChainId, TxId};
-use apiary_wallet::client::{Client, ClientError, Endpoint};
+use apiary_wallet::client::{amount_of, Client, ClientError, Endpoint};
 use apiary_wallet::keystore::{generate_mnemonic, parse_mnemonic, KdfParams, Keystore};
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
@@ -558,8 +558,8 @@ impl Wallet {
         let client = self.client_for(&keystore)?;
         self.resend_lost(&client, &keystore)?;
         let account = client.call("account_get", json!({"address": address}))?;
-        let balance = Amount::from_base_units(account["balance"].as_u64().unwrap_or(0));
-        let pending = Amount::from_base_units(account["pending"]["spend"].as_u64().unwrap_or(0));
+        let balance = amount_of(&account["balance"]).unwrap_or(Amount::ZERO);
+        let pending = amount_of(&account["pending"]["spend"]).unwrap_or(Amount::ZERO);
         self.print(account.clone(), || {
             let mut text = format!("{address}\nbalance: {balance} coins");
             if pending > Amount::ZERO {
@@ -603,7 +603,7 @@ impl Wallet {
                     (true, false) => ("out", &tx["to"]),
                     _ => ("in", &tx["from"]),
                 };
-                let amount = Amount::from_base_units(tx["amount"].as_u64().unwrap_or(0));
+                let amount = amount_of(&tx["amount"]).unwrap_or(Amount::ZERO);
                 let height = match tx["height"].as_u64() {
                     Some(h) => h.to_string(),
                     None => "pending".into(),
@@ -619,6 +619,9 @@ impl Wallet {
                     ),
                     counterparty.as_str().unwrap_or("")
                 ));
+            }
+            if lines.len() == 1 {
+                return format!("{address}: no transactions yet");
             }
             if let Some(next) = page["next_cursor"].as_str() {
                 lines.push(format!("more: --cursor {next}"));
@@ -636,9 +639,32 @@ impl Wallet {
         let status = self
             .client_for(&keystore)?
             .call("tx_get", json!({"txid": txid}))?;
-        self.print(status.clone(), || {
-            serde_json::to_string_pretty(&status).unwrap_or_default()
-        });
+        self.print(status.clone(), || describe_tx(&status));
         Ok(())
     }
+}
+
+/// `tx_get`'s answer for people: where the transaction is, and its amounts in coins.
+fn describe_tx(status: &Value) -> String {
+    let txid = status["txid"].as_str().unwrap_or("");
+    let mut lines = vec![match status["status"].as_str() {
+        Some("confirmed") => format!(
+            "{txid}: confirmed in block {} at height {} ({} confirmations)",
+            status["block_hash"].as_str().unwrap_or(""),
+            status["height"],
+            status["confirmations"]
+        ),
+        Some("pending") => format!("{txid}: pending in the mempool"),
+        _ => format!("{txid}: unknown to the node (never seen, or dropped)"),
+    }];
+    let tx = &status["tx"];
+    if tx.is_object() {
+        let coins = |v: &Value| amount_of(v).unwrap_or(Amount::ZERO).to_string();
+        lines.push(format!("from:   {}", tx["from"].as_str().unwrap_or("")));
+        lines.push(format!("to:     {}", tx["to"].as_str().unwrap_or("")));
+        lines.push(format!("amount: {} coins", coins(&tx["amount"])));
+        lines.push(format!("fee:    {} coins", coins(&tx["fee"])));
+        lines.push(format!("nonce:  {}", tx["nonce"]));
+    }
+    lines.join("\n")
 }

@@ -4,7 +4,7 @@
 use crate::{parse_coins, Wallet};
 use anyhow::{anyhow, bail, Context, Result};
 use apiary_core::{Address, Amount, ChainId, Nonce, SignedTransaction, Transaction};
-use apiary_wallet::client::{Client, ClientError};
+use apiary_wallet::client::{amount_of, Client, ClientError};
 use apiary_wallet::keystore::Keystore;
 use apiary_wallet::outbox::{Fate, Outbox};
 use serde_json::{json, Value};
@@ -78,14 +78,11 @@ impl Wallet {
         let state = client.call("account_get", json!({"address": from_text}))?;
         let fee = match fee {
             Some(fee) => fee,
-            None => Amount::from_base_units(
-                client.call("fee_estimate", json!({}))?["fee"]
-                    .as_u64()
-                    .ok_or_else(|| anyhow!("the node's fee_estimate has no fee"))?,
-            ),
+            None => amount_of(&client.call("fee_estimate", json!({}))?["fee"])
+                .ok_or_else(|| anyhow!("the node's fee_estimate has no fee"))?,
         };
-        let balance = Amount::from_base_units(state["balance"].as_u64().unwrap_or(0));
-        let pending = Amount::from_base_units(state["pending"]["spend"].as_u64().unwrap_or(0));
+        let balance = amount_of(&state["balance"]).unwrap_or(Amount::ZERO);
+        let pending = amount_of(&state["pending"]["spend"]).unwrap_or(Amount::ZERO);
         let needed = draft
             .amount
             .checked_add(fee)

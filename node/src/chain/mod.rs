@@ -59,6 +59,20 @@ pub enum ChainError {
 }
 
 impl ChainError {
+    /// A short name for why the block was not taken, for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ChainError::Invalid { error, .. } => error.reason(),
+            ChainError::KnownInvalid(_) => "known_invalid",
+            ChainError::InvalidAncestor { .. } => "invalid_ancestor",
+            ChainError::UnknownParent { .. } => "unknown_parent",
+            ChainError::ReorgTooDeep { .. } => "reorg_too_deep",
+            ChainError::Inconsistent(_) => "store_inconsistent",
+            ChainError::StorageFull(_) => "storage_full",
+            ChainError::Store(_) => "store_error",
+        }
+    }
+
     /// How much a peer that sent the block should be penalised (100 = ban).
     pub fn misbehavior_score(&self) -> u32 {
         match self {
@@ -370,6 +384,7 @@ impl Chain {
     /// Writes every account and index entry changed since the last flush, with the block
     /// the accounts are the state after.
     pub fn flush_state(&mut self) -> Result<(), ChainError> {
+        let started = std::time::Instant::now();
         // The indexes go first. They describe blocks already on the stored main chain, so
         // a crash before the accounts are written leaves entries that the replay from the
         // last state tip writes again, identically.
@@ -380,6 +395,7 @@ impl Chain {
             .write_state(&self.store, &self.state, &self.tip())?;
         self.unflushed = Unflushed::default();
         self.flushed_height = self.height();
+        crate::metrics::metrics().flushed(started.elapsed().as_secs_f64());
         Ok(())
     }
 

@@ -343,8 +343,18 @@ pub(super) fn judge_fetched_block(node: &Node, bytes: Vec<u8>, expected: BlockHa
 
 /// Takes a block that came by gossip, once its stateless checks came to `checked`.
 fn judge_checked(node: &Node, checked: Result<CheckedBlock, ChainError>) -> Judgement {
+    let timestamp_ms = checked
+        .as_ref()
+        .map(|c| c.block().header.timestamp_ms)
+        .map_err(|_| ());
     match checked.and_then(|checked| node.accept_block(checked)) {
-        Ok(Accepted::NewTip(_)) | Ok(Accepted::SideBranch) => Judgement::accept(),
+        Ok(Accepted::NewTip(_)) => {
+            if let Ok(timestamp_ms) = timestamp_ms {
+                crate::metrics::metrics().block_propagated(timestamp_ms);
+            }
+            Judgement::accept()
+        }
+        Ok(Accepted::SideBranch) => Judgement::accept(),
         Ok(Accepted::Duplicate) => Judgement::ignore(),
         Err(ChainError::UnknownParent { .. }) => Judgement::unknown_parent(),
         // Early, not wrong: not forwarded, not held against the sender; it comes again

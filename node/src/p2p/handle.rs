@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 pub struct PeerInfo {
     pub peer_id: String,
     pub addr: String,
+    /// It dialled us.
+    pub inbound: bool,
     /// The height its last status claimed.
     pub height: Option<u64>,
     /// Misbehaviour points it has now (a ban at `peers::BAN_SCORE`).

@@ -475,6 +475,7 @@ impl Service {
                     PeerInfo {
                         peer_id: peer_id.to_string(),
                         addr,
+                        inbound: !endpoint.is_dialer(),
                         height: None,
                         score,
                         gossip_score: None,

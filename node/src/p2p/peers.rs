@@ -177,6 +177,7 @@ impl<P: Copy + Eq + Hash> PeerBook<P> {
         if points > 0 && score >= BAN_SCORE {
             let until = now + BAN_TIME;
             self.banned.insert(peer, until);
+            crate::metrics::metrics().banned();
             return Verdict::Banned { until };
         }
         Verdict::Kept { score }
@@ -192,6 +193,7 @@ impl<P: Copy + Eq + Hash> PeerBook<P> {
         // MAX_BAN is far below any clock's end; never panic on it anyway.
         let until = now.checked_add(duration).unwrap_or(now + BAN_TIME);
         self.banned.insert(peer, until);
+        crate::metrics::metrics().banned();
     }
 
     /// Lifts any ban and forgives the score (an operator's `net_connect`).

@@ -2,8 +2,8 @@
 //! missing one is an "invalid params" error that names it.
 
 use super::{
-    RpcContext, RpcError, INTERNAL_ERROR, METHOD_NOT_FOUND, MINING_FAILED, NOT_FOUND,
-    STORAGE_DAMAGED, STORAGE_FULL, TX_REJECTED,
+    RpcContext, RpcError, INTERNAL_ERROR, MINING_FAILED, NOT_FOUND, STORAGE_DAMAGED, STORAGE_FULL,
+    TX_REJECTED,
 };
 use crate::chain::Chain;
 use crate::miner::{block_tx_budget, mine_block, MineError};
@@ -19,30 +19,14 @@ use serde_json::{json, Value};
 /// `dev_mine` mines at most this many blocks per call.
 const MAX_DEV_MINE_BLOCKS: u32 = 10_000;
 
-pub fn call(context: &RpcContext, method: &str, params: Value) -> Result<Value, RpcError> {
-    match method {
-        "node_info" => node_info(context, parse(params)?),
-        "chain_tip" => chain_tip(context, parse(params)?),
-        "block_get" => block_get(context, parse(params)?),
-        "account_get" => account_get(context, parse(params)?),
-        "account_history" => account_history(context, parse(params)?),
-        "fee_estimate" => fee_estimate(context, parse(params)?),
-        "tx_submit" => tx_submit(context, parse(params)?),
-        "tx_get" => tx_get(context, parse(params)?),
-        "mempool_info" => mempool_info(context, parse(params)?),
-        "net_peers" => net_peers(context, parse(params)?),
-        "dev_mine" => dev_mine(context, parse(params)?),
-        "net_connect" => net_connect(context, parse(params)?),
-        "net_disconnect" => net_disconnect(context, parse(params)?),
-        other => Err(RpcError::new(
-            METHOD_NOT_FOUND,
-            format!("method not found: {other:?}"),
-        )),
-    }
+/// An amount as JSON: a decimal string of base units, which JavaScript's numbers (exact
+/// only to 2^53) cannot round.
+fn units(amount: Amount) -> Value {
+    Value::String(amount.base_units().to_string())
 }
 
 /// Named params into `T`; a wrong one is named in the error ("blocks: invalid type…").
-fn parse<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
+pub(super) fn parse<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
     serde_path_to_error::deserialize(params).map_err(|e| {
         let path = e.path().to_string();
         if path == "." {
@@ -71,13 +55,13 @@ fn internal(error: impl std::fmt::Display) -> RpcError {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NoParams {}
+pub(super) struct NoParams {}
 
 fn parse_address(context: &RpcContext, text: &str) -> Result<Address, RpcError> {
     Address::parse(text, &context.node.spec().address_prefix).map_err(RpcError::invalid_params)
 }
 
-fn node_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
+pub(super) fn node_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
     let spec = context.node.spec();
     let height = context.node.lock().chain.height();
     let network = context.network.as_ref();
@@ -97,7 +81,7 @@ fn node_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
     }))
 }
 
-fn chain_tip(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
+pub(super) fn chain_tip(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
     let guard = context.node.lock();
     let entry = guard.chain.tip_entry();
     Ok(json!({
@@ -110,12 +94,15 @@ fn chain_tip(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BlockGet {
+pub(super) struct BlockGet {
     height: Option<u64>,
     hash: Option<BlockHash>,
+    /// The block's borsh bytes as hex instead of its fields.
+    #[serde(default)]
+    raw: bool,
 }
 
-fn block_get(context: &RpcContext, params: BlockGet) -> Result<Value, RpcError> {
+pub(super) fn block_get(context: &RpcContext, params: BlockGet) -> Result<Value, RpcError> {
     let guard = context.node.lock();
     let chain = &guard.chain;
     let hash = match (params.height, params.hash) {
@@ -139,6 +126,9 @@ fn block_get(context: &RpcContext, params: BlockGet) -> Result<Value, RpcError> 
         .entry(&hash)
         .ok_or_else(|| RpcError::new(NOT_FOUND, format!("block {hash} is not known")))?;
     let block = chain.body(&hash).map_err(|e| chain_error(context, e))?;
+    if params.raw {
+        return Ok(json!({"hash": hash, "hex": hex::encode(block.encode())}));
+    }
     Ok(block_json(chain, &hash, entry, &block))
 }
 
@@ -179,19 +169,21 @@ fn tx_json(chain: &Chain, stx: &SignedTransaction) -> Value {
         "txid": stx.txid(),
         "from": tx.from.to_text(prefix),
         "to": tx.to.to_text(prefix),
-        "amount": tx.amount.base_units(),
-        "fee": tx.fee.base_units(),
+        "amount": units(tx.amount),
+        "fee": units(tx.fee),
         "nonce": tx.nonce.0,
+        "chain_id": tx.chain_id.as_str(),
+        "signature": hex::encode(stx.signature),
     })
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AccountGet {
+pub(super) struct AccountGet {
     address: String,
 }
 
-fn account_get(context: &RpcContext, params: AccountGet) -> Result<Value, RpcError> {
+pub(super) fn account_get(context: &RpcContext, params: AccountGet) -> Result<Value, RpcError> {
     let address = parse_address(context, &params.address)?;
     let guard = context.node.lock();
     let account = guard.chain.account(&address);
@@ -209,9 +201,9 @@ fn account_get(context: &RpcContext, params: AccountGet) -> Result<Value, RpcErr
         .sum();
     Ok(json!({
         "address": params.address,
-        "balance": account.balance.base_units(),
+        "balance": units(account.balance),
         "nonce": account.nonce.0,
-        "pending": {"count": pending.len(), "next_nonce": next_nonce, "spend": spend as u64},
+        "pending": {"count": pending.len(), "next_nonce": next_nonce, "spend": spend.to_string()},
     }))
 }
 
@@ -220,14 +212,17 @@ const MAX_HISTORY_PAGE: usize = 500;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AccountHistory {
+pub(super) struct AccountHistory {
     address: String,
     limit: Option<usize>,
     /// `next_cursor` of the previous page: "HEIGHT:INDEX".
     cursor: Option<String>,
 }
 
-fn account_history(context: &RpcContext, params: AccountHistory) -> Result<Value, RpcError> {
+pub(super) fn account_history(
+    context: &RpcContext,
+    params: AccountHistory,
+) -> Result<Value, RpcError> {
     let address = parse_address(context, &params.address)?;
     let limit = params.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_HISTORY_PAGE {
@@ -288,8 +283,8 @@ fn account_history(context: &RpcContext, params: AccountHistory) -> Result<Value
                 "kind": "reward",
                 "txid": null,
                 "to": body.header.miner.to_text(&chain.spec().address_prefix),
-                "amount": earned.base_units(),
-                "fee": 0,
+                "amount": units(earned),
+                "fee": "0",
             })
         } else {
             let stx = body
@@ -337,27 +332,27 @@ fn account_history(context: &RpcContext, params: AccountHistory) -> Result<Value
     }))
 }
 
-fn fee_estimate(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
+pub(super) fn fee_estimate(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
     let guard = context.node.lock();
     let spec = guard.chain.spec();
     let fee = guard
         .mempool
         .fee_for_next_block(spec.consensus.max_block_txs as usize, block_tx_budget(spec));
     Ok(json!({
-        "fee": fee.base_units(),
-        "min_fee": guard.mempool.min_fee().base_units(),
+        "fee": units(fee),
+        "min_fee": units(guard.mempool.min_fee()),
         "pending": guard.mempool.len(),
     }))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TxSubmit {
+pub(super) struct TxSubmit {
     /// Hex of the signed transaction's borsh bytes.
     tx: String,
 }
 
-fn tx_submit(context: &RpcContext, params: TxSubmit) -> Result<Value, RpcError> {
+pub(super) fn tx_submit(context: &RpcContext, params: TxSubmit) -> Result<Value, RpcError> {
     let bytes = hex::decode(params.tx.trim())
         .map_err(|e| RpcError::invalid_params(format!("tx is not hex: {e}")))?;
     let stx: SignedTransaction =
@@ -374,11 +369,14 @@ fn tx_submit(context: &RpcContext, params: TxSubmit) -> Result<Value, RpcError> 
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TxGet {
+pub(super) struct TxGet {
     txid: TxId,
+    /// The signed transaction's borsh bytes as hex in `hex` as well.
+    #[serde(default)]
+    raw: bool,
 }
 
-fn tx_get(context: &RpcContext, params: TxGet) -> Result<Value, RpcError> {
+pub(super) fn tx_get(context: &RpcContext, params: TxGet) -> Result<Value, RpcError> {
     let guard = context.node.lock();
     let chain = &guard.chain;
     if let Some(location) = chain
@@ -392,38 +390,46 @@ fn tx_get(context: &RpcContext, params: TxGet) -> Result<Value, RpcError> {
         let block = chain
             .body(&location.block)
             .map_err(|e| chain_error(context, e))?;
-        let tx = block
+        let stx = block
             .txs
             .get(location.index as usize)
-            .map(|stx| tx_json(chain, stx));
-        return Ok(json!({
+            .ok_or_else(|| internal("indexed tx is not in its block"))?;
+        let mut found = json!({
             "txid": params.txid,
             "status": "confirmed",
             "height": height,
             "block_hash": location.block,
             "confirmations": chain.height().0 - height.0 + 1,
-            "tx": tx,
-        }));
+            "tx": tx_json(chain, stx),
+        });
+        if params.raw {
+            found["hex"] = json!(hex::encode(stx.encode()));
+        }
+        return Ok(found);
     }
     if let Some(stx) = guard.mempool.get(&params.txid) {
-        return Ok(json!({
+        let mut found = json!({
             "txid": params.txid, "status": "pending", "height": null, "block_hash": null,
             "confirmations": 0, "tx": tx_json(chain, stx),
-        }));
+        });
+        if params.raw {
+            found["hex"] = json!(hex::encode(stx.encode()));
+        }
+        return Ok(found);
     }
     Ok(
         json!({"txid": params.txid, "status": "unknown", "height": null, "block_hash": null, "confirmations": 0}),
     )
 }
 
-fn mempool_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
+pub(super) fn mempool_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
     let guard = context.node.lock();
     Ok(
-        json!({"count": guard.mempool.len(), "bytes": guard.mempool.bytes(), "min_fee": guard.mempool.min_fee().base_units()}),
+        json!({"count": guard.mempool.len(), "bytes": guard.mempool.bytes(), "min_fee": units(guard.mempool.min_fee())}),
     )
 }
 
-fn net_peers(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
+pub(super) fn net_peers(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
     let peers = context
         .network
         .as_ref()
@@ -441,12 +447,12 @@ fn network(context: &RpcContext) -> Result<&crate::p2p::NetworkHandle, RpcError>
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NetConnect {
+pub(super) struct NetConnect {
     /// Multiaddr ending in /p2p/<peer id>.
     addr: String,
 }
 
-fn net_connect(context: &RpcContext, params: NetConnect) -> Result<Value, RpcError> {
+pub(super) fn net_connect(context: &RpcContext, params: NetConnect) -> Result<Value, RpcError> {
     let addr: libp2p::Multiaddr = params
         .addr
         .parse()
@@ -457,14 +463,17 @@ fn net_connect(context: &RpcContext, params: NetConnect) -> Result<Value, RpcErr
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NetDisconnect {
+pub(super) struct NetDisconnect {
     peer_id: String,
     /// Refuse the peer for this long (0: it may come back at once).
     #[serde(default)]
     ban_seconds: u64,
 }
 
-fn net_disconnect(context: &RpcContext, params: NetDisconnect) -> Result<Value, RpcError> {
+pub(super) fn net_disconnect(
+    context: &RpcContext,
+    params: NetDisconnect,
+) -> Result<Value, RpcError> {
     let peer: libp2p::PeerId = params
         .peer_id
         .parse()
@@ -483,12 +492,12 @@ fn net_disconnect(context: &RpcContext, params: NetDisconnect) -> Result<Value, 
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DevMine {
+pub(super) struct DevMine {
     blocks: u32,
     address: Option<String>,
 }
 
-fn dev_mine(context: &RpcContext, params: DevMine) -> Result<Value, RpcError> {
+pub(super) fn dev_mine(context: &RpcContext, params: DevMine) -> Result<Value, RpcError> {
     if params.blocks == 0 || params.blocks > MAX_DEV_MINE_BLOCKS {
         return Err(RpcError::invalid_params(format!(
             "blocks must be 1 to {MAX_DEV_MINE_BLOCKS}"

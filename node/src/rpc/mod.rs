@@ -1,7 +1,9 @@
 //! JSON-RPC 2.0 over HTTP with bitcoind-style cookie auth. This file owns the envelope
 //! (auth, parsing, error codes); `methods` owns what each call does.
 
+pub mod catalog;
 mod methods;
+pub mod probes;
 pub mod server;
 
 use crate::node::Node;
@@ -85,13 +87,14 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn router(context: Arc<RpcContext>) -> Router {
     Router::new()
-        .route("/", post(handle))
+        .route("/", post(handle).get(probes::about_rpc))
+        .merge(probes::routes())
         .method_not_allowed_fallback(|| async {
             refusal(
                 StatusCode::METHOD_NOT_ALLOWED,
                 RpcError::new(
                     INVALID_REQUEST,
-                    "JSON-RPC takes POST requests to / with a JSON body",
+                    "JSON-RPC takes POST requests to / with a JSON body; GET / says more",
                 ),
             )
         })
@@ -334,7 +337,7 @@ fn answer(context: &RpcContext, call: &RawValue) -> Option<Reply> {
             ))
         }
     };
-    let result = methods::call(context, &method, params);
+    let result = catalog::call(context, &method, params);
     call.id.as_ref()?;
     Some(match result {
         Ok(value) => Reply {

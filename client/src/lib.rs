@@ -1,6 +1,7 @@
 //! A JSON-RPC client for several nodes: each call goes to the first node that answers, so
 //! one node going down does not stop a payment. A node that answers with an error (a
 //! rejected tx, say) has answered: its error is the result, not a reason to ask another.
+//! Amounts come as decimal strings of base units (`amount_of` reads them).
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("no node answered: {}", .0.iter().map(|(url, why)| format!("{url}: {why}")).collect::<Vec<_>>().join("; "))]
+    #[error("no node answered: {}{}", .0.iter().map(|(url, why)| format!("{url}: {why}")).collect::<Vec<_>>().join("; "), unreachable_hint(.0))]
     Unreachable(Vec<(String, String)>),
     #[error("{url} refused {method}: {message} (code {code})")]
     Rpc {
@@ -24,6 +25,38 @@ pub enum ClientError {
         path: String,
         source: std::io::Error,
     },
+}
+
+/// An amount as the node gives it: a decimal string of base units (a number from nodes
+/// before amounts were strings). None when it is neither.
+pub fn amount_of(value: &Value) -> Option<apiary_core::Amount> {
+    let units = match value {
+        Value::String(text) => text.parse().ok()?,
+        other => other.as_u64()?,
+    };
+    Some(apiary_core::Amount::from_base_units(units))
+}
+
+/// What to do when no node is listening where asked.
+fn unreachable_hint(failures: &[(String, String)]) -> &'static str {
+    if failures
+        .iter()
+        .any(|(_, why)| why.contains("Connection refused"))
+    {
+        " (is a node running? start one with `apiary-node`, or a testnet with \
+         `scripts/testnet up`, or say where it is with --rpc URL)"
+    } else {
+        ""
+    }
+}
+
+/// `url` with `http://` in front when it names no scheme (`127.0.0.1:9797`, as curl takes).
+pub fn with_scheme(url: &str) -> String {
+    if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    }
 }
 
 /// One node: where it answers, and the `user:password` its cookie file holds.
@@ -47,7 +80,7 @@ impl Endpoint {
             })
             .transpose()?;
         Ok(Endpoint {
-            url: url.to_string(),
+            url: with_scheme(url),
             credentials,
         })
     }

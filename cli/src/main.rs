@@ -1,0 +1,233 @@
+//! `apiary-cli`: calls any method of a node's JSON-RPC, finding the node's address and
+//! cookie in its data dir. `help` comes from the node itself (`rpc_methods`), so the list
+//! never drifts from what the node serves.
+
+mod params;
+
+use anyhow::anyhow;
+use apiary_client::{Client, ClientError, Endpoint};
+use clap::{CommandFactory, Parser};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The devnet's data dir under $HOME, used when no node is named.
+const DEVNET_DIR: &str = ".apiary/apiary-devnet";
+
+#[derive(Parser)]
+#[command(
+    name = "apiary-cli",
+    version,
+    about = "Call an Apiary node's JSON-RPC",
+    after_help = "Examples:\n  \
+        apiary-cli help                       every method the node serves\n  \
+        apiary-cli help block_get             one method's parameters\n  \
+        apiary-cli chain_tip\n  \
+        apiary-cli block_get height=5\n  \
+        apiary-cli tx_get txid=3f2a… raw=true\n  \
+        apiary-cli account_history '{\"address\": \"ap1…\", \"limit\": 10}'\n  \
+        apiary-cli --datadir /tmp/apiary-testnet/node0 net_peers\n\n\
+        Parameters: key=value, the value taken as JSON when it is a number, true, false, \
+        null, an object or an array, else as a string (key='\"5\"' forces a string); or one \
+        JSON object.\n\n\
+        Exit status: 0 success; 1 the node answered with an error; 2 bad usage; 3 no node \
+        answered."
+)]
+struct Args {
+    /// The node's data dir: its rpc.addr and rpc.cookie are used [default: the devnet's,
+    /// ~/.apiary/apiary-devnet]
+    #[arg(long, value_name = "DIR", conflicts_with = "rpc")]
+    datadir: Option<PathBuf>,
+    /// The node's RPC URL instead (http://HOST:PORT; the scheme may be left out)
+    #[arg(long, value_name = "URL")]
+    rpc: Option<String>,
+    /// The cookie file for --rpc
+    #[arg(long, value_name = "FILE", requires = "rpc")]
+    rpc_cookie: Option<PathBuf>,
+    /// Compact JSON on one line, strings without quotes: for scripts
+    #[arg(long)]
+    raw: bool,
+    /// The method to call; `help [METHOD]` lists them, `completions SHELL` prints a shell
+    /// completion script
+    #[arg(value_name = "METHOD")]
+    method: String,
+    /// Named parameters: key=value ... or one JSON object
+    #[arg(value_name = "PARAMS", allow_hyphen_values = true)]
+    params: Vec<String>,
+}
+
+/// How the command ended, as its exit status.
+enum Failure {
+    Usage(anyhow::Error),
+    Refused(anyhow::Error),
+    Unreachable(anyhow::Error),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let (code, error) = match failure {
+                Failure::Refused(e) => (1, e),
+                Failure::Usage(e) => (2, e),
+                Failure::Unreachable(e) => (3, e),
+            };
+            eprintln!("error: {error:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), Failure> {
+    if args.method == "completions" {
+        let shell = match args.params.as_slice() {
+            [shell] => shell.parse::<clap_complete::Shell>().map_err(|e| {
+                Failure::Usage(anyhow!("{e}; try bash, zsh, fish, elvish or powershell"))
+            })?,
+            _ => {
+                return Err(Failure::Usage(anyhow!(
+                    "usage: apiary-cli completions bash|zsh|fish|elvish|powershell"
+                )))
+            }
+        };
+        clap_complete::generate(
+            shell,
+            &mut Args::command(),
+            "apiary-cli",
+            &mut std::io::stdout(),
+        );
+        return Ok(());
+    }
+    let client = client(args)?;
+    if args.method == "help" {
+        return help(&client, &args.params);
+    }
+    let params = params::parse(&args.params).map_err(Failure::Usage)?;
+    match client.call(&args.method, params) {
+        Ok(result) => {
+            print(&result, args.raw);
+            Ok(())
+        }
+        Err(error @ ClientError::Rpc { .. }) => Err(Failure::Refused(error.into())),
+        Err(error) => Err(Failure::Unreachable(error.into())),
+    }
+}
+
+fn print(value: &Value, raw: bool) {
+    match (raw, value) {
+        (true, Value::String(text)) => println!("{text}"),
+        (true, value) => println!("{value}"),
+        (false, value) => println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+        ),
+    }
+}
+
+/// The node named by the flags: --rpc, else a data dir's rpc.addr and rpc.cookie.
+fn client(args: &Args) -> Result<Client, Failure> {
+    if let Some(url) = &args.rpc {
+        let endpoint = Endpoint::with_cookie(url, args.rpc_cookie.as_deref())
+            .map_err(|e| Failure::Usage(e.into()))?;
+        return Ok(Client::new(vec![endpoint]));
+    }
+    let datadir =
+        match &args.datadir {
+            Some(dir) => dir.clone(),
+            None => PathBuf::from(std::env::var_os("HOME").ok_or_else(|| {
+                Failure::Usage(anyhow!("HOME is not set; give --datadir or --rpc"))
+            })?)
+            .join(DEVNET_DIR),
+        };
+    Ok(Client::new(vec![from_datadir(&datadir)?]))
+}
+
+fn from_datadir(datadir: &Path) -> Result<Endpoint, Failure> {
+    let addr_file = datadir.join("rpc.addr");
+    let addr = match std::fs::read_to_string(&addr_file) {
+        Ok(addr) => addr.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Failure::Unreachable(anyhow!(
+                "no node is running with data dir {} (it has no rpc.addr); start one with \
+             `apiary-node{}`, or name another with --datadir DIR or --rpc URL",
+                datadir.display(),
+                if datadir.ends_with(DEVNET_DIR) {
+                    String::new()
+                } else {
+                    format!(" --datadir {}", datadir.display())
+                }
+            )))
+        }
+        Err(e) => {
+            return Err(Failure::Usage(
+                anyhow!(e).context(format!("cannot read {}", addr_file.display())),
+            ))
+        }
+    };
+    Endpoint::with_cookie(&addr, Some(&datadir.join("rpc.cookie")))
+        .map_err(|e| Failure::Unreachable(e.into()))
+}
+
+/// `help`: the methods the node serves; `help METHOD`: one of them in full.
+fn help(client: &Client, wanted: &[String]) -> Result<(), Failure> {
+    let methods = client
+        .call("rpc_methods", Value::Object(Default::default()))
+        .map_err(|e| match e {
+            e @ ClientError::Rpc { .. } => Failure::Refused(e.into()),
+            e => Failure::Unreachable(e.into()),
+        })?;
+    let methods = methods.as_array().cloned().unwrap_or_default();
+    let name = |m: &Value| m["name"].as_str().unwrap_or("").to_string();
+    match wanted {
+        [] => {
+            let width = methods.iter().map(|m| name(m).len()).max().unwrap_or(0);
+            for method in &methods {
+                println!(
+                    "{:<width$}  {}",
+                    name(method),
+                    method["about"].as_str().unwrap_or("")
+                );
+            }
+            println!("\n`apiary-cli help METHOD` shows its parameters and result.");
+            Ok(())
+        }
+        [wanted] => {
+            let Some(method) = methods.iter().find(|m| name(m) == *wanted) else {
+                let names: Vec<String> = methods.iter().map(name).collect();
+                let hint = params::nearest(wanted, &names)
+                    .map(|n| format!("; did you mean {n:?}?"))
+                    .unwrap_or_default();
+                return Err(Failure::Usage(anyhow!(
+                    "the node has no method {wanted:?}{hint} (`apiary-cli help` lists them)"
+                )));
+            };
+            println!(
+                "{} — {}",
+                name(method),
+                method["about"].as_str().unwrap_or("")
+            );
+            let params = method["params"].as_array().cloned().unwrap_or_default();
+            if params.is_empty() {
+                println!("\nno parameters");
+            } else {
+                println!("\nparameters:");
+                for p in &params {
+                    println!(
+                        "  {}{}  {}",
+                        p["name"].as_str().unwrap_or(""),
+                        if p["required"] == true {
+                            ""
+                        } else {
+                            " (optional)"
+                        },
+                        p["about"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            println!("\nresult: {}", method["result"].as_str().unwrap_or(""));
+            Ok(())
+        }
+        _ => Err(Failure::Usage(anyhow!("usage: apiary-cli help [METHOD]"))),
+    }
+}

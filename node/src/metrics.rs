@@ -1,0 +1,229 @@
+//! The node's metrics, served as `/metrics` in Prometheus' text format. Counters and
+//! histograms are bumped where things happen (blocks, bans, flushes); figures that are
+//! state (height, peers, mempool, store size) are read when scraped.
+//!
+//! One set per process, reached through `metrics()`: a node is one process, and the
+//! places that count (the chain's flush, the network's bans) need no handle threaded
+//! through to them.
+
+use crate::node::{now_ms, Node};
+use crate::p2p::NetworkHandle;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::{LazyLock, Mutex};
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    height: Gauge,
+    tip_age: Gauge<f64, AtomicU64>,
+    peers: Family<Labels, Gauge>,
+    bans: Counter,
+    mempool_txs: Gauge,
+    mempool_bytes: Gauge,
+    blocks_accepted: Family<Labels, Counter>,
+    blocks_rejected: Family<Labels, Counter>,
+    block_connect: Histogram,
+    block_propagation: Histogram,
+    syncing: Gauge,
+    sync_best_known_height: Gauge,
+    sync_blocks_per_second: Gauge<f64, AtomicU64>,
+    flush: Histogram,
+    store_bytes: Gauge,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// This process's metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let metrics = Metrics {
+            registry: Mutex::new(Registry::with_prefix("apiary")),
+            height: Gauge::default(),
+            tip_age: Gauge::default(),
+            peers: Family::default(),
+            bans: Counter::default(),
+            mempool_txs: Gauge::default(),
+            mempool_bytes: Gauge::default(),
+            blocks_accepted: Family::default(),
+            blocks_rejected: Family::default(),
+            // 1 ms to about 65 s.
+            block_connect: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            // 10 ms to about 160 s: a block's own timestamp to its arrival here.
+            block_propagation: Histogram::new(exponential_buckets(0.01, 2.0, 15)),
+            syncing: Gauge::default(),
+            sync_best_known_height: Gauge::default(),
+            sync_blocks_per_second: Gauge::default(),
+            flush: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            store_bytes: Gauge::default(),
+        };
+        {
+            let mut r = metrics.registry.lock().unwrap_or_else(|e| e.into_inner());
+            r.register("height", "Height of the tip", metrics.height.clone());
+            r.register_with_unit(
+                "tip_age",
+                "Time since the tip's timestamp",
+                Unit::Seconds,
+                metrics.tip_age.clone(),
+            );
+            r.register(
+                "peers",
+                "Connected peers, by direction",
+                metrics.peers.clone(),
+            );
+            r.register(
+                "bans",
+                "Peers banned for misbehaviour or by an operator",
+                metrics.bans.clone(),
+            );
+            r.register(
+                "mempool_transactions",
+                "Transactions in the mempool",
+                metrics.mempool_txs.clone(),
+            );
+            r.register_with_unit(
+                "mempool",
+                "Encoded size of the mempool's transactions",
+                Unit::Bytes,
+                metrics.mempool_bytes.clone(),
+            );
+            r.register(
+                "blocks_accepted",
+                "Blocks taken into the block tree, by outcome",
+                metrics.blocks_accepted.clone(),
+            );
+            r.register(
+                "blocks_rejected",
+                "Blocks refused, by reason",
+                metrics.blocks_rejected.clone(),
+            );
+            r.register_with_unit(
+                "block_connect",
+                "Time to take a checked block into the chain (state, store, mempool)",
+                Unit::Seconds,
+                metrics.block_connect.clone(),
+            );
+            r.register_with_unit(
+                "block_propagation",
+                "Delay from a gossiped block's timestamp to its acceptance here",
+                Unit::Seconds,
+                metrics.block_propagation.clone(),
+            );
+            r.register(
+                "syncing",
+                "1 while a peer has proved a chain with more work than ours",
+                metrics.syncing.clone(),
+            );
+            r.register(
+                "sync_best_known_height",
+                "Height of the best chain a peer has proved with checked headers",
+                metrics.sync_best_known_height.clone(),
+            );
+            r.register(
+                "sync_blocks_per_second",
+                "Blocks connected per second while catching up",
+                metrics.sync_blocks_per_second.clone(),
+            );
+            r.register_with_unit(
+                "state_flush",
+                "Time to write the accounts and indexes changed since the last flush",
+                Unit::Seconds,
+                metrics.flush.clone(),
+            );
+            r.register_with_unit(
+                "store",
+                "Size of the RocksDB store on disk",
+                Unit::Bytes,
+                metrics.store_bytes.clone(),
+            );
+        }
+        metrics
+    }
+
+    /// A block became part of the block tree (`outcome`: new_tip, side_branch, duplicate).
+    pub fn block_accepted(&self, outcome: &'static str, connect_seconds: f64) {
+        self.blocks_accepted
+            .get_or_create(&vec![("outcome", outcome)])
+            .inc();
+        self.block_connect.observe(connect_seconds);
+    }
+
+    pub fn block_rejected(&self, reason: &'static str) {
+        self.blocks_rejected
+            .get_or_create(&vec![("reason", reason)])
+            .inc();
+    }
+
+    /// A gossiped block with timestamp `timestamp_ms` became our tip.
+    pub fn block_propagated(&self, timestamp_ms: u64) {
+        let delay_ms = now_ms().saturating_sub(timestamp_ms);
+        self.block_propagation.observe(delay_ms as f64 / 1000.0);
+    }
+
+    pub fn banned(&self) {
+        self.bans.inc();
+    }
+
+    pub fn flushed(&self, seconds: f64) {
+        self.flush.observe(seconds);
+    }
+
+    /// The text exposition, with the state figures read now.
+    pub fn render(&self, node: &Node, network: Option<&NetworkHandle>) -> String {
+        {
+            let guard = node.lock();
+            let tip = &guard.chain.tip_entry().header;
+            self.height.set(tip.height.0 as i64);
+            self.tip_age
+                .set(now_ms().saturating_sub(tip.timestamp_ms) as f64 / 1000.0);
+            self.mempool_txs.set(guard.mempool.len() as i64);
+            self.mempool_bytes.set(guard.mempool.bytes() as i64);
+        }
+        if let Some(network) = network {
+            let peers = network.peers();
+            let inbound = peers.iter().filter(|p| p.inbound).count();
+            self.peers
+                .get_or_create(&vec![("direction", "inbound")])
+                .set(inbound as i64);
+            self.peers
+                .get_or_create(&vec![("direction", "outbound")])
+                .set((peers.len() - inbound) as i64);
+            let progress = network.sync_progress();
+            self.syncing.set(network.is_syncing() as i64);
+            self.sync_best_known_height
+                .set(progress.best_known_height as i64);
+            self.sync_blocks_per_second.set(progress.blocks_per_s);
+        }
+        if let Some(path) = node.health().store_path() {
+            self.store_bytes.set(directory_bytes(&path) as i64);
+        }
+        let mut text = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        // Writing to a String cannot fail.
+        let _ = encode(&mut text, &registry);
+        text
+    }
+}
+
+/// Bytes of the files in `dir` (RocksDB keeps its files in one flat directory).
+fn directory_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.metadata().ok())
+        .filter(|meta| meta.is_file())
+        .map(|meta| meta.len())
+        .sum()
+}

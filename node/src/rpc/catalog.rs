@@ -1,0 +1,239 @@
+//! Every RPC method, with what it takes and gives: the dispatcher and `rpc_methods` (which
+//! `apiary-cli help` shows) read the same table, so the documentation cannot drift from
+//! what the node serves.
+
+use super::methods::{self, parse, NoParams};
+use super::{RpcContext, RpcError, METHOD_NOT_FOUND};
+use serde_json::{json, Value};
+
+pub struct Param {
+    pub name: &'static str,
+    pub required: bool,
+    pub about: &'static str,
+}
+
+pub struct Method {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub params: &'static [Param],
+    pub result: &'static str,
+    run: fn(&RpcContext, Value) -> Result<Value, RpcError>,
+}
+
+const fn required(name: &'static str, about: &'static str) -> Param {
+    Param {
+        name,
+        required: true,
+        about,
+    }
+}
+
+const fn optional(name: &'static str, about: &'static str) -> Param {
+    Param {
+        name,
+        required: false,
+        about,
+    }
+}
+
+pub const METHODS: &[Method] = &[
+    Method {
+        name: "rpc_methods",
+        about: "Lists every method with its parameters and result",
+        params: &[],
+        result: "[{name, about, params: [{name, required, about}], result}]",
+        run: |_, params| {
+            parse::<NoParams>(params)?;
+            Ok(describe())
+        },
+    },
+    Method {
+        name: "node_info",
+        about: "The node: version, chain, peer id, height, sync progress, warnings",
+        params: &[],
+        result: "{version, chain_id, genesis_hash, address_prefix, peer_id, height, syncing, \
+                 sync: {best_known_height, blocks_per_s, eta_s, download_peers}, clock_warning, \
+                 storage_full}; syncing and best_known_height come from checked headers only",
+        run: |c, p| methods::node_info(c, parse(p)?),
+    },
+    Method {
+        name: "chain_tip",
+        about: "The tip of the best chain",
+        params: &[],
+        result: "{height, hash, total_work, timestamp_ms}",
+        run: |c, p| methods::chain_tip(c, parse(p)?),
+    },
+    Method {
+        name: "block_get",
+        about: "A block by height (main chain) or hash (any known block)",
+        params: &[
+            optional("height", "height on the main chain"),
+            optional("hash", "block hash (hex); give height or hash"),
+            optional("raw", "true: {hash, hex} with the block's borsh bytes"),
+        ],
+        result: "header fields, hash, total_work, status, main_chain, confirmations, size, txs",
+        run: |c, p| methods::block_get(c, parse(p)?),
+    },
+    Method {
+        name: "account_get",
+        about: "An account's balance and nonce, and what it has pending",
+        params: &[required("address", "bech32m address")],
+        result: "{address, balance, nonce, pending: {count, next_nonce, spend}}",
+        run: |c, p| methods::account_get(c, parse(p)?),
+    },
+    Method {
+        name: "account_history",
+        about: "Transactions and rewards of an address, newest first, a page at a time",
+        params: &[
+            required("address", "bech32m address"),
+            optional("limit", "entries per page, 1 to 500 (default 50)"),
+            optional("cursor", "next_cursor of the previous page"),
+        ],
+        result: "{address, txs, next_cursor, pending}: each kind transfer (txid, from, to, \
+                 amount, fee, nonce) or reward, with height, block_hash, confirmations",
+        run: |c, p| methods::account_history(c, parse(p)?),
+    },
+    Method {
+        name: "fee_estimate",
+        about: "A fee that makes the next block as things stand",
+        params: &[],
+        result: "{fee, min_fee, pending}",
+        run: |c, p| methods::fee_estimate(c, parse(p)?),
+    },
+    Method {
+        name: "tx_submit",
+        about: "Submits a signed transaction to the mempool and the network",
+        params: &[required(
+            "tx",
+            "hex of the signed transaction's borsh bytes",
+        )],
+        result: "{txid}",
+        run: |c, p| methods::tx_submit(c, parse(p)?),
+    },
+    Method {
+        name: "tx_get",
+        about: "A transaction and where it is",
+        params: &[
+            required("txid", "transaction id (hex)"),
+            optional(
+                "raw",
+                "true: also hex, the signed transaction's borsh bytes",
+            ),
+        ],
+        result: "{txid, status: pending|confirmed|unknown, height, block_hash, confirmations, \
+                 tx: {txid, from, to, amount, fee, nonce, chain_id, signature}}",
+        run: |c, p| methods::tx_get(c, parse(p)?),
+    },
+    Method {
+        name: "mempool_info",
+        about: "The mempool's size and the lowest fee it takes",
+        params: &[],
+        result: "{count, bytes, min_fee}",
+        run: |c, p| methods::mempool_info(c, parse(p)?),
+    },
+    Method {
+        name: "net_peers",
+        about: "Connected peers",
+        params: &[],
+        result: "[{peer_id, addr, inbound, height, score, gossip_score}]: height as its status \
+                 claims, score its misbehaviour points (a ban at 100)",
+        run: |c, p| methods::net_peers(c, parse(p)?),
+    },
+    Method {
+        name: "net_connect",
+        about: "Lifts any ban on a peer and dials it",
+        params: &[required("addr", "multiaddr ending in /p2p/<peer id>")],
+        result: "{dialing}",
+        run: |c, p| methods::net_connect(c, parse(p)?),
+    },
+    Method {
+        name: "net_disconnect",
+        about: "Closes every connection to a peer and refuses it for a while",
+        params: &[
+            required("peer_id", "the peer's id"),
+            optional(
+                "ban_seconds",
+                "refuse it this long, at most a year (default 0)",
+            ),
+        ],
+        result: "{disconnected, ban_seconds}",
+        run: |c, p| methods::net_disconnect(c, parse(p)?),
+    },
+    Method {
+        name: "dev_mine",
+        about: "Mines blocks now, on this node's threads (for development chains)",
+        params: &[
+            required("blocks", "how many, 1 to 10000"),
+            optional("address", "who is paid (default: --miner-address)"),
+        ],
+        result: "{hashes}",
+        run: |c, p| methods::dev_mine(c, parse(p)?),
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Method> {
+    METHODS.iter().find(|m| m.name == name)
+}
+
+/// The method whose name is nearest `name`, if any is near enough to be a typo.
+pub fn nearest(name: &str) -> Option<&'static str> {
+    METHODS
+        .iter()
+        .map(|m| (strsim::jaro_winkler(name, m.name), m.name))
+        .filter(|(similarity, _)| *similarity > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, name)| name)
+}
+
+pub fn call(context: &RpcContext, name: &str, params: Value) -> Result<Value, RpcError> {
+    match find(name) {
+        Some(method) => (method.run)(context, params),
+        None => {
+            let hint = match nearest(name) {
+                Some(near) => format!("; did you mean {near:?}?"),
+                None => String::new(),
+            };
+            Err(RpcError::new(
+                METHOD_NOT_FOUND,
+                format!("method not found: {name:?}{hint} (rpc_methods lists them all)"),
+            ))
+        }
+    }
+}
+
+fn describe() -> Value {
+    Value::Array(
+        METHODS
+            .iter()
+            .map(|m| {
+                let params: Vec<Value> = m
+                    .params
+                    .iter()
+                    .map(|p| json!({"name": p.name, "required": p.required, "about": p.about}))
+                    .collect();
+                json!({"name": m.name, "about": m.about, "params": params, "result": m.result})
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typo_finds_the_method_meant() {
+        assert_eq!(nearest("chain_tipp"), Some("chain_tip"));
+        assert_eq!(nearest("blockget"), Some("block_get"));
+        assert_eq!(nearest("nodeinfo"), Some("node_info"));
+        assert_eq!(nearest("completely_else"), None);
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<_> = METHODS.iter().map(|m| m.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), METHODS.len());
+    }
+}

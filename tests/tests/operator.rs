@@ -1,0 +1,303 @@
+//! What an operator reaches for: `apiary-cli` against a real node, the probes and the
+//! metrics Prometheus scrapes, and the raw bytes an outside program checks blocks with.
+
+use apiary_core::encoding::decode_exact;
+use apiary_core::{Block, SignedTransaction};
+use apiary_system_tests::*;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+use tempfile::TempDir;
+
+fn one_node(dir: &Path, extra: &[&str]) -> NodeProcess {
+    let spec = write_test_spec(dir);
+    let mut args = vec!["--mine-threads", "1"];
+    args.extend_from_slice(extra);
+    NodeProcess::start(&dir.join("node"), Some(&spec), &args).unwrap()
+}
+
+fn cli(datadir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["--datadir", datadir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run("apiary-cli", &all)
+}
+
+fn stdout_json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "apiary-cli failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("apiary-cli prints JSON")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `GET path` on `base` (http://host:port/): the status and the body.
+fn get(base: &str, path: &str) -> (u16, String) {
+    let url = format!("{}{}", base.trim_end_matches('/'), path);
+    match ureq::get(&url).timeout(Duration::from_secs(10)).call() {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(status, r)) => (status, r.into_string().unwrap()),
+        Err(e) => panic!("GET {url}: {e}"),
+    }
+}
+
+#[test]
+fn cli_calls_methods_with_key_value_and_json_params() {
+    let dir = TempDir::new().unwrap();
+    let node = one_node(dir.path(), &[]);
+    node.rpc
+        .call("dev_mine", json!({"blocks": 2, "address": address_text(9)}))
+        .unwrap();
+    let tip = stdout_json(&cli(&node.datadir, &["chain_tip"]));
+    assert_eq!(tip, node.rpc.call("chain_tip", json!({})).unwrap());
+    let by_key = stdout_json(&cli(&node.datadir, &["block_get", "height=2"]));
+    assert_eq!(by_key["hash"], tip["hash"]);
+    let by_json = stdout_json(&cli(&node.datadir, &["block_get", r#"{"height": 1}"#]));
+    assert_eq!(by_json["height"], 1);
+    // A hash is a string even when it could be read as something else.
+    let hash = tip["hash"].as_str().unwrap();
+    let by_hash = stdout_json(&cli(&node.datadir, &["block_get", &format!("hash={hash}")]));
+    assert_eq!(by_hash["height"], 2);
+    // --raw: one line, a string without quotes.
+    let raw = cli(
+        &node.datadir,
+        &["--raw", "block_get", "height=2", "raw=true"],
+    );
+    let line = String::from_utf8(raw.stdout).unwrap();
+    assert_eq!(line.lines().count(), 1);
+    assert_eq!(
+        serde_json::from_str::<Value>(&line).unwrap()["hash"],
+        tip["hash"]
+    );
+    // --rpc and --rpc-cookie name the node instead, the scheme left out.
+    let addr = std::fs::read_to_string(node.datadir.join("rpc.addr")).unwrap();
+    let cookie = node.datadir.join("rpc.cookie");
+    let by_url = run(
+        "apiary-cli",
+        &[
+            "--rpc",
+            addr.trim(),
+            "--rpc-cookie",
+            cookie.to_str().unwrap(),
+            "chain_tip",
+        ],
+    );
+    assert_eq!(stdout_json(&by_url), tip);
+}
+
+#[test]
+fn cli_suggests_the_method_meant() {
+    let dir = TempDir::new().unwrap();
+    let node = one_node(dir.path(), &[]);
+    let output = cli(&node.datadir, &["chain_tipp"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("did you mean \"chain_tip\""),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn cli_names_a_bad_parameter() {
+    let dir = TempDir::new().unwrap();
+    let node = one_node(dir.path(), &[]);
+    let output = cli(&node.datadir, &["block_get", "height=high"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("height"), "{}", stderr(&output));
+    let output = cli(&node.datadir, &["block_get", "height"]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "not key=value is a usage error"
+    );
+}
+
+#[test]
+fn cli_with_no_node_running_says_what_to_start() {
+    let dir = TempDir::new().unwrap();
+    let output = cli(dir.path(), &["chain_tip"]);
+    assert_eq!(output.status.code(), Some(3));
+    let message = stderr(&output);
+    assert!(message.contains("apiary-node --datadir"), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+    // A node that was there and is gone: connection refused, with the same hint.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let output = run("apiary-cli", &["--rpc", &port.to_string(), "chain_tip"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains("is a node running?"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn cli_help_is_what_the_node_serves() {
+    let dir = TempDir::new().unwrap();
+    let node = one_node(dir.path(), &[]);
+    let methods = node.rpc.call("rpc_methods", json!({})).unwrap();
+    let listing = String::from_utf8(cli(&node.datadir, &["help"]).stdout).unwrap();
+    for method in methods.as_array().unwrap() {
+        let name = method["name"].as_str().unwrap();
+        assert!(listing.contains(name), "help leaves out {name}");
+        // Every method listed is served: a call never says "method not found".
+        let answer = node.rpc.call(name, json!({"no_such_param": 1}));
+        assert!(
+            answer.is_err_and(|e| e.code != -32601),
+            "{name} is listed but not served"
+        );
+    }
+    let one = String::from_utf8(cli(&node.datadir, &["help", "block_get"]).stdout).unwrap();
+    assert!(one.contains("raw (optional)"), "{one}");
+    let completions = cli(&node.datadir, &["completions", "bash"]);
+    assert!(completions.status.success());
+    assert!(String::from_utf8_lossy(&completions.stdout).contains("apiary-cli"));
+}
+
+#[test]
+fn raw_bytes_hash_to_what_the_node_says() {
+    let dir = TempDir::new().unwrap();
+    let node = one_node(dir.path(), &[]);
+    node.rpc
+        .call("dev_mine", json!({"blocks": 1, "address": address_text(1)}))
+        .unwrap();
+    let stx = transfer(1, address(7), 5, 10_000, 0);
+    let txid = node.submit_tx(&stx);
+    node.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
+    let raw = node
+        .rpc
+        .call("block_get", json!({"height": 2, "raw": true}))
+        .unwrap();
+    let bytes = hex::decode(raw["hex"].as_str().unwrap()).unwrap();
+    let block: Block = decode_exact("block", &bytes, 1 << 24).unwrap();
+    assert_eq!(block.hash().to_string(), raw["hash"]);
+    assert_eq!(raw["hash"], node.block_hash(2));
+    let found = node
+        .rpc
+        .call("tx_get", json!({"txid": txid, "raw": true}))
+        .unwrap();
+    let tx: SignedTransaction = decode_exact(
+        "tx",
+        &hex::decode(found["hex"].as_str().unwrap()).unwrap(),
+        256,
+    )
+    .unwrap();
+    assert_eq!(tx.txid().to_string(), txid);
+    assert!(tx.verify_signature().is_ok());
+    // The JSON form carries everything the bytes do.
+    assert_eq!(found["tx"]["signature"], hex::encode(tx.signature));
+    assert_eq!(found["tx"]["chain_id"], CHAIN_ID);
+    assert_eq!(found["tx"]["amount"], "5", "amounts are decimal strings");
+}
+
+#[test]
+fn probes_follow_peers() {
+    let dir = TempDir::new().unwrap();
+    let a = one_node(dir.path(), &[]);
+    let base = a.rpc.url.clone();
+    assert_eq!(get(&base, "/healthy").0, 200);
+    let (status, body) = get(&base, "/ready");
+    assert_eq!((status, body.trim()), (503, "not ready: no peers"));
+    let spec = dir.path().join("spec.toml");
+    let mut b = NodeProcess::start(
+        &dir.path().join("b"),
+        Some(&spec),
+        &["--peer", &a.p2p_addr()],
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(30), "a ready with a peer", || {
+        get(&base, "/ready").0 == 200
+    });
+    b.kill9();
+    wait_until(Duration::from_secs(30), "a not ready once alone", || {
+        get(&base, "/ready").0 == 503
+    });
+    assert_eq!(get(&base, "/healthy").0, 200, "alone is not unhealthy");
+    // GET / says what the port is.
+    let (status, about) = get(&base, "/");
+    assert_eq!(status, 200);
+    assert!(about.contains("JSON-RPC"), "{about}");
+}
+
+/// One sample of `name` with `labels` in a scrape, or None.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+}
+
+fn scrape(base: &str) -> prometheus_parse::Scrape {
+    let (status, text) = get(base, "/metrics");
+    assert_eq!(status, 200);
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
+}
+
+#[test]
+fn metrics_move_as_blocks_arrive() {
+    let dir = TempDir::new().unwrap();
+    let node = one_node(dir.path(), &["--metrics-addr", "127.0.0.1:0"]);
+    let metrics_addr = std::fs::read_to_string(node.datadir.join("metrics.addr")).unwrap();
+    let base = format!("http://{}/", metrics_addr.trim());
+    let before = scrape(&base);
+    assert_eq!(sample(&before, "apiary_height", &[]), Some(0.0));
+    node.rpc
+        .call("dev_mine", json!({"blocks": 3, "address": address_text(9)}))
+        .unwrap();
+    let after = scrape(&base);
+    assert_eq!(sample(&after, "apiary_height", &[]), Some(3.0));
+    assert_eq!(
+        sample(
+            &after,
+            "apiary_blocks_accepted_total",
+            &[("outcome", "new_tip")]
+        ),
+        Some(3.0)
+    );
+    assert!(sample(&after, "apiary_store_bytes", &[]).unwrap() > 0.0);
+    assert_eq!(
+        sample(&after, "apiary_mempool_transactions", &[]),
+        Some(0.0)
+    );
+    for name in [
+        "apiary_tip_age_seconds",
+        "apiary_bans_total",
+        "apiary_mempool_bytes",
+        "apiary_sync_best_known_height",
+        "apiary_peers",
+    ] {
+        assert!(
+            after.samples.iter().any(|s| s.metric == name),
+            "{name} is missing"
+        );
+    }
+    // The histograms of connect and flush times count what happened.
+    let connects = after
+        .samples
+        .iter()
+        .find(|s| s.metric == "apiary_block_connect_seconds")
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Histogram(buckets) => {
+                buckets.last().map(|b| b.count).unwrap_or(0.0)
+            }
+            _ => 0.0,
+        });
+    assert_eq!(connects, Some(3.0));
+    // The probes are served here too, without a cookie.
+    assert_eq!(get(&base, "/healthy").0, 200);
+}
