@@ -2,6 +2,7 @@
 //! JSON-RPC, around the pure consensus rules of `apiary-core`.
 
 pub mod chain;
+pub mod config;
 pub mod health;
 pub mod mempool;
 pub mod metrics;

@@ -10,7 +10,6 @@ use apiary_node::p2p::{self, NetworkConfig};
 use apiary_node::rpc::{router, write_cookie, RpcContext};
 use apiary_node::store::Store;
 use apiary_node::{reindex, Node};
-use clap::Parser;
 use libp2p::Multiaddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use std::sync::Arc;
 const DEFAULT_RPC_ADDR: &str = "127.0.0.1:9797";
 const DEFAULT_LISTEN: &str = "/ip4/0.0.0.0/tcp/9798";
 
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(
     name = "apiary-node",
     version,
@@ -28,6 +27,19 @@ const DEFAULT_LISTEN: &str = "/ip4/0.0.0.0/tcp/9798";
                   (credentials in <datadir>/rpc.cookie). Logs go to stderr; RUST_LOG filters them."
 )]
 struct Args {
+    /// Config file (TOML, a key for every flag; flags win over it)
+    /// [default: <datadir>/apiary.toml when it exists]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the effective config (defaults, the file, then flags) as TOML and exit
+    #[arg(long)]
+    print_config: bool,
+    /// Write the log to this file (appended) instead of stderr
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+    /// Log as text for people or as JSON lines for log collectors
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
     /// Data directory: the RocksDB store and rpc.cookie [default: ~/.apiary/<chain id>]
     #[arg(long, value_name = "DIR")]
     datadir: Option<PathBuf>,
@@ -74,6 +86,11 @@ struct Args {
     /// Address paid by blocks this node mines (also dev_mine's default)
     #[arg(long, value_name = "ADDR")]
     miner_address: Option<String>,
+    /// Mine each block no sooner than this many milliseconds after the tip's timestamp
+    /// (e.g. the chain's block time): the difficulty settles at the chain's floor and an
+    /// idle development chain costs next to no CPU. 0: mine at full speed
+    #[arg(long, value_name = "MS", default_value_t = 0, requires = "mine")]
+    mine_interval_ms: u64,
     /// Threads searching nonces, 1 to 1024 [default: all cores]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     mine_threads: Option<u16>,
@@ -96,27 +113,114 @@ struct Args {
     rpc_max_connections: Option<u16>,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            // Gossipsub logs every message it drops itself at WARN: a flooding peer would
-            // fill the log (its scoring penalises the peer instead). RUST_LOG overrides.
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,libp2p_gossipsub=error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(error) = init_logging(&args) {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
     // A panic is a bug: say where, in the log, whichever thread it was on. The task it
     // ended reports to the node's health, which stops the node.
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
         tracing::error!(thread = thread.name().unwrap_or("unnamed"), "panic: {info}");
     }));
-    if let Err(error) = run(Args::parse()) {
+    let logs_to_file = args.log_file.is_some();
+    if let Err(error) = run(args) {
+        // Once on stderr; in the log file too when there is one.
+        if logs_to_file {
+            tracing::error!("{error:#}");
+        }
         eprintln!("error: {error:#}");
         std::process::exit(1);
     }
+}
+
+/// The flags, over the config file (--config, or <datadir>/apiary.toml when present), over
+/// the defaults. `--print-config` prints the outcome and exits.
+fn parse_args() -> Result<Args> {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Args::command();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let given = command.clone().get_matches_from(&argv);
+    let cli = Args::from_arg_matches(&given)?;
+    let file = match &cli.config {
+        Some(path) => Some(path.clone()),
+        None => {
+            let datadir = match &cli.datadir {
+                Some(dir) => dir.clone(),
+                None => default_datadir(&match &cli.genesis {
+                    Some(path) => apiary_genesis::load_spec(path)?,
+                    None => apiary_genesis::devnet(),
+                })?,
+            };
+            Some(datadir.join("apiary.toml")).filter(|p| p.exists())
+        }
+    };
+    let Some(file) = file else {
+        return finish(&command, &given, cli);
+    };
+    let mut all = vec![argv[0].clone()];
+    all.extend(apiary_node::config::file_args(&command, &file, &given)?);
+    all.extend(argv.into_iter().skip(1));
+    let matches = command.clone().try_get_matches_from(all).map_err(|e| {
+        let rendered = e.render().to_string();
+        let first = rendered.lines().next().unwrap_or_default();
+        anyhow!(
+            "with config file {}: {}",
+            file.display(),
+            first.trim_start_matches("error: ")
+        )
+    })?;
+    finish(&command, &matches, Args::from_arg_matches(&matches)?)
+}
+
+fn finish(command: &clap::Command, matches: &clap::ArgMatches, args: Args) -> Result<Args> {
+    if args.print_config {
+        print!("{}", apiary_node::config::render(command, matches));
+        std::process::exit(0);
+    }
+    Ok(args)
+}
+
+fn init_logging(args: &Args) -> Result<()> {
+    // Gossipsub logs every message it drops itself at WARN: a flooding peer would fill the
+    // log (its scoring penalises the peer instead). RUST_LOG overrides.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,libp2p_gossipsub=error".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match (&args.log_file, args.log_format) {
+        (Some(path), format) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open log file {}", path.display()))?;
+            let writer = std::sync::Mutex::new(file);
+            match format {
+                LogFormat::Json => builder.json().with_writer(writer).init(),
+                LogFormat::Text => builder.with_ansi(false).with_writer(writer).init(),
+            }
+        }
+        (None, LogFormat::Json) => builder.json().with_writer(std::io::stderr).init(),
+        (None, LogFormat::Text) => builder
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+    Ok(())
 }
 
 fn default_datadir(spec: &ChainSpec) -> Result<PathBuf> {
@@ -217,6 +321,8 @@ fn run(args: Args) -> Result<()> {
             .unwrap_or_else(apiary_node::rpc::server::default_max_connections),
         miner_address,
         mine: args.mine,
+        mine_interval: (args.mine_interval_ms > 0)
+            .then(|| std::time::Duration::from_millis(args.mine_interval_ms)),
         mine_threads,
     };
     let result = runtime.block_on(serve(node.clone(), &datadir, network, settings));
@@ -265,6 +371,7 @@ struct Settings {
     rpc_max_connections: usize,
     miner_address: Option<Address>,
     mine: bool,
+    mine_interval: Option<std::time::Duration>,
     mine_threads: usize,
 }
 
@@ -308,10 +415,19 @@ async fn serve(
 
     let miner = match (settings.mine, settings.miner_address) {
         (true, Some(address)) => {
-            tracing::info!(threads = settings.mine_threads, "mining");
+            tracing::info!(
+                threads = settings.mine_threads,
+                interval_ms = settings.mine_interval.map(|d| d.as_millis() as u64),
+                "mining"
+            );
             Some(
-                apiary_node::miner::spawn_miner(node.clone(), address, settings.mine_threads)
-                    .context("cannot start the miner")?,
+                apiary_node::miner::spawn_miner(
+                    node.clone(),
+                    address,
+                    settings.mine_threads,
+                    settings.mine_interval,
+                )
+                .context("cannot start the miner")?,
             )
         }
         _ => None,

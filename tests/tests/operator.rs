@@ -301,3 +301,113 @@ fn metrics_move_as_blocks_arrive() {
     // The probes are served here too, without a cookie.
     assert_eq!(get(&base, "/healthy").0, 200);
 }
+
+/// The effective config `apiary-node --print-config` reports, parsed.
+fn effective_config(args: &[&str]) -> Value {
+    let output = run("apiary-node", &[args, &["--print-config"]].concat());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let table: toml::Table = toml::from_str(&text).unwrap();
+    serde_json::to_value(table).unwrap()
+}
+
+#[test]
+fn flags_win_over_the_config_file_and_it_over_defaults() {
+    let dir = TempDir::new().unwrap();
+    let datadir = dir.path().join("node");
+    std::fs::create_dir_all(&datadir).unwrap();
+    let datadir_text = datadir.to_str().unwrap();
+    let defaults = effective_config(&["--datadir", datadir_text]);
+    assert_eq!(defaults["max-peers"], 64);
+    // <datadir>/apiary.toml is read when present.
+    std::fs::write(datadir.join("apiary.toml"), "max-peers = 7\nmdns = true\n").unwrap();
+    let from_file = effective_config(&["--datadir", datadir_text]);
+    assert_eq!(
+        (from_file["max-peers"].clone(), from_file["mdns"].clone()),
+        (json!(7), json!(true))
+    );
+    let flagged = effective_config(&["--datadir", datadir_text, "--max-peers", "9"]);
+    assert_eq!(flagged["max-peers"], 9);
+    // --config names another file; a wrong key is refused with the key's name.
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, "max_peer = 3\n").unwrap();
+    let output = run(
+        "apiary-node",
+        &[
+            "--datadir",
+            datadir_text,
+            "--config",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("did you mean \"max-peers\""), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+}
+
+#[test]
+fn a_node_configured_by_file_logs_json_to_its_log_file() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let datadir = dir.path().join("node");
+    std::fs::create_dir_all(&datadir).unwrap();
+    let log = dir.path().join("apiary.log");
+    std::fs::write(
+        datadir.join("apiary.toml"),
+        format!(
+            "log-format = \"json\"\nlog-file = {:?}\n",
+            log.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let node = NodeProcess::start(&datadir, Some(&spec), &[]).unwrap();
+    node.rpc
+        .call("dev_mine", json!({"blocks": 1, "address": address_text(9)}))
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every log line is JSON"))
+        .collect();
+    assert!(!lines.is_empty());
+    assert!(lines
+        .iter()
+        .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+}
+
+#[test]
+fn a_paced_miner_waits_the_interval_between_blocks() {
+    let dir = TempDir::new().unwrap();
+    let miner = address_text(9);
+    let node = one_node(
+        dir.path(),
+        &[
+            "--mine",
+            "--miner-address",
+            &miner,
+            "--mine-interval-ms",
+            "300",
+        ],
+    );
+    wait_until(Duration::from_secs(60), "four paced blocks", || {
+        node.rpc.tip_height() >= 4
+    });
+    let times: Vec<u64> = (1..=4)
+        .map(|h| {
+            node.rpc.call("block_get", json!({"height": h})).unwrap()["timestamp_ms"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    for pair in times.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 300,
+            "blocks {times:?} come faster than the pace"
+        );
+    }
+}

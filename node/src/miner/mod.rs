@@ -184,17 +184,47 @@ pub fn mine_block(node: &Node, miner: Address, threads: usize) -> Result<BlockHa
 /// How long the miner waits before it looks again while the disk is full.
 const STORAGE_FULL_PAUSE: Duration = Duration::from_secs(1);
 
-/// Mines continuously until shutdown (`--mine`); pauses while the disk is full.
+/// How long a paced miner sleeps at most before it looks again (shutdown, a new tip).
+const PACE_CHECK: Duration = Duration::from_millis(250);
+
+/// Waits until `interval` has passed since the tip's timestamp (the tip may change while
+/// waiting: a peer's block restarts the wait). False if the node is shutting down.
+fn wait_for_slot(node: &Node, interval: Duration) -> bool {
+    let interval_ms = interval.as_millis() as u64;
+    loop {
+        if node.is_shutting_down() {
+            return false;
+        }
+        let tip_ms = node.lock().chain.tip_entry().header.timestamp_ms;
+        let due_ms = tip_ms.saturating_add(interval_ms);
+        let now = now_ms();
+        if now >= due_ms {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(due_ms - now).min(PACE_CHECK));
+    }
+}
+
+/// Mines continuously until shutdown (`--mine`); pauses while the disk is full. With a
+/// `pace`, each block waits until that long after the tip's timestamp: blocks then come
+/// no faster than the pace, the retarget lowers the difficulty to the chain's floor, and
+/// an idle development chain costs next to no CPU.
 pub fn spawn_miner(
     node: Arc<Node>,
     miner: Address,
     threads: usize,
+    pace: Option<Duration>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("miner".into())
         .spawn(move || {
             let _running = CoreTask::new(node.clone(), "miner");
             loop {
+                if let Some(pace) = pace {
+                    if !wait_for_slot(&node, pace) {
+                        return;
+                    }
+                }
                 match mine_block(&node, miner, threads) {
                     Ok(_) => {}
                     Err(MineError::ShuttingDown) => return,

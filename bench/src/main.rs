@@ -31,6 +31,7 @@ use std::time::Instant;
 
 mod accept;
 mod connect;
+mod idle;
 mod liar;
 mod mining;
 mod network;
@@ -42,37 +43,53 @@ use mining::bench_mining;
 use network::{bench_gossip, bench_propagation, bench_propagation_liar};
 use report::update_markdown;
 
-const ALL: [&str; 7] = [
-    "connect",
-    "sync",
-    "propagation",
-    "propagation_liar",
-    "gossip",
-    "accept",
-    "mining",
-];
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum Bench {
+    Connect,
+    Sync,
+    Propagation,
+    PropagationLiar,
+    Gossip,
+    Accept,
+    Mining,
+    IdleTestnet,
+}
+
+#[derive(clap::Parser)]
+#[command(
+    name = "apiary-bench",
+    about = "End-to-end benchmarks of a release build, each against a limit measured in the same run",
+    after_help = "Run through scripts/bench, which builds the release first. Sizes for `connect` \
+                  come from BENCH_BLOCKS, BENCH_TXS and BENCH_ACCOUNTS (default 200 x 1000 among \
+                  100,000 accounts). Prints progress on stderr and one JSON object on stdout."
+)]
+struct Args {
+    /// Rewrite the results table in this file (BENCHMARKS.md)
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+    /// Run every benchmark (a long while)
+    #[arg(long, conflicts_with = "benches")]
+    all: bool,
+    /// The benchmarks to run
+    #[arg(value_enum, required_unless_present = "all")]
+    benches: Vec<Bench>,
+}
 
 fn main() -> Result<()> {
-    let mut names = Vec::new();
-    let mut markdown: Option<PathBuf> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--markdown" => markdown = Some(args.next().context("--markdown FILE")?.into()),
-            "--help" | "-h" => {
-                println!(
-                    "usage: apiary-bench [--markdown BENCHMARKS.md] [{}]...",
-                    ALL.join("|")
-                );
-                return Ok(());
-            }
-            name if ALL.contains(&name) => names.push(name.to_string()),
-            other => bail!("unknown benchmark {other:?}; known: {}", ALL.join(", ")),
-        }
-    }
-    if names.is_empty() {
-        names = ALL.iter().map(|s| s.to_string()).collect();
-    }
+    use clap::{Parser, ValueEnum};
+    let args = Args::parse();
+    let chosen = if args.all {
+        Bench::value_variants().to_vec()
+    } else {
+        args.benches
+    };
+    let names: Vec<String> = chosen
+        .iter()
+        .filter_map(|b| b.to_possible_value())
+        .map(|v| v.get_name().to_string())
+        .collect();
+    let markdown = args.markdown;
     let mut results = Map::new();
     // `sync` is measured against `connect` of the same run, on the node `connect` filled.
     if names.iter().any(|n| n == "connect" || n == "sync") {
@@ -118,6 +135,12 @@ fn main() -> Result<()> {
         let mining = bench_mining();
         eprintln!("mining: {mining}");
         results.insert("mining".into(), mining);
+    }
+    if names.iter().any(|n| n == "idle_testnet") {
+        eprintln!("== idle_testnet");
+        let idle = idle::bench_idle_testnet()?;
+        eprintln!("idle_testnet: {idle}");
+        results.insert("idle_testnet".into(), idle);
     }
     if let Some(path) = markdown {
         update_markdown(&path, &results)?;

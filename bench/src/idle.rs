@@ -1,0 +1,93 @@
+//! `idle_testnet`: the CPU a 3-node testnet takes while nobody uses it, as
+//! `scripts/testnet up` starts it (one paced miner), against the 5 %-of-a-core goal.
+
+use super::*;
+use std::process::Command;
+use std::time::Duration;
+
+/// What an idle 3-node testnet may cost at most, in percent of one core (all nodes).
+const GOAL_PERCENT: f64 = 5.0;
+
+/// CPU seconds (user + system) `pid` has used so far.
+fn cpu_seconds(pid: u64) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces: count fields after its closing paren.
+    let after = &stat[stat.rfind(')').context("unreadable /proc stat")? + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks as f64 / per_second)
+}
+
+fn testnet(root: &std::path::Path, args: &[&str]) -> Result<String> {
+    let output = Command::new(root.join("scripts/testnet"))
+        .args(args)
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "scripts/testnet {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn height(datadir: &str) -> Result<u64> {
+    let addr = std::fs::read_to_string(format!("{datadir}/rpc.addr"))?;
+    let cookie = PathBuf::from(format!("{datadir}/rpc.cookie"));
+    let client = apiary_client::Client::new(vec![apiary_client::Endpoint::with_cookie(
+        addr.trim(),
+        Some(&cookie),
+    )?]);
+    client.call("chain_tip", json!({}))?["height"]
+        .as_u64()
+        .context("chain_tip without a height")
+}
+
+pub(crate) fn bench_idle_testnet() -> Result<Value> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the workspace")?
+        .to_path_buf();
+    let dir = tempfile::tempdir()?;
+    let dir_text = dir.path().to_str().context("a UTF-8 temp dir")?;
+    let window = Duration::from_secs(
+        std::env::var("BENCH_IDLE_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    );
+    testnet(&root, &["--dir", dir_text, "up"])?;
+    let result = (|| -> Result<Value> {
+        let nodes: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("nodes.json"))?)?;
+        let nodes = nodes.as_array().context("nodes.json lists nodes")?;
+        let pids: Vec<u64> = nodes.iter().filter_map(|n| n["pid"].as_u64()).collect();
+        let datadir = nodes[0]["datadir"]
+            .as_str()
+            .context("a datadir")?
+            .to_string();
+        // Start-up (opening stores, first dials) is not idling.
+        std::thread::sleep(Duration::from_secs(10));
+        let before: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum::<Result<f64>>()?;
+        let height_before = height(&datadir)?;
+        let started = Instant::now();
+        std::thread::sleep(window);
+        let after: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum::<Result<f64>>()?;
+        let blocks = height(&datadir)? - height_before;
+        let seconds = started.elapsed().as_secs_f64();
+        let percent = 100.0 * (after - before) / seconds;
+        Ok(json!({
+            "nodes": pids.len(),
+            "seconds": seconds.round(),
+            "blocks": blocks,
+            "cpu_percent_of_one_core": (percent * 100.0).round() / 100.0,
+            "goal_percent": GOAL_PERCENT,
+            "ratio": (percent / GOAL_PERCENT * 100.0).round() / 100.0,
+        }))
+    })();
+    testnet(&root, &["--dir", dir_text, "down"])?;
+    result
+}
