@@ -32,51 +32,68 @@ enum Command {
 
 #[derive(clap::Args)]
 struct NewArgs {
-    /// Chain name: 1 to 32 of a-z, 0-9 and '-'.
+    /// Chain name: 1 to 32 of a-z, 0-9 and '-'
     #[arg(long)]
     chain_id: String,
-    /// Address prefix (bech32m human-readable part); default: "ap".
+    /// Address prefix (bech32m human-readable part)
     #[arg(long, default_value = "ap")]
     address_prefix: String,
-    /// Initial balance, ADDRESS=COINS; repeat for more accounts.
+    /// Initial balance, ADDRESS=COINS; repeat for more accounts (make an address with
+    /// `apiary-wallet new --chain-id ID --address-prefix PREFIX`, then `apiary-wallet address`)
     #[arg(long = "alloc", value_name = "ADDR=COINS")]
     allocations: Vec<String>,
-    /// Genesis timestamp in ms since the Unix epoch; default: now.
-    #[arg(long)]
+    /// Genesis timestamp in ms since the Unix epoch [default: now]
+    #[arg(long, value_name = "MS")]
     genesis_time_ms: Option<u64>,
-    /// Target time between blocks.
-    #[arg(long, default_value_t = 10_000)]
+    /// Target time between blocks
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
     block_time_ms: u64,
-    /// ASERT half-life; default: 20 block times.
-    #[arg(long, default_value_t = 0)]
-    half_life_ms: u64,
-    /// Expected hashes to find block 1.
-    #[arg(long, default_value_t = 1 << 24)]
+    /// ASERT half-life: how fast the difficulty follows the hash rate [default: 20 block
+    /// times]
+    #[arg(long, value_name = "MS")]
+    half_life_ms: Option<u64>,
+    /// Expected hashes to find block 1 (the default takes one core a few seconds)
+    #[arg(long, value_name = "N", default_value_t = 1 << 24)]
     initial_hashes: u64,
-    /// Expected hashes of the easiest block ever allowed (the proof-of-work limit).
-    #[arg(long, default_value_t = 1 << 16)]
+    /// Expected hashes of the easiest block ever allowed (the proof-of-work limit)
+    #[arg(long, value_name = "N", default_value_t = 1 << 16)]
     min_hashes: u64,
-    #[arg(long, default_value_t = 4_000_000)]
+    /// Largest block, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = 4_000_000)]
     max_block_bytes: u32,
-    #[arg(long, default_value_t = 20_000)]
+    /// Most transactions in one block
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
     max_block_txs: u32,
-    #[arg(long, default_value_t = 15_000)]
+    /// How far ahead of a node's clock a block's timestamp may be
+    #[arg(long, value_name = "MS", default_value_t = 15_000)]
     max_future_drift_ms: u64,
-    /// Coins paid to each block's miner before halvings.
-    #[arg(long, default_value = "50")]
+    /// Coins paid to each block's miner before halvings
+    #[arg(long, value_name = "COINS", default_value = "50")]
     reward: String,
-    /// Blocks between reward halvings (0: never).
-    #[arg(long, default_value_t = 210_000)]
+    /// Blocks between reward halvings (0: never)
+    #[arg(long, value_name = "N", default_value_t = 210_000)]
     halving_interval: u64,
-    #[arg(long, default_value_t = 1_000)]
+    /// Deepest reorganisation a node follows (deeper ones need an operator)
+    #[arg(long, value_name = "BLOCKS", default_value_t = 1_000)]
     max_reorg_depth: u64,
-    /// Where to write the spec.
-    #[arg(short, long)]
+    /// Where to write the spec (an existing file is kept unless --force)
+    #[arg(short, long, value_name = "FILE")]
     output: PathBuf,
+    /// Replace the output file if it exists (its chain is a different chain afterwards)
+    #[arg(long)]
+    force: bool,
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+fn main() {
+    // One line, no backtrace: every failure here is about the user's input or files.
+    if let Err(error) = run(Cli::parse()) {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
         Command::New(args) => new_spec(args),
         Command::Hash { spec } => {
             println!("{}", load_spec(&spec)?.genesis_hash());
@@ -120,7 +137,7 @@ fn new_spec(args: NewArgs) -> Result<()> {
         address_prefix,
         genesis_timestamp_ms: args.genesis_time_ms.unwrap_or(now_ms),
         target_block_time_ms: args.block_time_ms,
-        asert_half_life_ms: args.half_life_ms,
+        asert_half_life_ms: args.half_life_ms.unwrap_or(0),
         initial_hashes: args.initial_hashes,
         min_hashes: args.min_hashes,
         max_block_bytes: args.max_block_bytes,
@@ -132,8 +149,30 @@ fn new_spec(args: NewArgs) -> Result<()> {
         allocations,
     }
     .build()?;
-    std::fs::write(&args.output, spec_to_toml(&spec))
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    write_spec(&args.output, &spec_to_toml(&spec), args.force)?;
     println!("{}", spec.genesis_hash());
     Ok(())
+}
+
+/// Writes the spec, refusing to replace an existing file unless `force`: a spec names a
+/// chain, and overwriting one silently would strand every node that runs it.
+fn write_spec(path: &std::path::Path, text: &str, force: bool) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+            "{} exists; it may be the spec of a running chain: choose another --output, or \
+             add --force to replace it",
+            path.display()
+        ),
+        _ => anyhow::anyhow!("cannot write {}: {e}", path.display()),
+    })?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }

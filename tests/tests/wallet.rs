@@ -460,3 +460,28 @@ fn the_wallet_gives_a_node_the_payments_it_lost() {
     let listed = ok(wallet(&wallet_dir, &at(&node), PASSWORD, &["rebroadcast"]));
     assert!(listed["sent"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn waiting_while_nobody_mines_stops_and_says_why() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let node = NodeProcess::start(&dir.path().join("n1"), Some(&spec), &[]).unwrap();
+    let wallet_dir = dir.path().join("alice");
+    let at = [endpoint(&node)];
+    let alice = ok(wallet(&wallet_dir, &at, PASSWORD, &["new"]));
+    node.rpc
+        .call(
+            "dev_mine",
+            json!({"blocks": 1, "address": alice["address"]}),
+        )
+        .unwrap();
+    // No miner runs: the tip stays put, and --wait says so long before its 600 s.
+    let reason = refused(wallet(
+        &wallet_dir,
+        &at,
+        PASSWORD,
+        &["send", &address_text(7), "1", "--fee", "0.0001", "--wait"],
+    ));
+    assert!(reason.contains("is any node mining?"), "{reason}");
+    assert_eq!(node.mempool_count(), 1, "the payment stays pending");
+}

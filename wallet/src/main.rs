@@ -32,8 +32,9 @@ struct Args {
     command: Command,
 }
 
-/// What every command takes.
+/// What every command takes (before or after the command's name).
 #[derive(clap::Args)]
+#[command(next_help_heading = "Global options (any command)")]
 struct Options {
     /// Where the keystore (wallet.json) and config.toml live [default: ~/.apiary/wallet]
     #[arg(long, global = true, value_name = "DIR", env = "APIARY_WALLET_DIR")]
@@ -70,18 +71,23 @@ enum Command {
     },
     /// Create a wallet from an existing mnemonic (prompted for, or from a file or stdin)
     Import {
+        /// Read the words from this file [default: a prompt, or stdin when it is not a
+        /// terminal]
         #[arg(long, value_name = "FILE")]
         mnemonic_file: Option<PathBuf>,
         /// Also list accounts 1..N-1
         #[arg(long, default_value_t = 1, value_name = "N")]
         accounts: u32,
+        /// Chain id, when no node answers [default: the node's]
         #[arg(long)]
         chain_id: Option<String>,
+        /// Address prefix, when no node answers [default: the node's]
         #[arg(long)]
         address_prefix: Option<String>,
     },
     /// Print an account's address (the default account unless --account)
     Address {
+        /// The account's index (see `account list`)
         #[arg(long, value_name = "I")]
         account: Option<u32>,
     },
@@ -100,13 +106,13 @@ enum Command {
         /// Coins to pay, e.g. 1.5
         amount: String,
         /// Fee in coins [default: the node's fee_estimate]
-        #[arg(long)]
+        #[arg(long, value_name = "COINS")]
         fee: Option<String>,
         /// Wait for N confirmations (1 when given without N), with a spinner
         #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1")]
         wait: Option<u64>,
         /// How long --wait waits, in seconds
-        #[arg(long, default_value_t = 600)]
+        #[arg(long, value_name = "SECONDS", default_value_t = 600)]
         timeout: u64,
         /// Pay from this account [default: the default account]
         #[arg(long, value_name = "I")]
@@ -116,10 +122,11 @@ enum Command {
     History {
         /// Any address of the wallet's chain
         address: Option<String>,
-        #[arg(long, default_value_t = 20)]
+        /// Entries per page, 1 to 500
+        #[arg(long, value_name = "N", default_value_t = 20)]
         limit: usize,
         /// Continue after a previous page (its next_cursor)
-        #[arg(long)]
+        #[arg(long, value_name = "CURSOR")]
         cursor: Option<String>,
     },
     /// What a node knows of a transaction
@@ -137,10 +144,12 @@ enum Command {
         #[arg(long)]
         nonce: u64,
         /// Fee in coins
-        #[arg(long)]
+        #[arg(long, value_name = "COINS")]
         fee: String,
+        /// Sign for this account [default: the default account]
         #[arg(long, value_name = "I")]
         account: Option<u32>,
+        /// Where to write the signed transaction's hex
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: PathBuf,
     },
@@ -158,6 +167,7 @@ enum Command {
 enum AccountCommand {
     /// Derive the next account
     New {
+        /// A name to show in `account list`
         #[arg(long)]
         label: Option<String>,
     },

@@ -157,6 +157,7 @@ impl Wallet {
         spinner.enable_steady_tick(Duration::from_millis(100));
         // A timeout past the clock's end is no deadline at all.
         let deadline = Instant::now().checked_add(Duration::from_secs(timeout));
+        let mut tip = TipWatch::new(client);
         loop {
             let status = match client.call("tx_get", json!({"txid": txid})) {
                 Ok(status) => status,
@@ -196,6 +197,15 @@ impl Wallet {
             if deadline.is_some_and(|deadline| Instant::now() > deadline) {
                 spinner.finish_and_clear();
                 bail!("gave up waiting for {txid} after {timeout} s; it may still confirm");
+            }
+            if let Some(stalled) = tip.stalled(client) {
+                spinner.finish_and_clear();
+                bail!(
+                    "no new block for {} s (the tip stays at height {}): is any node mining? \
+                     {txid} stays pending and confirms once blocks come",
+                    stalled.as_secs(),
+                    tip.height
+                );
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -308,5 +318,45 @@ fn fate_text(fate: &Fate) -> String {
             "its nonce was taken by another transaction: it will never confirm".into()
         }
         Fate::Refused(why) => format!("the node had lost it and refuses it now: {why}"),
+    }
+}
+
+/// Whether the chain is moving while a payment waits for blocks.
+struct TipWatch {
+    height: u64,
+    since: Instant,
+    /// No block for this long means nobody is mining: 20 block times, 10 s to 10 min.
+    patience: Duration,
+}
+
+impl TipWatch {
+    fn new(client: &Client) -> TipWatch {
+        let block_time_ms = client
+            .call("node_info", json!({}))
+            .ok()
+            .and_then(|info| info["target_block_time_ms"].as_u64())
+            .unwrap_or(10_000);
+        TipWatch {
+            height: 0,
+            since: Instant::now(),
+            patience: Duration::from_millis(block_time_ms.saturating_mul(20))
+                .clamp(Duration::from_secs(10), Duration::from_secs(600)),
+        }
+    }
+
+    /// How long the tip has not moved, once that is past patience.
+    fn stalled(&mut self, client: &Client) -> Option<Duration> {
+        if let Some(height) = client
+            .call("chain_tip", json!({}))
+            .ok()
+            .and_then(|tip| tip["height"].as_u64())
+        {
+            if height != self.height {
+                self.height = height;
+                self.since = Instant::now();
+            }
+        }
+        let still = self.since.elapsed();
+        (still > self.patience).then_some(still)
     }
 }

@@ -51,7 +51,8 @@ pub const METHODS: &[Method] = &[
         name: "node_info",
         about: "The node: version, chain, peer id, height, sync progress, warnings",
         params: &[],
-        result: "{version, chain_id, genesis_hash, address_prefix, peer_id, height, syncing, \
+        result: "{version, chain_id, genesis_hash, address_prefix, target_block_time_ms, peer_id, \
+                 height, syncing, \
                  sync: {best_known_height, blocks_per_s, eta_s, download_peers}, clock_warning, \
                  storage_full}; syncing and best_known_height come from checked headers only",
         run: |c, p| methods::node_info(c, parse(p)?),

@@ -70,6 +70,7 @@ pub(super) fn node_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcE
         "chain_id": spec.chain_id.as_str(),
         "genesis_hash": spec.genesis_hash(),
         "address_prefix": spec.address_prefix.as_str(),
+        "target_block_time_ms": spec.consensus.target_block_time_ms,
         "peer_id": network.map(|n| n.peer_id.to_string()),
         "syncing": network.is_some_and(|n| n.is_syncing()),
         "sync": network.map(|n| n.sync_progress()),
