@@ -50,11 +50,11 @@ struct Args {
     #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_RPC_ADDR)]
     rpc_addr: String,
     /// Where to accept peers (libp2p multiaddr); repeat for several
-    #[arg(long, value_name = "MULTIADDR", default_value = DEFAULT_LISTEN)]
+    #[arg(long, value_name = "MULTIADDR", default_value = DEFAULT_LISTEN, value_parser = listen_addr)]
     listen: Vec<Multiaddr>,
     /// A peer to connect to and keep reconnecting to, e.g.
     /// /ip4/127.0.0.1/tcp/9798/p2p/12D3KooW…; repeat for several
-    #[arg(long = "peer", value_name = "MULTIADDR")]
+    #[arg(long = "peer", value_name = "MULTIADDR", value_parser = peer_addr)]
     peers: Vec<Multiaddr>,
     /// Find peers of the same chain on the local network by multicast DNS (not loopback:
     /// listen on a LAN address or 0.0.0.0)
@@ -101,6 +101,10 @@ struct Args {
     /// Set the store aside (kept as db.set-aside-<time>) and download the chain from peers
     #[arg(long)]
     resync: bool,
+    /// Let web pages from this origin (e.g. http://localhost:3000) call the RPC from a
+    /// browser; they still need the cookie. '*' allows any origin
+    #[arg(long, value_name = "ORIGIN", value_parser = cors_origin)]
+    rpc_cors: Option<axum::http::HeaderValue>,
     /// Also serve /metrics (Prometheus), /healthy and /ready, without a cookie, on this
     /// address (they are always on the RPC port too); e.g. 0.0.0.0:9799 for a Prometheus
     /// on another machine without opening RPC to it. Port 0 picks one, written to
@@ -111,6 +115,28 @@ struct Args {
     /// at most 256]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     rpc_max_connections: Option<u16>,
+}
+
+fn cors_origin(text: &str) -> Result<axum::http::HeaderValue, String> {
+    let valid = text == "*" || text.starts_with("http://") || text.starts_with("https://");
+    if !valid || text.ends_with('/') {
+        return Err(
+            "an origin is scheme://host[:port] with no path, e.g. http://localhost:3000, or '*'"
+                .into(),
+        );
+    }
+    axum::http::HeaderValue::from_str(text).map_err(|e| e.to_string())
+}
+
+fn listen_addr(text: &str) -> Result<Multiaddr, String> {
+    text.parse().map_err(|e| {
+        format!("{e}: a libp2p multiaddr, e.g. /ip4/0.0.0.0/tcp/9798 (all interfaces, port 9798)")
+    })
+}
+
+fn peer_addr(text: &str) -> Result<Multiaddr, String> {
+    text.parse()
+        .map_err(|e| format!("{e}: a libp2p multiaddr, e.g. /ip4/192.0.2.7/tcp/9798/p2p/12D3KooW… (the peer's p2p.addr)"))
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -197,9 +223,11 @@ fn finish(command: &clap::Command, matches: &clap::ArgMatches, args: Args) -> Re
 
 fn init_logging(args: &Args) -> Result<()> {
     // Gossipsub logs every message it drops itself at WARN: a flooding peer would fill the
-    // log (its scoring penalises the peer instead). RUST_LOG overrides.
+    // log (its scoring penalises the peer instead). Kad warns "Failed to trigger bootstrap:
+    // No known peers" whenever a listen address comes up before any peer is known, as at
+    // every start (its automatic bootstrap cannot be turned off). RUST_LOG overrides.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,libp2p_gossipsub=error".into());
+        .unwrap_or_else(|_| "info,libp2p_gossipsub=error,libp2p_kad=error".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match (&args.log_file, args.log_format) {
         (Some(path), format) => {
@@ -314,6 +342,7 @@ fn run(args: Args) -> Result<()> {
     };
     let settings = Settings {
         rpc_addr: args.rpc_addr.clone(),
+        rpc_cors: args.rpc_cors.clone(),
         metrics_addr: args.metrics_addr.clone(),
         rpc_max_connections: args
             .rpc_max_connections
@@ -367,6 +396,7 @@ fn lock_datadir(datadir: &std::path::Path) -> Result<std::fs::File> {
 
 struct Settings {
     rpc_addr: String,
+    rpc_cors: Option<axum::http::HeaderValue>,
     metrics_addr: Option<String>,
     rpc_max_connections: usize,
     miner_address: Option<Address>,
@@ -458,7 +488,10 @@ async fn serve(
     let shutdown_node = node.clone();
     let server = apiary_node::rpc::server::serve(
         listener,
-        router(context),
+        match settings.rpc_cors {
+            Some(origin) => apiary_node::rpc::with_cors(router(context), origin),
+            None => router(context),
+        },
         settings.rpc_max_connections,
         async move {
             stop_requested.await;

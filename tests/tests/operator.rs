@@ -411,3 +411,37 @@ fn a_paced_miner_waits_the_interval_between_blocks() {
         );
     }
 }
+
+#[test]
+fn a_browser_page_of_the_allowed_origin_may_call() {
+    let dir = TempDir::new().unwrap();
+    let node = one_node(dir.path(), &["--rpc-cors", "http://localhost:3000"]);
+    let preflight = ureq::request("OPTIONS", &node.rpc.url)
+        .set("Origin", "http://localhost:3000")
+        .set("Access-Control-Request-Method", "POST")
+        .set(
+            "Access-Control-Request-Headers",
+            "authorization,content-type",
+        )
+        .call()
+        .unwrap();
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("http://localhost:3000")
+    );
+    // Another origin gets no permission.
+    let other = ureq::request("OPTIONS", &node.rpc.url)
+        .set("Origin", "http://evil.example")
+        .set("Access-Control-Request-Method", "POST")
+        .call();
+    let allowed = match other {
+        Ok(r) => r.header("access-control-allow-origin").map(str::to_string),
+        Err(ureq::Error::Status(_, r)) => {
+            r.header("access-control-allow-origin").map(str::to_string)
+        }
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(allowed, None);
+    // The call itself still needs the cookie.
+    assert!(node.rpc.call("chain_tip", json!({})).is_ok());
+}

@@ -107,6 +107,25 @@ pub fn router(context: Arc<RpcContext>) -> Router {
         .with_state(context)
 }
 
+/// `router` answering browsers of `origin` (`--rpc-cors`): the CORS headers, and
+/// preflight requests without a cookie (the call itself still needs one).
+pub fn with_cors(router: Router, origin: axum::http::HeaderValue) -> Router {
+    use axum::http::Method;
+    use tower_http::cors::{AllowOrigin, Any};
+    // A listed origin is echoed only to requests from it; other pages get no header.
+    let allowed = if origin == "*" {
+        AllowOrigin::from(Any)
+    } else {
+        AllowOrigin::list([origin])
+    };
+    router.layer(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(allowed)
+            .allow_methods([Method::POST, Method::GET])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+    )
+}
+
 /// An HTTP refusal with a JSON-RPC error body (id null: no call was read).
 fn refusal(status: StatusCode, error: RpcError) -> Response {
     (status, axum::Json(error_response(null_id(), error))).into_response()
