@@ -47,8 +47,8 @@ struct Args {
     /// Compact JSON on one line, strings without quotes: for scripts
     #[arg(long)]
     raw: bool,
-    /// The method to call; `help [METHOD]` lists them, `completions SHELL` prints a shell
-    /// completion script
+    /// The method to call; `help [METHOD]` lists them (`--completions bash|zsh|fish` prints
+    /// a shell completion script, `--manpage` the man page)
     #[arg(value_name = "METHOD")]
     method: String,
     /// Named parameters: key=value ... or one JSON object
@@ -64,6 +64,7 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
+    apiary_clidoc::serve_docs(Args::command);
     let args = Args::parse();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,25 +81,6 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), Failure> {
-    if args.method == "completions" {
-        let shell = match args.params.as_slice() {
-            [shell] => shell.parse::<clap_complete::Shell>().map_err(|e| {
-                Failure::Usage(anyhow!("{e}; try bash, zsh, fish, elvish or powershell"))
-            })?,
-            _ => {
-                return Err(Failure::Usage(anyhow!(
-                    "usage: apiary-cli completions bash|zsh|fish|elvish|powershell"
-                )))
-            }
-        };
-        clap_complete::generate(
-            shell,
-            &mut Args::command(),
-            "apiary-cli",
-            &mut std::io::stdout(),
-        );
-        return Ok(());
-    }
     let client = client(args)?;
     if args.method == "help" {
         return help(&client, &args.params);

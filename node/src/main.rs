@@ -146,11 +146,13 @@ enum LogFormat {
 }
 
 fn main() {
+    apiary_clidoc::serve_docs(<Args as clap::CommandFactory>::command);
     let args = match parse_args() {
         Ok(args) => args,
         Err(error) => {
+            // 1, like every refusal a restart cannot mend (2 is a fatal fault at run time).
             eprintln!("error: {error:#}");
-            std::process::exit(2);
+            std::process::exit(1);
         }
     };
     if let Err(error) = init_logging(&args) {

@@ -195,6 +195,7 @@ fn home() -> PathBuf {
 }
 
 fn main() {
+    apiary_clidoc::serve_docs(<Args as clap::CommandFactory>::command);
     let args = Args::parse();
     let json = args.options.json;
     if let Err(error) = run(args) {

@@ -1,0 +1,55 @@
+//! Every Apiary program prints its own man page and shell completions, generated from the
+//! same clap definition that parses its arguments (so they never drift):
+//! `PROGRAM --manpage` and `PROGRAM --completions bash|zsh|fish|elvish|powershell`.
+//! `scripts/docs` writes them all to a directory. Both flags are hidden from `--help`.
+
+use clap::Command;
+use std::io::Write;
+
+/// Handles `--manpage` or `--completions SHELL` when it is the only argument: prints what
+/// was asked for and exits. Call it before parsing, with the program's command.
+pub fn serve_docs(command: impl FnOnce() -> Command) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let request = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["--manpage"] => Request::Manpage,
+        ["--completions", shell] => match shell.parse::<clap_complete::Shell>() {
+            Ok(shell) => Request::Completions(shell),
+            Err(e) => {
+                eprintln!("error: {e}; try bash, zsh, fish, elvish or powershell");
+                std::process::exit(2);
+            }
+        },
+        _ => return,
+    };
+    let mut command = command();
+    let name = command.get_name().to_string();
+    // Rendered whole first: clap_complete panics when its writer fails (a closed pipe).
+    let mut text = Vec::new();
+    match request {
+        Request::Manpage => clap_mangen::Man::new(command)
+            .render(&mut text)
+            .expect("rendering into memory"),
+        Request::Completions(shell) => {
+            clap_complete::generate(shell, &mut command, name, &mut text)
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(&text).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write: {e}");
+        std::process::exit(1);
+    }
+    std::process::exit(0);
+}
+
+enum Request {
+    Manpage,
+    Completions(clap_complete::Shell),
+}
