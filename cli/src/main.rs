@@ -64,7 +64,7 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
-    apiary_clidoc::serve_docs(Args::command);
+    apiary_cmdline::serve_docs(Args::command);
     let args = Args::parse();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -74,7 +74,7 @@ fn main() -> ExitCode {
                 Failure::Usage(e) => (2, e),
                 Failure::Unreachable(e) => (3, e),
             };
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", apiary_cmdline::error_line(&error));
             ExitCode::from(code)
         }
     }

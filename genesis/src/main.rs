@@ -85,10 +85,10 @@ struct NewArgs {
 }
 
 fn main() {
-    apiary_clidoc::serve_docs(<Cli as clap::CommandFactory>::command);
+    apiary_cmdline::serve_docs(<Cli as clap::CommandFactory>::command);
     // One line, no backtrace: every failure here is about the user's input or files.
     if let Err(error) = run(Cli::parse()) {
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", apiary_cmdline::error_line(&error));
         std::process::exit(1);
     }
 }

@@ -56,3 +56,10 @@ fn a_bad_address_is_one_line_without_a_backtrace() {
     assert!(one_line_error(&output).contains("my1nothing"));
     assert!(!path.exists());
 }
+
+#[test]
+fn an_os_error_is_said_once() {
+    let output = genesis(&["hash", "/nonexistent/spec.toml"]);
+    let line = one_line_error(&output);
+    assert_eq!(line.matches("os error 2").count(), 1, "{line}");
+}

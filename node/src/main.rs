@@ -146,17 +146,17 @@ enum LogFormat {
 }
 
 fn main() {
-    apiary_clidoc::serve_docs(<Args as clap::CommandFactory>::command);
+    apiary_cmdline::serve_docs(<Args as clap::CommandFactory>::command);
     let args = match parse_args() {
         Ok(args) => args,
         Err(error) => {
             // 1, like every refusal a restart cannot mend (2 is a fatal fault at run time).
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", apiary_cmdline::error_line(&error));
             std::process::exit(1);
         }
     };
     if let Err(error) = init_logging(&args) {
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", apiary_cmdline::error_line(&error));
         std::process::exit(1);
     }
     // A panic is a bug: say where, in the log, whichever thread it was on. The task it
@@ -169,9 +169,9 @@ fn main() {
     if let Err(error) = run(args) {
         // Once on stderr; in the log file too when there is one.
         if logs_to_file {
-            tracing::error!("{error:#}");
+            tracing::error!("{}", apiary_cmdline::error_line(&error));
         }
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", apiary_cmdline::error_line(&error));
         std::process::exit(1);
     }
 }

@@ -195,14 +195,14 @@ fn home() -> PathBuf {
 }
 
 fn main() {
-    apiary_clidoc::serve_docs(<Args as clap::CommandFactory>::command);
+    apiary_cmdline::serve_docs(<Args as clap::CommandFactory>::command);
     let args = Args::parse();
     let json = args.options.json;
     if let Err(error) = run(args) {
         if json {
-            println!("{}", json!({"error": format!("{error:#}")}));
+            println!("{}", json!({"error": apiary_cmdline::error_line(&error)}));
         } else {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", apiary_cmdline::error_line(&error));
         }
         std::process::exit(1);
     }

@@ -1,7 +1,10 @@
-//! Every Apiary program prints its own man page and shell completions, generated from the
-//! same clap definition that parses its arguments (so they never drift):
-//! `PROGRAM --manpage` and `PROGRAM --completions bash|zsh|fish|elvish|powershell`.
-//! `scripts/docs` writes them all to a directory. Both flags are hidden from `--help`.
+//! What every Apiary program does at its edge.
+//!
+//! - Its man page and shell completions, generated from the same clap definition that
+//!   parses its arguments (so they never drift): `PROGRAM --manpage` and `PROGRAM
+//!   --completions bash|zsh|fish|elvish|powershell`; `scripts/docs` writes them all. Both
+//!   flags are hidden from `--help`.
+//! - A failure as one line: the error and each cause once.
 
 use clap::Command;
 use std::io::Write;
@@ -52,4 +55,41 @@ pub fn serve_docs(command: impl FnOnce() -> Command) {
 enum Request {
     Manpage,
     Completions(clap_complete::Shell),
+}
+
+/// `error` and its causes as one line, each said once: many errors already name their
+/// cause in their own message, and printing the chain as well would say it twice.
+pub fn error_line(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read spec: {source}")]
+    struct Says {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_said_is_not_repeated() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let said = anyhow::Error::new(Says { source: io() }).context("starting");
+        assert_eq!(
+            error_line(&said),
+            "starting: cannot read spec: no such file"
+        );
+        let unsaid = anyhow::Error::new(io()).context("cannot open x");
+        assert_eq!(error_line(&unsaid), "cannot open x: no such file");
+    }
 }
