@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod metrics;
+
 pub const CHAIN_ID: &str = "apiary-systest";
 pub const PREFIX: &str = "aptest";
 

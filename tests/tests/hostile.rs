@@ -61,6 +61,10 @@ fn a_block_without_its_proof_of_work_gets_its_sender_banned() {
     hostile.publish_compact(&block);
     assert!(hostile.is_dropped(Duration::from_secs(20)));
     assert_eq!(pair.victim.tip().0, 0);
+    // An operator sees it in the metrics: the refusal by reason, and the ban.
+    let refused = [("reason", "insufficient_work")];
+    assert!(metrics::of(&pair.victim, "apiary_blocks_rejected_total", &refused) >= Some(1.0));
+    assert!(metrics::of(&pair.victim, "apiary_bans_total", &[]) >= Some(1.0));
     survived(&pair);
 }
 

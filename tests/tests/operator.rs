@@ -228,50 +228,30 @@ fn probes_follow_peers() {
     assert!(about.contains("JSON-RPC"), "{about}");
 }
 
-/// One sample of `name` with `labels` in a scrape, or None.
-fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => f64::NAN,
-        })
-}
-
-fn scrape(base: &str) -> prometheus_parse::Scrape {
-    let (status, text) = get(base, "/metrics");
-    assert_eq!(status, 200);
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
-}
-
 #[test]
 fn metrics_move_as_blocks_arrive() {
     let dir = TempDir::new().unwrap();
     let node = one_node(dir.path(), &["--metrics-addr", "127.0.0.1:0"]);
     let metrics_addr = std::fs::read_to_string(node.datadir.join("metrics.addr")).unwrap();
     let base = format!("http://{}/", metrics_addr.trim());
-    let before = scrape(&base);
-    assert_eq!(sample(&before, "apiary_height", &[]), Some(0.0));
+    let before = metrics::scrape(&base);
+    assert_eq!(metrics::sample(&before, "apiary_height", &[]), Some(0.0));
     node.rpc
         .call("dev_mine", json!({"blocks": 3, "address": address_text(9)}))
         .unwrap();
-    let after = scrape(&base);
-    assert_eq!(sample(&after, "apiary_height", &[]), Some(3.0));
+    let after = metrics::scrape(&base);
+    assert_eq!(metrics::sample(&after, "apiary_height", &[]), Some(3.0));
     assert_eq!(
-        sample(
+        metrics::sample(
             &after,
             "apiary_blocks_accepted_total",
             &[("outcome", "new_tip")]
         ),
         Some(3.0)
     );
-    assert!(sample(&after, "apiary_store_bytes", &[]).unwrap() > 0.0);
+    assert!(metrics::sample(&after, "apiary_store_bytes", &[]).unwrap() > 0.0);
     assert_eq!(
-        sample(&after, "apiary_mempool_transactions", &[]),
+        metrics::sample(&after, "apiary_mempool_transactions", &[]),
         Some(0.0)
     );
     for name in [

@@ -288,6 +288,7 @@ pub(super) fn judge_compact_block(node: &Node, bytes: &[u8]) -> Judged {
         Err(_) => return Judged::Done(Judgement::reject(Misbehaviour::Undecodable)),
     };
     if let Err(error) = apiary_core::validate::check_header_pow(&compact.header, node.spec()) {
+        crate::metrics::metrics().block_rejected(error.reason());
         return Judged::Done(Judgement::reject(Misbehaviour::InvalidBlock(error)));
     }
     let hash = compact.hash();
