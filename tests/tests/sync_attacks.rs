@@ -250,3 +250,61 @@ fn a_long_low_work_header_chain_costs_nothing_but_its_sender() {
     assert_eq!(stored.unwrap_err().code, -32004, "nothing of it was stored");
     assert_truthful(&pair.victim);
 }
+
+#[test]
+fn a_node_behind_a_proved_chain_it_cannot_download_is_not_ready() {
+    let dir = tempfile::TempDir::new().unwrap();
+    // Genesis an hour ago and a constant difficulty: 20 headers on schedule are valid.
+    let an_hour_ago = (apiary_node::now_ms() - 3_600_000).to_string();
+    let spec = write_spec(
+        dir.path(),
+        &[
+            "--genesis-time-ms",
+            &an_hour_ago,
+            "--block-time-ms",
+            "1000",
+            "--half-life-ms",
+            "1000000000",
+            "--initial-hashes",
+            "2",
+            "--min-hashes",
+            "2",
+        ],
+    );
+    let pair = Pair::start_on(dir, spec, &[]);
+    let ready = |node: &NodeProcess| {
+        let url = format!("{}ready", node.rpc.url);
+        match ureq::get(&url).call() {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap()),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    wait_until(Duration::from_secs(30), "the victim ready", || {
+        ready(&pair.victim).0 == 200
+    });
+    let genesis = pair.genesis.header.clone();
+    let mut chain = Vec::new();
+    let mut parent = genesis.clone();
+    for i in 1..=20u64 {
+        let header = mined(&parent, genesis.timestamp_ms + 1_000 * i, genesis.bits);
+        parent = header.clone();
+        chain.push(header);
+    }
+    let genesis_hash = pair.genesis.hash();
+    let mut hostile = Hostile::connect(&pair.victim.p2p_addr(), &genesis_hash);
+    // Proves 20 blocks of work with headers, then never sends a body.
+    let attack = std::thread::spawn(move || {
+        hostile.serve(ATTACK, move |request| match request {
+            SyncRequest::Status(_) => Answer::with(&SyncResponse::Status(huge_claim(genesis_hash))),
+            SyncRequest::GetHeaders { .. } => Answer::with(&SyncResponse::Headers(chain.clone())),
+            SyncRequest::GetBodies { .. } => Answer::Silence,
+        })
+    });
+    wait_until(Duration::from_secs(30), "the victim not ready", || {
+        let (status, body) = ready(&pair.victim);
+        status == 503 && body.contains("20 blocks below the best proved chain")
+    });
+    assert_eq!(pair.victim.tip().0, 0);
+    drop(attack);
+}
