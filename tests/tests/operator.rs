@@ -425,3 +425,22 @@ fn a_browser_page_of_the_allowed_origin_may_call() {
     // The call itself still needs the cookie.
     assert!(node.rpc.call("chain_tip", json!({})).is_ok());
 }
+
+#[test]
+fn a_bad_listen_address_gets_an_example() {
+    let dir = TempDir::new().unwrap();
+    let datadir = dir.path().join("node");
+    let output = run(
+        "apiary-node",
+        &[
+            "--datadir",
+            datadir.to_str().unwrap(),
+            "--listen",
+            "0.0.0.0:9798",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2), "a usage error");
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("e.g. /ip4/0.0.0.0/tcp/9798"), "{message}");
+    assert!(!datadir.exists(), "nothing was created");
+}
