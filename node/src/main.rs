@@ -24,7 +24,10 @@ const DEFAULT_LISTEN: &str = "/ip4/0.0.0.0/tcp/9798";
     about = "Apiary full node: keeps the whole ledger, checks every block, mines on request",
     long_about = "Apiary full node. With no flags it runs the built-in devnet, keeps its data in \
                   ~/.apiary/<chain id>, and answers JSON-RPC on 127.0.0.1:9797 with cookie auth \
-                  (credentials in <datadir>/rpc.cookie). Logs go to stderr; RUST_LOG filters them."
+                  (credentials in <datadir>/rpc.cookie). Every flag can also be set in <datadir>/apiary.toml \
+                  (--print-config shows how). Logs go to stderr or --log-file; RUST_LOG filters them. \
+                  Exit status: 1 a refusal to start (bad config file, damaged store), 2 bad flags or a \
+                  fatal fault while running (a supervisor should restart)."
 )]
 struct Args {
     /// Config file (TOML, a key for every flag; flags win over it)
