@@ -92,7 +92,7 @@ struct Args {
     /// Mine each block no sooner than this many milliseconds after the tip's timestamp
     /// (e.g. the chain's block time): the difficulty settles at the chain's floor and an
     /// idle development chain costs next to no CPU. 0: mine at full speed
-    #[arg(long, value_name = "MS", default_value_t = 0, requires = "mine")]
+    #[arg(long, value_name = "MS", default_value_t = 0)]
     mine_interval_ms: u64,
     /// Threads searching nonces, 1 to 1024 [default: all cores]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -185,36 +185,50 @@ fn parse_args() -> Result<Args> {
     use clap::{CommandFactory, FromArgMatches};
     let command = Args::command();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let given = command.clone().get_matches_from(&argv);
-    let cli = Args::from_arg_matches(&given)?;
-    let file = match &cli.config {
-        Some(path) => Some(path.clone()),
+    // Read leniently, only to find the file: what a flag requires may be in the file
+    // (`--mine` here, `miner-address` there).
+    let given = command
+        .clone()
+        .ignore_errors(true)
+        .try_get_matches_from(&argv)
+        .ok();
+    let path_of = |id: &str| {
+        given
+            .as_ref()
+            .and_then(|m| m.try_get_one::<PathBuf>(id).ok().flatten().cloned())
+    };
+    let file = match path_of("config") {
+        Some(path) => Some(path),
         None => {
-            let datadir = match &cli.datadir {
-                Some(dir) => dir.clone(),
-                None => default_datadir(&match &cli.genesis {
-                    Some(path) => apiary_genesis::load_spec(path)?,
+            let datadir = match path_of("datadir") {
+                Some(dir) => dir,
+                None => default_datadir(&match path_of("genesis") {
+                    Some(path) => apiary_genesis::load_spec(&path)?,
                     None => apiary_genesis::devnet(),
                 })?,
             };
             Some(datadir.join("apiary.toml")).filter(|p| p.exists())
         }
     };
-    let Some(file) = file else {
-        return finish(&command, &given, cli);
-    };
     let mut all = vec![argv[0].clone()];
-    all.extend(apiary_node::config::file_args(&command, &file, &given)?);
+    if let (Some(file), Some(given)) = (&file, &given) {
+        all.extend(apiary_node::config::file_args(&command, file, given)?);
+    }
     all.extend(argv.into_iter().skip(1));
-    let matches = command.clone().try_get_matches_from(all).map_err(|e| {
-        let rendered = e.render().to_string();
-        let first = rendered.lines().next().unwrap_or_default();
-        anyhow!(
-            "with config file {}: {}",
-            file.display(),
-            first.trim_start_matches("error: ")
-        )
-    })?;
+    let matches = match (command.clone().try_get_matches_from(all), &file) {
+        (Ok(matches), _) => matches,
+        (Err(e), Some(file)) if e.use_stderr() => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            return Err(anyhow!(
+                "with config file {}: {}",
+                file.display(),
+                first.trim_start_matches("error: ")
+            ));
+        }
+        // Help, version, or a mistake in the flags alone: clap says it and exits.
+        (Err(e), _) => e.exit(),
+    };
     finish(&command, &matches, Args::from_arg_matches(&matches)?)
 }
 

@@ -303,6 +303,13 @@ fn flags_win_over_the_config_file_and_it_over_defaults() {
     let datadir_text = datadir.to_str().unwrap();
     let defaults = effective_config(&["--datadir", datadir_text]);
     assert_eq!(defaults["max-peers"], 64);
+    // What --print-config prints is a config file that gives the same.
+    let printed = run(
+        "apiary-node",
+        &["--datadir", datadir_text, "--print-config"],
+    );
+    std::fs::write(datadir.join("apiary.toml"), &printed.stdout).unwrap();
+    assert_eq!(effective_config(&["--datadir", datadir_text]), defaults);
     // <datadir>/apiary.toml is read when present.
     std::fs::write(datadir.join("apiary.toml"), "max-peers = 7\nmdns = true\n").unwrap();
     let from_file = effective_config(&["--datadir", datadir_text]);
@@ -312,6 +319,18 @@ fn flags_win_over_the_config_file_and_it_over_defaults() {
     );
     let flagged = effective_config(&["--datadir", datadir_text, "--max-peers", "9"]);
     assert_eq!(flagged["max-peers"], 9);
+    // A flag may need what the file gives: --mine here, its address there.
+    let miner = "apdev1nye7zzkr5ghqjprzet75ccuw06pna4hrlg6mjhnmu4227r6cthmq2k0ee9";
+    std::fs::write(
+        datadir.join("apiary.toml"),
+        format!("max-peers = 7\nmdns = true\nminer-address = {miner:?}\n"),
+    )
+    .unwrap();
+    let mining = effective_config(&["--datadir", datadir_text, "--mine"]);
+    assert_eq!(
+        (mining["mine"].clone(), mining["miner-address"].clone()),
+        (json!(true), json!(miner))
+    );
     // --config names another file; a wrong key is refused with the key's name.
     let other = dir.path().join("other.toml");
     std::fs::write(&other, "max_peer = 3\n").unwrap();
