@@ -66,19 +66,30 @@ pub fn address_text(seed: u8) -> String {
 /// Writes a chain spec with `apiary-genesis new`: blocks need a couple of hashes, and keys
 /// 1..=3 hold 1,000 coins each.
 pub fn write_test_spec(dir: &Path) -> PathBuf {
-    write_spec(
-        dir,
-        &[
-            "--block-time-ms",
-            "1000",
-            "--half-life-ms",
-            "1000000000",
-            "--initial-hashes",
-            "2",
-            "--min-hashes",
-            "2",
-        ],
-    )
+    write_spec(dir, &TEST_DIFFICULTY)
+}
+
+/// The test chain's difficulty: 1 s blocks, a couple of hashes each, a retarget so slow
+/// that the difficulty stays put.
+pub const TEST_DIFFICULTY: [&str; 8] = [
+    "--block-time-ms",
+    "1000",
+    "--half-life-ms",
+    "1000000000",
+    "--initial-hashes",
+    "2",
+    "--min-hashes",
+    "2",
+];
+
+/// `GET path` on `base` (http://host:port/): the status and the body.
+pub fn http_get(base: &str, path: &str) -> (u16, String) {
+    let url = format!("{}{}", base.trim_end_matches('/'), path);
+    match ureq::get(&url).timeout(Duration::from_secs(10)).call() {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(status, r)) => (status, r.into_string().unwrap()),
+        Err(e) => panic!("GET {url}: {e}"),
+    }
 }
 
 /// Writes a chain spec with keys 1..=3 funded and the given difficulty parameters.

@@ -36,16 +36,6 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// `GET path` on `base` (http://host:port/): the status and the body.
-fn get(base: &str, path: &str) -> (u16, String) {
-    let url = format!("{}{}", base.trim_end_matches('/'), path);
-    match ureq::get(&url).timeout(Duration::from_secs(10)).call() {
-        Ok(r) => (r.status(), r.into_string().unwrap()),
-        Err(ureq::Error::Status(status, r)) => (status, r.into_string().unwrap()),
-        Err(e) => panic!("GET {url}: {e}"),
-    }
-}
-
 #[test]
 fn cli_calls_methods_with_key_value_and_json_params() {
     let dir = TempDir::new().unwrap();
@@ -204,8 +194,8 @@ fn probes_follow_peers() {
     let dir = TempDir::new().unwrap();
     let a = one_node(dir.path(), &[]);
     let base = a.rpc.url.clone();
-    assert_eq!(get(&base, "/healthy").0, 200);
-    let (status, body) = get(&base, "/ready");
+    assert_eq!(http_get(&base, "/healthy").0, 200);
+    let (status, body) = http_get(&base, "/ready");
     assert_eq!((status, body.trim()), (503, "not ready: no peers"));
     let spec = dir.path().join("spec.toml");
     let mut b = NodeProcess::start(
@@ -215,15 +205,15 @@ fn probes_follow_peers() {
     )
     .unwrap();
     wait_until(Duration::from_secs(30), "a ready with a peer", || {
-        get(&base, "/ready").0 == 200
+        http_get(&base, "/ready").0 == 200
     });
     b.kill9();
     wait_until(Duration::from_secs(30), "a not ready once alone", || {
-        get(&base, "/ready").0 == 503
+        http_get(&base, "/ready").0 == 503
     });
-    assert_eq!(get(&base, "/healthy").0, 200, "alone is not unhealthy");
+    assert_eq!(http_get(&base, "/healthy").0, 200, "alone is not unhealthy");
     // GET / says what the port is.
-    let (status, about) = get(&base, "/");
+    let (status, about) = http_get(&base, "/");
     assert_eq!(status, 200);
     assert!(about.contains("JSON-RPC"), "{about}");
 }
@@ -279,7 +269,7 @@ fn metrics_move_as_blocks_arrive() {
         });
     assert_eq!(connects, Some(3.0));
     // The probes are served here too, without a cookie.
-    assert_eq!(get(&base, "/healthy").0, 200);
+    assert_eq!(http_get(&base, "/healthy").0, 200);
 }
 
 /// The effective config `apiary-node --print-config` reports, parsed.

@@ -256,30 +256,11 @@ fn a_node_behind_a_proved_chain_it_cannot_download_is_not_ready() {
     let dir = tempfile::TempDir::new().unwrap();
     // Genesis an hour ago and a constant difficulty: 20 headers on schedule are valid.
     let an_hour_ago = (apiary_node::now_ms() - 3_600_000).to_string();
-    let spec = write_spec(
-        dir.path(),
-        &[
-            "--genesis-time-ms",
-            &an_hour_ago,
-            "--block-time-ms",
-            "1000",
-            "--half-life-ms",
-            "1000000000",
-            "--initial-hashes",
-            "2",
-            "--min-hashes",
-            "2",
-        ],
-    );
+    let mut args = vec!["--genesis-time-ms", &an_hour_ago];
+    args.extend(TEST_DIFFICULTY);
+    let spec = write_spec(dir.path(), &args);
     let pair = Pair::start_on(dir, spec, &[]);
-    let ready = |node: &NodeProcess| {
-        let url = format!("{}ready", node.rpc.url);
-        match ureq::get(&url).call() {
-            Ok(r) => (r.status(), r.into_string().unwrap()),
-            Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap()),
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let ready = |node: &NodeProcess| http_get(&node.rpc.url, "/ready");
     wait_until(Duration::from_secs(30), "the victim ready", || {
         ready(&pair.victim).0 == 200
     });
