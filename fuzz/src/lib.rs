@@ -44,9 +44,14 @@ pub fn genesis() -> &'static Block {
 }
 
 /// A fresh node of the fuzz chain on RocksDB in a temporary directory (kept alive by the
-/// returned guard), preferring /dev/shm.
+/// returned guard), in $APIARY_FUZZ_TMP, else /dev/shm, else the system's temp dir.
 pub fn fresh_node() -> (Arc<Node>, tempfile::TempDir) {
-    let base = std::path::Path::new("/dev/shm");
+    // A node kept for the whole run is never dropped, so its directory outlives the run:
+    // scripts/fuzz gives each run a directory of its own and removes it afterwards.
+    let base = std::env::var_os("APIARY_FUZZ_TMP")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/dev/shm".into());
+    let base = base.as_path();
     let dir = if base.is_dir() {
         tempfile::TempDir::new_in(base)
     } else {
