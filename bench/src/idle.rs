@@ -59,7 +59,11 @@ pub(crate) fn bench_idle_testnet() -> Result<Value> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(60),
     );
-    testnet(&root, &["--dir", dir_text, "up"])?;
+    if let Err(error) = testnet(&root, &["--dir", dir_text, "up"]) {
+        // `up` may have started some nodes before it failed: stop them too.
+        let _ = testnet(&root, &["--dir", dir_text, "down"]);
+        return Err(error);
+    }
     let result = (|| -> Result<Value> {
         let nodes: Value =
             serde_json::from_str(&std::fs::read_to_string(dir.path().join("nodes.json"))?)?;

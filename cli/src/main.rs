@@ -177,7 +177,7 @@ fn help(client: &Client, wanted: &[String]) -> Result<(), Failure> {
         [wanted] => {
             let Some(method) = methods.iter().find(|m| name(m) == *wanted) else {
                 let names: Vec<String> = methods.iter().map(name).collect();
-                let hint = params::nearest(wanted, &names)
+                let hint = apiary_cmdline::nearest(wanted, &names)
                     .map(|n| format!("; did you mean {n:?}?"))
                     .unwrap_or_default();
                 return Err(Failure::Usage(anyhow!(

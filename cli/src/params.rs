@@ -37,16 +37,6 @@ fn value_of(text: &str) -> Value {
     }
 }
 
-/// The name nearest `name` among `names`, if one is near enough to be a typo.
-pub fn nearest<'a>(name: &str, names: &'a [String]) -> Option<&'a str> {
-    names
-        .iter()
-        .map(|n| (strsim::jaro_winkler(name, n), n.as_str()))
-        .filter(|(similarity, _)| *similarity > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, n)| n)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

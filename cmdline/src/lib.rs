@@ -57,6 +57,20 @@ enum Request {
     Completions(clap_complete::Shell),
 }
 
+/// The candidate nearest `name`, if one is near enough to be a typo of it (Jaro-Winkler
+/// above 0.8, as clap's own suggestions).
+pub fn nearest<'a, S: AsRef<str> + ?Sized + 'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a S>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(name, c.as_ref()), c.as_ref()))
+        .filter(|(similarity, _)| *similarity > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
 /// `error` and its causes as one line, each said once: many errors already name their
 /// cause in their own message, and printing the chain as well would say it twice.
 pub fn error_line(error: &anyhow::Error) -> String {

@@ -62,12 +62,8 @@ pub fn file_args(
     for (key, value) in &table {
         let Some(arg) = arg_for(command, key) else {
             let known: Vec<String> = keys(command);
-            let near = known
-                .iter()
-                .map(|k| (strsim::jaro_winkler(key, k), k))
-                .filter(|(s, _)| *s > 0.8)
-                .max_by(|a, b| a.0.total_cmp(&b.0))
-                .map(|(_, k)| format!("; did you mean {k:?}?"))
+            let near = apiary_cmdline::nearest(key, &known)
+                .map(|k| format!("; did you mean {k:?}?"))
                 .unwrap_or_default();
             return Err(key_error(format!(
                 "unknown key {key:?}{near} (`apiary-node --print-config` shows every key)"

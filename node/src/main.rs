@@ -488,6 +488,7 @@ async fn serve(
         mine_threads: settings.mine_threads,
         network: Some(network),
     });
+    let mut metrics_server = None;
     if let Some(metrics_listener) = metrics_listener {
         let metrics_bound = metrics_listener.local_addr()?;
         write_private_file(
@@ -496,14 +497,23 @@ async fn serve(
         )
         .context("cannot write metrics.addr")?;
         tracing::info!(addr = %metrics_bound, "metrics and probes listening");
-        // Ends with the runtime, when the node stops.
-        tokio::spawn(apiary_node::rpc::server::serve(
+        // Runs until the node stops; ending before that (a panic) stops the node, so that
+        // a probe never goes silent while the node keeps running.
+        metrics_server = Some(tokio::spawn(apiary_node::rpc::server::serve(
             metrics_listener,
             apiary_node::rpc::probes::router(context.clone()),
             16,
             std::future::pending(),
-        ));
+        )));
     }
+    let metrics_ended = async move {
+        match metrics_server {
+            Some(server) => {
+                let _ = server.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
     let shutdown_node = node.clone();
     let server = apiary_node::rpc::server::serve(
         listener,
@@ -522,6 +532,10 @@ async fn serve(
         () = server => {}
         _ = node.health().failed() => return Ok(()),
         () = watch_storage(node.clone()) => {}
+        () = metrics_ended => {
+            node.health().fail("the metrics and probes server (--metrics-addr) stopped");
+            return Ok(());
+        }
     }
     if let Some(miner) = miner {
         let _ = tokio::task::spawn_blocking(move || miner.join()).await;

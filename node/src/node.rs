@@ -423,14 +423,7 @@ impl Node {
             self.note_error(error);
         }
         match &accepted {
-            Ok(outcome) => metrics().block_accepted(
-                match outcome {
-                    Accepted::NewTip(_) => "new_tip",
-                    Accepted::SideBranch => "side_branch",
-                    Accepted::Duplicate => "duplicate",
-                },
-                started.elapsed().as_secs_f64(),
-            ),
+            Ok(outcome) => metrics().block_accepted(outcome, started.elapsed().as_secs_f64()),
             Err(error) => metrics().block_rejected(error.reason()),
         }
         let accepted = accepted.map_err(|e| self.note_error(e))?;

@@ -287,5 +287,7 @@ fn a_node_behind_a_proved_chain_it_cannot_download_is_not_ready() {
         status == 503 && body.contains("20 blocks below the best proved chain")
     });
     assert_eq!(pair.victim.tip().0, 0);
-    drop(attack);
+    // The victim gone, the hostile peer's connection closes and its thread ends.
+    drop(pair);
+    attack.join().expect("the hostile peer does not panic");
 }

@@ -60,6 +60,10 @@ impl NetworkHandle {
         peers
     }
 
+    pub fn peer_count(&self) -> usize {
+        self.shared().peers.len()
+    }
+
     pub fn command(&self, command: NetCommand) -> bool {
         self.commands.send(command).is_ok()
     }

@@ -178,12 +178,7 @@ pub fn find(name: &str) -> Option<&'static Method> {
 
 /// The method whose name is nearest `name`, if any is near enough to be a typo.
 pub fn nearest(name: &str) -> Option<&'static str> {
-    METHODS
-        .iter()
-        .map(|m| (strsim::jaro_winkler(name, m.name), m.name))
-        .filter(|(similarity, _)| *similarity > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, name)| name)
+    apiary_cmdline::nearest(name, METHODS.iter().map(|m| m.name))
 }
 
 pub fn call(context: &RpcContext, name: &str, params: Value) -> Result<Value, RpcError> {

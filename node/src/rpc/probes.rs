@@ -88,7 +88,7 @@ pub fn readiness(context: &RpcContext) -> Result<String, String> {
         .ok_or("not ready: the network is not running")?;
     let height = node.lock().chain.height().0;
     caught_up(
-        network.peers().len(),
+        network.peer_count(),
         height,
         network.sync_progress().best_known_height,
     )
