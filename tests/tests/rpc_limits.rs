@@ -72,6 +72,22 @@ fn a_slow_client_is_cut_off_and_an_over_long_body_gets_a_json_error() {
     );
     assert!(refused.message.contains("bytes"), "{refused:?}");
 
+    // A client that asks first (curl does, for large bodies) is refused before it sends.
+    let mut asking = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        basic(&node.rpc.credentials),
+        3 << 20
+    );
+    asking.write_all(head.as_bytes()).unwrap();
+    asking
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = asking.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    assert!(!answer.contains(" 100 Continue"), "{answer}");
+
     // Wrong method: a JSON-RPC error too (GET / says what the port is instead).
     let response = ureq::put(&node.rpc.url).call();
     let Err(ureq::Error::Status(405, response)) = response else {

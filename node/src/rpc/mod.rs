@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use base64::Engine;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -193,6 +193,82 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue
     Box::<RawValue>::deserialize(d).map(Some)
 }
 
+/// A body over the limit is still read, up to this, before the 413 goes out: a client
+/// that writes its whole request before reading (most do) would otherwise meet a reset
+/// connection instead of the answer.
+const MAX_DRAINED_BYTES: usize = 4 * MAX_BODY_BYTES;
+
+/// The request's body, whole, within `BODY_TIMEOUT` and `MAX_BODY_BYTES`; or the refusal.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, Response> {
+    let too_large = || {
+        refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            RpcError::new(
+                INVALID_REQUEST,
+                format!("request body is over {MAX_BODY_BYTES} bytes; send less per request"),
+            ),
+        )
+    };
+    // Refused before a byte is read when the client waits for a go-ahead
+    // (`Expect: 100-continue`, as curl does for large bodies: it then sends nothing), or
+    // when the body would be too long even to drain.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let waits = headers.contains_key(header::EXPECT);
+    let limit = if waits {
+        MAX_BODY_BYTES
+    } else {
+        MAX_DRAINED_BYTES
+    };
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let read = async {
+        let mut body = body;
+        let mut taken = Vec::new();
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| {
+                refusal(
+                    StatusCode::BAD_REQUEST,
+                    RpcError::new(
+                        INVALID_REQUEST,
+                        format!("cannot read the request body: {error}"),
+                    ),
+                )
+            })?;
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            seen = seen.saturating_add(data.len());
+            if seen <= MAX_BODY_BYTES {
+                taken.extend_from_slice(data);
+            } else if seen > MAX_DRAINED_BYTES {
+                break;
+            }
+        }
+        if seen > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        Ok(axum::body::Bytes::from(taken))
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(result) => result,
+        Err(_) => Err(refusal(
+            StatusCode::REQUEST_TIMEOUT,
+            RpcError::new(
+                INVALID_REQUEST,
+                format!(
+                    "the request body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            ),
+        )),
+    }
+}
+
 async fn handle(
     State(context): State<Arc<RpcContext>>,
     headers: HeaderMap,
@@ -213,40 +289,9 @@ async fn handle(
         )
             .into_response();
     }
-    let collected =
-        tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await;
-    let body = match collected {
-        Ok(Ok(body)) => body.to_bytes(),
-        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            return refusal(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                RpcError::new(
-                    INVALID_REQUEST,
-                    format!("request body is over {MAX_BODY_BYTES} bytes"),
-                ),
-            )
-        }
-        Ok(Err(error)) => {
-            return refusal(
-                StatusCode::BAD_REQUEST,
-                RpcError::new(
-                    INVALID_REQUEST,
-                    format!("cannot read the request body: {error}"),
-                ),
-            )
-        }
-        Err(_) => {
-            return refusal(
-                StatusCode::REQUEST_TIMEOUT,
-                RpcError::new(
-                    INVALID_REQUEST,
-                    format!(
-                        "the request body did not arrive within {} s",
-                        BODY_TIMEOUT.as_secs()
-                    ),
-                ),
-            )
-        }
+    let body = match read_body(&headers, body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     let calls = match Batch::parse(&body) {
         Ok(calls) => calls,
