@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod config;
+pub mod events;
 pub mod health;
 pub mod mempool;
 pub mod metrics;

@@ -118,6 +118,10 @@ struct Args {
     /// at most 256]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     rpc_max_connections: Option<u16>,
+    /// Do not serve the block explorer and testnet dashboard (/explorer on the RPC port:
+    /// public chain data, read without the cookie)
+    #[arg(long)]
+    no_explorer: bool,
 }
 
 fn cors_origin(text: &str) -> Result<axum::http::HeaderValue, String> {
@@ -150,6 +154,7 @@ enum LogFormat {
 
 fn main() {
     apiary_cmdline::serve_docs(<Args as clap::CommandFactory>::command);
+    apiary_node::rpc::server::raise_fd_limit();
     let args = match parse_args() {
         Ok(args) => args,
         Err(error) => {
@@ -362,6 +367,7 @@ fn run(args: Args) -> Result<()> {
     let settings = Settings {
         rpc_addr: args.rpc_addr.clone(),
         rpc_cors: args.rpc_cors.clone(),
+        explorer: !args.no_explorer,
         metrics_addr: args.metrics_addr.clone(),
         rpc_max_connections: args
             .rpc_max_connections
@@ -416,6 +422,7 @@ fn lock_datadir(datadir: &std::path::Path) -> Result<std::fs::File> {
 struct Settings {
     rpc_addr: String,
     rpc_cors: Option<axum::http::HeaderValue>,
+    explorer: bool,
     metrics_addr: Option<String>,
     rpc_max_connections: usize,
     miner_address: Option<Address>,
@@ -515,12 +522,16 @@ async fn serve(
         }
     };
     let shutdown_node = node.clone();
+    let mut routes = router(context.clone());
+    if let Some(origin) = settings.rpc_cors {
+        routes = apiary_node::rpc::with_cors(routes, origin);
+    }
+    if settings.explorer {
+        routes = routes.merge(apiary_node::rpc::explorer::routes(context));
+    }
     let server = apiary_node::rpc::server::serve(
         listener,
-        match settings.rpc_cors {
-            Some(origin) => apiary_node::rpc::with_cors(router(context), origin),
-            None => router(context),
-        },
+        routes,
         settings.rpc_max_connections,
         async move {
             stop_requested.await;

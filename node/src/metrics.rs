@@ -42,6 +42,8 @@ pub struct Metrics {
     sync_blocks_per_second: Gauge<f64, AtomicU64>,
     flush: Histogram,
     store_bytes: Gauge,
+    subscribers: Gauge,
+    subscribers_cut_off: Counter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -75,6 +77,8 @@ impl Metrics {
             sync_blocks_per_second: Gauge::default(),
             flush: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             store_bytes: Gauge::default(),
+            subscribers: Gauge::default(),
+            subscribers_cut_off: Counter::default(),
         };
         let outcome = |label| {
             metrics
@@ -165,6 +169,16 @@ impl Metrics {
                 Unit::Bytes,
                 metrics.store_bytes.clone(),
             );
+            r.register(
+                "ws_connections",
+                "Open WebSocket connections",
+                metrics.subscribers.clone(),
+            );
+            r.register(
+                "ws_cut_off",
+                "WebSocket clients cut off for reading too slowly",
+                metrics.subscribers_cut_off.clone(),
+            );
         }
         metrics
     }
@@ -178,6 +192,18 @@ impl Metrics {
         }
         .inc();
         self.block_connect.observe(connect_seconds);
+    }
+
+    pub fn ws_opened(&self) {
+        self.subscribers.inc();
+    }
+
+    pub fn ws_closed(&self) {
+        self.subscribers.dec();
+    }
+
+    pub fn subscriber_cut_off(&self) {
+        self.subscribers_cut_off.inc();
     }
 
     pub fn block_rejected(&self, reason: &'static str) {

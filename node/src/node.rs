@@ -1,7 +1,8 @@
 //! The node's one way through: every block (miner, RPC, later the network) passes the
 //! stateless checks, then the chain under the lock, then the mempool follows the tip.
 
-use crate::chain::{Accepted, Chain, ChainError, CheckedBlock};
+use crate::chain::{Accepted, Chain, ChainError, CheckedBlock, TipChange};
+use crate::events::{BlockBrief, Events, NodeEvent, TxBrief};
 use crate::health::Health;
 use crate::mempool::log::MempoolLog;
 use crate::mempool::{Mempool, MempoolConfig, MempoolError, VerifiedTx};
@@ -99,6 +100,7 @@ pub struct Node {
     /// The tip, published on every change, for those who must not take the lock (the
     /// network's event loop).
     tip: tokio::sync::watch::Sender<OurTip>,
+    events: Events,
 }
 
 /// The tip as `Node::tip_watch` publishes it.
@@ -130,7 +132,13 @@ impl Node {
             health,
             mempool_log: Mutex::new(None),
             tip,
+            events: Events::default(),
         })
+    }
+
+    /// Changes of tip, accepted transactions and the mempool's size, for watchers.
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     pub fn health(&self) -> &Health {
@@ -439,7 +447,7 @@ impl Node {
                 chain.state(),
                 &self.spec,
             );
-            for (txid, reason) in dropped {
+            for (txid, reason) in &dropped {
                 tracing::info!(%txid, %reason, "transaction left the mempool: invalid on the new tip");
             }
             // Those the reorganisation returned to the pool are logged again below (a
@@ -452,6 +460,7 @@ impl Node {
             mempool.expire_if_due(std::time::Instant::now());
             self.tip.send_replace(our_tip(chain));
             self.tip_generation.fetch_add(1, Ordering::AcqRel);
+            self.tell_watchers(change, dropped);
             if let Some(tip) = change.connected.last() {
                 let txids = &change.connected_txids[change.connected_txids.len() - tip.txs.len()..];
                 self.announce(Announcement::Block {
@@ -467,6 +476,44 @@ impl Node {
             }
         }
         Ok(accepted)
+    }
+
+    /// Records when each new main-chain block arrived and, when anyone watches, what the
+    /// change of tip was. Under the state lock, so watchers see changes in order.
+    fn tell_watchers(&self, change: &TipChange, dropped: Vec<(TxId, MempoolError)>) {
+        let now = now_ms();
+        let mut txids = change.connected_txids.as_slice();
+        let connected: Vec<BlockBrief> = change
+            .connected
+            .iter()
+            .map(|block| {
+                let (own, rest) = txids.split_at(block.txs.len().min(txids.len()));
+                txids = rest;
+                BlockBrief::of(block, own)
+            })
+            .collect();
+        for block in &connected {
+            self.events.arrived(block, now);
+        }
+        if !self.events.wanted() {
+            return;
+        }
+        let disconnected = change
+            .disconnected
+            .iter()
+            .map(|block| {
+                let txids: Vec<TxId> = block.txs.iter().map(|tx| tx.txid()).collect();
+                BlockBrief::of(block, &txids)
+            })
+            .collect();
+        self.events.send(NodeEvent::Tip {
+            connected,
+            disconnected,
+            dropped: dropped
+                .into_iter()
+                .map(|(txid, reason)| (txid, reason.to_string()))
+                .collect(),
+        });
     }
 
     /// Validates a transaction against the tip and queues it for the next blocks.
@@ -494,6 +541,12 @@ impl Node {
         }
         // Its signature passed the mempool's strict check: a block carrying it skips it.
         self.keys.remember_verified(txid);
+        // Told after the log has it (a block may already have confirmed it: watchers
+        // that saw that ignore this).
+        if self.events.wanted() {
+            self.events
+                .send(NodeEvent::TxAccepted(TxBrief::of(txid, &stx)));
+        }
         self.announce(Announcement::Tx(txid, stx));
         Ok(txid)
     }

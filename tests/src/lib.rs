@@ -12,6 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod metrics;
+pub mod ws;
 
 pub const CHAIN_ID: &str = "apiary-systest";
 pub const PREFIX: &str = "aptest";

@@ -133,6 +133,22 @@ pub const METHODS: &[Method] = &[
         run: |c, p| methods::mempool_info(c, parse(p)?),
     },
     Method {
+        name: "mempool_txs",
+        about: "The newest transactions in the mempool",
+        params: &[optional("limit", "how many, 1 to 500 (default 50)")],
+        result: "{count, txs: [{txid, from, to, amount, fee, nonce, chain_id, signature, \
+                 age_ms}]}",
+        run: |c, p| methods::mempool_txs(c, parse(p)?),
+    },
+    Method {
+        name: "block_arrivals",
+        about: "When this node had each of the last 64 main-chain blocks",
+        params: &[],
+        result: "[{height, hash, timestamp_ms, received_ms}], newest first; received_ms by \
+                 this node's clock",
+        run: |c, p| methods::block_arrivals(c, parse(p)?),
+    },
+    Method {
         name: "net_peers",
         about: "Connected peers",
         params: &[],

@@ -57,7 +57,7 @@ fn internal(error: impl std::fmt::Display) -> RpcError {
 #[serde(deny_unknown_fields)]
 pub(super) struct NoParams {}
 
-fn parse_address(context: &RpcContext, text: &str) -> Result<Address, RpcError> {
+pub(super) fn parse_address(context: &RpcContext, text: &str) -> Result<Address, RpcError> {
     Address::parse(text, &context.node.spec().address_prefix).map_err(RpcError::invalid_params)
 }
 
@@ -428,6 +428,42 @@ pub(super) fn mempool_info(context: &RpcContext, _: NoParams) -> Result<Value, R
     Ok(
         json!({"count": guard.mempool.len(), "bytes": guard.mempool.bytes(), "min_fee": units(guard.mempool.min_fee())}),
     )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MempoolTxs {
+    limit: Option<usize>,
+}
+
+/// Most transactions `mempool_txs` lists.
+const MAX_MEMPOOL_LIST: usize = 500;
+
+pub(super) fn mempool_txs(context: &RpcContext, params: MempoolTxs) -> Result<Value, RpcError> {
+    let limit = params.limit.unwrap_or(50);
+    if !(1..=MAX_MEMPOOL_LIST).contains(&limit) {
+        return Err(RpcError::invalid_params(format!(
+            "limit: 1 to {MAX_MEMPOOL_LIST}"
+        )));
+    }
+    let guard = context.node.lock();
+    let mut entries: Vec<_> = guard.mempool.entries().collect();
+    entries.sort_by_key(|(_, added)| std::cmp::Reverse(*added));
+    let now = std::time::Instant::now();
+    let txs: Vec<Value> = entries
+        .into_iter()
+        .take(limit)
+        .map(|(stx, added)| {
+            let mut tx = tx_json(&guard.chain, stx);
+            tx["age_ms"] = json!(now.saturating_duration_since(added).as_millis() as u64);
+            tx
+        })
+        .collect();
+    Ok(json!({"count": guard.mempool.len(), "txs": txs}))
+}
+
+pub(super) fn block_arrivals(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
+    Ok(json!(context.node.events().arrivals()))
 }
 
 pub(super) fn net_peers(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {

@@ -2,9 +2,11 @@
 //! (auth, parsing, error codes); `methods` owns what each call does.
 
 pub mod catalog;
+pub mod explorer;
 mod methods;
 pub mod probes;
 pub mod server;
+mod ws;
 
 use crate::node::Node;
 use apiary_core::Address;
@@ -88,6 +90,7 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn router(context: Arc<RpcContext>) -> Router {
     Router::new()
         .route("/", post(handle).get(probes::about_rpc))
+        .route("/ws", axum::routing::get(ws_private))
         .merge(probes::routes())
         .method_not_allowed_fallback(|| async {
             refusal(
@@ -269,25 +272,41 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
     }
 }
 
+/// `/ws`: every method and subscriptions, with the cookie as for HTTP.
+async fn ws_private(
+    State(context): State<Arc<RpcContext>>,
+    headers: HeaderMap,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    if !authorized(&headers, &context.credentials) {
+        return unauthorized();
+    }
+    ws::upgrade(upgrade, context, ws::Access::Full)
+}
+
+fn unauthorized() -> Response {
+    let body = error_response(
+        null_id(),
+        RpcError::new(
+            -32001,
+            "unauthorized: use HTTP Basic auth with the contents of <datadir>/rpc.cookie",
+        ),
+    );
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Basic realm=\"apiary\"")],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
 async fn handle(
     State(context): State<Arc<RpcContext>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     if !authorized(&headers, &context.credentials) {
-        let body = error_response(
-            null_id(),
-            RpcError::new(
-                -32001,
-                "unauthorized: use HTTP Basic auth with the contents of <datadir>/rpc.cookie",
-            ),
-        );
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"apiary\"")],
-            axum::Json(body),
-        )
-            .into_response();
+        return unauthorized();
     }
     let body = match read_body(&headers, body).await {
         Ok(body) => body,
@@ -355,6 +374,16 @@ impl Batch {
 
 /// Answers one call; None for a notification (a call without an id).
 fn answer(context: &RpcContext, call: &RawValue) -> Option<Reply> {
+    answer_with(call, |method, params| {
+        catalog::call(context, method, params)
+    })
+}
+
+/// Checks one call's envelope and answers it with `dispatch(method, params)`.
+fn answer_with(
+    call: &RawValue,
+    dispatch: impl FnOnce(&str, Value) -> Result<Value, RpcError>,
+) -> Option<Reply> {
     let Ok(call) = serde_json::from_str::<Call>(call.get()) else {
         return Some(error_response(
             null_id(),
@@ -401,7 +430,7 @@ fn answer(context: &RpcContext, call: &RawValue) -> Option<Reply> {
             ))
         }
     };
-    let result = catalog::call(context, &method, params);
+    let result = dispatch(&method, params);
     call.id.as_ref()?;
     Some(match result {
         Ok(value) => Reply {

@@ -28,17 +28,46 @@ const REAP_INTERVAL: Duration = Duration::from_secs(5);
 /// this process may open (peers, RocksDB's files and the rest need the others), at most
 /// 256.
 pub fn default_max_connections() -> usize {
+    (soft_fd_limit() / 4).clamp(8, 256) as usize
+}
+
+/// WebSocket connections held at most: half the descriptors this process may open, at
+/// most 4096 (each idle one costs a few kilobytes).
+pub fn default_max_subscribers() -> usize {
+    (soft_fd_limit() / 2).clamp(8, 4096) as usize
+}
+
+fn soft_fd_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit fills the struct it is given.
-    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
         limit.rlim_cur
     } else {
         1024
+    }
+}
+
+/// Raises this process's soft descriptor limit to its hard limit (at most 65536), as
+/// bitcoind does: the default 1024 of many systems is too few for peers, RocksDB's files
+/// and a thousand subscribers.
+pub fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
     };
-    (soft / 4).clamp(8, 256) as usize
+    // SAFETY: getrlimit fills the struct it is given; setrlimit reads it.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            let wanted = limit.rlim_max.min(65536);
+            if limit.rlim_cur < wanted {
+                limit.rlim_cur = wanted;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            }
+        }
+    }
 }
 
 /// One accepted connection, as the server sees it.
@@ -206,7 +235,8 @@ pub async fn serve(
             let serving = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             tokio::pin!(serving);
             tokio::select! {
                 _ = &mut serving => {}
