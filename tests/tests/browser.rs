@@ -1,0 +1,216 @@
+//! The explorer and the testnet dashboard in a real headless Chromium against real nodes.
+//! Each test saves screenshots under target/tmp/screenshots/<test>/.
+
+use apiary_system_tests::browser::Browser;
+use apiary_system_tests::*;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tempfile::TempDir;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn browser(test: &str) -> Browser {
+    Browser::start(shots(test))
+}
+
+fn shots(test: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("screenshots")
+        .join(test)
+}
+
+fn explorer(node: &NodeProcess, route: &str) -> String {
+    format!("{}explorer{route}", node.rpc.url)
+}
+
+#[test]
+fn the_explorer_shows_each_new_tip_within_2_seconds() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
+    node.rpc.call("dev_mine", json!({"blocks": 3})).unwrap();
+    let browser = browser("explorer_tip");
+    browser.goto(&explorer(&node, ""));
+    browser.wait_text("#tip-height", WAIT, |t| t == "3");
+    browser.wait_text("#live", WAIT, |t| t.contains("live"));
+    for _ in 0..3 {
+        node.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
+        let height = node.rpc.tip_height().to_string();
+        browser.wait_text("#tip-height", Duration::from_secs(2), |t| t == height);
+        // The newest row of the table is the new tip.
+        browser.wait_text("#blocks tbody tr td", Duration::from_secs(2), |t| {
+            t == height
+        });
+    }
+    assert_eq!(browser.count("#blocks tbody tr"), 7);
+    browser.screenshot("home");
+}
+
+#[test]
+fn searching_a_txid_opens_its_page_and_it_turns_confirmed_without_a_reload() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
+    // 1.5 coins.
+    let txid = node.submit_tx(&transfer(1, address(30), 150_000_000, 10_000, 0));
+    let browser = browser("explorer_tx");
+    browser.goto(&explorer(&node, ""));
+    browser.wait_text("#tip-height", WAIT, |t| t == "0");
+    browser.type_into("#search-input", &txid);
+    browser.click("#search button");
+    browser.wait_text("#tx-amount", WAIT, |t| t == "1.5 coins");
+    assert_eq!(browser.text("#tx-id").as_deref(), Some(txid.as_str()));
+    assert_eq!(browser.text("#tx-fee").as_deref(), Some("0.0001 coins"));
+    browser.wait_text("#tx-status", WAIT, |t| t == "pending");
+    browser.screenshot("pending");
+    let marker = browser.eval("window.__kept = 1; return 1;");
+    assert_eq!(marker, json!(1));
+
+    node.rpc.call("dev_mine", json!({"blocks": 2})).unwrap();
+    browser.wait_text("#tx-status", WAIT, |t| t == "confirmed");
+    browser.wait_text("#tx-confirmations", WAIT, |t| t == "2");
+    // The same page, not a reload.
+    assert_eq!(browser.eval("return window.__kept;"), json!(1));
+    browser.screenshot("confirmed");
+
+    // A height and an address work in the search box too; nonsense says why.
+    browser.type_into("#search-input", "1");
+    browser.click("#search button");
+    browser.wait_text("#block-height", WAIT, |t| t == "1");
+    browser.type_into("#search-input", "not-a-thing");
+    browser.click("#search button");
+    browser.wait_text("#error", WAIT, |t| t.contains("is not a height"));
+}
+
+#[test]
+fn an_address_page_pages_through_its_history() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
+    // 60 payments to one address over 4 blocks (16 may wait per sender): pages of 25.
+    for nonce in 0..60u64 {
+        node.submit_tx(&transfer(1, address(30), 1_000 + nonce, 10_000, nonce));
+        if nonce % 15 == 14 {
+            node.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
+        }
+    }
+    assert_eq!(node.mempool_count(), 0);
+    let browser = browser("explorer_address");
+    browser.goto(&explorer(&node, &format!("#/address/{}", address_text(30))));
+    browser.wait_text("#balance", WAIT, |t| t == "0.0006177 coins");
+    browser.wait_text("#page-number", WAIT, |t| t == "page 1");
+    assert_eq!(browser.count("#history tbody tr"), 25);
+    // Newest first: the last payment (1,059 base units) heads the first page.
+    let first = browser.text("#history tbody tr td:last-child").unwrap();
+    assert_eq!(first, "0.00001059");
+    browser.screenshot("page1");
+    browser.click("#next-page");
+    browser.wait_text("#page-number", WAIT, |t| t == "page 2");
+    assert_eq!(browser.count("#history tbody tr"), 25);
+    browser.click("#next-page");
+    browser.wait_text("#page-number", WAIT, |t| t == "page 3");
+    assert_eq!(browser.count("#history tbody tr"), 10);
+    assert_eq!(
+        browser.attributes("#next-page", "disabled"),
+        vec![Some("true".to_string())]
+    );
+    browser.screenshot("page3");
+    browser.click("#prev-page");
+    browser.wait_text("#page-number", WAIT, |t| t == "page 2");
+}
+
+/// The rows' `data-*` attribute `name`, one per node in order.
+fn per_node(browser: &Browser, name: &str) -> Vec<String> {
+    browser
+        .attributes("#nodes tbody tr", name)
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect()
+}
+
+fn wait_per_node(browser: &Browser, name: &str, what: &str, check: impl Fn(&[String]) -> bool) {
+    wait_until(WAIT, what, || check(&per_node(browser, name)));
+}
+
+#[test]
+fn the_dashboard_shows_a_killed_node_down_and_a_partition_as_two_branches() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let one = NodeProcess::start(&dir.path().join("one"), Some(&spec), &[]).unwrap();
+    let peer = ["--peer", &one.p2p_addr()];
+    let two = NodeProcess::start(&dir.path().join("two"), Some(&spec), &peer).unwrap();
+    let mut three = NodeProcess::start(&dir.path().join("three"), Some(&spec), &peer).unwrap();
+    wait_until(WAIT, "node one to have two peers", || one.peer_count() == 2);
+    one.rpc.call("dev_mine", json!({"blocks": 2})).unwrap();
+
+    let urls: Vec<String> = [&one, &two, &three]
+        .iter()
+        .map(|n| format!("node={}", n.rpc.url.trim_end_matches('/')))
+        .collect();
+    let browser = browser("dashboard");
+    browser.goto(&format!(
+        "{}explorer/dashboard?{}",
+        one.rpc.url,
+        urls.join("&")
+    ));
+    wait_per_node(&browser, "data-state", "three nodes up", |s| {
+        s == ["up", "up", "up"]
+    });
+    wait_until(WAIT, "every node at height 2", || {
+        browser
+            .text("#summary")
+            .is_some_and(|t| t.contains("one branch"))
+            && (1..=3).all(|i| {
+                browser.text(&format!("#nodes tbody tr:nth-child({i}) td:nth-child(3)"))
+                    == Some("2".into())
+            })
+    });
+    browser.screenshot("all_up");
+
+    // Killed: down within a couple of seconds.
+    three.kill9();
+    wait_per_node(&browser, "data-state", "node three down", |s| {
+        s == ["up", "up", "down"]
+    });
+    browser.screenshot("one_down");
+
+    // Partitioned: each side mines its own block.
+    one.rpc
+        .call(
+            "net_disconnect",
+            json!({"peer_id": two.peer_id(), "ban_seconds": 3600}),
+        )
+        .unwrap();
+    two.rpc
+        .call(
+            "net_disconnect",
+            json!({"peer_id": one.peer_id(), "ban_seconds": 3600}),
+        )
+        .unwrap();
+    wait_until(WAIT, "the pair to part", || {
+        one.peer_count() == 0 && two.peer_count() == 0
+    });
+    one.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
+    two.rpc.call("dev_mine", json!({"blocks": 2})).unwrap();
+    wait_per_node(&browser, "data-branch", "two branches", |b| {
+        b.len() == 3 && !b[0].is_empty() && !b[1].is_empty() && b[0] != b[1]
+    });
+    assert_eq!(browser.count("#fork-picture text[data-branch]"), 2);
+    browser.screenshot("partitioned");
+
+    // Healed: one branch again, the longer one.
+    one.rpc
+        .call("net_connect", json!({"addr": two.p2p_addr()}))
+        .unwrap();
+    two.rpc
+        .call("net_connect", json!({"addr": one.p2p_addr()}))
+        .unwrap();
+    wait_per_node(&browser, "data-branch", "one branch", |b| {
+        b.len() == 3 && !b[0].is_empty() && b[0] == b[1]
+    });
+    assert_eq!(browser.count("#fork-picture text[data-branch]"), 1);
+    assert_eq!(one.tip(), two.tip());
+    assert_eq!(one.tip().0, 4);
+    browser.screenshot("healed");
+}
