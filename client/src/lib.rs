@@ -3,6 +3,10 @@
 //! rejected tx, say) has answered: its error is the result, not a reason to ask another.
 //! Amounts come as decimal strings of base units (`amount_of` reads them).
 
+mod subscription;
+
+pub use subscription::Subscription;
+
 use base64::Engine;
 use serde_json::{json, Value};
 use std::cell::Cell;

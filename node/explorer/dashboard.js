@@ -8,11 +8,15 @@ const BLOCKS_CHARTED = 12;
 const COLOURS = ["#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2", "#db2777", "#65a30d"];
 
 const given = new URLSearchParams(window.location.search).getAll("node");
-const nodes = (given.length ? given : [window.location.origin]).map((url, i) => ({
-  name: `node ${i + 1}`,
-  base: url.replace(/\/+$/, ""),
-  colour: COLOURS[i % COLOURS.length],
-}));
+// Each is URL or NAME@URL (scripts/testnet dashboard names them as its own commands do).
+const nodes = (given.length ? given : [window.location.origin]).map((value, i) => {
+  const at = value.lastIndexOf("@http");
+  return {
+    name: at > 0 ? value.slice(0, at) : `node ${i + 1}`,
+    base: (at > 0 ? value.slice(at + 1) : value).replace(/\/+$/, ""),
+    colour: COLOURS[i % COLOURS.length],
+  };
+});
 
 async function within(ms, promise) {
   let timer;

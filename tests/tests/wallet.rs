@@ -485,3 +485,88 @@ fn waiting_while_nobody_mines_stops_and_says_why() {
     assert!(reason.contains("is any node mining?"), "{reason}");
     assert_eq!(node.mempool_count(), 1, "the payment stays pending");
 }
+
+/// The lines a background `watch` prints, as they come.
+struct Lines(std::sync::mpsc::Receiver<String>, Running);
+
+impl Lines {
+    fn start(mut command: Command) -> Lines {
+        let mut running = Running::start({
+            command.stderr(Stdio::null());
+            command
+        });
+        let stdout = running.0.as_mut().unwrap().stdout.take().unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines(receiver, running)
+    }
+
+    fn next(&self) -> Value {
+        let line = self
+            .0
+            .recv_timeout(Duration::from_secs(60))
+            .expect("watch prints a line within 60 s");
+        serde_json::from_str(&line).unwrap()
+    }
+}
+
+fn watched_payment(poll: bool) {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let node = NodeProcess::start(&dir.path().join("n1"), Some(&spec), &[]).unwrap();
+    let wallet_dir = dir.path().join("bob");
+    let at = [endpoint(&node)];
+    let bob = ok(wallet(&wallet_dir, &at, PASSWORD, &["new"]));
+    let bob_address = bob["address"].as_str().unwrap().to_string();
+    let mut args = vec!["watch", "--confirmations", "2"];
+    if poll {
+        args.push("--poll");
+    }
+    let payee =
+        apiary_core::Address::parse(&bob_address, &AddressPrefix::new(PREFIX).unwrap()).unwrap();
+    let stx = transfer(1, payee, 250_000_000, 10_000, 0);
+    let (lines, txid) = if poll {
+        // Polling shows what is in flight when it starts.
+        let txid = node.submit_tx(&stx);
+        (
+            Lines::start(wallet_command(&wallet_dir, &at, PASSWORD, &args)),
+            txid,
+        )
+    } else {
+        let lines = Lines::start(wallet_command(&wallet_dir, &at, PASSWORD, &args));
+        wait_until(Duration::from_secs(30), "watch to subscribe", || {
+            metrics::of(&node, "apiary_ws_connections", &[]) == Some(1.0)
+        });
+        (lines, node.submit_tx(&stx))
+    };
+    let pending = lines.next();
+    assert_eq!(pending["event"], "pending", "{pending}");
+    assert_eq!(pending["txid"], txid.as_str());
+    assert_eq!(pending["amount"], "250000000");
+    for depth in 1..=2u64 {
+        node.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
+        let confirmed = lines.next();
+        assert_eq!(confirmed["event"], "confirmed", "{confirmed}");
+        assert_eq!(confirmed["txid"], txid.as_str());
+        assert_eq!(confirmed["confirmations"], depth);
+        assert_eq!(confirmed["height"], 1);
+    }
+}
+
+#[test]
+fn watch_follows_a_payment_from_pending_to_confirmed() {
+    watched_payment(false);
+}
+
+#[test]
+fn watch_polls_where_it_cannot_subscribe() {
+    watched_payment(true);
+}

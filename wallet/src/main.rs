@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 
 mod pay;
 mod query;
+mod watch;
 
 const DEFAULT_RPC: &str = "http://127.0.0.1:9797";
 
@@ -129,6 +130,22 @@ enum Command {
         /// Continue after a previous page (its next_cursor)
         #[arg(long, value_name = "CURSOR")]
         cursor: Option<String>,
+    },
+    /// Follow an address live: each transaction as it goes pending, confirmed (deeper each
+    /// block) or dropped; one line each (JSON with --json)
+    Watch {
+        /// Any address of the wallet's chain [default: the wallet's]
+        address: Option<String>,
+        /// Report confirmations up to this many, 1 to 1000
+        #[arg(long, value_name = "N", default_value_t = 6,
+              value_parser = clap::value_parser!(u64).range(1..=1000))]
+        confirmations: u64,
+        /// Stop after this many events [default: run until interrupted]
+        #[arg(long, value_name = "N")]
+        count: Option<usize>,
+        /// Poll the node's history instead of subscribing (for nodes without WebSocket)
+        #[arg(long)]
+        poll: bool,
     },
     /// What a node knows of a transaction
     Tx {
@@ -263,6 +280,12 @@ fn run(args: Args) -> Result<()> {
             cursor,
         } => wallet.history(address, limit, cursor),
         Command::Tx { txid } => wallet.tx(&txid),
+        Command::Watch {
+            address,
+            confirmations,
+            count,
+            poll,
+        } => wallet.watch(address, confirmations, count, poll),
         Command::Sign {
             to,
             amount,

@@ -128,7 +128,7 @@ impl Wallet {
             );
             return Ok(());
         };
-        let result = self.wait_for(&client, &stx, confirmations.max(1), timeout)?;
+        let result = self.wait_for(&client, &stx, &from_text, confirmations.max(1), timeout)?;
         self.print(result.clone(), || {
             format!(
                 "sent {} coins to {to} (fee {fee})\ntxid: {txid}\nconfirmed in block {} at height {} ({} confirmation(s))",
@@ -138,13 +138,15 @@ impl Wallet {
         Ok(())
     }
 
-    /// Polls `tx_get` until `confirmations`, showing a spinner. A node that lost the tx
-    /// (it restarted without it, say) is given it again; an error if it refuses it then
-    /// (replaced, no longer payable) or time runs out.
+    /// Waits for `confirmations`, showing a spinner: follows the sender's address
+    /// subscription on a node's WebSocket, or polls `tx_get` where no node offers one. A
+    /// node that lost the tx (it restarted without it, say) is given it again; an error
+    /// if it refuses it then (replaced, no longer payable) or time runs out.
     fn wait_for(
         &self,
         client: &Client,
         stx: &SignedTransaction,
+        from: &str,
         confirmations: u64,
         timeout: u64,
     ) -> Result<Value> {
@@ -158,6 +160,10 @@ impl Wallet {
         // A timeout past the clock's end is no deadline at all.
         let deadline = Instant::now().checked_add(Duration::from_secs(timeout));
         let mut tip = TipWatch::new(client);
+        // Subscribed before the first look, so nothing between them is missed.
+        let mut live = client
+            .subscribe(json!({"topic": "address", "address": from, "confirmations": confirmations}))
+            .ok();
         loop {
             let status = match client.call("tx_get", json!({"txid": txid})) {
                 Ok(status) => status,
@@ -207,7 +213,41 @@ impl Wallet {
                     tip.height
                 );
             }
-            std::thread::sleep(Duration::from_millis(250));
+            let Some(subscription) = live.as_mut() else {
+                std::thread::sleep(Duration::from_millis(250));
+                continue;
+            };
+            // Told, not polled: look again when something happens to this tx, or every
+            // few seconds (for the deadline, a stalled chain, a node that lost it).
+            let quiet_until = Instant::now() + Duration::from_secs(5);
+            loop {
+                let left = quiet_until.saturating_duration_since(Instant::now());
+                match subscription.next(left) {
+                    Ok(Some(event)) if event["txid"] == txid.as_str() => {
+                        let have = event["confirmations"].as_u64().unwrap_or(0);
+                        if event["event"] == "confirmed" && have >= confirmations {
+                            spinner.finish_and_clear();
+                            return Ok(json!({
+                                "txid": txid,
+                                "status": "confirmed",
+                                "height": event["height"],
+                                "block_hash": event["block_hash"],
+                                "confirmations": have,
+                            }));
+                        }
+                        break;
+                    }
+                    Ok(Some(_)) => continue,
+                    Ok(None) => break,
+                    // The node went away: the next look finds another, or polls.
+                    Err(_) => {
+                        live = client
+                            .subscribe(json!({"topic": "address", "address": from, "confirmations": confirmations}))
+                            .ok();
+                        break;
+                    }
+                }
+            }
         }
     }
 
