@@ -487,7 +487,11 @@ fn waiting_while_nobody_mines_stops_and_says_why() {
 }
 
 /// The lines a background `watch` prints, as they come.
-struct Lines(std::sync::mpsc::Receiver<String>, Running);
+struct Lines {
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Killed when the test is done with it.
+    _process: Running,
+}
 
 impl Lines {
     fn start(mut command: Command) -> Lines {
@@ -506,12 +510,15 @@ impl Lines {
                 }
             }
         });
-        Lines(receiver, running)
+        Lines {
+            lines: receiver,
+            _process: running,
+        }
     }
 
     fn next(&self) -> Value {
         let line = self
-            .0
+            .lines
             .recv_timeout(Duration::from_secs(60))
             .expect("watch prints a line within 60 s");
         serde_json::from_str(&line).unwrap()
