@@ -33,6 +33,7 @@ mod accept;
 mod connect;
 mod idle;
 mod liar;
+mod live;
 mod mining;
 mod network;
 mod report;
@@ -54,6 +55,9 @@ enum Bench {
     Accept,
     Mining,
     IdleTestnet,
+    WsLatency,
+    WsIdleMemory,
+    ExplorerLoad,
 }
 
 #[derive(clap::Parser)]
@@ -141,6 +145,21 @@ fn main() -> Result<()> {
         let idle = idle::bench_idle_testnet()?;
         eprintln!("idle_testnet: {idle}");
         results.insert("idle_testnet".into(), idle);
+    }
+    for (name, run) in [
+        (
+            "ws_latency",
+            live::bench_ws_latency as fn() -> Result<Value>,
+        ),
+        ("ws_idle_memory", live::bench_ws_idle_memory),
+        ("explorer_load", live::bench_explorer_load),
+    ] {
+        if names.iter().any(|n| n == name) {
+            eprintln!("== {name}");
+            let result = run()?;
+            eprintln!("{name}: {result}");
+            results.insert(name.into(), result);
+        }
     }
     if let Some(path) = markdown {
         update_markdown(&path, &results)?;

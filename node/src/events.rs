@@ -85,6 +85,8 @@ pub struct Arrival {
     pub hash: String,
     pub timestamp_ms: u64,
     pub received_ms: u64,
+    /// The same instant in microseconds, for latencies below a millisecond.
+    pub received_us: u64,
 }
 
 pub struct Events {
@@ -115,7 +117,7 @@ impl Events {
         let _ = self.sender.send(Arc::new(event));
     }
 
-    pub fn arrived(&self, block: &BlockBrief, received_ms: u64) {
+    pub fn arrived(&self, block: &BlockBrief, received_us: u64) {
         let mut arrivals = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
         if arrivals.len() == ARRIVALS_KEPT {
             arrivals.pop_front();
@@ -124,7 +126,8 @@ impl Events {
             height: block.height,
             hash: block.hash.to_string(),
             timestamp_ms: block.timestamp_ms,
-            received_ms,
+            received_ms: received_us / 1000,
+            received_us,
         });
     }
 

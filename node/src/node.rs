@@ -481,7 +481,9 @@ impl Node {
     /// Records when each new main-chain block arrived and, when anyone watches, what the
     /// change of tip was. Under the state lock, so watchers see changes in order.
     fn tell_watchers(&self, change: &TipChange, dropped: Vec<(TxId, MempoolError)>) {
-        let now = now_ms();
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
         let mut txids = change.connected_txids.as_slice();
         let connected: Vec<BlockBrief> = change
             .connected
@@ -493,7 +495,7 @@ impl Node {
             })
             .collect();
         for block in &connected {
-            self.events.arrived(block, now);
+            self.events.arrived(block, now_us);
         }
         if !self.events.wanted() {
             return;

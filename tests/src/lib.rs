@@ -259,10 +259,12 @@ impl NodeProcess {
             .open(&log_path)
             .unwrap();
         let mut command = Command::new(bin("apiary-node"));
-        command
-            .arg("--datadir")
-            .arg(datadir)
-            .args(["--rpc-addr", "127.0.0.1:0"]);
+        command.arg("--datadir").arg(datadir);
+        // RPC on an ephemeral loopback port unless the test says where (a restart on the
+        // same port, say).
+        if !extra.contains(&"--rpc-addr") {
+            command.args(["--rpc-addr", "127.0.0.1:0"]);
+        }
         // Peers on an ephemeral loopback port unless the test says where.
         if !extra.contains(&"--listen") {
             command.args(["--listen", "/ip4/127.0.0.1/tcp/0"]);

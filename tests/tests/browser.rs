@@ -168,46 +168,65 @@ fn the_dashboard_shows_a_killed_node_down_and_a_partition_as_two_branches() {
     });
     browser.screenshot("all_up");
 
-    // Killed: down within a couple of seconds.
+    // Killed: down within a couple of seconds; started again (where the dashboard looks
+    // for it): up.
     three.kill9();
     wait_per_node(&browser, "data-state", "node three down", |s| {
         s == ["up", "up", "down"]
     });
     browser.screenshot("one_down");
-
-    // Partitioned: each side mines its own block.
-    one.rpc
-        .call(
-            "net_disconnect",
-            json!({"peer_id": two.peer_id(), "ban_seconds": 3600}),
-        )
-        .unwrap();
-    two.rpc
-        .call(
-            "net_disconnect",
-            json!({"peer_id": one.peer_id(), "ban_seconds": 3600}),
-        )
-        .unwrap();
-    wait_until(WAIT, "the pair to part", || {
-        one.peer_count() == 0 && two.peer_count() == 0
+    let three_rpc = three
+        .rpc
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    drop(three);
+    let three = NodeProcess::start(
+        &dir.path().join("three"),
+        Some(&spec),
+        &["--peer", &one.p2p_addr(), "--rpc-addr", &three_rpc],
+    )
+    .unwrap();
+    wait_per_node(&browser, "data-state", "node three up again", |s| {
+        s == ["up", "up", "up"]
     });
+    wait_until(WAIT, "node three to rejoin", || three.peer_count() > 0);
+
+    // Partitioned, node one against the other two: each side mines its own blocks.
+    let ban = |a: &NodeProcess, b: &NodeProcess| {
+        a.rpc
+            .call(
+                "net_disconnect",
+                json!({"peer_id": b.peer_id(), "ban_seconds": 3600}),
+            )
+            .unwrap();
+    };
+    for other in [&two, &three] {
+        ban(&one, other);
+        ban(other, &one);
+    }
+    wait_until(WAIT, "node one to be cut off", || one.peer_count() == 0);
     one.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
     two.rpc.call("dev_mine", json!({"blocks": 2})).unwrap();
     wait_per_node(&browser, "data-branch", "two branches", |b| {
-        b.len() == 3 && !b[0].is_empty() && !b[1].is_empty() && b[0] != b[1]
+        b.len() == 3 && !b[0].is_empty() && b[0] != b[1] && b[1] == b[2]
     });
     assert_eq!(browser.count("#fork-picture text[data-branch]"), 2);
     browser.screenshot("partitioned");
 
-    // Healed: one branch again, the longer one.
-    one.rpc
-        .call("net_connect", json!({"addr": two.p2p_addr()}))
-        .unwrap();
-    two.rpc
-        .call("net_connect", json!({"addr": one.p2p_addr()}))
-        .unwrap();
+    // Healed: one branch again, the heavier one.
+    for other in [&two, &three] {
+        one.rpc
+            .call("net_connect", json!({"addr": other.p2p_addr()}))
+            .unwrap();
+        other
+            .rpc
+            .call("net_connect", json!({"addr": one.p2p_addr()}))
+            .unwrap();
+    }
     wait_per_node(&browser, "data-branch", "one branch", |b| {
-        b.len() == 3 && !b[0].is_empty() && b[0] == b[1]
+        b.len() == 3 && !b[0].is_empty() && b[0] == b[1] && b[1] == b[2]
     });
     assert_eq!(browser.count("#fork-picture text[data-branch]"), 1);
     assert_eq!(one.tip(), two.tip());

@@ -144,8 +144,8 @@ pub const METHODS: &[Method] = &[
         name: "block_arrivals",
         about: "When this node had each of the last 64 main-chain blocks",
         params: &[],
-        result: "[{height, hash, timestamp_ms, received_ms}], newest first; received_ms by \
-                 this node's clock",
+        result: "[{height, hash, timestamp_ms, received_ms, received_us}], newest first; \
+                 received by this node's clock",
         run: |c, p| methods::block_arrivals(c, parse(p)?),
     },
     Method {

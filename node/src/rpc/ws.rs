@@ -57,7 +57,12 @@ pub fn upgrade(
             ),
         );
     };
+    // Small buffers: most sockets idle, and a thousand of them should cost little. A
+    // write beyond the buffer waits for the socket (and SEND_TIMEOUT bounds that).
     upgrade
+        .read_buffer_size(4 << 10)
+        .write_buffer_size(16 << 10)
+        .max_write_buffer_size(4 << 20)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
@@ -343,39 +348,17 @@ impl Connection {
         let mut out = Vec::new();
         let prefix = self.context.node.spec().address_prefix.clone();
         let node = self.context.node.clone();
+        let mut tips: Option<Vec<String>> = None;
         for (id, topic) in &mut self.subscriptions {
             match (topic, event) {
-                (
-                    Topic::Tips,
-                    NodeEvent::Tip {
-                        connected,
-                        disconnected,
-                        ..
-                    },
-                ) => {
-                    for (i, block) in connected.iter().enumerate() {
-                        let reorg = (i == 0 && !disconnected.is_empty()).then(|| {
-                            json!({
-                                "depth": disconnected.len(),
-                                "disconnected": disconnected
-                                    .iter()
-                                    .map(|b| b.hash.to_string())
-                                    .collect::<Vec<_>>(),
-                            })
-                        });
-                        out.push(notification(
-                            *id,
-                            "tips",
-                            json!({
-                                "height": block.height,
-                                "hash": block.hash.to_string(),
-                                "timestamp_ms": block.timestamp_ms,
-                                "tx_count": block.txs.len(),
-                                "miner": block.miner.to_text(&prefix),
-                                "reorg": reorg,
-                            }),
-                        ));
-                    }
+                (Topic::Tips, NodeEvent::Tip { .. }) => {
+                    // Rendered once per event, whoever subscribed how many times.
+                    let rendered = tips.get_or_insert_with(|| render_tips(event, &prefix));
+                    out.extend(rendered.iter().map(|result| {
+                        format!(
+                            r#"{{"jsonrpc":"2.0","method":"subscription","params":{{"subscription":"{id}","topic":"tips","result":{result}}}}}"#
+                        )
+                    }));
                 }
                 (Topic::Address(watch), NodeEvent::TxAccepted(tx)) => {
                     out.extend(
@@ -466,6 +449,43 @@ impl Connection {
         }
         out
     }
+}
+
+/// Each block a change of tip connected, as a `tips` result (JSON text): the first after a
+/// reorganisation says how deep it was and which blocks it undid.
+fn render_tips(event: &NodeEvent, prefix: &AddressPrefix) -> Vec<String> {
+    let NodeEvent::Tip {
+        connected,
+        disconnected,
+        ..
+    } = event
+    else {
+        return Vec::new();
+    };
+    connected
+        .iter()
+        .enumerate()
+        .map(|(i, block)| {
+            let reorg = (i == 0 && !disconnected.is_empty()).then(|| {
+                json!({
+                    "depth": disconnected.len(),
+                    "disconnected": disconnected
+                        .iter()
+                        .map(|b| b.hash.to_string())
+                        .collect::<Vec<_>>(),
+                })
+            });
+            json!({
+                "height": block.height,
+                "hash": block.hash.to_string(),
+                "timestamp_ms": block.timestamp_ms,
+                "tx_count": block.txs.len(),
+                "miner": block.miner.to_text(prefix),
+                "reorg": reorg,
+            })
+            .to_string()
+        })
+        .collect()
 }
 
 fn peer_json(peer: &crate::p2p::PeerInfo, event: &str) -> Value {
@@ -570,5 +590,110 @@ impl AddressWatch {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apiary_core::{Amount, Hash256};
+
+    fn tx(n: u8, from: u8, to: u8) -> TxBrief {
+        TxBrief {
+            txid: TxId(Hash256([n; 32])),
+            from: Address([from; 32]),
+            to: Address([to; 32]),
+            amount: Amount::from_base_units(1),
+            fee: Amount::from_base_units(1),
+        }
+    }
+
+    fn block(height: u64, n: u8, txs: Vec<TxBrief>) -> BlockBrief {
+        BlockBrief {
+            height,
+            hash: BlockHash(Hash256([n; 32])),
+            timestamp_ms: 0,
+            miner: Address([0; 32]),
+            txs,
+        }
+    }
+
+    fn watch(confirmations: u64) -> AddressWatch {
+        AddressWatch {
+            address: Address([7; 32]),
+            pending: HashSet::new(),
+            confirmed: HashMap::new(),
+            max_confirmations: confirmations,
+        }
+    }
+
+    fn events(values: &[Value]) -> Vec<(String, String)> {
+        values
+            .iter()
+            .map(|v| {
+                (
+                    v["event"].as_str().unwrap().to_string(),
+                    v["txid"].as_str().unwrap()[..2].to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_reorg_returns_a_confirmed_tx_to_pending_or_drops_it() {
+        let prefix = AddressPrefix::new("ap").unwrap();
+        let mut w = watch(6);
+        let (kept, lost, other) = (tx(1, 7, 9), tx(2, 9, 7), tx(3, 8, 9));
+        let b1 = block(1, 0xb1, vec![kept.clone(), lost.clone(), other]);
+        let confirmed = w.follow(std::slice::from_ref(&b1), &[], &[], &mut |_| false, &prefix);
+        let mut said = events(&confirmed);
+        said.sort();
+        assert_eq!(
+            said,
+            vec![
+                ("confirmed".into(), "01".into()),
+                ("confirmed".into(), "02".into())
+            ]
+        );
+        assert_eq!(confirmed.len(), 2, "the third tx is not this address's");
+        // b1 leaves the chain; `kept` went back to the mempool, `lost` did not.
+        let b1b = block(1, 0xc1, vec![]);
+        let undone = w.follow(&[b1b], &[b1], &[], &mut |txid| *txid == kept.txid, &prefix);
+        let mut said = events(&undone);
+        said.sort();
+        assert_eq!(
+            said,
+            vec![
+                ("dropped".into(), "02".into()),
+                ("pending".into(), "01".into())
+            ]
+        );
+        assert!(w.pending.contains(&kept.txid));
+        assert!(w.confirmed.is_empty());
+    }
+
+    #[test]
+    fn confirmations_grow_to_the_asked_depth_then_stop() {
+        let prefix = AddressPrefix::new("ap").unwrap();
+        let mut w = watch(2);
+        let paid = tx(1, 9, 7);
+        let b1 = block(1, 0xb1, vec![paid]);
+        let first = w.follow(&[b1], &[], &[], &mut |_| false, &prefix);
+        assert_eq!(first[0]["confirmations"], 1);
+        let second = w.follow(&[block(2, 0xb2, vec![])], &[], &[], &mut |_| false, &prefix);
+        assert_eq!(second[0]["confirmations"], 2);
+        let third = w.follow(&[block(3, 0xb3, vec![])], &[], &[], &mut |_| false, &prefix);
+        assert!(third.is_empty(), "{third:?}");
+    }
+
+    #[test]
+    fn a_pending_tx_that_leaves_the_pool_without_a_block_is_dropped() {
+        let prefix = AddressPrefix::new("ap").unwrap();
+        let mut w = watch(6);
+        let paid = tx(1, 9, 7);
+        assert!(w.accepted(&paid, &prefix).is_some());
+        assert!(w.accepted(&paid, &prefix).is_none(), "told once");
+        let said = w.follow(&[block(1, 0xb1, vec![])], &[], &[], &mut |_| false, &prefix);
+        assert_eq!(events(&said), vec![("dropped".into(), "01".into())]);
     }
 }
