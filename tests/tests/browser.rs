@@ -52,11 +52,29 @@ fn searching_a_txid_opens_its_page_and_it_turns_confirmed_without_a_reload() {
     let dir = TempDir::new().unwrap();
     let spec = write_test_spec(dir.path());
     let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
-    // 1.5 coins.
-    let txid = node.submit_tx(&transfer(1, address(30), 150_000_000, 10_000, 0));
+    // Paid through the wallet, as a user would: 1.5 coins.
+    let wallet = |args: &[&str]| -> serde_json::Value {
+        let output = std::process::Command::new(bin("apiary-wallet"))
+            .arg("--wallet-dir")
+            .arg(dir.path().join("wallet"))
+            .args(["--json", "--rpc", &node.rpc.url, "--rpc-cookie"])
+            .arg(node.datadir.join("rpc.cookie"))
+            .args(args)
+            .env("APIARY_WALLET_PASSWORD", "a password for the test")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let payer = wallet(&["new"])["address"].as_str().unwrap().to_string();
+    node.rpc
+        .call("dev_mine", json!({"blocks": 1, "address": payer}))
+        .unwrap();
+    let paid = wallet(&["send", &address_text(30), "1.5", "--fee", "0.0001"]);
+    let txid = paid["txid"].as_str().unwrap().to_string();
     let browser = browser("explorer_tx");
     browser.goto(&explorer(&node, ""));
-    browser.wait_text("#tip-height", WAIT, |t| t == "0");
+    browser.wait_text("#tip-height", WAIT, |t| t == "1");
     browser.type_into("#search-input", &txid);
     browser.click("#search button");
     browser.wait_text("#tx-amount", WAIT, |t| t == "1.5 coins");
@@ -75,9 +93,9 @@ fn searching_a_txid_opens_its_page_and_it_turns_confirmed_without_a_reload() {
     browser.screenshot("confirmed");
 
     // A height and an address work in the search box too; nonsense says why.
-    browser.type_into("#search-input", "1");
+    browser.type_into("#search-input", "2");
     browser.click("#search button");
-    browser.wait_text("#block-height", WAIT, |t| t == "1");
+    browser.wait_text("#block-height", WAIT, |t| t == "2");
     browser.type_into("#search-input", "not-a-thing");
     browser.click("#search button");
     browser.wait_text("#error", WAIT, |t| t.contains("is not a height"));
