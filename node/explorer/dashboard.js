@@ -18,6 +18,16 @@ const nodes = (given.length ? given : [window.location.origin]).map((value, i) =
   };
 });
 
+const svgNs = "http://www.w3.org/2000/svg";
+
+/** Builds an SVG element with its attributes and text. */
+function svgEl(tag, attributes, text) {
+  const node = document.createElementNS(svgNs, tag);
+  for (const [k, v] of Object.entries(attributes)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
 async function within(ms, promise) {
   let timer;
   const timeout = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error("no answer")), ms); });
@@ -87,26 +97,19 @@ function renderNodes(states, groups) {
 
 /** A picture of the fork: a common trunk, then one line per branch with its nodes. */
 function renderFork(groups) {
-  const svgNs = "http://www.w3.org/2000/svg";
-  const make = (tag, attributes, text) => {
-    const node = document.createElementNS(svgNs, tag);
-    for (const [k, v] of Object.entries(attributes)) node.setAttribute(k, v);
-    if (text !== undefined) node.textContent = text;
-    return node;
-  };
   const rowHeight = 34;
   const height = Math.max(1, groups.length) * rowHeight + 12;
-  const svg = make("svg", { width: 760, height, id: "fork-picture", role: "img" });
+  const svg = svgEl("svg", { width: 760, height, id: "fork-picture", role: "img" });
   const trunkEnd = 180;
   const middle = height / 2;
-  svg.append(make("line", { x1: 10, y1: middle, x2: trunkEnd, y2: middle, stroke: "#98a2b3", "stroke-width": 4 }));
-  svg.append(make("text", { x: 12, y: middle - 9 }, groups.length > 1 ? "common chain" : "chain"));
+  svg.append(svgEl("line", { x1: 10, y1: middle, x2: trunkEnd, y2: middle, stroke: "#98a2b3", "stroke-width": 4 }));
+  svg.append(svgEl("text", { x: 12, y: middle - 9 }, groups.length > 1 ? "common chain" : "chain"));
   groups.forEach((g, i) => {
     const y = 6 + rowHeight * i + rowHeight / 2;
     const colour = g.members[0].colour;
-    svg.append(make("path", { d: `M ${trunkEnd} ${middle} C ${trunkEnd + 40} ${middle}, ${trunkEnd + 40} ${y}, ${trunkEnd + 80} ${y} L 420 ${y}`, stroke: colour, "stroke-width": 4, fill: "none" }));
-    svg.append(make("circle", { cx: 420, cy: y, r: 6, fill: colour }));
-    svg.append(make("text", { x: 434, y: y + 4, "data-branch": g.label },
+    svg.append(svgEl("path", { d: `M ${trunkEnd} ${middle} C ${trunkEnd + 40} ${middle}, ${trunkEnd + 40} ${y}, ${trunkEnd + 80} ${y} L 420 ${y}`, stroke: colour, "stroke-width": 4, fill: "none" }));
+    svg.append(svgEl("circle", { cx: 420, cy: y, r: 6, fill: colour }));
+    svg.append(svgEl("text", { x: 434, y: y + 4, "data-branch": g.label },
       `${g.label}: height ${g.tip.height} ${short(g.tip.hash, 8)} — ${g.members.map((m) => m.name).join(", ")}`));
   });
   document.getElementById("fork").replaceChildren(svg);
@@ -128,28 +131,21 @@ function renderDelays(states) {
     return seen ? Math.max(0, seen.received_ms - b.timestamp_ms) : null;
   }));
   const max = Math.max(50, ...delays.flat().filter((d) => d !== null));
-  const svgNs = "http://www.w3.org/2000/svg";
-  const make = (tag, attributes, text) => {
-    const node = document.createElementNS(svgNs, tag);
-    for (const [k, v] of Object.entries(attributes)) node.setAttribute(k, v);
-    if (text !== undefined) node.textContent = text;
-    return node;
-  };
   const groupWidth = Math.max(40, up.length * 12 + 16);
   const chartHeight = 140;
-  const svg = make("svg", { width: 60 + blocks.length * groupWidth, height: chartHeight + 50, id: "delay-chart" });
-  svg.append(make("text", { x: 0, y: 12 }, `${Math.round(max)} ms`));
-  svg.append(make("text", { x: 0, y: chartHeight + 4 }, "0"));
+  const svg = svgEl("svg", { width: 60 + blocks.length * groupWidth, height: chartHeight + 50, id: "delay-chart" });
+  svg.append(svgEl("text", { x: 0, y: 12 }, `${Math.round(max)} ms`));
+  svg.append(svgEl("text", { x: 0, y: chartHeight + 4 }, "0"));
   blocks.forEach((b, i) => {
     const x0 = 60 + i * groupWidth;
     delays[i].forEach((d, j) => {
       if (d === null) return;
       const h = Math.max(1, (d / max) * (chartHeight - 10));
-      const bar = make("rect", { x: x0 + j * 12, y: chartHeight - h, width: 10, height: h, fill: up[j].colour });
-      bar.append(make("title", {}, `${up[j].name}: block ${b.height} after ${d} ms`));
+      const bar = svgEl("rect", { x: x0 + j * 12, y: chartHeight - h, width: 10, height: h, fill: up[j].colour });
+      bar.append(svgEl("title", {}, `${up[j].name}: block ${b.height} after ${d} ms`));
       svg.append(bar);
     });
-    svg.append(make("text", { x: x0, y: chartHeight + 18 }, String(b.height)));
+    svg.append(svgEl("text", { x: x0, y: chartHeight + 18 }, String(b.height)));
   });
   const legend = el("div", { class: "muted" }, up.map((s) => el("span", { style: `color:${s.colour};margin-right:1rem` }, `■ ${s.name}`)));
   container.replaceChildren(svg, legend);

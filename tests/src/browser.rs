@@ -134,24 +134,21 @@ impl Browser {
         }
     }
 
+    /// The first element matching `css`, which must be there.
+    fn element(&self, css: &str) -> fantoccini::elements::Element {
+        self.runtime
+            .block_on(self.client().find(Locator::Css(css)))
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+    }
+
     pub fn click(&self, css: &str) {
-        self.runtime.block_on(async {
-            let element = self
-                .client()
-                .find(Locator::Css(css))
-                .await
-                .unwrap_or_else(|e| panic!("{css}: {e}"));
-            element.click().await.unwrap();
-        });
+        let element = self.element(css);
+        self.runtime.block_on(element.click()).unwrap();
     }
 
     pub fn type_into(&self, css: &str, text: &str) {
+        let element = self.element(css);
         self.runtime.block_on(async {
-            let element = self
-                .client()
-                .find(Locator::Css(css))
-                .await
-                .unwrap_or_else(|e| panic!("{css}: {e}"));
             element.clear().await.unwrap();
             element.send_keys(text).await.unwrap();
         });

@@ -206,3 +206,33 @@ fn rss_bytes(pid: u32) -> u64 {
     let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kib * 1024
 }
+
+#[test]
+fn the_explorer_can_be_turned_off() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let on = NodeProcess::start(&dir.path().join("on"), Some(&spec), &[]).unwrap();
+    let (status, page) = http_get(&on.rpc.url, "/explorer");
+    assert_eq!(status, 200);
+    assert!(page.contains("Apiary explorer"));
+    // Public data without the cookie; nothing else.
+    let (status, tip) = http_get(&on.rpc.url, "/explorer/api/chain_tip");
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&tip).unwrap()["height"],
+        0
+    );
+    let (status, _) = http_get(&on.rpc.url, "/explorer/api/dev_mine?blocks=1");
+    assert_eq!(status, 404);
+    assert_eq!(on.rpc.tip_height(), 0);
+
+    let off = NodeProcess::start(&dir.path().join("off"), Some(&spec), &["--no-explorer"]).unwrap();
+    for path in [
+        "/explorer",
+        "/explorer/api/chain_tip",
+        "/explorer/dashboard",
+    ] {
+        assert_eq!(http_get(&off.rpc.url, path).0, 404, "{path}");
+    }
+    assert!(Subscriber::connect(&off, "/explorer/ws", false, None).is_err());
+}

@@ -475,13 +475,18 @@ fn waiting_while_nobody_mines_stops_and_says_why() {
             json!({"blocks": 1, "address": alice["address"]}),
         )
         .unwrap();
-    // No miner runs: the tip stays put, and --wait says so long before its 600 s.
-    let reason = refused(wallet(
+    // No miner runs: the tip stays put, and --wait says so long before its 600 s. It
+    // waits on the sender's address subscription, not by polling.
+    let waiting = Running::start(wallet_command(
         &wallet_dir,
         &at,
         PASSWORD,
         &["send", &address_text(7), "1", "--fee", "0.0001", "--wait"],
     ));
+    wait_until(Duration::from_secs(30), "send --wait to subscribe", || {
+        metrics::of(&node, "apiary_ws_connections", &[]) == Some(1.0)
+    });
+    let reason = refused(waiting.finish());
     assert!(reason.contains("is any node mining?"), "{reason}");
     assert_eq!(node.mempool_count(), 1, "the payment stays pending");
 }
