@@ -101,6 +101,7 @@ pub struct Node {
     /// network's event loop).
     tip: tokio::sync::watch::Sender<OurTip>,
     events: Events,
+    templates: crate::miner::templates::Templates,
 }
 
 /// The tip as `Node::tip_watch` publishes it.
@@ -133,7 +134,13 @@ impl Node {
             mempool_log: Mutex::new(None),
             tip,
             events: Events::default(),
+            templates: Default::default(),
         })
+    }
+
+    /// The block templates handed to miners outside the node.
+    pub fn templates(&self) -> &crate::miner::templates::Templates {
+        &self.templates
     }
 
     /// Changes of tip, accepted transactions and the mempool's size, for watchers.

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod templates;
+
 /// A template is rebuilt at least this often, to take in new transactions.
 const TEMPLATE_REFRESH: Duration = Duration::from_secs(2);
 /// Nonces tried between looks at whether to stop.

@@ -3,6 +3,7 @@
 //! what the node serves.
 
 use super::methods::{self, parse, NoParams};
+use super::mining;
 use super::{RpcContext, RpcError, METHOD_NOT_FOUND};
 use serde_json::{json, Value};
 
@@ -175,6 +176,41 @@ pub const METHODS: &[Method] = &[
         ],
         result: "{disconnected, ban_seconds}",
         run: |c, p| methods::net_disconnect(c, parse(p)?),
+    },
+    Method {
+        name: "mining_template",
+        about: "A block template for a miner outside the node: a header to search nonces in",
+        params: &[
+            required("address", "who the block pays"),
+            optional(
+                "longpoll_id",
+                "the longpoll_id of the last template: answers once the tip changes, fees grow \
+                 by a tenth, or 25 s pass",
+            ),
+            optional(
+                "txs",
+                "true: also each transaction's bytes (hex), for a pool",
+            ),
+        ],
+        result: "{id, height, prev_hash, bits, target, timestamp_ms, header (hex, 160 bytes, \
+                 nonce 0), nonce_offset, timestamp_offset, reward, fees, tx_count, longpoll_id, \
+                 txs?}",
+        run: |c, p| mining::mining_template(c, parse(p)?),
+    },
+    Method {
+        name: "mining_submit",
+        about: "A found nonce for a template (or a whole block)",
+        params: &[
+            optional("id", "the template's id"),
+            optional("nonce", "the nonce found (a number or a decimal string)"),
+            optional(
+                "timestamp_ms",
+                "the header's timestamp, if the miner rolled it forward",
+            ),
+            optional("block", "or a whole block's borsh bytes (hex)"),
+        ],
+        result: "{status: accepted|stale|refused, hash, reason, reason_code}",
+        run: |c, p| mining::mining_submit(c, parse(p)?),
     },
     Method {
         name: "dev_mine",

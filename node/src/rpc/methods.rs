@@ -21,7 +21,7 @@ const MAX_DEV_MINE_BLOCKS: u32 = 10_000;
 
 /// An amount as JSON: a decimal string of base units, which JavaScript's numbers (exact
 /// only to 2^53) cannot round.
-fn units(amount: Amount) -> Value {
+pub(super) fn units(amount: Amount) -> Value {
     Value::String(amount.base_units().to_string())
 }
 

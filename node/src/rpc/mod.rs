@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod explorer;
 mod methods;
+mod mining;
 pub mod probes;
 pub mod server;
 mod ws;

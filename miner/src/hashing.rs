@@ -1,0 +1,84 @@
+//! The nonce search, as the node's own miner does it: the header's first 128 bytes hashed
+//! once per template (the midstate), two SHA-256 compressions per nonce. Each thread takes
+//! every `threads`-th nonce from a random start, so two miners paid to one address do not
+//! search the same nonces; every second the timestamp moves to now, so a block found late
+//! does not look older than it is to the difficulty retarget.
+
+use crate::work::Board;
+use crate::Counters;
+use apiary_core::block::HeaderHasher;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+/// Nonces tried between looks at whether the work changed.
+const BATCH: u64 = 1 << 14;
+/// How long a thread that found a block waits for the new tip's template.
+const NEW_TIP_WAIT: Duration = Duration::from_secs(2);
+/// How often the header's timestamp is moved to now.
+const ROLL_TIMESTAMP: Duration = Duration::from_secs(1);
+
+/// A nonce that meets the target of template `id`.
+pub struct Found {
+    pub id: String,
+    pub height: u64,
+    pub nonce: u64,
+    pub timestamp_ms: u64,
+}
+
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
+fn now_ms() -> u64 {
+    crate::now_us() / 1000
+}
+
+pub fn search(board: &Board, counters: &Counters, index: u64, threads: u64, found: &Sender<Found>) {
+    loop {
+        let Some((generation, work)) = board.current() else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        let mut header = work.header.clone();
+        header.timestamp_ms = header.timestamp_ms.max(now_ms());
+        let mut hasher = HeaderHasher::new(&header);
+        let mut rolled = Instant::now();
+        let mut nonce = random_u64().wrapping_mul(threads).wrapping_add(index);
+        'work: loop {
+            for _ in 0..BATCH {
+                if hasher.hash_words(nonce) <= work.target {
+                    let sent = found.send(Found {
+                        id: work.id.clone(),
+                        height: work.height,
+                        nonce,
+                        timestamp_ms: header.timestamp_ms,
+                    });
+                    if sent.is_err() {
+                        return;
+                    }
+                    // One block per template: the next comes with the new tip (a refused
+                    // block brings none; then this one is searched on).
+                    counters.hashes.fetch_add(BATCH, Ordering::Relaxed);
+                    let waited = Instant::now();
+                    while board.generation() == generation && waited.elapsed() < NEW_TIP_WAIT {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    break 'work;
+                }
+                nonce = nonce.wrapping_add(threads);
+            }
+            counters.hashes.fetch_add(BATCH, Ordering::Relaxed);
+            if board.generation() != generation {
+                break;
+            }
+            if rolled.elapsed() >= ROLL_TIMESTAMP {
+                header.timestamp_ms = now_ms().max(header.timestamp_ms);
+                hasher = HeaderHasher::new(&header);
+                rolled = Instant::now();
+            }
+        }
+    }
+}

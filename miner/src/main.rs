@@ -1,0 +1,246 @@
+//! `apiary-miner`: mines for an address through one or more nodes' JSON-RPC, as a machine
+//! that runs no node would. Templates come from the node (`templates` subscription, or
+//! long polls of `mining_template`); N threads search nonces with the same midstate
+//! hashing as the node's own miner; found nonces go back with `mining_submit`.
+
+mod hashing;
+mod work;
+
+use anyhow::{bail, Context, Result};
+use apiary_client::{Client, Endpoint};
+use clap::Parser;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(
+    name = "apiary-miner",
+    version,
+    about = "Mine Apiary blocks through nodes' JSON-RPC",
+    after_help = "Example:\n  \
+        apiary-miner --rpc 127.0.0.1:9797 --rpc-cookie ~/.apiary/apiary-devnet/rpc.cookie \\\n    \
+        --address apdev1… --threads 4\n\n\
+        Nodes are tried in the order given; when one stops answering the next takes over.\n\
+        Exit status: 0 after --duration; 1 a node refused the setup (a bad address, say); \
+        2 bad usage."
+)]
+struct Args {
+    /// A node's JSON-RPC URL; repeat for several, tried in order
+    #[arg(long, value_name = "URL", required = true)]
+    rpc: Vec<String>,
+    /// A node's rpc.cookie; one per --rpc in the same order, or one for all
+    #[arg(long, value_name = "FILE")]
+    rpc_cookie: Vec<PathBuf>,
+    /// Who the blocks pay
+    #[arg(long, value_name = "ADDR")]
+    address: String,
+    /// Threads searching nonces [default: all cores]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
+    /// Stop after this many seconds and print a summary (for benchmarks and scripts)
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<u64>,
+    /// One JSON object per line (each template, each submission, each report)
+    #[arg(long)]
+    json: bool,
+    /// Seconds between hashrate reports
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    report_every: u64,
+}
+
+/// What the miner has done so far.
+#[derive(Default)]
+pub struct Counters {
+    pub hashes: AtomicU64,
+    pub accepted: AtomicU64,
+    pub stale: AtomicU64,
+    pub refused: AtomicU64,
+}
+
+fn main() {
+    apiary_cmdline::serve_docs(<Args as clap::CommandFactory>::command);
+    let args = Args::parse();
+    if let Err(error) = run(args) {
+        eprintln!("error: {}", apiary_cmdline::error_line(&error));
+        std::process::exit(1);
+    }
+}
+
+fn endpoints(args: &Args) -> Result<Vec<Endpoint>> {
+    if args.rpc_cookie.len() > 1 && args.rpc_cookie.len() != args.rpc.len() {
+        bail!(
+            "give one --rpc-cookie per --rpc ({} URLs, {} cookies), or one for all",
+            args.rpc.len(),
+            args.rpc_cookie.len()
+        );
+    }
+    args.rpc
+        .iter()
+        .enumerate()
+        .map(|(i, url)| {
+            let cookie = args.rpc_cookie.get(i).or(args.rpc_cookie.first());
+            Ok(Endpoint::with_cookie(url, cookie.map(PathBuf::as_path))?)
+        })
+        .collect()
+}
+
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+fn run(args: Args) -> Result<()> {
+    let client = Client::new(endpoints(&args)?);
+    // The address is checked once, by a node, before any hashing.
+    client
+        .call("mining_template", json!({"address": args.address}))
+        .with_context(|| format!("cannot mine for {:?}", args.address))?;
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        usize::from,
+    );
+    let board = Arc::new(work::Board::default());
+    let counters = Arc::new(Counters::default());
+    let json_lines = args.json;
+    {
+        let (board, address) = (board.clone(), args.address.clone());
+        let client = Client::new(endpoints(&args)?);
+        std::thread::Builder::new()
+            .name("templates".into())
+            .spawn(move || {
+                work::feed(&client, &address, &board, &|work, from| {
+                    if json_lines {
+                        println!(
+                            "{}",
+                            json!({"event": "work", "id": work.id, "height": work.height, "from": from, "at_us": now_us()})
+                        );
+                    }
+                })
+            })?;
+    }
+    let (found_sender, found) = std::sync::mpsc::channel::<hashing::Found>();
+    for index in 0..threads {
+        let (board, counters, found_sender) =
+            (board.clone(), counters.clone(), found_sender.clone());
+        std::thread::Builder::new()
+            .name(format!("hash-{index}"))
+            .spawn(move || {
+                hashing::search(
+                    &board,
+                    &counters,
+                    index as u64,
+                    threads as u64,
+                    &found_sender,
+                )
+            })?;
+    }
+    drop(found_sender);
+    {
+        let counters = counters.clone();
+        let client = Client::new(endpoints(&args)?);
+        std::thread::Builder::new()
+            .name("submit".into())
+            .spawn(move || {
+                for found in found {
+                    submit(&client, &counters, &found, json_lines);
+                }
+            })?;
+    }
+    let started = Instant::now();
+    let mut last_report = (Instant::now(), 0u64);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let elapsed = started.elapsed();
+        if args
+            .duration
+            .is_some_and(|d| elapsed >= Duration::from_secs(d))
+        {
+            let hashes = counters.hashes.load(Ordering::Relaxed);
+            let per_second = hashes as f64 / elapsed.as_secs_f64();
+            println!(
+                "{}",
+                json!({
+                    "event": "summary",
+                    "seconds": elapsed.as_secs_f64(),
+                    "threads": threads,
+                    "hashes": hashes,
+                    "hashes_per_second": per_second.round(),
+                    "hashes_per_second_per_thread": (per_second / threads as f64).round(),
+                    "accepted": counters.accepted.load(Ordering::Relaxed),
+                    "stale": counters.stale.load(Ordering::Relaxed),
+                    "refused": counters.refused.load(Ordering::Relaxed),
+                })
+            );
+            return Ok(());
+        }
+        if last_report.0.elapsed() >= Duration::from_secs(args.report_every.max(1)) {
+            let hashes = counters.hashes.load(Ordering::Relaxed);
+            let rate = (hashes - last_report.1) as f64 / last_report.0.elapsed().as_secs_f64();
+            last_report = (Instant::now(), hashes);
+            report(&counters, &board, rate, threads, json_lines);
+        }
+    }
+}
+
+fn report(counters: &Counters, board: &work::Board, rate: f64, threads: usize, json_lines: bool) {
+    let (accepted, stale, refused) = (
+        counters.accepted.load(Ordering::Relaxed),
+        counters.stale.load(Ordering::Relaxed),
+        counters.refused.load(Ordering::Relaxed),
+    );
+    let height = board.current().map(|(_, w)| w.height);
+    if json_lines {
+        println!(
+            "{}",
+            json!({"event": "report", "hashes_per_second": rate.round(), "threads": threads,
+                   "accepted": accepted, "stale": stale, "refused": refused, "height": height})
+        );
+    } else {
+        eprintln!(
+            "{:.2} MH/s on {threads} thread(s) · accepted {accepted} · stale {stale} · refused {refused} · mining height {}",
+            rate / 1e6,
+            height.map_or("-".to_string(), |h| h.to_string())
+        );
+    }
+}
+
+fn submit(client: &Client, counters: &Counters, found: &hashing::Found, json_lines: bool) {
+    let reply = client.call(
+        "mining_submit",
+        json!({"id": found.id, "nonce": found.nonce.to_string(), "timestamp_ms": found.timestamp_ms}),
+    );
+    let (status, detail) = match &reply {
+        Ok(reply) => (
+            reply["status"].as_str().unwrap_or("refused").to_string(),
+            reply.clone(),
+        ),
+        Err(error) => ("refused".to_string(), json!({"reason": error.to_string()})),
+    };
+    match status.as_str() {
+        "accepted" => counters.accepted.fetch_add(1, Ordering::Relaxed),
+        "stale" => counters.stale.fetch_add(1, Ordering::Relaxed),
+        _ => counters.refused.fetch_add(1, Ordering::Relaxed),
+    };
+    if json_lines {
+        println!(
+            "{}",
+            json!({"event": "submit", "height": found.height, "status": status, "reply": detail})
+        );
+    } else if status != "accepted" {
+        eprintln!(
+            "block at height {} {status}: {}",
+            found.height,
+            detail["reason"].as_str().unwrap_or("")
+        );
+    } else {
+        eprintln!(
+            "block at height {} accepted: {}",
+            found.height,
+            detail["hash"].as_str().unwrap_or("")
+        );
+    }
+}
