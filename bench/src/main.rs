@@ -31,6 +31,7 @@ use std::time::Instant;
 
 mod accept;
 mod connect;
+mod external;
 mod idle;
 mod liar;
 mod live;
@@ -58,6 +59,8 @@ enum Bench {
     WsLatency,
     WsIdleMemory,
     ExplorerLoad,
+    ExternalMiner,
+    TemplateLatency,
 }
 
 #[derive(clap::Parser)]
@@ -153,6 +156,8 @@ fn main() -> Result<()> {
         ),
         ("ws_idle_memory", live::bench_ws_idle_memory),
         ("explorer_load", live::bench_explorer_load),
+        ("external_miner", external::bench_external_miner),
+        ("template_latency", external::bench_template_latency),
     ] {
         if names.iter().any(|n| n == name) {
             eprintln!("== {name}");
