@@ -59,6 +59,11 @@ pub fn search(board: &Board, counters: &Counters, index: u64, threads: u64, foun
                     if sent.is_err() {
                         return;
                     }
+                    // A pool's share target is met many times per job: search on.
+                    if work.many {
+                        nonce = nonce.wrapping_add(threads);
+                        continue;
+                    }
                     // One block per template: the next comes with the new tip (a refused
                     // block brings none; then this one is searched on).
                     counters.hashes.fetch_add(BATCH, Ordering::Relaxed);

@@ -3,15 +3,14 @@
 //! long polls of `mining_template`); N threads search nonces with the same midstate
 //! hashing as the node's own miner; found nonces go back with `mining_submit`.
 
-mod hashing;
-mod work;
+use apiary_miner::{hashing, now_us, work, Counters};
 
 use anyhow::{bail, Context, Result};
 use apiary_client::{Client, Endpoint};
 use clap::Parser;
 use serde_json::json;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,8 +28,17 @@ use std::time::{Duration, Instant};
 )]
 struct Args {
     /// A node's JSON-RPC URL; repeat for several, tried in order
-    #[arg(long, value_name = "URL", required = true)]
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "pool",
+        conflicts_with = "pool"
+    )]
     rpc: Vec<String>,
+    /// Mine through an apiary-pool at HOST:PORT instead (Stratum-style); --address is
+    /// where the pool pays
+    #[arg(long, value_name = "HOST:PORT")]
+    pool: Option<String>,
     /// A node's rpc.cookie; one per --rpc in the same order, or one for all
     #[arg(long, value_name = "FILE")]
     rpc_cookie: Vec<PathBuf>,
@@ -49,15 +57,6 @@ struct Args {
     /// Seconds between hashrate reports
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     report_every: u64,
-}
-
-/// What the miner has done so far.
-#[derive(Default)]
-pub struct Counters {
-    pub hashes: AtomicU64,
-    pub accepted: AtomicU64,
-    pub stale: AtomicU64,
-    pub refused: AtomicU64,
 }
 
 fn main() {
@@ -87,18 +86,13 @@ fn endpoints(args: &Args) -> Result<Vec<Endpoint>> {
         .collect()
 }
 
-pub fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
 fn run(args: Args) -> Result<()> {
-    let client = Client::new(endpoints(&args)?);
-    // The address is checked once, by a node, before any hashing.
-    client
-        .call("mining_template", json!({"address": args.address}))
-        .with_context(|| format!("cannot mine for {:?}", args.address))?;
+    if args.pool.is_none() {
+        // The address is checked once, by a node, before any hashing.
+        Client::new(endpoints(&args)?)
+            .call("mining_template", json!({"address": args.address}))
+            .with_context(|| format!("cannot mine for {:?}", args.address))?;
+    }
     let threads = args.threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         usize::from,
@@ -106,22 +100,6 @@ fn run(args: Args) -> Result<()> {
     let board = Arc::new(work::Board::default());
     let counters = Arc::new(Counters::default());
     let json_lines = args.json;
-    {
-        let (board, address) = (board.clone(), args.address.clone());
-        let client = Client::new(endpoints(&args)?);
-        std::thread::Builder::new()
-            .name("templates".into())
-            .spawn(move || {
-                work::feed(&client, &address, &board, &|work, from| {
-                    if json_lines {
-                        println!(
-                            "{}",
-                            json!({"event": "work", "id": work.id, "height": work.height, "from": from, "at_us": now_us()})
-                        );
-                    }
-                })
-            })?;
-    }
     let (found_sender, found) = std::sync::mpsc::channel::<hashing::Found>();
     for index in 0..threads {
         let (board, counters, found_sender) =
@@ -139,6 +117,39 @@ fn run(args: Args) -> Result<()> {
             })?;
     }
     drop(found_sender);
+    if let Some(pool) = args.pool.clone() {
+        let (pool_board, pool_counters, payout) =
+            (board.clone(), counters.clone(), args.address.clone());
+        std::thread::Builder::new()
+            .name("pool".into())
+            .spawn(move || {
+                apiary_miner::stratum::work_for_pool(
+                    &pool,
+                    &payout,
+                    pool_board,
+                    found,
+                    pool_counters,
+                    json_lines,
+                )
+            })?;
+        return report_until_done(&args, &counters, &board, threads);
+    }
+    {
+        let (board, address) = (board.clone(), args.address.clone());
+        let client = Client::new(endpoints(&args)?);
+        std::thread::Builder::new()
+            .name("templates".into())
+            .spawn(move || {
+                work::feed(&client, &address, &board, &|work, from| {
+                    if json_lines {
+                        println!(
+                            "{}",
+                            json!({"event": "work", "id": work.id, "height": work.height, "from": from, "at_us": now_us()})
+                        );
+                    }
+                })
+            })?;
+    }
     {
         let counters = counters.clone();
         let client = Client::new(endpoints(&args)?);
@@ -150,6 +161,17 @@ fn run(args: Args) -> Result<()> {
                 }
             })?;
     }
+    report_until_done(&args, &counters, &board, threads)
+}
+
+/// Reports the hashrate every --report-every seconds; after --duration, a summary.
+fn report_until_done(
+    args: &Args,
+    counters: &Counters,
+    board: &work::Board,
+    threads: usize,
+) -> Result<()> {
+    let json_lines = args.json;
     let started = Instant::now();
     let mut last_report = (Instant::now(), 0u64);
     loop {
@@ -181,7 +203,7 @@ fn run(args: Args) -> Result<()> {
             let hashes = counters.hashes.load(Ordering::Relaxed);
             let rate = (hashes - last_report.1) as f64 / last_report.0.elapsed().as_secs_f64();
             last_report = (Instant::now(), hashes);
-            report(&counters, &board, rate, threads, json_lines);
+            report(counters, board, rate, threads, json_lines);
         }
     }
 }

@@ -18,6 +18,11 @@ pub struct Work {
     pub height: u64,
     pub header: BlockHeader,
     pub target: [u32; 8],
+    /// What the block pays (reward and fees, base units), as the template says.
+    pub reward: u64,
+    /// A pool's job: its target is a share's, met many times; the search goes on after
+    /// each find. (A node's template wants one block.)
+    pub many: bool,
 }
 
 impl Work {
@@ -34,11 +39,17 @@ impl Work {
                 .to_target()
                 .map_err(|e| anyhow!("the template's bits: {e}"))?,
         );
+        let reward = template["reward"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
         Ok(Work {
             id,
             height: header.height.0,
             header,
             target,
+            reward,
+            many: false,
         })
     }
 }

@@ -1,0 +1,161 @@
+//! Maturity and payouts, once a second: a found block `maturity` deep and still on the
+//! main chain moves its credits to the balances (one that left the chain voids them);
+//! each balance is then paid in a transaction from the pool's key. A payout is written to
+//! the books, signed, before it is sent, so after a crash the same transaction (same
+//! nonce, same txid) is sent again rather than a second one.
+
+use crate::books::{BlockState, Payout, PayoutState};
+use crate::Pool;
+use apiary_core::{Address, Amount, Nonce, Transaction};
+use serde_json::json;
+use std::time::Duration;
+
+pub fn run(pool: &Pool, runtime: &tokio::runtime::Handle) {
+    let client = pool.client();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        if let Err(error) = round(pool, &client, runtime) {
+            eprintln!("payouts: {error}; trying again");
+        }
+    }
+}
+
+fn amount(value: &serde_json::Value) -> u64 {
+    apiary_client::amount_of(value).map_or(0, |a| a.base_units())
+}
+
+fn round(
+    pool: &Pool,
+    client: &apiary_client::Client,
+    runtime: &tokio::runtime::Handle,
+) -> anyhow::Result<()> {
+    let tip = client.call("chain_tip", json!({}))?["height"]
+        .as_u64()
+        .unwrap_or(0);
+    // Mature blocks: credit or void.
+    let immature: Vec<(usize, String, u64)> = {
+        let books = pool.books.lock().unwrap_or_else(|e| e.into_inner());
+        books
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.state == BlockState::Immature && tip + 1 >= b.height + pool.maturity)
+            .map(|(i, b)| (i, b.hash.clone(), b.height))
+            .collect()
+    };
+    let mut changed = false;
+    for (index, hash, _) in immature {
+        let on_main = client
+            .call("block_get", json!({"hash": hash}))
+            .map(|b| b["main_chain"] == true)
+            .unwrap_or(false);
+        let mut books = pool.books.lock().unwrap_or_else(|e| e.into_inner());
+        let block = books.blocks[index].clone();
+        if on_main {
+            for (miner, credit) in &block.credits {
+                *books.balances.entry(miner.clone()).or_default() += credit;
+            }
+            books.blocks[index].state = BlockState::Credited;
+        } else {
+            books.blocks[index].state = BlockState::Orphaned;
+        }
+        changed = true;
+    }
+    // Sent payouts: confirmed, or given again to a node that lost them.
+    let sent: Vec<(usize, String, String)> = {
+        let books = pool.books.lock().unwrap_or_else(|e| e.into_inner());
+        books
+            .payouts
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.state == PayoutState::Sent)
+            .map(|(i, p)| (i, p.txid.clone(), p.tx_hex.clone()))
+            .collect()
+    };
+    for (index, txid, hex) in sent {
+        let status = client.call("tx_get", json!({"txid": txid}))?;
+        match status["status"].as_str() {
+            Some("confirmed") => {
+                pool.books.lock().unwrap_or_else(|e| e.into_inner()).payouts[index].state =
+                    PayoutState::Confirmed;
+                changed = true;
+            }
+            Some("unknown") => {
+                let _ = client.call("tx_submit", json!({"tx": hex}));
+            }
+            _ => {}
+        }
+    }
+    if changed {
+        wait_written(pool, runtime);
+    }
+    // New payouts, each written down before it is sent.
+    let fee = amount(&client.call("fee_estimate", json!({}))?["fee"]);
+    let account = client.call(
+        "account_get",
+        json!({"address": pool.address.to_text(&pool.prefix)}),
+    )?;
+    let node_next = account["pending"]["next_nonce"]
+        .as_u64()
+        .or_else(|| account["nonce"].as_u64())
+        .unwrap_or(0);
+    let mut spendable =
+        amount(&account["balance"]).saturating_sub(amount(&account["pending"]["spend"]));
+    let owed: Vec<(String, u64)> = {
+        let books = pool.books.lock().unwrap_or_else(|e| e.into_inner());
+        books
+            .balances
+            .iter()
+            .filter(|(_, owed)| **owed > fee)
+            .map(|(m, o)| (m.clone(), *o))
+            .collect()
+    };
+    // A sender may have 16 transactions waiting at most.
+    for (miner, owed) in owed.into_iter().take(8) {
+        if owed > spendable {
+            continue;
+        }
+        let Ok(to) = Address::parse(&miner, &pool.prefix) else {
+            continue;
+        };
+        let payout = {
+            let mut books = pool.books.lock().unwrap_or_else(|e| e.into_inner());
+            let nonce = books.next_nonce.max(node_next);
+            let stx = Transaction {
+                chain_id: pool.chain_id.clone(),
+                from: pool.address,
+                to,
+                amount: Amount::from_base_units(owed - fee),
+                fee: Amount::from_base_units(fee),
+                nonce: Nonce(nonce),
+            }
+            .sign(&pool.key);
+            let payout = Payout {
+                txid: stx.txid().to_string(),
+                to: miner.clone(),
+                amount: owed - fee,
+                fee,
+                nonce,
+                tx_hex: hex::encode(stx.encode()),
+                state: PayoutState::Sent,
+            };
+            books.balances.insert(miner.clone(), 0);
+            books.next_nonce = nonce + 1;
+            books.payouts.push(payout.clone());
+            payout
+        };
+        if !wait_written(pool, runtime) {
+            anyhow::bail!("the books could not be written; nothing sent");
+        }
+        spendable -= owed;
+        if let Err(error) = client.call("tx_submit", json!({"tx": payout.tx_hex})) {
+            eprintln!("payout {} to {miner} not taken yet: {error}", payout.txid);
+        }
+    }
+    Ok(())
+}
+
+fn wait_written(pool: &Pool, runtime: &tokio::runtime::Handle) -> bool {
+    let generation = pool.mark_dirty();
+    runtime.block_on(pool.persisted(generation))
+}

@@ -1,0 +1,333 @@
+//! The miners' side: one task per TCP connection speaking the Stratum-style protocol of
+//! `apiary_miner::stratum`. Each share is checked (job current, hash under the target this
+//! miner was given, never seen before), written to the books before it is acknowledged,
+//! and submitted to the node when it also meets the block's target. Difficulty follows
+//! each miner's hashrate (a share every `share_seconds`), and a share counts for its
+//! difficulty, so claiming more or less hashrate gains nothing.
+
+use crate::Pool;
+use apiary_core::block::HeaderHasher;
+use apiary_core::pow::{Target, U256};
+use apiary_miner::stratum::*;
+use apiary_miner::work::Work;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
+
+/// Hashes per share a new miner starts at.
+const INITIAL_DIFFICULTY: u64 = 1 << 16;
+/// Shares looked at to retarget a miner's difficulty.
+const VARDIFF_SHARES: usize = 6;
+/// Out of the last this many submissions…
+const BAD_WINDOW: usize = 40;
+/// …this many refused ones (low difficulty, duplicate, malformed) end the connection.
+const BAD_LIMIT: usize = 20;
+
+struct Miner {
+    address: Option<String>,
+    difficulty: u64,
+    /// The share target and weight given to this miner for each job.
+    given: HashMap<String, (Target, u64)>,
+    share_times: VecDeque<Instant>,
+    /// The last submissions, true for a refused one.
+    recent: VecDeque<bool>,
+}
+
+fn reply(id: &Value, result: Value) -> String {
+    json!({"id": id, "result": result, "error": null}).to_string()
+}
+
+fn error(id: &Value, code: i64, message: &str) -> String {
+    json!({"id": id, "result": null, "error": [code, message, null]}).to_string()
+}
+
+/// The block target's expected hashes, at most u64::MAX.
+fn block_hashes(work: &Work) -> u64 {
+    let target = work
+        .header
+        .bits
+        .to_target()
+        .map(|t| t.as_u256())
+        .unwrap_or(U256::MAX);
+    let hashes = U256::MAX / target.max(U256::one());
+    if hashes > U256::from(u64::MAX) {
+        u64::MAX
+    } else {
+        hashes.low_u64()
+    }
+}
+
+pub async fn serve(pool: Arc<Pool>, stream: TcpStream) {
+    let mut lines = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE_BYTES));
+    let mut jobs = pool.jobs_sender.subscribe();
+    let mut miner = Miner {
+        address: None,
+        difficulty: INITIAL_DIFFICULTY,
+        given: HashMap::new(),
+        share_times: VecDeque::new(),
+        recent: VecDeque::new(),
+    };
+    loop {
+        let out: Vec<String> = tokio::select! {
+            line = lines.next() => match line {
+                None => break,
+                Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
+                    let _ = lines.send(error(&Value::Null, OTHER, &format!("a line over {MAX_LINE_BYTES} bytes; closing"))).await;
+                    break;
+                }
+                Some(Err(_)) => break,
+                Some(Ok(line)) => {
+                    let (out, close) = handle(&pool, &mut miner, &line).await;
+                    let mut sent = true;
+                    for text in out {
+                        sent &= lines.send(text).await.is_ok();
+                    }
+                    if close || !sent {
+                        break;
+                    }
+                    continue;
+                }
+            },
+            job = jobs.recv() => match job {
+                Ok(work) if miner.address.is_some() => vec![notify(&mut miner, &work, true)],
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            },
+        };
+        let mut sent = true;
+        for text in out {
+            sent &= lines.send(text).await.is_ok();
+        }
+        if !sent {
+            break;
+        }
+    }
+}
+
+/// `mining.notify` of `work` for this miner at its difficulty.
+fn notify(miner: &mut Miner, work: &Work, clean: bool) -> String {
+    let block = block_hashes(work);
+    let weight = miner.difficulty.min(block);
+    let target = Target::for_expected_hashes(weight);
+    miner.given.insert(work.id.clone(), (target, weight));
+    // Jobs given long ago are no use: keep the map small.
+    if miner.given.len() > 32 {
+        miner.given.retain(|id, _| *id == work.id);
+    }
+    json!({"id": null, "method": NOTIFY, "params": [
+        work.id,
+        hex::encode(borsh::to_vec(&work.header).expect("a header encodes")),
+        target.to_hex(),
+        clean,
+    ]})
+    .to_string()
+}
+
+async fn handle(pool: &Arc<Pool>, miner: &mut Miner, line: &str) -> (Vec<String>, bool) {
+    let Ok(message) = serde_json::from_str::<Value>(line) else {
+        return (
+            vec![error(
+                &Value::Null,
+                OTHER,
+                "parse error: one JSON object per line",
+            )],
+            false,
+        );
+    };
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    let params = &message["params"];
+    match message["method"].as_str() {
+        Some(SUBSCRIBE) => (
+            vec![reply(&id, json!([format!("{:016x}", rand_u64()), null]))],
+            false,
+        ),
+        Some(AUTHORIZE) => {
+            let Some(address) = params[0].as_str() else {
+                return (
+                    vec![error(
+                        &id,
+                        UNAUTHORIZED,
+                        "authorize with [payout address, password]",
+                    )],
+                    false,
+                );
+            };
+            if let Err(e) = apiary_core::Address::parse(address, &pool.prefix) {
+                return (
+                    vec![error(
+                        &id,
+                        UNAUTHORIZED,
+                        &format!("not an address of this chain: {e}"),
+                    )],
+                    false,
+                );
+            }
+            miner.address = Some(address.to_string());
+            let mut out = vec![
+                reply(&id, Value::Bool(true)),
+                json!({"id": null, "method": SET_DIFFICULTY, "params": [miner.difficulty]})
+                    .to_string(),
+            ];
+            if let Some(work) = pool.current_job() {
+                out.push(notify(miner, &work, true));
+            }
+            (out, false)
+        }
+        Some(SUBMIT) => submit(pool, miner, &id, params).await,
+        Some(other) => (
+            vec![error(&id, OTHER, &format!("unknown method {other:?}"))],
+            false,
+        ),
+        None => (vec![error(&id, OTHER, "a call needs a method")], false),
+    }
+}
+
+fn rand_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
+async fn submit(
+    pool: &Arc<Pool>,
+    miner: &mut Miner,
+    id: &Value,
+    params: &Value,
+) -> (Vec<String>, bool) {
+    let outcome = check_share(pool, miner, params);
+    let refused = matches!(outcome, Err((code, _)) if code != STALE_JOB);
+    miner.recent.push_back(refused);
+    if miner.recent.len() > BAD_WINDOW {
+        miner.recent.pop_front();
+    }
+    let (work, hash, weight) = match outcome {
+        Ok(found) => found,
+        Err((code, message)) => {
+            if miner.recent.iter().filter(|bad| **bad).count() >= BAD_LIMIT {
+                return (
+                    vec![error(
+                        id,
+                        TOO_MANY_BAD_SHARES,
+                        &format!("{message}; too many refused shares, closing"),
+                    )],
+                    true,
+                );
+            }
+            return (vec![error(id, code, &message)], false);
+        }
+    };
+    let address = miner.address.clone().unwrap_or_default();
+    let generation = pool.record_share(&address, weight);
+    if work.target >= hash {
+        // A block too: the node decides.
+        pool.submit_block(&work, params).await;
+    }
+    // Acknowledged only once written: a pool killed now restarts with it.
+    if !pool.persisted(generation).await {
+        return (
+            vec![error(
+                id,
+                OTHER,
+                "the pool cannot write its books now; try again",
+            )],
+            false,
+        );
+    }
+    let mut out = vec![reply(id, Value::Bool(true))];
+    if let Some(retarget) = vardiff(pool, miner) {
+        out.push(
+            json!({"id": null, "method": SET_DIFFICULTY, "params": [miner.difficulty]}).to_string(),
+        );
+        if let Some(work) = retarget {
+            out.push(notify(miner, &work, false));
+        }
+    }
+    (out, false)
+}
+
+type Refusal = (i64, String);
+
+/// A share's job, its hash (as words) and weight, or why it is refused.
+fn check_share(
+    pool: &Pool,
+    miner: &Miner,
+    params: &Value,
+) -> Result<(Arc<Work>, [u32; 8], u64), Refusal> {
+    let Some(address) = &miner.address else {
+        return Err((UNAUTHORIZED, "authorize first".into()));
+    };
+    if params[0].as_str() != Some(address) {
+        return Err((UNAUTHORIZED, "submit for the address you authorized".into()));
+    }
+    let job_id = params[1].as_str().ok_or((
+        OTHER,
+        "params: [address, job id, nonce, timestamp_ms]".to_string(),
+    ))?;
+    let nonce: u64 = params[2]
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .or_else(|| params[2].as_u64())
+        .ok_or((OTHER, "nonce: a whole number (decimal string)".to_string()))?;
+    let timestamp_ms = params[3]
+        .as_u64()
+        .ok_or((OTHER, "timestamp_ms: a whole number".to_string()))?;
+    let work = pool
+        .job(job_id)
+        .ok_or((STALE_JOB, "unknown job: work on the newest".to_string()))?;
+    if pool
+        .current_job()
+        .is_none_or(|current| current.id != work.id)
+    {
+        return Err((
+            STALE_JOB,
+            "stale job: the tip moved; work on the new job".into(),
+        ));
+    }
+    let (target, weight) = *miner
+        .given
+        .get(job_id)
+        .ok_or((STALE_JOB, "a job not given to this connection".to_string()))?;
+    let now_ms = apiary_miner::now_us() / 1000;
+    if timestamp_ms < work.header.timestamp_ms || timestamp_ms > now_ms + 60_000 {
+        return Err((
+            OTHER,
+            "timestamp_ms: not between the job's and a minute from now".into(),
+        ));
+    }
+    if !pool.first_sight(job_id, nonce, timestamp_ms) {
+        return Err((DUPLICATE_SHARE, "duplicate share".into()));
+    }
+    let mut header = work.header.clone();
+    header.timestamp_ms = timestamp_ms;
+    let hash = HeaderHasher::new(&header).hash_words(nonce);
+    if hash > apiary_core::block::target_words(&target) {
+        return Err((LOW_DIFFICULTY, "low difficulty share".into()));
+    }
+    Ok((work, hash, weight))
+}
+
+/// A new difficulty when this miner's shares come much faster or slower than one per
+/// `share_seconds`; with the job to send again at it.
+fn vardiff(pool: &Pool, miner: &mut Miner) -> Option<Option<Arc<Work>>> {
+    miner.share_times.push_back(Instant::now());
+    if miner.share_times.len() <= VARDIFF_SHARES {
+        return None;
+    }
+    miner.share_times.pop_front();
+    let span = miner
+        .share_times
+        .back()?
+        .duration_since(*miner.share_times.front()?);
+    let per_share = span.as_secs_f64() / (VARDIFF_SHARES - 1) as f64;
+    let factor = (pool.share_seconds / per_share.max(1e-3)).clamp(0.25, 4.0);
+    if (0.7..=1.4).contains(&factor) {
+        return None;
+    }
+    miner.difficulty = ((miner.difficulty as f64 * factor) as u64).max(1);
+    miner.share_times.clear();
+    Some(pool.current_job())
+}
