@@ -37,6 +37,7 @@ mod liar;
 mod live;
 mod mining;
 mod network;
+mod pool;
 mod report;
 
 use accept::bench_accept;
@@ -61,6 +62,8 @@ enum Bench {
     ExplorerLoad,
     ExternalMiner,
     TemplateLatency,
+    PoolShares,
+    PoolStaleRate,
 }
 
 #[derive(clap::Parser)]
@@ -158,6 +161,8 @@ fn main() -> Result<()> {
         ("explorer_load", live::bench_explorer_load),
         ("external_miner", external::bench_external_miner),
         ("template_latency", external::bench_template_latency),
+        ("pool_shares", pool::bench_pool_shares),
+        ("pool_stale_rate", pool::bench_pool_stale_rate),
     ] {
         if names.iter().any(|n| n == name) {
             eprintln!("== {name}");

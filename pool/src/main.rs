@@ -54,6 +54,9 @@ struct Args {
     /// The share rate each miner's difficulty aims at, in seconds per share
     #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
     share_seconds: f64,
+    /// Hashes per share a new miner starts at (then follows its hashrate)
+    #[arg(long, value_name = "N", default_value_t = 1 << 16, value_parser = clap::value_parser!(u64).range(1..))]
+    start_difficulty: u64,
 }
 
 /// The (nonce, timestamp) pairs seen for a job.
@@ -84,6 +87,7 @@ pub struct Pool {
     window: usize,
     maturity: u64,
     pub share_seconds: f64,
+    pub start_difficulty: u64,
 }
 
 impl Pool {
@@ -252,7 +256,8 @@ fn run(args: Args) -> Result<()> {
         fee_percent: args.fee_percent,
         window: args.window as usize,
         maturity: args.maturity.max(1),
-        share_seconds: args.share_seconds.max(0.05),
+        share_seconds: args.share_seconds.max(1e-6),
+        start_difficulty: args.start_difficulty,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -10,7 +10,7 @@ use apiary_core::block::HeaderHasher;
 use apiary_core::pow::{Target, U256};
 use apiary_miner::stratum::*;
 use apiary_miner::work::Work;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -18,10 +18,10 @@ use std::time::Instant;
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
 
-/// Hashes per share a new miner starts at.
-const INITIAL_DIFFICULTY: u64 = 1 << 16;
 /// Shares looked at to retarget a miner's difficulty.
 const VARDIFF_SHARES: usize = 6;
+/// Lines answered together at most (one write of the books for all).
+const MAX_BATCH: usize = 256;
 /// Out of the last this many submissions…
 const BAD_WINDOW: usize = 40;
 /// …this many refused ones (low difficulty, duplicate, malformed) end the connection.
@@ -35,6 +35,8 @@ struct Miner {
     share_times: VecDeque<Instant>,
     /// The last submissions, true for a refused one.
     recent: VecDeque<bool>,
+    /// The books' write generation the shares answered next are in.
+    unwritten: Option<u64>,
 }
 
 fn reply(id: &Value, result: Value) -> String {
@@ -66,10 +68,11 @@ pub async fn serve(pool: Arc<Pool>, stream: TcpStream) {
     let mut jobs = pool.jobs_sender.subscribe();
     let mut miner = Miner {
         address: None,
-        difficulty: INITIAL_DIFFICULTY,
+        difficulty: pool.start_difficulty,
         given: HashMap::new(),
         share_times: VecDeque::new(),
         recent: VecDeque::new(),
+        unwritten: None,
     };
     loop {
         let out: Vec<String> = tokio::select! {
@@ -81,11 +84,28 @@ pub async fn serve(pool: Arc<Pool>, stream: TcpStream) {
                 }
                 Some(Err(_)) => break,
                 Some(Ok(line)) => {
-                    let (out, close) = handle(&pool, &mut miner, &line).await;
+                    // This line and any others already here, answered together after one
+                    // write of the books.
+                    let (mut out, mut close) = handle(&pool, &mut miner, &line).await;
+                    let mut batch = 1;
+                    while !close && batch < MAX_BATCH {
+                        let Some(Some(Ok(line))) = lines.next().now_or_never() else { break };
+                        let (more, closing) = handle(&pool, &mut miner, &line).await;
+                        out.extend(more);
+                        close = closing;
+                        batch += 1;
+                    }
+                    // Acknowledged only once written: a pool killed now restarts with them.
+                    if let Some(generation) = miner.unwritten.take() {
+                        if !pool.persisted(generation).await {
+                            break;
+                        }
+                    }
                     let mut sent = true;
                     for text in out {
-                        sent &= lines.send(text).await.is_ok();
+                        sent &= lines.feed(text).await.is_ok();
                     }
+                    sent &= SinkExt::<String>::flush(&mut lines).await.is_ok();
                     if close || !sent {
                         break;
                     }
@@ -221,21 +241,10 @@ async fn submit(
         }
     };
     let address = miner.address.clone().unwrap_or_default();
-    let generation = pool.record_share(&address, weight);
+    miner.unwritten = Some(pool.record_share(&address, weight));
     if work.target >= hash {
         // A block too: the node decides.
         pool.submit_block(&work, params).await;
-    }
-    // Acknowledged only once written: a pool killed now restarts with it.
-    if !pool.persisted(generation).await {
-        return (
-            vec![error(
-                id,
-                OTHER,
-                "the pool cannot write its books now; try again",
-            )],
-            false,
-        );
     }
     let mut out = vec![reply(id, Value::Bool(true))];
     if let Some(retarget) = vardiff(pool, miner) {

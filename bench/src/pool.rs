@@ -1,0 +1,335 @@
+//! The pool, on release binaries:
+//!
+//! - `pool_shares`: shares per second `apiary-pool` checks and books (every share written
+//!   before it is acknowledged) with the pool pinned to one core, 4 miners pipelining
+//!   shares at difficulty 1 (every nonce a share), against the share check alone (one
+//!   header hash and a comparison) on one core in the same run.
+//! - `pool_stale_rate`: the share of stale shares for two `apiary-miner --pool` at 2 s
+//!   blocks (a fixed difficulty set from the miners' measured hashrate), against the 1 %
+//!   goal.
+
+use super::*;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn sibling(name: &str) -> Result<PathBuf> {
+    Ok(std::env::current_exe()?.with_file_name(name))
+}
+
+struct Procs {
+    children: Vec<std::process::Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_for_file(path: &std::path::Path) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        if Instant::now() > deadline {
+            bail!("{} did not appear", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(std::fs::read_to_string(path)?.trim().to_string())
+}
+
+/// A node on a chain of `hashes` per block (2 s blocks, no retarget) and a pool on it.
+fn node_and_pool(hashes: u64, pool_args: &[&str], pin: Option<&str>) -> Result<(Procs, String)> {
+    let dir = tempfile::tempdir()?;
+    let spec = dir.path().join("spec.toml");
+    let status = Command::new(sibling("apiary-genesis")?)
+        .args([
+            "new",
+            "--chain-id",
+            "apiary-bench-pool",
+            "--address-prefix",
+            "apbench",
+        ])
+        .args(["--block-time-ms", "2000", "--half-life-ms", "1000000000"])
+        .args([
+            "--initial-hashes",
+            &hashes.to_string(),
+            "--min-hashes",
+            "2",
+            "-o",
+        ])
+        .arg(&spec)
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("apiary-genesis new failed");
+    }
+    let node = Command::new(sibling("apiary-node")?)
+        .arg("--datadir")
+        .arg(dir.path().join("node"))
+        .arg("--genesis")
+        .arg(&spec)
+        .args([
+            "--rpc-addr",
+            "127.0.0.1:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut procs = Procs {
+        children: vec![node],
+        dir,
+    };
+    wait_for_file(&procs.dir.path().join("node/rpc.cookie"))?;
+    let rpc = wait_for_file(&procs.dir.path().join("node/rpc.addr"))?;
+    let mut command = match pin {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpu]).arg(sibling("apiary-pool")?);
+            c
+        }
+        None => Command::new(sibling("apiary-pool")?),
+    };
+    let pool = command
+        .args(["--rpc", &rpc, "--rpc-cookie"])
+        .arg(procs.dir.path().join("node/rpc.cookie"))
+        .arg("--datadir")
+        .arg(procs.dir.path().join("pool"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(pool_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    procs.children.push(pool);
+    let addr = wait_for_file(&procs.dir.path().join("pool/pool.addr"))?;
+    Ok((procs, addr))
+}
+
+fn payee(i: u8) -> Result<String> {
+    Ok(Address([i; 32]).to_text(&AddressPrefix::new("apbench")?))
+}
+
+/// Connects, authorizes, and returns the stream, its reader and the first job.
+fn stratum(
+    addr: &str,
+    who: &str,
+) -> Result<(std::net::TcpStream, BufReader<std::net::TcpStream>, Value)> {
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    writeln!(
+        stream,
+        "{}",
+        json!({"id": 1, "method": "mining.authorize", "params": [who, "x"]})
+    )?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            bail!("the pool closed the connection");
+        }
+        let message: Value = serde_json::from_str(&line)?;
+        if message["method"] == "mining.notify" {
+            return Ok((stream, reader, message["params"].clone()));
+        }
+    }
+}
+
+pub(crate) fn bench_pool_shares() -> Result<Value> {
+    let (_procs, addr) = node_and_pool(
+        1 << 50,
+        &["--start-difficulty", "1", "--share-seconds", "0.000001"],
+        Some("1"),
+    )?;
+    let connections = 4u64;
+    let per_connection = 5000u64;
+    // Every connection ready before the clock starts.
+    let mut sessions = Vec::new();
+    for c in 0..connections {
+        sessions.push(stratum(&addr, &payee(c as u8 + 1)?)?);
+    }
+    let started = Instant::now();
+    let threads: Vec<_> = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(c, (stream, mut reader, job))| {
+            let who = payee(c as u8 + 1).unwrap_or_default();
+            std::thread::spawn(move || -> Result<u64> {
+                let header: BlockHeader =
+                    borsh::from_slice(&hex::decode(job[1].as_str().unwrap_or(""))?)?;
+                let writer = std::thread::spawn({
+                    let mut stream = stream.try_clone()?;
+                    let job_id = job[0].clone();
+                    move || -> Result<()> {
+                        let mut out = std::io::BufWriter::new(&mut stream);
+                        for i in 0..per_connection {
+                            let nonce = (c as u64) << 40 | i;
+                            writeln!(
+                                out,
+                                "{}",
+                                json!({"id": i + 10, "method": "mining.submit",
+                                "params": [who, job_id, nonce.to_string(), header.timestamp_ms]})
+                            )?;
+                        }
+                        out.flush()?;
+                        Ok(())
+                    }
+                });
+                let mut accepted = 0;
+                let mut answered = 0;
+                while answered < per_connection {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line)? == 0 {
+                        break;
+                    }
+                    let message: Value = serde_json::from_str(&line)?;
+                    if message["id"].as_u64().is_some_and(|id| id >= 10) {
+                        answered += 1;
+                        if message["result"] == true {
+                            accepted += 1;
+                        }
+                    }
+                }
+                let _ = writer.join();
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                Ok(accepted)
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for thread in threads {
+        accepted += thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let rate = accepted as f64 / seconds;
+    // The check alone: one header hash and a comparison per share, one core.
+    let header = BlockHeader {
+        version: 1,
+        height: apiary_core::Height(1),
+        prev_hash: Default::default(),
+        tx_root: Default::default(),
+        state_root: Default::default(),
+        miner: Address([1; 32]),
+        timestamp_ms: now_ms(),
+        bits: apiary_core::CompactTarget(0x1f00ffff),
+        nonce: 0,
+    };
+    let target = apiary_core::block::target_words(&Target::from_u256(U256::one())?);
+    let checks = 2_000_000u64;
+    let check_started = Instant::now();
+    let mut met = 0u64;
+    for nonce in 0..checks {
+        let mut h = header.clone();
+        h.nonce = nonce;
+        if apiary_core::block::HeaderHasher::new(&h).hash_words(nonce) <= target {
+            met += 1;
+        }
+    }
+    std::hint::black_box(met);
+    let check_rate = checks as f64 / check_started.elapsed().as_secs_f64();
+    Ok(json!({
+        "value": rate.round(),
+        "unit": "shares/s checked and booked (pool on one core)",
+        "limit": check_rate.round(),
+        "ratio": ((rate / check_rate) * 10000.0).round() / 10000.0,
+        "params": {
+            "limit_is": "the share check alone (midstate, hash, compare) on one core, same run",
+            "accepted": accepted,
+            "submitted": connections * per_connection,
+            "connections": connections,
+            "seconds": (seconds * 1000.0).round() / 1000.0,
+            "setup": "apiary-pool under taskset -c 1, --start-difficulty 1; each share's books written (fsync, rename) before its answer, one write for all shares waiting",
+        },
+    }))
+}
+
+pub(crate) fn bench_pool_stale_rate() -> Result<Value> {
+    let seconds: u64 = env_size("BENCH_POOL_SECONDS", 90)? as u64;
+    let miners = 2u64;
+    // Blocks of about 2 s for two one-thread miners sharing the machine with the node
+    // and the pool.
+    let per_thread = {
+        let started = Instant::now();
+        let rate = {
+            let header = BlockHeader {
+                version: 1,
+                height: apiary_core::Height(1),
+                prev_hash: Default::default(),
+                tx_root: Default::default(),
+                state_root: Default::default(),
+                miner: Address([1; 32]),
+                timestamp_ms: now_ms(),
+                bits: Target::from_u256(U256::one())?.to_compact(),
+                nonce: 0,
+            };
+            let checks = std::cell::Cell::new(0u64);
+            search_nonce(&header, 0, 1, || {
+                checks.set(checks.get() + 1);
+                started.elapsed() > Duration::from_secs(2)
+            });
+            (checks.get() * NONCES_BETWEEN_CHECKS) as f64 / started.elapsed().as_secs_f64()
+        };
+        rate
+    };
+    let hashes = (per_thread * 0.8 * 2.0) as u64;
+    let (procs, addr) = node_and_pool(hashes, &[], None)?;
+    let outputs: Vec<_> = (0..miners)
+        .map(|i| {
+            Command::new(sibling("apiary-miner")?)
+                .args([
+                    "--pool",
+                    &addr,
+                    "--address",
+                    &payee(i as u8 + 1)?,
+                    "--threads",
+                    "1",
+                ])
+                .args(["--json", "--duration", &seconds.to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(anyhow::Error::from)
+        })
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .map(|m| m.wait_with_output())
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let (mut accepted, mut stale, mut refused) = (0u64, 0u64, 0u64);
+    for output in &outputs {
+        let summary = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["event"] == "summary")
+            .context("a miner's summary")?;
+        accepted += summary["accepted"].as_u64().unwrap_or(0);
+        stale += summary["stale"].as_u64().unwrap_or(0);
+        refused += summary["refused"].as_u64().unwrap_or(0);
+    }
+    let books: Value =
+        serde_json::from_slice(&std::fs::read(procs.dir.path().join("pool/pool.json"))?)?;
+    let blocks = books["blocks"].as_array().map_or(0, |b| b.len());
+    let percent = 100.0 * stale as f64 / (accepted + stale).max(1) as f64;
+    Ok(json!({
+        "value": (percent * 100.0).round() / 100.0,
+        "unit": "% of shares stale (2 s blocks)",
+        "limit": 1.0,
+        "ratio": (percent * 100.0).round() / 100.0,
+        "params": {
+            "limit_is": "the goal: at most 1 % stale shares at 2 s blocks",
+            "miners": miners,
+            "seconds": seconds,
+            "accepted": accepted,
+            "stale": stale,
+            "refused": refused,
+            "blocks": blocks,
+            "mean_block_seconds": if blocks > 0 { (seconds as f64 / blocks as f64 * 100.0).round() / 100.0 } else { 0.0 },
+            "hashes_per_block": hashes,
+        },
+    }))
+}
