@@ -256,26 +256,23 @@ pub(crate) fn bench_pool_stale_rate() -> Result<Value> {
     // and the pool.
     let per_thread = {
         let started = Instant::now();
-        let rate = {
-            let header = BlockHeader {
-                version: 1,
-                height: apiary_core::Height(1),
-                prev_hash: Default::default(),
-                tx_root: Default::default(),
-                state_root: Default::default(),
-                miner: Address([1; 32]),
-                timestamp_ms: now_ms(),
-                bits: Target::from_u256(U256::one())?.to_compact(),
-                nonce: 0,
-            };
-            let checks = std::cell::Cell::new(0u64);
-            search_nonce(&header, 0, 1, || {
-                checks.set(checks.get() + 1);
-                started.elapsed() > Duration::from_secs(2)
-            });
-            (checks.get() * NONCES_BETWEEN_CHECKS) as f64 / started.elapsed().as_secs_f64()
+        let header = BlockHeader {
+            version: 1,
+            height: apiary_core::Height(1),
+            prev_hash: Default::default(),
+            tx_root: Default::default(),
+            state_root: Default::default(),
+            miner: Address([1; 32]),
+            timestamp_ms: now_ms(),
+            bits: Target::from_u256(U256::one())?.to_compact(),
+            nonce: 0,
         };
-        rate
+        let checks = std::cell::Cell::new(0u64);
+        search_nonce(&header, 0, 1, || {
+            checks.set(checks.get() + 1);
+            started.elapsed() > Duration::from_secs(2)
+        });
+        (checks.get() * NONCES_BETWEEN_CHECKS) as f64 / started.elapsed().as_secs_f64()
     };
     let hashes = (per_thread * 0.8 * 2.0) as u64;
     let (procs, addr) = node_and_pool(hashes, &[], None)?;
