@@ -30,8 +30,9 @@ const BAD_LIMIT: usize = 20;
 struct Miner {
     address: Option<String>,
     difficulty: u64,
-    /// The share target and weight given to this miner for each job.
-    given: HashMap<String, (Target, u64)>,
+    /// The share targets and weights given to this miner for each job: the newest, and
+    /// the one before a retarget (shares found at it may still be on their way).
+    given: HashMap<String, Vec<(Target, u64)>>,
     share_times: VecDeque<Instant>,
     /// The last submissions, true for a refused one.
     recent: VecDeque<bool>,
@@ -133,7 +134,11 @@ fn notify(miner: &mut Miner, work: &Work, clean: bool) -> String {
     let block = block_hashes(work);
     let weight = miner.difficulty.min(block);
     let target = Target::for_expected_hashes(weight);
-    miner.given.insert(work.id.clone(), (target, weight));
+    let given = miner.given.entry(work.id.clone()).or_default();
+    given.push((target, weight));
+    if given.len() > 2 {
+        given.remove(0);
+    }
     // Jobs given long ago are no use: keep the map small.
     if miner.given.len() > 32 {
         miner.given.retain(|id, _| *id == work.id);
@@ -296,7 +301,7 @@ fn check_share(
             "stale job: the tip moved; work on the new job".into(),
         ));
     }
-    let (target, weight) = *miner
+    let given = miner
         .given
         .get(job_id)
         .ok_or((STALE_JOB, "a job not given to this connection".to_string()))?;
@@ -313,9 +318,13 @@ fn check_share(
     let mut header = work.header.clone();
     header.timestamp_ms = timestamp_ms;
     let hash = HeaderHasher::new(&header).hash_words(nonce);
-    if hash > apiary_core::block::target_words(&target) {
-        return Err((LOW_DIFFICULTY, "low difficulty share".into()));
-    }
+    // The hardest target given for this job that the hash meets sets its weight.
+    let weight = given
+        .iter()
+        .filter(|(target, _)| hash <= apiary_core::block::target_words(target))
+        .map(|(_, weight)| *weight)
+        .max()
+        .ok_or((LOW_DIFFICULTY, "low difficulty share".to_string()))?;
     Ok((work, hash, weight))
 }
 
