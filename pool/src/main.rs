@@ -68,6 +68,8 @@ struct Jobs {
     by_id: HashMap<String, (Arc<Work>, Seen)>,
     order: VecDeque<String>,
     current: Option<Arc<Work>>,
+    /// When each job stopped being current.
+    replaced: HashMap<String, std::time::Instant>,
 }
 
 pub struct Pool {
@@ -108,6 +110,12 @@ impl Pool {
         jobs.by_id.get(id).map(|(work, _)| work.clone())
     }
 
+    /// How long ago job `id` stopped being current (None: unknown, or still current).
+    pub fn replaced_since(&self, id: &str) -> Option<Duration> {
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.replaced.get(id).map(|at| at.elapsed())
+    }
+
     /// True the first time a (nonce, timestamp) is seen for a job, from anyone.
     pub fn first_sight(&self, job: &str, nonce: u64, timestamp_ms: u64) -> bool {
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
@@ -125,9 +133,13 @@ impl Pool {
         while jobs.order.len() > 16 {
             if let Some(old) = jobs.order.pop_front() {
                 jobs.by_id.remove(&old);
+                jobs.replaced.remove(&old);
             }
         }
-        jobs.current = Some(work.clone());
+        if let Some(previous) = jobs.current.replace(work.clone()) {
+            jobs.replaced
+                .insert(previous.id.clone(), std::time::Instant::now());
+        }
         drop(jobs);
         let _ = self.jobs_sender.send(work);
     }

@@ -20,11 +20,16 @@ use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
 
 /// Shares looked at to retarget a miner's difficulty.
 const VARDIFF_SHARES: usize = 6;
+/// A share for a job replaced longer ago than this counts as a bad one.
+const STALE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Internal: a stale share past the grace (answered as `STALE_JOB`).
+const LATE_STALE: i64 = -STALE_JOB;
 /// Lines answered together at most (one write of the books for all).
 const MAX_BATCH: usize = 256;
 /// Out of the last this many submissions…
 const BAD_WINDOW: usize = 40;
-/// …this many refused ones (low difficulty, duplicate, malformed) end the connection.
+/// …this many refused ones (low difficulty, duplicate, malformed, stale long after the
+/// job was replaced) end the connection.
 const BAD_LIMIT: usize = 20;
 
 struct Miner {
@@ -224,6 +229,7 @@ async fn submit(
     params: &Value,
 ) -> (Vec<String>, bool) {
     let outcome = check_share(pool, miner, params);
+    // A stale share counts against a miner only when its job was replaced long before.
     let refused = matches!(outcome, Err((code, _)) if code != STALE_JOB);
     miner.recent.push_back(refused);
     if miner.recent.len() > BAD_WINDOW {
@@ -232,6 +238,7 @@ async fn submit(
     let (work, hash, weight) = match outcome {
         Ok(found) => found,
         Err((code, message)) => {
+            let code = if code == LATE_STALE { STALE_JOB } else { code };
             if miner.recent.iter().filter(|bad| **bad).count() >= BAD_LIMIT {
                 return (
                     vec![error(
@@ -291,15 +298,18 @@ fn check_share(
         .ok_or((OTHER, "timestamp_ms: a whole number".to_string()))?;
     let work = pool
         .job(job_id)
-        .ok_or((STALE_JOB, "unknown job: work on the newest".to_string()))?;
+        .ok_or((LATE_STALE, "unknown job: work on the newest".to_string()))?;
     if pool
         .current_job()
         .is_none_or(|current| current.id != work.id)
     {
-        return Err((
-            STALE_JOB,
-            "stale job: the tip moved; work on the new job".into(),
-        ));
+        // Found just before the new job reached the miner: every miner has a few. Long
+        // after it: a miner that ignores new jobs.
+        let late = pool
+            .replaced_since(job_id)
+            .is_none_or(|since| since > STALE_GRACE);
+        let message = "stale job: the tip moved; work on the new job";
+        return Err((if late { LATE_STALE } else { STALE_JOB }, message.into()));
     }
     let given = miner
         .given
