@@ -11,106 +11,23 @@ use super::*;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn sibling(name: &str) -> Result<PathBuf> {
-    Ok(std::env::current_exe()?.with_file_name(name))
+/// A node on a chain of `hashes` per block, and the command of a one-thread miner paying
+/// `payee(9)` through it for `seconds`.
+fn node_and_miner(hashes: u64) -> Result<(tempfile::TempDir, NodeProc)> {
+    let specs = tempfile::tempdir()?;
+    let spec = fixed_spec(specs.path(), hashes, 1000)?;
+    let node = NodeProc::start(Some(&spec))?;
+    Ok((specs, node))
 }
 
-/// A chain spec with `hashes` expected per block that never retargets.
-fn spec_with(dir: &std::path::Path, hashes: u64) -> Result<PathBuf> {
-    let path = dir.join("spec.toml");
-    let status = Command::new(sibling("apiary-genesis")?)
-        .args([
-            "new",
-            "--chain-id",
-            "apiary-bench-mining",
-            "--address-prefix",
-            "apbench",
-        ])
-        .args(["--block-time-ms", "1000", "--half-life-ms", "1000000000"])
-        .args([
-            "--initial-hashes",
-            &hashes.to_string(),
-            "--min-hashes",
-            "2",
-            "-o",
-        ])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .status()?;
-    if !status.success() {
-        bail!("apiary-genesis new failed");
-    }
-    Ok(path)
-}
-
-struct NodeProc {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-    url: String,
-    client: apiary_client::Client,
-    address: String,
-}
-
-impl NodeProc {
-    fn start(hashes: u64) -> Result<NodeProc> {
-        let dir = tempfile::tempdir()?;
-        let spec = spec_with(dir.path(), hashes)?;
-        let datadir = dir.path().join("node");
-        let child = Command::new(sibling("apiary-node")?)
-            .arg("--datadir")
-            .arg(&datadir)
-            .arg("--genesis")
-            .arg(&spec)
-            .args([
-                "--rpc-addr",
-                "127.0.0.1:0",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let cookie = datadir.join("rpc.cookie");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !cookie.exists() {
-            if Instant::now() > deadline {
-                bail!("the node did not start");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let url = std::fs::read_to_string(datadir.join("rpc.addr"))?
-            .trim()
-            .to_string();
-        let client = apiary_client::Client::new(vec![apiary_client::Endpoint::with_cookie(
-            &url,
-            Some(&cookie),
-        )?]);
-        let address = Address([9; 32]).to_text(&AddressPrefix::new("apbench")?);
-        Ok(NodeProc {
-            child,
-            dir,
-            url,
-            client,
-            address,
-        })
-    }
-
-    fn miner(&self, seconds: u64) -> Command {
-        let mut command = Command::new(sibling("apiary-miner").expect("a path"));
-        command
-            .args(["--rpc", &self.url, "--rpc-cookie"])
-            .arg(self.dir.path().join("node/rpc.cookie"))
-            .args(["--address", &self.address, "--threads", "1", "--json"])
-            .args(["--duration", &seconds.to_string()]);
-        command
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn miner(node: &NodeProc, seconds: u64) -> Result<Command> {
+    let mut command = Command::new(sibling("apiary-miner")?);
+    command
+        .args(["--rpc", &node.host, "--rpc-cookie"])
+        .arg(node.cookie())
+        .args(["--address", &payee(9)?, "--threads", "1", "--json"])
+        .args(["--duration", &seconds.to_string()]);
+    Ok(command)
 }
 
 fn json_lines(stdout: &[u8]) -> Vec<Value> {
@@ -120,35 +37,13 @@ fn json_lines(stdout: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-/// The node's own search loop on one thread for about `seconds`, in hashes per second.
-fn builtin_rate(seconds: f64) -> f64 {
-    let header = BlockHeader {
-        version: 1,
-        height: apiary_core::Height(1),
-        prev_hash: Default::default(),
-        tx_root: Default::default(),
-        state_root: Default::default(),
-        miner: Address([1; 32]),
-        timestamp_ms: now_ms(),
-        bits: Target::from_u256(U256::one()).unwrap().to_compact(),
-        nonce: 0,
-    };
-    let checks = std::cell::Cell::new(0u64);
-    let started = Instant::now();
-    search_nonce(&header, 0, 1, || {
-        checks.set(checks.get() + 1);
-        started.elapsed().as_secs_f64() >= seconds
-    });
-    (checks.get() * NONCES_BETWEEN_CHECKS) as f64 / started.elapsed().as_secs_f64()
-}
-
 pub(crate) fn bench_external_miner() -> Result<Value> {
     // 2^50 hashes a block: nothing is found, every hash is search.
-    let node = NodeProc::start(1 << 50)?;
+    let (_specs, node) = node_and_miner(1 << 50)?;
     let seconds = 8;
     let (mut external, mut builtin) = (Vec::new(), Vec::new());
     for _ in 0..3 {
-        let output = node.miner(seconds).output()?;
+        let output = miner(&node, seconds)?.output()?;
         if !output.status.success() {
             bail!("apiary-miner: {}", String::from_utf8_lossy(&output.stderr));
         }
@@ -182,8 +77,8 @@ pub(crate) fn bench_external_miner() -> Result<Value> {
 
 pub(crate) fn bench_template_latency() -> Result<Value> {
     // About 50 ms of one thread per block.
-    let node = NodeProc::start(400_000)?;
-    let mut miner = node.miner(10).stdout(Stdio::piped()).spawn()?;
+    let (_specs, node) = node_and_miner(400_000)?;
+    let mut miner = miner(&node, 10)?.stdout(Stdio::piped()).spawn()?;
     // Arrivals keep the last 64 blocks: read them while the miner runs.
     let mut accepted: std::collections::HashMap<u64, u64> = Default::default();
     while miner.try_wait()?.is_none() {

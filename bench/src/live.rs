@@ -10,7 +10,7 @@
 
 use super::*;
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const SUBSCRIBERS: usize = 100;
@@ -20,55 +20,7 @@ const EXPLORER_GOAL_MS: f64 = 1000.0;
 /// Devnet account 0: mined to.
 const MINER: &str = "apdev1nye7zzkr5ghqjprzet75ccuw06pna4hrlg6mjhnmu4227r6cthmq2k0ee9";
 
-/// A release node on the devnet in a temporary data dir, killed on drop.
-struct LiveNode {
-    child: Child,
-    _dir: tempfile::TempDir,
-    host: String,
-    client: apiary_client::Client,
-}
-
-impl LiveNode {
-    fn start() -> Result<LiveNode> {
-        let exe = std::env::current_exe()?;
-        let node = exe.with_file_name("apiary-node");
-        let dir = tempfile::tempdir()?;
-        let child = Command::new(&node)
-            .arg("--datadir")
-            .arg(dir.path())
-            .args([
-                "--rpc-addr",
-                "127.0.0.1:0",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", node.display()))?;
-        let cookie = dir.path().join("rpc.cookie");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !cookie.exists() {
-            if Instant::now() > deadline {
-                bail!("the node did not start within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let host = std::fs::read_to_string(dir.path().join("rpc.addr"))?
-            .trim()
-            .to_string();
-        let client = apiary_client::Client::new(vec![apiary_client::Endpoint::with_cookie(
-            &host,
-            Some(&cookie),
-        )?]);
-        Ok(LiveNode {
-            child,
-            _dir: dir,
-            host,
-            client,
-        })
-    }
-
+impl NodeProc {
     fn mine(&self, blocks: u64) -> Result<()> {
         self.client
             .call("dev_mine", json!({"blocks": blocks, "address": MINER}))?;
@@ -76,7 +28,7 @@ impl LiveNode {
     }
 
     fn rss_bytes(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
         let kib: u64 = status
             .lines()
             .find(|l| l.starts_with("VmRSS:"))
@@ -101,13 +53,6 @@ impl LiveNode {
     }
 }
 
-impl Drop for LiveNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -121,7 +66,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Latencies (ms, sorted) from each block's acceptance to each of `subscribers` sockets,
 /// over `blocks` blocks mined one at a time.
-fn notification_latencies(node: &LiveNode, subscribers: usize, blocks: u64) -> Result<Vec<f64>> {
+fn notification_latencies(node: &NodeProc, subscribers: usize, blocks: u64) -> Result<Vec<f64>> {
     // Each subscriber records (height, µs received) on its own thread.
     let (sender, receiver) = std::sync::mpsc::channel::<(u64, u64)>();
     let first = node.client.call("chain_tip", json!({}))?["height"]
@@ -192,7 +137,7 @@ fn notification_latencies(node: &LiveNode, subscribers: usize, blocks: u64) -> R
 }
 
 pub(crate) fn bench_ws_latency() -> Result<Value> {
-    let node = LiveNode::start()?;
+    let node = NodeProc::start(None)?;
     let blocks: u64 = env_size("BENCH_WS_BLOCKS", 200)? as u64;
     let alone = notification_latencies(&node, 1, blocks)?;
     let crowd = notification_latencies(&node, SUBSCRIBERS, blocks)?;
@@ -229,7 +174,7 @@ pub(crate) fn bench_ws_latency() -> Result<Value> {
 }
 
 pub(crate) fn bench_ws_idle_memory() -> Result<Value> {
-    let node = LiveNode::start()?;
+    let node = NodeProc::start(None)?;
     node.mine(5)?;
     // Warm: one socket opened and closed, so the first one's setup is not counted.
     drop(node.subscriber()?);
@@ -261,7 +206,7 @@ pub(crate) fn bench_ws_idle_memory() -> Result<Value> {
 
 pub(crate) fn bench_explorer_load() -> Result<Value> {
     use fantoccini::{ClientBuilder, Locator};
-    let node = LiveNode::start()?;
+    let node = NodeProc::start(None)?;
     node.mine(30)?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

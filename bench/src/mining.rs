@@ -3,17 +3,7 @@
 use super::*;
 
 pub(crate) fn bench_mining() -> Value {
-    let header = BlockHeader {
-        version: 1,
-        height: apiary_core::Height(1),
-        prev_hash: Default::default(),
-        tx_root: Default::default(),
-        state_root: Default::default(),
-        miner: Address([1; 32]),
-        timestamp_ms: now_ms(),
-        bits: apiary_core::CompactTarget(0x1f00ffff),
-        nonce: 0,
-    };
+    let header = bench_header(apiary_core::CompactTarget(0x1f00ffff));
     // The miner's own search loop, on a target no hash meets, stopped after `rounds`.
     let mut impossible = header.clone();
     impossible.bits = Target::from_u256(U256::one()).unwrap().to_compact();

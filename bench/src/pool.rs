@@ -11,15 +11,11 @@
 use super::*;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::time::Duration;
-
-fn sibling(name: &str) -> Result<PathBuf> {
-    Ok(std::env::current_exe()?.with_file_name(name))
-}
 
 struct Procs {
     children: Vec<std::process::Child>,
-    dir: tempfile::TempDir,
+    node: NodeProc,
+    _specs: tempfile::TempDir,
 }
 
 impl Drop for Procs {
@@ -31,63 +27,16 @@ impl Drop for Procs {
     }
 }
 
-fn wait_for_file(path: &std::path::Path) -> Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !path.exists() {
-        if Instant::now() > deadline {
-            bail!("{} did not appear", path.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(std::fs::read_to_string(path)?.trim().to_string())
-}
-
 /// A node on a chain of `hashes` per block (2 s blocks, no retarget) and a pool on it.
 fn node_and_pool(hashes: u64, pool_args: &[&str], pin: Option<&str>) -> Result<(Procs, String)> {
-    let dir = tempfile::tempdir()?;
-    let spec = dir.path().join("spec.toml");
-    let status = Command::new(sibling("apiary-genesis")?)
-        .args([
-            "new",
-            "--chain-id",
-            "apiary-bench-pool",
-            "--address-prefix",
-            "apbench",
-        ])
-        .args(["--block-time-ms", "2000", "--half-life-ms", "1000000000"])
-        .args([
-            "--initial-hashes",
-            &hashes.to_string(),
-            "--min-hashes",
-            "2",
-            "-o",
-        ])
-        .arg(&spec)
-        .stdout(Stdio::null())
-        .status()?;
-    if !status.success() {
-        bail!("apiary-genesis new failed");
-    }
-    let node = Command::new(sibling("apiary-node")?)
-        .arg("--datadir")
-        .arg(dir.path().join("node"))
-        .arg("--genesis")
-        .arg(&spec)
-        .args([
-            "--rpc-addr",
-            "127.0.0.1:0",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let specs = tempfile::tempdir()?;
+    let spec = fixed_spec(specs.path(), hashes, 2000)?;
+    let node = NodeProc::start(Some(&spec))?;
     let mut procs = Procs {
-        children: vec![node],
-        dir,
+        children: Vec::new(),
+        node,
+        _specs: specs,
     };
-    wait_for_file(&procs.dir.path().join("node/rpc.cookie"))?;
-    let rpc = wait_for_file(&procs.dir.path().join("node/rpc.addr"))?;
     let mut command = match pin {
         Some(cpu) => {
             let mut c = Command::new("taskset");
@@ -97,22 +46,18 @@ fn node_and_pool(hashes: u64, pool_args: &[&str], pin: Option<&str>) -> Result<(
         None => Command::new(sibling("apiary-pool")?),
     };
     let pool = command
-        .args(["--rpc", &rpc, "--rpc-cookie"])
-        .arg(procs.dir.path().join("node/rpc.cookie"))
+        .args(["--rpc", &procs.node.host, "--rpc-cookie"])
+        .arg(procs.node.cookie())
         .arg("--datadir")
-        .arg(procs.dir.path().join("pool"))
+        .arg(procs.node.dir.path().join("pool"))
         .args(["--listen", "127.0.0.1:0"])
         .args(pool_args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
     procs.children.push(pool);
-    let addr = wait_for_file(&procs.dir.path().join("pool/pool.addr"))?;
+    let addr = wait_for_file(&procs.node.dir.path().join("pool/pool.addr"))?;
     Ok((procs, addr))
-}
-
-fn payee(i: u8) -> Result<String> {
-    Ok(Address([i; 32]).to_text(&AddressPrefix::new("apbench")?))
 }
 
 /// Connects, authorizes, and returns the stream, its reader and the first job.
@@ -209,17 +154,7 @@ pub(crate) fn bench_pool_shares() -> Result<Value> {
     let seconds = started.elapsed().as_secs_f64();
     let rate = accepted as f64 / seconds;
     // The check alone: one header hash and a comparison per share, one core.
-    let header = BlockHeader {
-        version: 1,
-        height: apiary_core::Height(1),
-        prev_hash: Default::default(),
-        tx_root: Default::default(),
-        state_root: Default::default(),
-        miner: Address([1; 32]),
-        timestamp_ms: now_ms(),
-        bits: apiary_core::CompactTarget(0x1f00ffff),
-        nonce: 0,
-    };
+    let header = bench_header(apiary_core::CompactTarget(0x1f00ffff));
     let target = apiary_core::block::target_words(&Target::from_u256(U256::one())?);
     let checks = 2_000_000u64;
     let check_started = Instant::now();
@@ -254,26 +189,7 @@ pub(crate) fn bench_pool_stale_rate() -> Result<Value> {
     let miners = 2u64;
     // Blocks of about 2 s for two one-thread miners sharing the machine with the node
     // and the pool.
-    let per_thread = {
-        let started = Instant::now();
-        let header = BlockHeader {
-            version: 1,
-            height: apiary_core::Height(1),
-            prev_hash: Default::default(),
-            tx_root: Default::default(),
-            state_root: Default::default(),
-            miner: Address([1; 32]),
-            timestamp_ms: now_ms(),
-            bits: Target::from_u256(U256::one())?.to_compact(),
-            nonce: 0,
-        };
-        let checks = std::cell::Cell::new(0u64);
-        search_nonce(&header, 0, 1, || {
-            checks.set(checks.get() + 1);
-            started.elapsed() > Duration::from_secs(2)
-        });
-        (checks.get() * NONCES_BETWEEN_CHECKS) as f64 / started.elapsed().as_secs_f64()
-    };
+    let per_thread = builtin_rate(2.0);
     // Two one-thread miners, at about four fifths of a free core each.
     let hashes = (per_thread * 0.8 * 2.0 * miners as f64) as u64;
     let (procs, addr) = node_and_pool(hashes, &[], None)?;
@@ -313,8 +229,9 @@ pub(crate) fn bench_pool_stale_rate() -> Result<Value> {
         stale += summary["stale"].as_u64().unwrap_or(0);
         refused += summary["refused"].as_u64().unwrap_or(0);
     }
-    let books: Value =
-        serde_json::from_slice(&std::fs::read(procs.dir.path().join("pool/pool.json"))?)?;
+    let books: Value = serde_json::from_slice(&std::fs::read(
+        procs.node.dir.path().join("pool/pool.json"),
+    )?)?;
     let blocks = books["blocks"].as_array().map_or(0, |b| b.len());
     let percent = 100.0 * stale as f64 / (accepted + stale).max(1) as f64;
     Ok(json!({

@@ -71,6 +71,24 @@ pub fn write_test_spec(dir: &Path) -> PathBuf {
     write_spec(dir, &TEST_DIFFICULTY)
 }
 
+/// A chain spec (keys 1..=3 funded) with `hashes` expected per block and no retarget.
+pub fn write_fixed_spec(dir: &Path, hashes: u64) -> PathBuf {
+    let hashes = hashes.to_string();
+    write_spec(
+        dir,
+        &[
+            "--block-time-ms",
+            "1000",
+            "--half-life-ms",
+            "1000000000",
+            "--initial-hashes",
+            &hashes,
+            "--min-hashes",
+            "2",
+        ],
+    )
+}
+
 /// The test chain's difficulty: 1 s blocks, a couple of hashes each, a retarget so slow
 /// that the difficulty stays put.
 pub const TEST_DIFFICULTY: [&str; 8] = [

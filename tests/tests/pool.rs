@@ -18,24 +18,6 @@ use tempfile::TempDir;
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// A chain of `hashes` per block that never retargets.
-fn spec(dir: &Path, hashes: u64) -> PathBuf {
-    let hashes = hashes.to_string();
-    write_spec(
-        dir,
-        &[
-            "--block-time-ms",
-            "1000",
-            "--half-life-ms",
-            "1000000000",
-            "--initial-hashes",
-            &hashes,
-            "--min-hashes",
-            "2",
-        ],
-    )
-}
-
 struct PoolProcess {
     child: Child,
     datadir: PathBuf,
@@ -151,10 +133,34 @@ fn assert_books_add_up(books: &Value, fee_percent: u64) {
     }
 }
 
+/// Mines a block at a time (paying someone else) until every block the pool found is
+/// matured or void, every payout confirmed and nothing owed.
+fn mine_until_all_paid(node: &NodeProcess, pool: &PoolProcess) {
+    wait_until(WAIT, "every reward paid and confirmed", || {
+        node.rpc
+            .call(
+                "dev_mine",
+                json!({"blocks": 1, "address": address_text(30)}),
+            )
+            .unwrap();
+        let books = pool.books();
+        let all = |list: &str, done: &dyn Fn(&Value) -> bool| {
+            books[list].as_array().unwrap().iter().all(done)
+        };
+        all("blocks", &|b| b["state"] != "immature")
+            && all("payouts", &|p| p["state"] == "confirmed")
+            && books["balances"]
+                .as_object()
+                .unwrap()
+                .values()
+                .all(|v| v == 0)
+    });
+}
+
 #[test]
 fn three_miners_through_the_pool_are_paid_in_proportion_to_their_shares() {
     let dir = TempDir::new().unwrap();
-    let spec = spec(dir.path(), 1 << 21);
+    let spec = write_fixed_spec(dir.path(), 1 << 21);
     let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
     let pool = PoolProcess::start(
         &dir.path().join("pool"),
@@ -204,32 +210,7 @@ fn three_miners_through_the_pool_are_paid_in_proportion_to_their_shares() {
     assert_books_add_up(&books, 2);
 
     // Rewards mature, payouts go out and confirm: each miner holds exactly what it was paid.
-    let done = |books: &Value| {
-        books["blocks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|b| b["state"] != "immature")
-            && books["payouts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|p| p["state"] == "confirmed")
-            && books["balances"]
-                .as_object()
-                .unwrap()
-                .values()
-                .all(|v| v == 0)
-    };
-    wait_until(WAIT, "every reward paid and confirmed", || {
-        node.rpc
-            .call(
-                "dev_mine",
-                json!({"blocks": 1, "address": address_text(30)}),
-            )
-            .unwrap();
-        done(&pool.books())
-    });
+    mine_until_all_paid(&node, &pool);
     let books = pool.books();
     assert_books_add_up(&books, 2);
     let mut paid: BTreeMap<String, u64> = BTreeMap::new();
@@ -356,7 +337,7 @@ fn miss(job: &Value) -> u64 {
 #[test]
 fn bad_shares_and_bad_lines_are_refused_and_the_pool_stays_up() {
     let dir = TempDir::new().unwrap();
-    let spec = spec(dir.path(), 1 << 18);
+    let spec = write_fixed_spec(dir.path(), 1 << 18);
     let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
     let pool = PoolProcess::start(&dir.path().join("pool"), &[&node], &[]);
     let payee = address_text(21);
@@ -476,7 +457,7 @@ fn job_timestamp(job: &Value) -> u64 {
 #[test]
 fn a_pool_killed_with_9_loses_no_share_and_pays_nothing_twice() {
     let dir = TempDir::new().unwrap();
-    let spec = spec(dir.path(), 1 << 21);
+    let spec = write_fixed_spec(dir.path(), 1 << 21);
     let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
     let pool_dir = dir.path().join("pool");
     let extra = ["--maturity", "1", "--share-seconds", "0.2"];
@@ -520,30 +501,7 @@ fn a_pool_killed_with_9_loses_no_share_and_pays_nothing_twice() {
 
     // Restarted: it pays the rest, and what was sent once is not sent again.
     let pool = PoolProcess::start(&pool_dir, &[&node], &extra);
-    wait_until(WAIT, "every reward paid and confirmed", || {
-        node.rpc
-            .call(
-                "dev_mine",
-                json!({"blocks": 1, "address": address_text(30)}),
-            )
-            .unwrap();
-        let books = pool.books();
-        books["blocks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|b| b["state"] != "immature")
-            && books["payouts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|p| p["state"] == "confirmed")
-            && books["balances"]
-                .as_object()
-                .unwrap()
-                .values()
-                .all(|v| v == 0)
-    });
+    mine_until_all_paid(&node, &pool);
     let books = pool.books();
     assert_books_add_up(&books, 1);
     let payouts = books["payouts"].as_array().unwrap();
@@ -570,7 +528,7 @@ fn a_pool_killed_with_9_loses_no_share_and_pays_nothing_twice() {
 #[test]
 fn the_pool_fails_over_when_its_node_dies() {
     let dir = TempDir::new().unwrap();
-    let spec = spec(dir.path(), 1 << 18);
+    let spec = write_fixed_spec(dir.path(), 1 << 18);
     let mut first = NodeProcess::start(&dir.path().join("first"), Some(&spec), &[]).unwrap();
     let second = NodeProcess::start(
         &dir.path().join("second"),
