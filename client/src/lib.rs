@@ -24,6 +24,8 @@ pub enum ClientError {
         code: i64,
         message: String,
     },
+    #[error("{cookies} RPC cookies for {urls} nodes: give one per --rpc, or one for all")]
+    CookieCount { cookies: usize, urls: usize },
     #[error("cannot read RPC cookie {path}: {source}")]
     Cookie {
         path: String,
@@ -71,6 +73,29 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// One endpoint per URL, with the cookie of the same position, or the only cookie for
+    /// all of them (as `--rpc URL... --rpc-cookie FILE...` are given).
+    pub fn pair(
+        urls: &[String],
+        cookies: &[std::path::PathBuf],
+    ) -> Result<Vec<Endpoint>, ClientError> {
+        if cookies.len() > 1 && cookies.len() != urls.len() {
+            return Err(ClientError::CookieCount {
+                cookies: cookies.len(),
+                urls: urls.len(),
+            });
+        }
+        urls.iter()
+            .enumerate()
+            .map(|(i, url)| {
+                let cookie = cookies
+                    .get(i)
+                    .or(cookies.first().filter(|_| cookies.len() == 1));
+                Endpoint::with_cookie(url, cookie.map(std::path::PathBuf::as_path))
+            })
+            .collect()
+    }
+
     /// An endpoint whose credentials are read from a node's `rpc.cookie`.
     pub fn with_cookie(url: &str, cookie: Option<&Path>) -> Result<Endpoint, ClientError> {
         let credentials = cookie

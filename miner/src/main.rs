@@ -5,7 +5,7 @@
 
 use apiary_miner::{hashing, now_us, work, Counters};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use apiary_client::{Client, Endpoint};
 use clap::Parser;
 use serde_json::json;
@@ -69,21 +69,7 @@ fn main() {
 }
 
 fn endpoints(args: &Args) -> Result<Vec<Endpoint>> {
-    if args.rpc_cookie.len() > 1 && args.rpc_cookie.len() != args.rpc.len() {
-        bail!(
-            "give one --rpc-cookie per --rpc ({} URLs, {} cookies), or one for all",
-            args.rpc.len(),
-            args.rpc_cookie.len()
-        );
-    }
-    args.rpc
-        .iter()
-        .enumerate()
-        .map(|(i, url)| {
-            let cookie = args.rpc_cookie.get(i).or(args.rpc_cookie.first());
-            Ok(Endpoint::with_cookie(url, cookie.map(PathBuf::as_path))?)
-        })
-        .collect()
+    Ok(Endpoint::pair(&args.rpc, &args.rpc_cookie)?)
 }
 
 fn run(args: Args) -> Result<()> {

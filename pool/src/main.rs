@@ -231,18 +231,7 @@ fn pool_key(datadir: &std::path::Path) -> Result<SigningKey> {
 fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.datadir)
         .with_context(|| format!("cannot create {}", args.datadir.display()))?;
-    if args.rpc_cookie.len() > 1 && args.rpc_cookie.len() != args.rpc.len() {
-        bail!("give one --rpc-cookie per --rpc, or one for all");
-    }
-    let endpoints = args
-        .rpc
-        .iter()
-        .enumerate()
-        .map(|(i, url)| {
-            let cookie = args.rpc_cookie.get(i).or(args.rpc_cookie.first());
-            Ok(Endpoint::with_cookie(url, cookie.map(PathBuf::as_path))?)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let endpoints = Endpoint::pair(&args.rpc, &args.rpc_cookie)?;
     let info = Client::new(endpoints.clone())
         .call("node_info", json!({}))
         .context("the pool needs its node")?;

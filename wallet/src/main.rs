@@ -404,23 +404,7 @@ impl Wallet {
             };
             (vec![DEFAULT_RPC.to_string()], cookies)
         };
-        if cookies.len() > 1 && cookies.len() != urls.len() {
-            bail!(
-                "{} RPC cookies for {} nodes: give one per --rpc, or one for all",
-                cookies.len(),
-                urls.len()
-            );
-        }
-        let endpoints = urls
-            .iter()
-            .enumerate()
-            .map(|(i, url)| {
-                let cookie = cookies
-                    .get(i)
-                    .or(cookies.first().filter(|_| cookies.len() == 1));
-                Endpoint::with_cookie(url, cookie.map(PathBuf::as_path))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let endpoints = Endpoint::pair(&urls, &cookies)?;
         Ok(Client::new(endpoints))
     }
 
