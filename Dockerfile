@@ -9,7 +9,8 @@ WORKDIR /src
 COPY . .
 # RocksDB is linked from Debian's package (as scripts/setup does), for this machine's arch.
 RUN ROCKSDB_LIB_DIR="/usr/lib/$(gcc -dumpmachine)" cargo build --release --locked \
-      -p apiary-node -p apiary-cli -p apiary-wallet -p apiary-genesis
+      -p apiary-node -p apiary-cli -p apiary-wallet -p apiary-genesis -p apiary-miner \
+      -p apiary-pool
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -18,7 +19,8 @@ RUN apt-get update \
  && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin apiary \
  && mkdir -p /data && chown apiary:apiary /data
 COPY --from=build /src/target/release/apiary-node /src/target/release/apiary-cli \
-     /src/target/release/apiary-wallet /src/target/release/apiary-genesis /usr/local/bin/
+     /src/target/release/apiary-wallet /src/target/release/apiary-genesis \
+     /src/target/release/apiary-miner /src/target/release/apiary-pool /usr/local/bin/
 USER apiary
 VOLUME /data
 # 9798: peers. 9799: /metrics, /healthy and /ready for Prometheus and orchestrators (no
