@@ -102,8 +102,27 @@ pub async fn serve(pool: Arc<Pool>, stream: TcpStream) {
                         batch += 1;
                     }
                     // Acknowledged only once written: a pool killed now restarts with them.
+                    // A new job meanwhile goes out at once: a miner must not hash a stale
+                    // tip for as long as the books take to write.
                     if let Some(generation) = miner.unwritten.take() {
-                        if !pool.persisted(generation).await {
+                        let written = pool.persisted(generation);
+                        tokio::pin!(written);
+                        let ok = loop {
+                            tokio::select! {
+                                ok = &mut written => break ok,
+                                job = jobs.recv() => match job {
+                                    Ok(work) if miner.address.is_some() => {
+                                        let text = notify(&mut miner, &work, true);
+                                        if lines.send(text).await.is_err() {
+                                            break false;
+                                        }
+                                    }
+                                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                                    Err(_) => break false,
+                                },
+                            }
+                        };
+                        if !ok {
                             break;
                         }
                     }
