@@ -465,6 +465,13 @@ async fn serve(
     // so its presence means the node is ready.
     write_private_file(&datadir.join("rpc.addr"), bound.to_string().as_bytes())
         .context("cannot write rpc.addr")?;
+    if let Some(metrics_listener) = &metrics_listener {
+        write_private_file(
+            &datadir.join("metrics.addr"),
+            metrics_listener.local_addr()?.to_string().as_bytes(),
+        )
+        .context("cannot write metrics.addr")?;
+    }
     let (cookie_path, credentials) =
         write_cookie(datadir).context("cannot write the RPC cookie")?;
     tracing::info!(addr = %bound, cookie = %cookie_path.display(), max_connections = settings.rpc_max_connections, "JSON-RPC listening");
@@ -498,11 +505,6 @@ async fn serve(
     let mut metrics_server = None;
     if let Some(metrics_listener) = metrics_listener {
         let metrics_bound = metrics_listener.local_addr()?;
-        write_private_file(
-            &datadir.join("metrics.addr"),
-            metrics_bound.to_string().as_bytes(),
-        )
-        .context("cannot write metrics.addr")?;
         tracing::info!(addr = %metrics_bound, "metrics and probes listening");
         // Runs until the node stops; ending before that (a panic) stops the node, so that
         // a probe never goes silent while the node keeps running.
