@@ -109,15 +109,8 @@ pub(crate) fn bench_template_latency() -> Result<Value> {
         bail!("only {} templates matched a block", latencies.len());
     }
     let pick = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
-    let mut round_trips: Vec<f64> = (0..200)
-        .map(|_| {
-            let started = Instant::now();
-            let _ = node.client.call("chain_tip", json!({}));
-            started.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    round_trips.sort_by(f64::total_cmp);
-    let rpc = round_trips[round_trips.len() / 2];
+    let rpc_ms = rpc_round_trip_ms(&node);
+    let rpc = rpc_ms;
     let summary = lines.iter().find(|l| l["event"] == "summary").cloned();
     let round = |v: f64| (v * 1000.0).round() / 1000.0;
     Ok(json!({

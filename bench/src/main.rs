@@ -45,7 +45,10 @@ use accept::bench_accept;
 use connect::{bench_connect, bench_sync};
 use mining::bench_mining;
 use network::{bench_gossip, bench_propagation, bench_propagation_liar};
-use procs::{bench_header, builtin_rate, fixed_spec, payee, sibling, wait_for_file, NodeProc};
+use procs::{
+    bench_header, builtin_rate, fixed_spec, payee, rpc_round_trip_ms, sibling, wait_for_file,
+    NodeProc,
+};
 use report::update_markdown;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

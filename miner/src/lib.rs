@@ -22,3 +22,21 @@ pub fn now_us() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
 }
+
+/// Runs `work` on a thread of its own that must never end: if it returns or panics, the
+/// process says which and exits with status 2, so a supervisor restarts it rather than a
+/// miner or pool that looks alive but has stopped hashing, feeding or paying.
+pub fn spawn_core<R>(
+    name: &str,
+    work: impl FnOnce() -> R + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let label = name.to_string();
+    std::thread::Builder::new()
+        .name(label.clone())
+        .spawn(move || {
+            let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+            let how = if ended.is_ok() { "ended" } else { "panicked" };
+            eprintln!("error: the {label} thread {how}; stopping");
+            std::process::exit(2);
+        })
+}

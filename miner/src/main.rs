@@ -90,62 +90,54 @@ fn run(args: Args) -> Result<()> {
     for index in 0..threads {
         let (board, counters, found_sender) =
             (board.clone(), counters.clone(), found_sender.clone());
-        std::thread::Builder::new()
-            .name(format!("hash-{index}"))
-            .spawn(move || {
-                hashing::search(
-                    &board,
-                    &counters,
-                    index as u64,
-                    threads as u64,
-                    &found_sender,
-                )
-            })?;
+        apiary_miner::spawn_core(&format!("hash-{index}"), move || {
+            hashing::search(
+                &board,
+                &counters,
+                index as u64,
+                threads as u64,
+                &found_sender,
+            )
+        })?;
     }
     drop(found_sender);
     if let Some(pool) = args.pool.clone() {
         let (pool_board, pool_counters, payout) =
             (board.clone(), counters.clone(), args.address.clone());
-        std::thread::Builder::new()
-            .name("pool".into())
-            .spawn(move || {
-                apiary_miner::stratum::work_for_pool(
-                    &pool,
-                    &payout,
-                    pool_board,
-                    found,
-                    pool_counters,
-                    json_lines,
-                )
-            })?;
+        apiary_miner::spawn_core("pool", move || {
+            apiary_miner::stratum::work_for_pool(
+                &pool,
+                &payout,
+                pool_board,
+                found,
+                pool_counters,
+                json_lines,
+            )
+        })?;
         return report_until_done(&args, &counters, &board, threads);
     }
     {
         let (board, address) = (board.clone(), args.address.clone());
         let client = Client::new(endpoints(&args)?);
-        std::thread::Builder::new()
-            .name("templates".into())
-            .spawn(move || {
-                work::feed(&client, &address, &board, &|work, from| {
-                    if json_lines {
-                        println!(
-                            "{}",
-                            json!({"event": "work", "id": work.id, "height": work.height, "from": from, "at_us": now_us()})
-                        );
-                    }
-                })
-            })?;
+        apiary_miner::spawn_core("templates", move || {
+            work::feed(&client, &address, &board, &|work, from| {
+                if json_lines {
+                    println!(
+                        "{}",
+                        json!({"event": "work", "id": work.id, "height": work.height, "from": from, "at_us": now_us()})
+                    );
+                }
+            })
+        })?;
     }
     {
         let counters = counters.clone();
         let client = Client::new(endpoints(&args)?);
-        std::thread::Builder::new()
-            .name("submit".into())
-            .spawn(move || {
-                for found in found {
-                    submit(&client, &counters, &found, json_lines);
-                }
-            })?;
+        apiary_miner::spawn_core("submit", move || {
+            for found in found {
+                submit(&client, &counters, &found, json_lines);
+            }
+        })?;
     }
     report_until_done(&args, &counters, &board, threads)
 }

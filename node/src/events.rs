@@ -117,15 +117,15 @@ impl Events {
         let _ = self.sender.send(Arc::new(event));
     }
 
-    pub fn arrived(&self, block: &BlockBrief, received_us: u64) {
+    pub fn arrived(&self, block: &Block, received_us: u64) {
         let mut arrivals = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
         if arrivals.len() == ARRIVALS_KEPT {
             arrivals.pop_front();
         }
         arrivals.push_back(Arrival {
-            height: block.height,
-            hash: block.hash.to_string(),
-            timestamp_ms: block.timestamp_ms,
+            height: block.header.height.0,
+            hash: block.hash().to_string(),
+            timestamp_ms: block.header.timestamp_ms,
             received_ms: received_us / 1000,
             received_us,
         });

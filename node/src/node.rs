@@ -491,6 +491,14 @@ impl Node {
         let now_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
+        // On every connect: only what the arrivals need (no per-transaction copies unless
+        // someone watches).
+        for block in &change.connected {
+            self.events.arrived(block, now_us);
+        }
+        if !self.events.wanted() {
+            return;
+        }
         let mut txids = change.connected_txids.as_slice();
         let connected: Vec<BlockBrief> = change
             .connected
@@ -501,12 +509,6 @@ impl Node {
                 BlockBrief::of(block, own)
             })
             .collect();
-        for block in &connected {
-            self.events.arrived(block, now_us);
-        }
-        if !self.events.wanted() {
-            return;
-        }
         let disconnected = change
             .disconnected
             .iter()

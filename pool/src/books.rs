@@ -107,8 +107,8 @@ impl Books {
             self.window.pop_front();
         }
         let totals = self.miners.entry(miner.to_string()).or_default();
-        totals.shares += 1;
-        totals.weight += weight;
+        totals.shares = totals.shares.saturating_add(1);
+        totals.weight = totals.weight.saturating_add(weight);
     }
 
     /// Splits `reward` over the window's shares by weight (PPLNS), after the pool's fee.

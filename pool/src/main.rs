@@ -49,7 +49,7 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     window: u64,
     /// Blocks deep a reward must be before it is paid out
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     maturity: u64,
     /// The share rate each miner's difficulty aims at, in seconds per share
     #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
@@ -266,29 +266,25 @@ fn run(args: Args) -> Result<()> {
         .build()?;
     {
         let pool = pool.clone();
-        std::thread::Builder::new()
-            .name("templates".into())
-            .spawn(move || {
-                let board = apiary_miner::work::Board::default();
-                let client = pool.client();
-                let text = pool.address.to_text(&pool.prefix);
-                apiary_miner::work::feed(&client, &text, &board, &|work, _| {
-                    pool.new_job(Work {
-                        id: work.id.clone(),
-                        height: work.height,
-                        header: work.header.clone(),
-                        target: work.target,
-                        reward: work.reward,
-                        many: false,
-                    })
-                });
-            })?;
+        apiary_miner::spawn_core("templates", move || {
+            let board = apiary_miner::work::Board::default();
+            let client = pool.client();
+            let text = pool.address.to_text(&pool.prefix);
+            apiary_miner::work::feed(&client, &text, &board, &|work, _| {
+                pool.new_job(Work {
+                    id: work.id.clone(),
+                    height: work.height,
+                    header: work.header.clone(),
+                    target: work.target,
+                    reward: work.reward,
+                    many: false,
+                })
+            });
+        })?;
     }
     {
         let (pool, handle) = (pool.clone(), runtime.handle().clone());
-        std::thread::Builder::new()
-            .name("payouts".into())
-            .spawn(move || payouts::run(&pool, &handle))?;
+        apiary_miner::spawn_core("payouts", move || payouts::run(&pool, &handle))?;
     }
     runtime.block_on(async move {
         let writer = pool.clone();

@@ -39,7 +39,10 @@ fn round(
             .blocks
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.state == BlockState::Immature && tip + 1 >= b.height + pool.maturity)
+            .filter(|(_, b)| {
+                b.state == BlockState::Immature
+                    && tip.saturating_add(1) >= b.height.saturating_add(pool.maturity)
+            })
             .map(|(i, b)| (i, b.hash.clone(), b.height))
             .collect()
     };

@@ -161,9 +161,8 @@ impl Wallet {
         let deadline = Instant::now().checked_add(Duration::from_secs(timeout));
         let mut tip = TipWatch::new(client);
         // Subscribed before the first look, so nothing between them is missed.
-        let mut live = client
-            .subscribe(json!({"topic": "address", "address": from, "confirmations": confirmations}))
-            .ok();
+        let topic = json!({"topic": "address", "address": from, "confirmations": confirmations});
+        let mut live = client.subscribe(topic.clone()).ok();
         loop {
             let status = match client.call("tx_get", json!({"txid": txid})) {
                 Ok(status) => status,
@@ -241,9 +240,7 @@ impl Wallet {
                     Ok(None) => break,
                     // The node went away: the next look finds another, or polls.
                     Err(_) => {
-                        live = client
-                            .subscribe(json!({"topic": "address", "address": from, "confirmations": confirmations}))
-                            .ok();
+                        live = client.subscribe(topic.clone()).ok();
                         break;
                     }
                 }

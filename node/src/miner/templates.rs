@@ -52,11 +52,7 @@ impl Templates {
     /// A new template on the tip, paying `miner`.
     pub fn build(&self, node: &Node, miner: Address) -> Arc<Template> {
         let block = build_template(&mut node.lock(), miner, now_ms());
-        let fees = block
-            .txs
-            .iter()
-            .try_fold(Amount::ZERO, |sum, stx| sum.checked_add(stx.tx.fee))
-            .unwrap_or(Amount::ZERO);
+        let fees = fees_of(&block);
         // Ids are random-looking but unique: a counter mixed with the process's start, so
         // a restarted node does not take an old id for a new template.
         let id = self
@@ -70,6 +66,12 @@ impl Templates {
         }
         kept.push_back(template.clone());
         template
+    }
+
+    /// The fees a template built now would collect, without keeping it (a long poll
+    /// looks every second; kept, those would push miners' templates out).
+    pub fn fees_now(&self, node: &Node, miner: Address) -> Amount {
+        fees_of(&build_template(&mut node.lock(), miner, now_ms()))
     }
 
     pub fn find(&self, id: u64) -> Option<Arc<Template>> {
@@ -116,6 +118,14 @@ impl Templates {
             Accepted::SideBranch | Accepted::Duplicate => Ok(Submitted::Stale(hash)),
         }
     }
+}
+
+fn fees_of(block: &Block) -> Amount {
+    block
+        .txs
+        .iter()
+        .try_fold(Amount::ZERO, |sum, stx| sum.checked_add(stx.tx.fee))
+        .unwrap_or(Amount::ZERO)
 }
 
 static SALT: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {

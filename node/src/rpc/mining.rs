@@ -112,12 +112,12 @@ pub(super) fn mining_template(
         if tip_moved {
             break;
         }
-        let fresh = node.templates().build(node, miner);
-        let gained = (fresh.fees.base_units() as u128)
+        let fees = node.templates().fees_now(node, miner);
+        let gained = (fees.base_units() as u128)
             > old_fees + old_fees * LONGPOLL_FEE_GAIN_PERCENT / 100
-            && fresh.fees > Amount::ZERO;
+            && fees > Amount::ZERO;
         if gained {
-            return Ok(template_json(node, &fresh, with_txs));
+            break;
         }
     }
     let template = node.templates().build(node, miner);

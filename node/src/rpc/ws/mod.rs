@@ -153,7 +153,8 @@ pub async fn serve(socket: WebSocket, context: Arc<RpcContext>, access: Access) 
                 )),
                 Err(RecvError::Closed) => break Cut::Gone,
             },
-            _ = tick.tick() => connection.on_tick(),
+            // Only sockets following peers or the mempool wake on the tick.
+            _ = tick.tick(), if connection.wants_tick() => connection.on_tick(),
         };
         if let Err(cut) = send_all(&mut sink, outgoing).await {
             break cut;
@@ -401,6 +402,12 @@ impl Connection {
             }
         }
         out
+    }
+
+    fn wants_tick(&self) -> bool {
+        self.subscriptions
+            .values()
+            .any(|t| matches!(t, Topic::Peers(_) | Topic::Mempool(_)))
     }
 
     fn on_tick(&mut self) -> Vec<String> {
