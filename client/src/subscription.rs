@@ -55,6 +55,7 @@ fn open(
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
     let mut request = format!("ws://{host}/ws")
         .into_client_request()
         .map_err(|e| e.to_string())?;

@@ -3,10 +3,15 @@
 //! every `threads`-th nonce from a random start, so two miners paid to one address do not
 //! search the same nonces; every second the timestamp moves to now, so a block found late
 //! does not look older than it is to the difficulty retarget.
+//!
+//! Hashing threads run at the lowest priority (`SCHED_IDLE` on Linux, as cpuminer's do):
+//! the thread that brings a new job, the pool and the node on the same machine all run the
+//! moment they wake, so a new tip reaches the search in microseconds instead of after a
+//! scheduler slice of a busy core. On an otherwise idle machine the hashrate is the same.
 
 use crate::work::Board;
 use crate::Counters;
-use apiary_core::block::HeaderHasher;
+use apiary_core::block::{target_words, HeaderHasher};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
@@ -24,6 +29,28 @@ pub struct Found {
     pub height: u64,
     pub nonce: u64,
     pub timestamp_ms: u64,
+    /// When it was found (µs since the Unix epoch), for `--json`'s timeline.
+    pub found_us: u64,
+    /// It meets the block's target too, not only a pool's share target.
+    pub block: bool,
+}
+
+/// Lowers the calling thread to the idle scheduling class (Linux), else to nice 19
+/// (other Unix). Best effort: a miner that cannot lower itself still mines.
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: 0 names the calling thread; `param` is a valid sched_param.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+            return;
+        }
+    }
+    #[cfg(unix)]
+    // SAFETY: who = 0 is the calling thread (Linux) or process; no pointers.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+    }
 }
 
 fn random_u64() -> u64 {
@@ -37,6 +64,7 @@ fn now_ms() -> u64 {
 }
 
 pub fn search(board: &Board, counters: &Counters, index: u64, threads: u64, found: &Sender<Found>) {
+    lowest_priority();
     loop {
         let Some((generation, work)) = board.current() else {
             std::thread::sleep(Duration::from_millis(20));
@@ -45,16 +73,20 @@ pub fn search(board: &Board, counters: &Counters, index: u64, threads: u64, foun
         let mut header = work.header.clone();
         header.timestamp_ms = header.timestamp_ms.max(now_ms());
         let mut hasher = HeaderHasher::new(&header);
+        let block_target = header.bits.to_target().map_or([0; 8], |t| target_words(&t));
         let mut rolled = Instant::now();
         let mut nonce = random_u64().wrapping_mul(threads).wrapping_add(index);
         'work: loop {
             for _ in 0..BATCH {
-                if hasher.hash_words(nonce) <= work.target {
+                let hash = hasher.hash_words(nonce);
+                if hash <= work.target {
                     let sent = found.send(Found {
                         id: work.id.clone(),
                         height: work.height,
                         nonce,
                         timestamp_ms: header.timestamp_ms,
+                        found_us: crate::now_us(),
+                        block: hash <= block_target,
                     });
                     if sent.is_err() {
                         return;

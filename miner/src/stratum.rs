@@ -72,9 +72,17 @@ pub fn work_for_pool(
                 id += 1;
                 let line = json!({"id": id, "method": SUBMIT,
                     "params": [payout, share.id, share.nonce.to_string(), share.timestamp_ms]});
+                if json_lines {
+                    println!(
+                        "{}",
+                        json!({"event": "found", "submit_id": id, "job": share.id,
+                               "height": share.height, "block": share.block,
+                               "found_us": share.found_us, "sent_us": crate::now_us()})
+                    );
+                }
                 let mut guard = writer.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(stream) = guard.as_mut() {
-                    if writeln!(stream, "{line}").is_err() {
+                    if send_line(stream, &line).is_err() {
                         *guard = None;
                     }
                 }
@@ -90,6 +98,15 @@ pub fn work_for_pool(
     }
 }
 
+/// One line, newline included, in one write: split in two (as `writeln!` does), the
+/// newline waits for the peer to acknowledge the rest, up to its delayed-ACK timer (40 ms
+/// on Linux), and the pool cannot read the line until then.
+fn send_line(stream: &mut TcpStream, message: &Value) -> std::io::Result<()> {
+    let mut line = message.to_string();
+    line.push('\n');
+    stream.write_all(line.as_bytes())
+}
+
 fn session(
     address: &str,
     payout: &str,
@@ -99,16 +116,16 @@ fn session(
     json_lines: bool,
 ) -> Result<()> {
     let stream = TcpStream::connect(address).with_context(|| format!("cannot reach {address}"))?;
+    // A found block must not wait for an acknowledgement of the share before it.
+    stream.set_nodelay(true)?;
     let mut out = stream.try_clone()?;
-    writeln!(
-        out,
-        "{}",
-        json!({"id": 1, "method": SUBSCRIBE, "params": [concat!("apiary-miner/", env!("CARGO_PKG_VERSION"))]})
+    send_line(
+        &mut out,
+        &json!({"id": 1, "method": SUBSCRIBE, "params": [concat!("apiary-miner/", env!("CARGO_PKG_VERSION"))]}),
     )?;
-    writeln!(
-        out,
-        "{}",
-        json!({"id": 2, "method": AUTHORIZE, "params": [payout, "x"]})
+    send_line(
+        &mut out,
+        &json!({"id": 2, "method": AUTHORIZE, "params": [payout, "x"]}),
     )?;
     *writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
     let reader = BufReader::new(stream);
@@ -139,7 +156,10 @@ fn session(
                         Some(_) => counters.refused.fetch_add(1, Ordering::Relaxed),
                     };
                     if json_lines {
-                        println!("{}", json!({"event": "share", "reply": message}));
+                        println!(
+                            "{}",
+                            json!({"event": "share", "reply": message, "at_us": crate::now_us()})
+                        );
                     }
                 }
                 _ => {}

@@ -93,9 +93,14 @@ impl Books {
         }
     }
 
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
-        apiary_files::write_atomically(path, |file| std::io::Write::write_all(file, &bytes))
+    /// The books as written to disk: taken under the books' lock, written outside it (a
+    /// share must not wait for an fsync to be counted).
+    pub fn to_bytes(&self) -> std::io::Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(std::io::Error::other)
+    }
+
+    pub fn save(bytes: &[u8], path: &Path) -> std::io::Result<()> {
+        apiary_files::write_atomically(path, |file| std::io::Write::write_all(file, bytes))
     }
 
     pub fn add_share(&mut self, miner: &str, weight: u64, window: usize) {

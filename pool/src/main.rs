@@ -105,6 +105,12 @@ impl Pool {
             .clone()
     }
 
+    /// Whether `work` is still the newest job.
+    pub fn is_current(&self, work: &Work) -> bool {
+        self.current_job()
+            .is_some_and(|current| current.id == work.id)
+    }
+
     pub fn job(&self, id: &str) -> Option<Arc<Work>> {
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         jobs.by_id.get(id).map(|(work, _)| work.clone())
@@ -311,6 +317,8 @@ fn run(args: Args) -> Result<()> {
                     continue;
                 }
             };
+            // Jobs and answers are small writes that must not wait on each other.
+            let _ = stream.set_nodelay(true);
             tokio::spawn(server::serve(pool.clone(), stream));
         }
     })
@@ -325,11 +333,12 @@ async fn write_books(pool: Arc<Pool>) {
         let generation = pool.generation.load(Ordering::Acquire);
         let pool_for_write = pool.clone();
         let written = tokio::task::spawn_blocking(move || {
-            let books = pool_for_write
+            let bytes = pool_for_write
                 .books
                 .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            books.save(&pool_for_write.books_path)
+                .unwrap_or_else(|e| e.into_inner())
+                .to_bytes()?;
+            Books::save(&bytes, &pool_for_write.books_path)
         })
         .await;
         match written {

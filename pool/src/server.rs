@@ -43,6 +43,11 @@ struct Miner {
     recent: VecDeque<bool>,
     /// The books' write generation the shares answered next are in.
     unwritten: Option<u64>,
+    /// The difficulty changed: send the current job again at it, after the answers. Which
+    /// job is current is decided when it is sent, not when the share was checked: a new
+    /// tip's job may have gone out while the books were written, and the one before it must
+    /// not follow it (the miner would go back to a stale tip).
+    resend_job: bool,
 }
 
 fn reply(id: &Value, result: Value) -> String {
@@ -79,6 +84,7 @@ pub async fn serve(pool: Arc<Pool>, stream: TcpStream) {
         share_times: VecDeque::new(),
         recent: VecDeque::new(),
         unwritten: None,
+        resend_job: false,
     };
     loop {
         let out: Vec<String> = tokio::select! {
@@ -111,7 +117,7 @@ pub async fn serve(pool: Arc<Pool>, stream: TcpStream) {
                             tokio::select! {
                                 ok = &mut written => break ok,
                                 job = jobs.recv() => match job {
-                                    Ok(work) if miner.address.is_some() => {
+                                    Ok(work) if miner.address.is_some() && pool.is_current(&work) => {
                                         let text = notify(&mut miner, &work, true);
                                         if lines.send(text).await.is_err() {
                                             break false;
@@ -130,6 +136,11 @@ pub async fn serve(pool: Arc<Pool>, stream: TcpStream) {
                     for text in out {
                         sent &= lines.feed(text).await.is_ok();
                     }
+                    if std::mem::take(&mut miner.resend_job) {
+                        if let Some(work) = pool.current_job() {
+                            sent &= lines.feed(notify(&mut miner, &work, false)).await.is_ok();
+                        }
+                    }
                     sent &= SinkExt::<String>::flush(&mut lines).await.is_ok();
                     if close || !sent {
                         break;
@@ -138,7 +149,11 @@ pub async fn serve(pool: Arc<Pool>, stream: TcpStream) {
                 }
             },
             job = jobs.recv() => match job {
-                Ok(work) if miner.address.is_some() => vec![notify(&mut miner, &work, true)],
+                // A job already replaced is skipped: the newer one follows (and the current
+                // one may have gone out already, with a retarget).
+                Ok(work) if miner.address.is_some() && pool.is_current(&work) => {
+                    vec![notify(&mut miner, &work, true)]
+                }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(_) => break,
             },
@@ -278,13 +293,11 @@ async fn submit(
         pool.submit_block(&work, params).await;
     }
     let mut out = vec![reply(id, Value::Bool(true))];
-    if let Some(retarget) = vardiff(pool, miner) {
+    if vardiff(pool, miner) {
         out.push(
             json!({"id": null, "method": SET_DIFFICULTY, "params": [miner.difficulty]}).to_string(),
         );
-        if let Some(work) = retarget {
-            out.push(notify(miner, &work, false));
-        }
+        miner.resend_job = true;
     }
     (out, false)
 }
@@ -358,23 +371,23 @@ fn check_share(
 }
 
 /// A new difficulty when this miner's shares come much faster or slower than one per
-/// `share_seconds`; with the job to send again at it.
-fn vardiff(pool: &Pool, miner: &mut Miner) -> Option<Option<Arc<Work>>> {
+/// `share_seconds`; true when it changed.
+fn vardiff(pool: &Pool, miner: &mut Miner) -> bool {
     miner.share_times.push_back(Instant::now());
     if miner.share_times.len() <= VARDIFF_SHARES {
-        return None;
+        return false;
     }
     miner.share_times.pop_front();
-    let span = miner
-        .share_times
-        .back()?
-        .duration_since(*miner.share_times.front()?);
+    let (Some(first), Some(last)) = (miner.share_times.front(), miner.share_times.back()) else {
+        return false;
+    };
+    let span = last.duration_since(*first);
     let per_share = span.as_secs_f64() / (VARDIFF_SHARES - 1) as f64;
     let factor = (pool.share_seconds / per_share.max(1e-3)).clamp(0.25, 4.0);
     if (0.7..=1.4).contains(&factor) {
-        return None;
+        return false;
     }
     miner.difficulty = ((miner.difficulty as f64 * factor) as u64).max(1);
     miner.share_times.clear();
-    Some(pool.current_job())
+    true
 }

@@ -92,6 +92,18 @@ fn miner(pool: &PoolProcess, address: &str, extra: &[&str]) -> Command {
     command
 }
 
+/// Each miner's output, drained on a thread of its own: one whose pipe fills stops
+/// reading its jobs while another is waited for.
+fn wait_for_all(miners: Vec<Child>) -> Vec<std::process::Output> {
+    miners
+        .into_iter()
+        .map(|m| std::thread::spawn(move || m.wait_with_output().unwrap()))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect()
+}
+
 fn lines(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
         .lines()
@@ -184,10 +196,7 @@ fn three_miners_through_the_pool_are_paid_in_proportion_to_their_shares() {
                 .unwrap()
         })
         .collect();
-    let outputs: Vec<_> = miners
-        .into_iter()
-        .map(|m| m.wait_with_output().unwrap())
-        .collect();
+    let outputs = wait_for_all(miners);
     // Every share a miner was told was accepted is in the books.
     let books = pool.books();
     for (payee, output) in payees.iter().zip(&outputs) {
@@ -248,6 +257,53 @@ fn three_miners_through_the_pool_are_paid_in_proportion_to_their_shares() {
             "{payee}"
         );
     }
+}
+
+/// A retarget answered after the books are written re-sends the job current then, not the
+/// one current when the share came: a miner never goes back to an older tip's job. (It
+/// did: a new tip's job went out during the write, and the old one followed it; the miner
+/// hashed a stale tip until the next block.) Blocks every ~0.1 s and a share target of 50 a
+/// second make retargets and new tips meet often.
+#[test]
+fn a_miner_never_gets_an_older_tips_job_after_a_newer_one() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_fixed_spec(dir.path(), 1 << 19);
+    let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
+    let pool = PoolProcess::start(
+        &dir.path().join("pool"),
+        &[&node],
+        &["--share-seconds", "0.02"],
+    );
+    let miners = (31..33)
+        .map(|seed| {
+            miner(&pool, &address_text(seed), &["--duration", "10"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut tips = 0;
+    for output in wait_for_all(miners) {
+        let heights: Vec<u64> = lines(&output.stdout)
+            .iter()
+            .filter(|l| l["event"] == "work")
+            .map(|l| l["height"].as_u64().unwrap())
+            .collect();
+        // One node, one pool: the chain only grows, so neither may its jobs' heights.
+        for pair in heights.windows(2) {
+            assert!(
+                pair[1] >= pair[0],
+                "a job for height {} after one for {}",
+                pair[1],
+                pair[0]
+            );
+        }
+        tips = tips.max(heights.last().copied().unwrap_or(0));
+    }
+    assert!(
+        tips >= 10,
+        "only {tips} blocks: too few tips to meet a retarget"
+    );
 }
 
 /// A hand-written Stratum client.

@@ -207,6 +207,9 @@ pub async fn serve(
                 }
             },
         };
+        // Notifications and answers are small writes: none may wait for the client's
+        // delayed acknowledgement of the one before (Nagle).
+        let _ = stream.set_nodelay(true);
         next_id += 1;
         let id = next_id;
         let Some(connection) = connections.admit(id) else {
