@@ -354,9 +354,6 @@ fn check_share(
             "timestamp_ms: not between the job's and a minute from now".into(),
         ));
     }
-    if !pool.first_sight(job_id, nonce, timestamp_ms) {
-        return Err((DUPLICATE_SHARE, "duplicate share".into()));
-    }
     let mut header = work.header.clone();
     header.timestamp_ms = timestamp_ms;
     let hash = HeaderHasher::new(&header).hash_words(nonce);
@@ -367,6 +364,11 @@ fn check_share(
         .map(|(_, weight)| *weight)
         .max()
         .ok_or((LOW_DIFFICULTY, "low difficulty share".to_string()))?;
+    // Remembered only once it proved its work: random nonces cost a hash each and are
+    // never stored, so the set grows no faster than real shares come.
+    if !pool.first_sight(job_id, nonce, timestamp_ms) {
+        return Err((DUPLICATE_SHARE, "duplicate share".into()));
+    }
     Ok((work, hash, weight))
 }
 

@@ -147,7 +147,13 @@ pub async fn serve(socket: WebSocket, context: Arc<RpcContext>, access: Access) 
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break Cut::Gone,
             },
             event = events.recv() => match event {
-                Ok(event) => connection.on_event(&event),
+                Ok(event) => {
+                    let mut out = connection.on_event(&event);
+                    if matches!(*event, NodeEvent::Tip { .. }) {
+                        out.extend(connection.templates(None).await);
+                    }
+                    out
+                }
                 Err(RecvError::Lagged(missed)) => break Cut::TooSlow(format!(
                     "the client fell {missed} events behind; reconnect and read faster"
                 )),
@@ -240,10 +246,12 @@ impl Connection {
             .and_then(|p| p.method)
             .and_then(|m| m.as_str().map(str::to_owned));
         let mut follow_up = Vec::new();
+        let mut subscribed = None;
         let reply = match method.as_deref() {
             Some("subscribe") => answer_with(&call, |_, params| {
                 let (id, first) = self.subscribe(super::methods::parse(params)?)?;
                 follow_up = first;
+                subscribed = Some(id);
                 Ok(Value::String(id.to_string()))
             }),
             Some("unsubscribe") => answer_with(&call, |_, params| {
@@ -276,7 +284,37 @@ impl Connection {
             .into_iter()
             .collect();
         out.extend(follow_up);
+        // A miner gets its first template at once.
+        if let Some(id) = subscribed {
+            out.extend(self.templates(Some(id)).await);
+        }
         out
+    }
+
+    /// A fresh template for each `templates` subscription (or only for `only`), built on a
+    /// blocking thread: a template selects from the mempool and works out a state root,
+    /// which must not hold up the runtime's other sockets.
+    async fn templates(&self, only: Option<u64>) -> Vec<String> {
+        let due: Vec<(u64, apiary_core::Address)> = self
+            .subscriptions
+            .iter()
+            .filter(|(id, _)| only.is_none_or(|only| only == **id))
+            .filter_map(|(id, topic)| match topic {
+                Topic::Templates(miner) => Some((*id, *miner)),
+                _ => None,
+            })
+            .collect();
+        if due.is_empty() {
+            return Vec::new();
+        }
+        let node = self.context.node.clone();
+        tokio::task::spawn_blocking(move || {
+            due.into_iter()
+                .map(|(id, miner)| template_notification(&node, id, miner))
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// Adds a subscription; returns its id and any notifications due at once.
@@ -347,12 +385,8 @@ impl Connection {
         self.next_id += 1;
         let id = self.next_id;
         self.subscriptions.insert(id, topic);
-        // Peers and mempool say where they stand at once, not a tick later; a miner gets
-        // its first template.
-        let mut first = self.on_tick_only(Some(id));
-        if let Some(Topic::Templates(miner)) = self.subscriptions.get(&id) {
-            first.push(template_notification(&self.context.node, id, *miner));
-        }
+        // Peers and mempool say where they stand at once, not a tick later.
+        let first = self.on_tick_only(Some(id));
         Ok((id, first))
     }
 
@@ -363,9 +397,6 @@ impl Connection {
         let mut tips: Option<Vec<String>> = None;
         for (id, topic) in &mut self.subscriptions {
             match (topic, event) {
-                (Topic::Templates(miner), NodeEvent::Tip { .. }) => {
-                    out.push(template_notification(&node, *id, *miner));
-                }
                 (Topic::Tips, NodeEvent::Tip { .. }) => {
                     // Rendered once per event, whoever subscribed how many times.
                     let rendered = tips.get_or_insert_with(|| render_tips(event, &prefix));
