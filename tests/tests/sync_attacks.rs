@@ -209,6 +209,15 @@ fn a_long_low_work_header_chain_costs_nothing_but_its_sender() {
         .rpc
         .call("dev_mine", serde_json::json!({"blocks": 13}))
         .unwrap();
+    // The witness has them before the attack: mined at once right after it connected, they
+    // may precede its gossip subscription and come only with the next status round; the
+    // relays under attack below must each be one block, by gossip.
+    let tip = pair.victim.tip();
+    wait_until(
+        Duration::from_secs(30),
+        "the witness to get the 13 blocks",
+        || pair.witness.tip() == tip,
+    );
     let genesis = pair.genesis.header.clone();
     let mut chain = Vec::with_capacity(3_000);
     let mut parent = genesis.clone();
