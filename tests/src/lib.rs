@@ -513,6 +513,15 @@ impl Pair {
         wait_until(Duration::from_secs(30), "the witness to connect", || {
             witness.peer_count() == 1
         });
+        // Connected is not yet gossiping: each must have the other's subscriptions to
+        // blocks and transactions, or what a test sends first may never travel.
+        let gossiping = |node: &NodeProcess, other: &NodeProcess| {
+            peer_entry(node, &other.peer_id())
+                .is_some_and(|p| p["topics"].as_array().is_some_and(|t| t.len() >= 2))
+        };
+        wait_until(Duration::from_secs(30), "the pair to gossip", || {
+            gossiping(&victim, &witness) && gossiping(&witness, &victim)
+        });
         Pair {
             dir,
             spec,

@@ -21,6 +21,9 @@ pub struct PeerInfo {
     pub score: u32,
     /// Gossipsub's own score of it (below −80 its messages are ignored).
     pub gossip_score: Option<f64>,
+    /// The gossip topics it has subscribed to: blocks and transactions reach it by gossip
+    /// only once it has (a peer connected a moment ago may not have yet).
+    pub topics: Vec<String>,
 }
 
 /// Operator commands (admin RPC), carried out by the network's event loop.

@@ -470,7 +470,14 @@ impl Service {
                 }
                 let addr = endpoint.get_remote_address().to_string();
                 let score = self.book.score(&peer_id);
-                self.handle.shared().peers.insert(
+                let mut shared = self.handle.shared();
+                // A second connection to the peer keeps what its first learned.
+                let topics = shared
+                    .peers
+                    .get(&peer_id)
+                    .map(|p| p.topics.clone())
+                    .unwrap_or_default();
+                shared.peers.insert(
                     peer_id,
                     PeerInfo {
                         peer_id: peer_id.to_string(),
@@ -479,8 +486,10 @@ impl Service {
                         height: None,
                         score,
                         gossip_score: None,
+                        topics,
                     },
                 );
+                drop(shared);
                 if num_established.get() == 1 {
                     self.ask_status(swarm, peer_id);
                 }
@@ -543,6 +552,21 @@ impl Service {
                     let _ = swarm.dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                peer_id,
+                topic,
+            })) => self.set_peer(peer_id, |info| {
+                let topic = topic.into_string();
+                if !info.topics.contains(&topic) {
+                    info.topics.push(topic);
+                }
+            }),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Unsubscribed {
+                peer_id,
+                topic,
+            })) => self.set_peer(peer_id, |info| {
+                info.topics.retain(|t| *t != topic.as_str());
+            }),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,

@@ -153,8 +153,9 @@ pub const METHODS: &[Method] = &[
         name: "net_peers",
         about: "Connected peers",
         params: &[],
-        result: "[{peer_id, addr, inbound, height, score, gossip_score}]: height as its status \
-                 claims, score its misbehaviour points (a ban at 100)",
+        result: "[{peer_id, addr, inbound, height, score, gossip_score, topics}]: height as its \
+                 status claims, score its misbehaviour points (a ban at 100), topics the gossip \
+                 topics it subscribed to (blocks and txs reach it by gossip only once it has)",
         run: |c, p| methods::net_peers(c, parse(p)?),
     },
     Method {
