@@ -1,5 +1,6 @@
 //! Files that must never be seen half-written and are for this user only: the node's key,
-//! RPC cookie and addresses, the wallet's keystore and signed transactions.
+//! RPC cookie and addresses, the wallet's keystore and signed transactions, the pool's
+//! books and their history.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -41,6 +42,25 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     write_atomically(path, |file| file.write_all(contents))
 }
 
+/// Appends `contents` to `path` (made with mode 0600 if missing) and syncs it; a file just
+/// made has its directory synced too, so the append survives a crash once this returns.
+pub fn append_synced(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let existed = path.exists();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)?;
+    file.sync_data()?;
+    if !existed {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +82,17 @@ mod tests {
         assert!(!dir.path().join("cookie.tmp").exists());
         write_private_file(&path, b"second").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
+    }
+
+    #[test]
+    fn appends_add_to_the_end_and_a_new_file_is_private() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("history");
+        append_synced(&path, b"one\n").unwrap();
+        append_synced(&path, b"two\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"one\ntwo\n");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

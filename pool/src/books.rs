@@ -1,7 +1,9 @@
 //! The pool's books: the last N shares (PPLNS), the blocks found and who each credits,
 //! balances owed, and payouts made. Written whole to `<datadir>/pool.json` (temp file,
 //! fsync, rename) before a share is acknowledged or a payout is sent, so a pool killed at
-//! any moment restarts with every share it acknowledged and pays nothing twice.
+//! any moment restarts with every share it acknowledged and pays nothing twice. Settled
+//! entries beyond the newest few move to an append-only history, so the books (and each
+//! write) stay the same size however long the pool runs.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -153,9 +155,63 @@ impl Books {
     }
 }
 
+/// An entry that no longer changes, moved out of the books into the history file.
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Settled {
+    Block(FoundBlock),
+    Payout(Payout),
+}
+
+impl Books {
+    /// Settled entries beyond the newest `keep` of each kind (blocks credited or orphaned,
+    /// payouts confirmed), oldest first. They stay in the books until `forget` is called,
+    /// after they are safely in the history: the books are written at any moment, and an
+    /// entry must always be in one or the other.
+    pub fn settled_beyond(&self, keep: usize) -> Vec<Settled> {
+        let blocks: Vec<&FoundBlock> = self
+            .blocks
+            .iter()
+            .filter(|b| b.state != BlockState::Immature)
+            .collect();
+        let payouts: Vec<&Payout> = self
+            .payouts
+            .iter()
+            .filter(|p| p.state == PayoutState::Confirmed)
+            .collect();
+        let old_blocks = blocks.len().saturating_sub(keep);
+        let old_payouts = payouts.len().saturating_sub(keep);
+        blocks[..old_blocks]
+            .iter()
+            .map(|b| Settled::Block((*b).clone()))
+            .chain(
+                payouts[..old_payouts]
+                    .iter()
+                    .map(|p| Settled::Payout((*p).clone())),
+            )
+            .collect()
+    }
+
+    /// Drops `entries` (as `settled_beyond` gave them) from the books.
+    pub fn forget(&mut self, entries: &[Settled]) {
+        for entry in entries {
+            match entry {
+                Settled::Block(block) => self.blocks.retain(|b| b.hash != block.hash),
+                Settled::Payout(payout) => self.payouts.retain(|p| p.txid != payout.txid),
+            }
+        }
+    }
+}
+
 /// `<datadir>/pool.json`.
 pub fn path(datadir: &Path) -> PathBuf {
     datadir.join("pool.json")
+}
+
+/// `<datadir>/pool-history.jsonl`: settled blocks and confirmed payouts, one JSON object a
+/// line, appended. After a crash an entry may appear twice (the same entry again).
+pub fn history_path(datadir: &Path) -> PathBuf {
+    datadir.join("pool-history.jsonl")
 }
 
 #[cfg(test)]
@@ -180,6 +236,33 @@ mod tests {
         // The same block again changes nothing.
         books.block_found(5, "h".into(), 5_000_000_001, 1);
         assert_eq!(books.blocks.len(), 1);
+    }
+
+    #[test]
+    fn only_settled_entries_beyond_the_newest_leave_the_books() {
+        let mut books = Books::default();
+        books.add_share("a", 1, 10);
+        for height in 1..=5 {
+            books.block_found(height, format!("h{height}"), 100, 0);
+        }
+        for block in &mut books.blocks[..3] {
+            block.state = BlockState::Credited;
+        }
+        books.blocks[3].state = BlockState::Orphaned;
+        // Four settled, the newest two kept; the immature one stays whatever its age.
+        let old = books.settled_beyond(2);
+        let hashes: Vec<&str> = old
+            .iter()
+            .map(|e| match e {
+                Settled::Block(b) => b.hash.as_str(),
+                Settled::Payout(p) => p.txid.as_str(),
+            })
+            .collect();
+        assert_eq!(hashes, ["h1", "h2"]);
+        books.forget(&old);
+        let left: Vec<&str> = books.blocks.iter().map(|b| b.hash.as_str()).collect();
+        assert_eq!(left, ["h3", "h4", "h5"]);
+        assert!(books.settled_beyond(2).is_empty());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::time::Duration;
     about = "A mining pool for Apiary: Stratum-style work for miners, PPLNS payouts",
     after_help = "Miners connect with `apiary-miner --pool HOST:PORT --address THEIR_ADDRESS`.\n\
         The pool's key is <datadir>/pool.key (keep it: blocks pay it); its books are \
-        <datadir>/pool.json."
+        <datadir>/pool.json, and settled entries move to <datadir>/pool-history.jsonl."
 )]
 struct Args {
     /// The node's JSON-RPC URL; repeat for several, tried in order
@@ -54,6 +54,10 @@ struct Args {
     /// The share rate each miner's difficulty aims at, in seconds per share
     #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
     share_seconds: f64,
+    /// Settled blocks and confirmed payouts kept in pool.json; older ones move to
+    /// <datadir>/pool-history.jsonl, so the books stay small however long the pool runs
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    keep_settled: u64,
     /// Hashes per share a new miner starts at (then follows its hashrate)
     #[arg(long, value_name = "N", default_value_t = 1 << 16, value_parser = clap::value_parser!(u64).range(1..))]
     start_difficulty: u64,
@@ -80,6 +84,8 @@ pub struct Pool {
     chain_id: apiary_core::spec::ChainId,
     books: Mutex<Books>,
     books_path: PathBuf,
+    history_path: PathBuf,
+    keep_settled: usize,
     generation: AtomicU64,
     dirty: tokio::sync::Notify,
     written: tokio::sync::watch::Sender<u64>,
@@ -255,6 +261,8 @@ fn run(args: Args) -> Result<()> {
         chain_id,
         books: Mutex::new(books),
         books_path,
+        history_path: books::history_path(&args.datadir),
+        keep_settled: args.keep_settled as usize,
         generation: AtomicU64::new(0),
         dirty: tokio::sync::Notify::new(),
         written: tokio::sync::watch::Sender::new(0),

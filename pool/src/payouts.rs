@@ -2,7 +2,8 @@
 //! main chain moves its credits to the balances (one that left the chain voids them);
 //! each balance is then paid in a transaction from the pool's key. A payout is written to
 //! the books, signed, before it is sent, so after a crash the same transaction (same
-//! nonce, same txid) is sent again rather than a second one.
+//! nonce, same txid) is sent again rather than a second one. Settled entries beyond the
+//! newest `--keep-settled` then move to the history file.
 
 use crate::books::{BlockState, Payout, PayoutState};
 use crate::Pool;
@@ -92,6 +93,7 @@ fn round(
     if changed {
         wait_written(pool, runtime);
     }
+    archive(pool, runtime)?;
     // New payouts, each written down before it is sent.
     let fee = amount(&client.call("fee_estimate", json!({}))?["fee"]);
     let account = client.call(
@@ -155,6 +157,33 @@ fn round(
             eprintln!("payout {} to {miner} not taken yet: {error}", payout.txid);
         }
     }
+    Ok(())
+}
+
+/// Moves settled entries beyond the newest `--keep-settled` to the history file: appended
+/// and synced first, only then dropped from the books (written at any moment), so each is
+/// always in one or the other.
+fn archive(pool: &Pool, runtime: &tokio::runtime::Handle) -> anyhow::Result<()> {
+    let old = pool
+        .books
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .settled_beyond(pool.keep_settled);
+    if old.is_empty() {
+        return Ok(());
+    }
+    let mut lines = Vec::new();
+    for entry in &old {
+        serde_json::to_writer(&mut lines, entry)?;
+        lines.push(b'\n');
+    }
+    apiary_files::append_synced(&pool.history_path, &lines)
+        .map_err(|e| anyhow::anyhow!("cannot append to {}: {e}", pool.history_path.display()))?;
+    pool.books
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .forget(&old);
+    wait_written(pool, runtime);
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 pub mod browser;
 pub mod metrics;
+pub mod pool;
 pub mod ws;
 
 pub const CHAIN_ID: &str = "apiary-systest";

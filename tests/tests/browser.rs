@@ -209,7 +209,16 @@ fn the_dashboard_shows_a_killed_node_down_and_a_partition_as_two_branches() {
     wait_per_node(&browser, "data-state", "node three up again", |s| {
         s == ["up", "up", "up"]
     });
-    wait_until(WAIT, "node three to rejoin", || three.peer_count() > 0);
+    // Restarted with node one for its only peer: it must know node two too, or the
+    // partition below leaves it alone on a branch of its own.
+    three
+        .rpc
+        .call("net_connect", json!({"addr": two.p2p_addr()}))
+        .unwrap();
+    let two_id = two.peer_id();
+    wait_until(WAIT, "node three to rejoin both", || {
+        three.peer_count() == 2 && peer_entry(&three, &two_id).is_some()
+    });
 
     // Partitioned, node one against the other two: each side mines its own blocks.
     let ban = |a: &NodeProcess, b: &NodeProcess| {

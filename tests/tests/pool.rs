@@ -3,171 +3,13 @@
 //! with the pool up; a pool killed with -9 loses no acknowledged share and pays nothing
 //! twice.
 
-use apiary_core::block::{target_words, HeaderHasher};
-use apiary_core::pow::Target;
-use apiary_core::BlockHeader;
+use apiary_system_tests::pool::*;
 use apiary_system_tests::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Stdio};
 use tempfile::TempDir;
-
-const WAIT: Duration = Duration::from_secs(120);
-
-struct PoolProcess {
-    child: Child,
-    datadir: PathBuf,
-    addr: String,
-}
-
-impl PoolProcess {
-    fn start(datadir: &Path, nodes: &[&NodeProcess], extra: &[&str]) -> PoolProcess {
-        let _ = std::fs::remove_file(datadir.join("pool.addr"));
-        let mut command = Command::new(bin("apiary-pool"));
-        for node in nodes {
-            command
-                .args(["--rpc", &node.rpc.url, "--rpc-cookie"])
-                .arg(node.datadir.join("rpc.cookie"));
-        }
-        let child = command
-            .arg("--datadir")
-            .arg(datadir)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_until(WAIT, "the pool to listen", || {
-            datadir.join("pool.addr").exists()
-        });
-        let addr = std::fs::read_to_string(datadir.join("pool.addr")).unwrap();
-        PoolProcess {
-            child,
-            datadir: datadir.to_path_buf(),
-            addr,
-        }
-    }
-
-    /// The books as written (empty before the first share).
-    fn books(&self) -> Value {
-        match std::fs::read(self.datadir.join("pool.json")) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap(),
-            Err(_) => json!({"miners": {}, "blocks": [], "payouts": [], "balances": {}}),
-        }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PoolProcess {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn miner(pool: &PoolProcess, address: &str, extra: &[&str]) -> Command {
-    let mut command = Command::new(bin("apiary-miner"));
-    command
-        .args([
-            "--pool",
-            &pool.addr,
-            "--address",
-            address,
-            "--threads",
-            "1",
-            "--json",
-        ])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null());
-    command
-}
-
-/// Each miner's output, drained on a thread of its own: one whose pipe fills stops
-/// reading its jobs while another is waited for.
-fn wait_for_all(miners: Vec<Child>) -> Vec<std::process::Output> {
-    miners
-        .into_iter()
-        .map(|m| std::thread::spawn(move || m.wait_with_output().unwrap()))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|t| t.join().unwrap())
-        .collect()
-}
-
-fn lines(stdout: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn units(v: &Value) -> u64 {
-    v.as_u64().unwrap()
-}
-
-/// Every found block splits exactly: credits by weight (floored), fee, remainder.
-fn assert_books_add_up(books: &Value, fee_percent: u64) {
-    for block in books["blocks"].as_array().unwrap() {
-        let reward = units(&block["reward"]);
-        let fee = units(&block["fee"]);
-        assert_eq!(fee, reward * fee_percent / 100, "{block}");
-        let credits: u64 = block["credits"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(units)
-            .sum();
-        assert_eq!(
-            credits + fee + units(&block["remainder"]),
-            reward,
-            "{block}"
-        );
-        let weights = block["weights"].as_object().unwrap();
-        let total: u64 = weights.values().map(units).sum();
-        for (miner, weight) in weights {
-            let expected = ((reward - fee) as u128 * units(weight) as u128 / total as u128) as u64;
-            assert_eq!(
-                block["credits"][miner].as_u64().unwrap_or(0),
-                expected,
-                "{block}"
-            );
-        }
-    }
-}
-
-/// Mines a block at a time (paying someone else) until every block the pool found is
-/// matured or void, every payout confirmed and nothing owed.
-fn mine_until_all_paid(node: &NodeProcess, pool: &PoolProcess) {
-    wait_until(WAIT, "every reward paid and confirmed", || {
-        node.rpc
-            .call(
-                "dev_mine",
-                json!({"blocks": 1, "address": address_text(30)}),
-            )
-            .unwrap();
-        let books = pool.books();
-        let all = |list: &str, done: &dyn Fn(&Value) -> bool| {
-            books[list].as_array().unwrap().iter().all(done)
-        };
-        all("blocks", &|b| b["state"] != "immature")
-            && all("payouts", &|p| p["state"] == "confirmed")
-            && books["balances"]
-                .as_object()
-                .unwrap()
-                .values()
-                .all(|v| v == 0)
-    });
-}
 
 #[test]
 fn three_miners_through_the_pool_are_paid_in_proportion_to_their_shares() {
@@ -184,6 +26,10 @@ fn three_miners_through_the_pool_are_paid_in_proportion_to_their_shares() {
             "2",
             "--share-seconds",
             "0.3",
+            // All but the newest settled block and payout move to the history: what is
+            // checked below reads both.
+            "--keep-settled",
+            "1",
         ],
     );
     let payees: Vec<String> = (21..24).map(address_text).collect();
@@ -220,6 +66,10 @@ fn three_miners_through_the_pool_are_paid_in_proportion_to_their_shares() {
 
     // Rewards mature, payouts go out and confirm: each miner holds exactly what it was paid.
     mine_until_all_paid(&node, &pool);
+    assert!(
+        pool.history_lines() > 0,
+        "settled blocks moved to the history"
+    );
     let books = pool.books();
     assert_books_add_up(&books, 2);
     let mut paid: BTreeMap<String, u64> = BTreeMap::new();
@@ -262,12 +112,12 @@ fn three_miners_through_the_pool_are_paid_in_proportion_to_their_shares() {
 /// A retarget answered after the books are written re-sends the job current then, not the
 /// one current when the share came: a miner never goes back to an older tip's job. (It
 /// did: a new tip's job went out during the write, and the old one followed it; the miner
-/// hashed a stale tip until the next block.) Blocks every ~0.1 s and a share target of 50 a
+/// hashed a stale tip until the next block.) Blocks every few tens of ms and 50 shares a
 /// second make retargets and new tips meet often.
 #[test]
 fn a_miner_never_gets_an_older_tips_job_after_a_newer_one() {
     let dir = TempDir::new().unwrap();
-    let spec = write_fixed_spec(dir.path(), 1 << 19);
+    let spec = write_fixed_spec(dir.path(), 1 << 17);
     let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
     let pool = PoolProcess::start(
         &dir.path().join("pool"),
@@ -304,90 +154,6 @@ fn a_miner_never_gets_an_older_tips_job_after_a_newer_one() {
         tips >= 10,
         "only {tips} blocks: too few tips to meet a retarget"
     );
-}
-
-/// A hand-written Stratum client.
-struct Stratum {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    next_id: u64,
-}
-
-impl Stratum {
-    fn connect(pool: &PoolProcess) -> Stratum {
-        let stream = TcpStream::connect(&pool.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        Stratum {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-            next_id: 0,
-        }
-    }
-
-    fn send_line(&mut self, line: &str) {
-        self.writer.write_all(line.as_bytes()).unwrap();
-        self.writer.write_all(b"\n").unwrap();
-    }
-
-    fn read(&mut self) -> Option<Value> {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(serde_json::from_str(&line).unwrap()),
-        }
-    }
-
-    /// Calls `method`; returns its reply, keeping the jobs that came before it.
-    fn call(&mut self, method: &str, params: Value, jobs: &mut Vec<Value>) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        self.send_line(&json!({"id": id, "method": method, "params": params}).to_string());
-        loop {
-            let message = self.read().expect("the pool answers");
-            if message["method"] == "mining.notify" {
-                jobs.push(message["params"].clone());
-            } else if message["id"] == id {
-                return message;
-            }
-        }
-    }
-
-    fn next_job(&mut self) -> Value {
-        loop {
-            let message = self.read().expect("a job");
-            if message["method"] == "mining.notify" {
-                return message["params"].clone();
-            }
-        }
-    }
-}
-
-/// A nonce meeting `job`'s share target but not its block's (so the tip stays put),
-/// searched from `from`.
-fn solve(job: &Value, from: u64) -> (u64, u64) {
-    let header: BlockHeader =
-        borsh::from_slice(&hex::decode(job[1].as_str().unwrap()).unwrap()).unwrap();
-    let target = target_words(&Target::from_hex(job[2].as_str().unwrap()).unwrap());
-    let block = target_words(&header.bits.to_target().unwrap());
-    let mut hasher = HeaderHasher::new(&header);
-    let nonce = (from..)
-        .find(|n| {
-            let hash = hasher.hash_words(*n);
-            hash <= target && hash > block
-        })
-        .unwrap();
-    (nonce, header.timestamp_ms)
-}
-
-/// A nonce that misses `job`'s share target.
-fn miss(job: &Value) -> u64 {
-    let header: BlockHeader =
-        borsh::from_slice(&hex::decode(job[1].as_str().unwrap()).unwrap()).unwrap();
-    let target = target_words(&Target::from_hex(job[2].as_str().unwrap()).unwrap());
-    let mut hasher = HeaderHasher::new(&header);
-    (0..).find(|n| hasher.hash_words(*n) > target).unwrap()
 }
 
 #[test]
@@ -504,19 +270,20 @@ fn bad_shares_and_bad_lines_are_refused_and_the_pool_stays_up() {
     assert_eq!(ok["result"], true);
 }
 
-fn job_timestamp(job: &Value) -> u64 {
-    let header: BlockHeader =
-        borsh::from_slice(&hex::decode(job[1].as_str().unwrap()).unwrap()).unwrap();
-    header.timestamp_ms
-}
-
 #[test]
 fn a_pool_killed_with_9_loses_no_share_and_pays_nothing_twice() {
     let dir = TempDir::new().unwrap();
     let spec = write_fixed_spec(dir.path(), 1 << 21);
     let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
     let pool_dir = dir.path().join("pool");
-    let extra = ["--maturity", "1", "--share-seconds", "0.2"];
+    let extra = [
+        "--maturity",
+        "1",
+        "--share-seconds",
+        "0.2",
+        "--keep-settled",
+        "0",
+    ];
     let mut pool = PoolProcess::start(&pool_dir, &[&node], &extra);
     let payee = address_text(21);
     let mut mining = miner(&pool, &payee, &[])
@@ -558,6 +325,10 @@ fn a_pool_killed_with_9_loses_no_share_and_pays_nothing_twice() {
     // Restarted: it pays the rest, and what was sent once is not sent again.
     let pool = PoolProcess::start(&pool_dir, &[&node], &extra);
     mine_until_all_paid(&node, &pool);
+    assert!(
+        pool.history_lines() > 0,
+        "settled entries moved to the history"
+    );
     let books = pool.books();
     assert_books_add_up(&books, 1);
     let payouts = books["payouts"].as_array().unwrap();
