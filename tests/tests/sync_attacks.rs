@@ -209,9 +209,8 @@ fn a_long_low_work_header_chain_costs_nothing_but_its_sender() {
         .rpc
         .call("dev_mine", serde_json::json!({"blocks": 13}))
         .unwrap();
-    // The witness has them before the attack: mined at once right after it connected, they
-    // may precede its gossip subscription and come only with the next status round; the
-    // relays under attack below must each be one block, by gossip.
+    // The witness has them before the attack: the relays under attack below must each be
+    // one block, by gossip.
     let tip = pair.victim.tip();
     wait_until(
         Duration::from_secs(30),

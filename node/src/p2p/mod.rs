@@ -555,12 +555,21 @@ impl Service {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
                 peer_id,
                 topic,
-            })) => self.set_peer(peer_id, |info| {
-                let topic = topic.into_string();
-                if !info.topics.contains(&topic) {
-                    info.topics.push(topic);
+            })) => {
+                // Only our two topics are recorded: a peer may subscribe to any number of
+                // others, and none of them is of use to us.
+                let ours = [&self.block_topic, &self.tx_topic]
+                    .into_iter()
+                    .any(|t| t.hash() == topic);
+                if ours {
+                    self.set_peer(peer_id, |info| {
+                        let topic = topic.into_string();
+                        if !info.topics.contains(&topic) {
+                            info.topics.push(topic);
+                        }
+                    });
                 }
-            }),
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Unsubscribed {
                 peer_id,
                 topic,
