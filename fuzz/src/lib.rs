@@ -13,12 +13,27 @@ use std::sync::{Arc, OnceLock};
 /// Keys funded by `spec()`: secret key = 32 bytes of the seed, seeds 1 to FUNDED.
 pub const FUNDED: u8 = 4;
 
-pub fn key(seed: u8) -> SigningKey {
-    SigningKey::from_bytes(&[seed; 32])
+/// Derived once per seed: deriving a key (a base-point multiplication) for every
+/// transaction was a fifth of the `chain` target's time, all of it in the harness.
+pub fn key(seed: u8) -> &'static SigningKey {
+    &keys()[usize::from(seed)].0
 }
 
 pub fn address(seed: u8) -> Address {
-    Address(key(seed).verifying_key().to_bytes())
+    keys()[usize::from(seed)].1
+}
+
+fn keys() -> &'static [(SigningKey, Address)] {
+    static KEYS: OnceLock<Vec<(SigningKey, Address)>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        (0..=u8::MAX)
+            .map(|seed| {
+                let key = SigningKey::from_bytes(&[seed; 32]);
+                let address = Address(key.verifying_key().to_bytes());
+                (key, address)
+            })
+            .collect()
+    })
 }
 
 /// The fuzz chain (`fuzz/chain.toml`, also read by the seed corpus's writer).
