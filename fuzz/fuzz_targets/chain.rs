@@ -14,7 +14,7 @@ use apiary_node::Node;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 #[derive(Arbitrary, Debug)]
 struct Op {
@@ -159,9 +159,9 @@ fn transfer(from_seed: u8, to: Address, amount: u64, fee: u64, nonce: u64) -> Si
     };
     // Ed25519 signing is deterministic, so a signature made once is the signature: inputs
     // repeat most transfers, and signing them again was a sixth of the target's time.
-    static SIGNED: Mutex<Option<HashMap<Vec<u8>, SignedTransaction>>> = Mutex::new(None);
+    static SIGNED: LazyLock<Mutex<HashMap<Vec<u8>, SignedTransaction>>> =
+        LazyLock::new(Mutex::default);
     let mut signed = SIGNED.lock().unwrap_or_else(|e| e.into_inner());
-    let signed = signed.get_or_insert_with(HashMap::new);
     if signed.len() > 100_000 {
         signed.clear();
     }
