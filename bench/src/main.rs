@@ -93,6 +93,7 @@ struct Args {
 
 fn main() -> Result<()> {
     use clap::{Parser, ValueEnum};
+    apiary_cmdline::end_quietly_on_closed_pipe();
     let args = Args::parse();
     let chosen = if args.all {
         Bench::value_variants().to_vec()

@@ -100,7 +100,7 @@ impl NodeProc {
         node.client = apiary_client::Client::new(vec![apiary_client::Endpoint::with_cookie(
             &node.host,
             Some(&node.cookie()),
-        )?]);
+        )]);
         Ok(node)
     }
 

@@ -64,6 +64,7 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
+    apiary_cmdline::end_quietly_on_closed_pipe();
     apiary_cmdline::serve_docs(Args::command);
     let args = Args::parse();
     match run(&args) {
@@ -110,8 +111,7 @@ fn print(value: &Value, raw: bool) {
 /// The node named by the flags: --rpc, else a data dir's rpc.addr and rpc.cookie.
 fn client(args: &Args) -> Result<Client, Failure> {
     if let Some(url) = &args.rpc {
-        let endpoint = Endpoint::with_cookie(url, args.rpc_cookie.as_deref())
-            .map_err(|e| Failure::Usage(e.into()))?;
+        let endpoint = Endpoint::with_cookie(url, args.rpc_cookie.as_deref());
         return Ok(Client::new(vec![endpoint]));
     }
     let datadir =
@@ -147,8 +147,10 @@ fn from_datadir(datadir: &Path) -> Result<Endpoint, Failure> {
             ))
         }
     };
-    Endpoint::with_cookie(&addr, Some(&datadir.join("rpc.cookie")))
-        .map_err(|e| Failure::Unreachable(e.into()))
+    Ok(Endpoint::with_cookie(
+        &addr,
+        Some(&datadir.join("rpc.cookie")),
+    ))
 }
 
 /// `help`: the methods the node serves; `help METHOD`: one of them in full.

@@ -10,7 +10,7 @@ pub use subscription::Subscription;
 use base64::Engine;
 use serde_json::{json, Value};
 use std::cell::Cell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,11 +26,6 @@ pub enum ClientError {
     },
     #[error("{cookies} RPC cookies for {urls} nodes: give one per --rpc, or one for all")]
     CookieCount { cookies: usize, urls: usize },
-    #[error("cannot read RPC cookie {path}: {source}")]
-    Cookie {
-        path: String,
-        source: std::io::Error,
-    },
 }
 
 /// An amount as the node gives it: a decimal string of base units (a number from nodes
@@ -47,7 +42,7 @@ pub fn amount_of(value: &Value) -> Option<apiary_core::Amount> {
 fn unreachable_hint(failures: &[(String, String)]) -> &'static str {
     if failures
         .iter()
-        .any(|(_, why)| why.contains("Connection refused"))
+        .any(|(_, why)| why.contains("Connection refused") || why.starts_with(NO_COOKIE))
     {
         " (is a node running? start one with `apiary-node`, or a testnet with \
          `scripts/testnet up`, or say where it is with --rpc URL)"
@@ -65,11 +60,18 @@ pub fn with_scheme(url: &str) -> String {
     }
 }
 
-/// One node: where it answers, and the `user:password` its cookie file holds.
+/// How a failure to find a node's cookie begins: the node is stopped (a node removes its
+/// cookie when it stops cleanly) or not started yet.
+const NO_COOKIE: &str = "no RPC cookie";
+
+/// One node: where it answers, and the cookie file that holds its `user:password`.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
     pub url: String,
-    pub credentials: Option<String>,
+    /// Read at each call, not once: a node writes a new cookie each time it starts and
+    /// removes it when it stops, so a missing cookie means "this node is down, ask the
+    /// next", never "give up".
+    pub cookie: Option<PathBuf>,
 }
 
 impl Endpoint {
@@ -85,33 +87,50 @@ impl Endpoint {
                 urls: urls.len(),
             });
         }
-        urls.iter()
+        Ok(urls
+            .iter()
             .enumerate()
             .map(|(i, url)| {
                 let cookie = cookies
                     .get(i)
                     .or(cookies.first().filter(|_| cookies.len() == 1));
-                Endpoint::with_cookie(url, cookie.map(std::path::PathBuf::as_path))
+                Endpoint::with_cookie(url, cookie.map(PathBuf::as_path))
             })
-            .collect()
+            .collect())
     }
 
-    /// An endpoint whose credentials are read from a node's `rpc.cookie`.
-    pub fn with_cookie(url: &str, cookie: Option<&Path>) -> Result<Endpoint, ClientError> {
-        let credentials = cookie
-            .map(|path| {
-                std::fs::read_to_string(path)
-                    .map(|text| text.trim().to_string())
-                    .map_err(|source| ClientError::Cookie {
-                        path: path.display().to_string(),
-                        source,
-                    })
-            })
-            .transpose()?;
-        Ok(Endpoint {
+    /// An endpoint whose credentials are read from a node's `rpc.cookie` (at each call).
+    pub fn with_cookie(url: &str, cookie: Option<&Path>) -> Endpoint {
+        Endpoint {
             url: with_scheme(url),
-            credentials,
-        })
+            cookie: cookie.map(Path::to_path_buf),
+        }
+    }
+
+    /// The `user:password` to send, read from the cookie now. An error says why this node
+    /// cannot be asked (and the caller asks the next).
+    fn credentials(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.cookie else {
+            return Ok(None);
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Some(text.trim().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+                "{NO_COOKIE} at {} (the node is stopped, or not started yet)",
+                path.display()
+            )),
+            Err(e) => Err(format!("cannot read RPC cookie {}: {e}", path.display())),
+        }
+    }
+
+    /// The HTTP `Authorization` header's value, if this node takes a cookie.
+    fn authorization(&self) -> Result<Option<String>, String> {
+        Ok(self.credentials()?.map(|credentials| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            )
+        }))
     }
 }
 
@@ -142,9 +161,13 @@ impl Client {
             let index = (self.preferred.get() + offset) % count;
             let endpoint = &self.endpoints[index];
             let mut request = self.agent.post(&endpoint.url);
-            if let Some(credentials) = &endpoint.credentials {
-                let token = base64::engine::general_purpose::STANDARD.encode(credentials);
-                request = request.set("Authorization", &format!("Basic {token}"));
+            match endpoint.authorization() {
+                Ok(Some(authorization)) => request = request.set("Authorization", &authorization),
+                Ok(None) => {}
+                Err(why) => {
+                    failures.push((endpoint.url.clone(), why));
+                    continue;
+                }
             }
             let reply: Value = match request.send_json(&body) {
                 Ok(response) => match response.into_json() {

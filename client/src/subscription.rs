@@ -4,7 +4,6 @@
 //! from (to polling).
 
 use crate::{Client, ClientError};
-use base64::Engine;
 use serde_json::{json, Value};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -22,7 +21,10 @@ impl Client {
     pub fn subscribe(&self, params: Value) -> Result<Subscription, ClientError> {
         let mut failures = Vec::new();
         for endpoint in &self.endpoints {
-            match open(&endpoint.url, endpoint.credentials.as_deref(), &params) {
+            let opened = endpoint
+                .authorization()
+                .and_then(|authorization| open(&endpoint.url, authorization.as_deref(), &params));
+            match opened {
                 Ok(socket) => {
                     return Ok(Subscription {
                         socket,
@@ -38,7 +40,7 @@ impl Client {
 
 fn open(
     url: &str,
-    credentials: Option<&str>,
+    authorization: Option<&str>,
     params: &Value,
 ) -> Result<WebSocket<TcpStream>, String> {
     let host = url
@@ -59,11 +61,10 @@ fn open(
     let mut request = format!("ws://{host}/ws")
         .into_client_request()
         .map_err(|e| e.to_string())?;
-    if let Some(credentials) = credentials {
-        let token = base64::engine::general_purpose::STANDARD.encode(credentials);
+    if let Some(authorization) = authorization {
         request.headers_mut().insert(
             "Authorization",
-            format!("Basic {token}").parse().map_err(|_| "bad cookie")?,
+            authorization.parse().map_err(|_| "bad cookie")?,
         );
     }
     let (mut socket, _) = tungstenite::client(request, stream).map_err(|e| match e {

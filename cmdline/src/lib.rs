@@ -5,9 +5,51 @@
 //!   --completions bash|zsh|fish|elvish|powershell`; `scripts/docs` writes them all. Both
 //!   flags are hidden from `--help`.
 //! - A failure as one line: the error and each cause once.
+//! - A closed pipe on stdout or stderr (`| head`): a command ends quietly, as other Unix
+//!   tools do; a service (the node, the pool) drops the lines nobody reads and runs on.
 
 use clap::Command;
 use std::io::Write;
+
+/// Lets a write to a closed stdout or stderr end this program as other Unix tools end:
+/// killed by SIGPIPE (status 141 in a shell), quietly, instead of a panic with a
+/// backtrace. For commands that end when their reader does; a long-lived service keeps
+/// SIGPIPE ignored and writes its lines with `say!`. Sockets are not affected: std, tokio
+/// and ureq write to them with MSG_NOSIGNAL.
+pub fn end_quietly_on_closed_pipe() {
+    // SAFETY: sets a signal's disposition to its default before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Writes one line to stderr, and drops it when nobody reads stderr any more (a closed
+/// pipe): a service's log line never stops the service (`eprintln!` would panic).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::write_stderr_line(format_args!($($arg)*))
+    };
+}
+
+#[doc(hidden)]
+pub fn write_stderr_line(line: std::fmt::Arguments) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
+/// Writes `bytes` to stdout whole. A reader that went away (a closed pipe) ends the
+/// program with status 0, as if all was read; another failure with status 1.
+pub fn write_stdout_or_exit(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        say!("error: cannot write: {e}");
+        std::process::exit(1);
+    }
+}
 
 /// Handles `--manpage` or `--completions SHELL` when it is the only argument: prints what
 /// was asked for and exits. Call it before parsing, with the program's command.
@@ -23,7 +65,7 @@ pub fn serve_docs(command: impl FnOnce() -> Command) {
         ["--completions", shell] => match shell.parse::<clap_complete::Shell>() {
             Ok(shell) => Request::Completions(shell),
             Err(e) => {
-                eprintln!("error: {e}; try bash, zsh, fish, elvish or powershell");
+                say!("error: {e}; try bash, zsh, fish, elvish or powershell");
                 std::process::exit(2);
             }
         },
@@ -41,14 +83,7 @@ pub fn serve_docs(command: impl FnOnce() -> Command) {
             clap_complete::generate(shell, &mut command, name, &mut text)
         }
     }
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(&text).and_then(|()| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        eprintln!("error: cannot write: {e}");
-        std::process::exit(1);
-    }
+    write_stdout_or_exit(&text);
     std::process::exit(0);
 }
 

@@ -60,6 +60,7 @@ struct Args {
 }
 
 fn main() {
+    apiary_cmdline::end_quietly_on_closed_pipe();
     apiary_cmdline::serve_docs(<Args as clap::CommandFactory>::command);
     let args = Args::parse();
     if let Err(error) = run(args) {

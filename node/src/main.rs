@@ -159,12 +159,12 @@ fn main() {
         Ok(args) => args,
         Err(error) => {
             // 1, like every refusal a restart cannot mend (2 is a fatal fault at run time).
-            eprintln!("error: {}", apiary_cmdline::error_line(&error));
+            apiary_cmdline::say!("error: {}", apiary_cmdline::error_line(&error));
             std::process::exit(1);
         }
     };
     if let Err(error) = init_logging(&args) {
-        eprintln!("error: {}", apiary_cmdline::error_line(&error));
+        apiary_cmdline::say!("error: {}", apiary_cmdline::error_line(&error));
         std::process::exit(1);
     }
     // A panic is a bug: say where, in the log, whichever thread it was on. The task it
@@ -179,7 +179,7 @@ fn main() {
         if logs_to_file {
             tracing::error!("{}", apiary_cmdline::error_line(&error));
         }
-        eprintln!("error: {}", apiary_cmdline::error_line(&error));
+        apiary_cmdline::say!("error: {}", apiary_cmdline::error_line(&error));
         std::process::exit(1);
     }
 }
@@ -239,7 +239,9 @@ fn parse_args() -> Result<Args> {
 
 fn finish(command: &clap::Command, matches: &clap::ArgMatches, args: Args) -> Result<Args> {
     if args.print_config {
-        print!("{}", apiary_node::config::render(command, matches));
+        apiary_cmdline::write_stdout_or_exit(
+            apiary_node::config::render(command, matches).as_bytes(),
+        );
         std::process::exit(0);
     }
     Ok(args)
@@ -252,7 +254,12 @@ fn init_logging(args: &Args) -> Result<()> {
     // every start (its automatic bootstrap cannot be turned off). RUST_LOG overrides.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,libp2p_gossipsub=error,libp2p_kad=error".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A line that cannot be written (nobody reads stderr any more, a full disk) is dropped:
+    // the subscriber's own report of it would go through `eprintln!`, which panics on a
+    // closed pipe, and a panic logged to the same pipe aborts the node.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .log_internal_errors(false);
     match (&args.log_file, args.log_format) {
         (Some(path), format) => {
             let file = std::fs::OpenOptions::new()
@@ -389,7 +396,7 @@ fn run(args: Args) -> Result<()> {
         // Stop at once, not half-alive: other threads may still hold the store, so no
         // destructors run (what was acknowledged is on disk already, as after kill -9).
         remove_ready_files();
-        eprintln!("error: {reason}");
+        apiary_cmdline::say!("error: {reason}");
         // SAFETY: _exit ends the process without running anything else.
         unsafe { libc::_exit(2) };
     }

@@ -194,15 +194,19 @@ impl Pool {
             match reply {
                 Ok(reply) if reply["status"] == "accepted" => {
                     let hash = reply["hash"].as_str().unwrap_or_default().to_string();
-                    eprintln!("block {} found at height {}", hash, work.height);
+                    apiary_cmdline::say!("block {} found at height {}", hash, work.height);
                     pool.books
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .block_found(work.height, hash, work.reward, pool.fee_percent);
                     pool.mark_dirty();
                 }
-                Ok(reply) => eprintln!("block at height {} not taken: {reply}", work.height),
-                Err(error) => eprintln!("block at height {} not submitted: {error}", work.height),
+                Ok(reply) => {
+                    apiary_cmdline::say!("block at height {} not taken: {reply}", work.height)
+                }
+                Err(error) => {
+                    apiary_cmdline::say!("block at height {} not submitted: {error}", work.height)
+                }
             }
         })
         .await;
@@ -213,7 +217,7 @@ fn main() {
     apiary_cmdline::serve_docs(<Args as clap::CommandFactory>::command);
     let args = Args::parse();
     if let Err(error) = run(args) {
-        eprintln!("error: {}", apiary_cmdline::error_line(&error));
+        apiary_cmdline::say!("error: {}", apiary_cmdline::error_line(&error));
         std::process::exit(1);
     }
 }
@@ -311,7 +315,7 @@ fn run(args: Args) -> Result<()> {
             &args.datadir.join("pool.addr"),
             bound.to_string().as_bytes(),
         )?;
-        eprintln!(
+        apiary_cmdline::say!(
             "pool {} listening on {bound}; blocks pay {}",
             env!("CARGO_PKG_VERSION"),
             pool.address.to_text(&pool.prefix)
@@ -320,7 +324,7 @@ fn run(args: Args) -> Result<()> {
             let (stream, _) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    eprintln!("cannot accept a miner: {error}");
+                    apiary_cmdline::say!("cannot accept a miner: {error}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -354,7 +358,7 @@ async fn write_books(pool: Arc<Pool>) {
                 pool.written.send_replace(generation);
             }
             Ok(Err(error)) => {
-                eprintln!(
+                apiary_cmdline::say!(
                     "error: cannot write {}: {error}; stopping",
                     pool.books_path.display()
                 );

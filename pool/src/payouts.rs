@@ -16,7 +16,7 @@ pub fn run(pool: &Pool, runtime: &tokio::runtime::Handle) {
     loop {
         std::thread::sleep(Duration::from_secs(1));
         if let Err(error) = round(pool, &client, runtime) {
-            eprintln!("payouts: {error}; trying again");
+            apiary_cmdline::say!("payouts: {error}; trying again");
         }
     }
 }
@@ -154,7 +154,7 @@ fn round(
         }
         spendable -= owed;
         if let Err(error) = client.call("tx_submit", json!({"tx": payout.tx_hex})) {
-            eprintln!("payout {} to {miner} not taken yet: {error}", payout.txid);
+            apiary_cmdline::say!("payout {} to {miner} not taken yet: {error}", payout.txid);
         }
     }
     Ok(())

@@ -82,22 +82,77 @@ fn a_miner_fails_over_to_the_next_node() {
     });
     first.kill9();
     let after = second.rpc.tip_height();
-    let mined = (|| {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if second.rpc.tip_height() >= after + 5 {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    })();
+    let mined = mines_on(&second, after + 5, &mut miner);
     let _ = miner.kill();
     let _ = miner.wait();
     assert!(
         mined,
         "no blocks through the second node after the first died"
     );
+}
+
+/// A node stopped cleanly has no cookie: it is down, not a reason to give up. A miner
+/// started meanwhile mines through the next node, and takes the first node's new cookie
+/// when it comes back.
+#[test]
+fn a_miner_mines_while_a_node_is_stopped_and_after_it_restarts() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let first_dir = dir.path().join("first");
+    let mut first = NodeProcess::start(&first_dir, Some(&spec), &[]).unwrap();
+    let mut second = NodeProcess::start(
+        &dir.path().join("second"),
+        Some(&spec),
+        &["--peer", &first.p2p_addr()],
+    )
+    .unwrap();
+    wait_until(WAIT, "the nodes to connect", || second.peer_count() == 1);
+    let rpc_addr = first
+        .rpc
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    assert!(first.stop(), "a clean stop");
+    let mut miner = miner_command(&[&first, &second], &address_text(9), &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mined = mines_on(&second, 3, &mut miner);
+    assert!(mined, "no blocks through the second node");
+    // The first comes back on the same address with a new cookie; the second goes.
+    first = NodeProcess::start(
+        &first_dir,
+        Some(&spec),
+        &["--rpc-addr", &rpc_addr, "--peer", &second.p2p_addr()],
+    )
+    .unwrap();
+    let tip = second.tip();
+    wait_until(WAIT, "the first node to catch up", || {
+        first.tip().0 >= tip.0
+    });
+    second.kill9();
+    let after = first.rpc.tip_height();
+    let mined = mines_on(&first, after + 3, &mut miner);
+    let _ = miner.kill();
+    let _ = miner.wait();
+    assert!(mined, "no blocks through the restarted first node");
+}
+
+/// Waits until `node` reaches `height`, failing if the miner gives up first.
+fn mines_on(node: &NodeProcess, height: u64, miner: &mut std::process::Child) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if node.rpc.tip_height() >= height {
+            return true;
+        }
+        if let Ok(Some(status)) = miner.try_wait() {
+            panic!("the miner gave up ({status}) instead of failing over");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 #[test]

@@ -382,3 +382,30 @@ fn the_pool_fails_over_when_its_node_dies() {
     let books = pool.books();
     assert!(books["blocks"].as_array().unwrap().len() as u64 >= before + 3 - 1);
 }
+
+/// A node stopped cleanly has no cookie: it is down, not a reason for the pool to give up.
+#[test]
+fn the_pool_starts_and_pays_while_its_first_node_is_stopped() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_fixed_spec(dir.path(), 1 << 18);
+    let mut first = NodeProcess::start(&dir.path().join("first"), Some(&spec), &[]).unwrap();
+    let second = NodeProcess::start(
+        &dir.path().join("second"),
+        Some(&spec),
+        &["--peer", &first.p2p_addr()],
+    )
+    .unwrap();
+    wait_until(WAIT, "the nodes to connect", || second.peer_count() == 1);
+    assert!(first.stop(), "a clean stop");
+    let pool = PoolProcess::start(&dir.path().join("pool"), &[&first, &second], &[]);
+    let mut mining = miner(&pool, &address_text(21), &[])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(WAIT, "blocks through the second node", || {
+        second.rpc.tip_height() >= 3
+    });
+    let _ = mining.kill();
+    let _ = mining.wait();
+    assert!(!pool.books()["blocks"].as_array().unwrap().is_empty());
+}

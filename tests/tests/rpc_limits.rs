@@ -170,3 +170,121 @@ fn a_huge_ban_is_refused_and_the_network_keeps_following() {
         a.tip() == tip
     });
 }
+
+/// 2,000 calls at once, each on a new connection, to a node with default limits (256
+/// connections): every one is answered, served or refused as busy (503, `Retry-After`, a
+/// JSON-RPC error with the call's id), none closed without a word.
+#[test]
+fn a_burst_of_two_thousand_calls_is_answered_every_one() {
+    const CALLS: usize = 2_000;
+    raise_own_file_limit(4 * CALLS as u64);
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
+    let addr = rpc_socket(&node);
+    let authorization = basic(&node.rpc.credentials);
+    let start = std::sync::Arc::new(std::sync::Barrier::new(CALLS));
+    let callers: Vec<_> = (0..CALLS)
+        .map(|i| {
+            let (start, authorization) = (start.clone(), authorization.clone());
+            std::thread::Builder::new()
+                .stack_size(64 << 10)
+                .spawn(move || {
+                    let body = format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"chain_tip"}}"#);
+                    let request = format!(
+                        "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: {authorization}\r\n\
+                         Content-Type: application/json\r\nContent-Length: {}\r\n\
+                         Connection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    start.wait();
+                    let mut stream = TcpStream::connect(addr)?;
+                    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+                    stream.write_all(request.as_bytes())?;
+                    let mut answer = String::new();
+                    stream.read_to_string(&mut answer)?;
+                    Ok::<_, std::io::Error>((i, answer))
+                })
+                .unwrap()
+        })
+        .collect();
+    let (mut served, mut busy) = (0, 0);
+    for caller in callers {
+        let (i, answer) = caller
+            .join()
+            .unwrap()
+            .expect("the connection was answered, not reset");
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("call {i} got no HTTP answer: {answer:?}"));
+        let reply: serde_json::Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("call {i}: {e}: {answer:?}"));
+        assert_eq!(reply["id"], i, "{answer}");
+        if head.starts_with("HTTP/1.1 200 ") {
+            assert_eq!(reply["result"]["height"], 0, "{answer}");
+            served += 1;
+        } else {
+            assert!(head.starts_with("HTTP/1.1 503 "), "{answer}");
+            assert!(head.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+            assert_eq!(reply["error"]["code"], -32000, "{answer}");
+            busy += 1;
+        }
+    }
+    assert_eq!(served + busy, CALLS);
+    assert!(served >= 256, "{served} served, {busy} refused as busy");
+    eprintln!("{served} served, {busy} refused as busy");
+}
+
+/// Lets this test process open `files` descriptors (a burst needs one per connection).
+fn raise_own_file_limit(files: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = files.min(limit.rlim_max).max(limit.rlim_cur);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+}
+
+/// A server whose only slot is busy answers a new call "busy" with its id, within the
+/// short wait for a slot, and serves it once the slot is free.
+#[test]
+fn a_full_server_answers_busy_with_retry_after_and_the_id() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let node = NodeProcess::start(
+        &dir.path().join("node"),
+        Some(&spec),
+        &["--rpc-max-connections", "1"],
+    )
+    .unwrap();
+    let addr = rpc_socket(&node);
+    // A request whose body never finishes keeps the one slot busy.
+    let mut hog = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: 100\r\n\r\n{{\"jsonrpc\"",
+        basic(&node.rpc.credentials)
+    );
+    hog.write_all(head.as_bytes()).unwrap();
+    let refused = node
+        .rpc
+        .raw(r#"{"jsonrpc":"2.0","id":"mine","method":"chain_tip"}"#)
+        .unwrap_err();
+    assert_eq!((refused.http_status, refused.code), (503, -32000), "{refused:?}");
+    assert!(refused.message.contains("busy"), "{refused:?}");
+    let response = ureq::post(&node.rpc.url)
+        .set("Authorization", &basic(&node.rpc.credentials))
+        .send_string(r#"{"jsonrpc":"2.0","id":"mine","method":"chain_tip"}"#);
+    let Err(ureq::Error::Status(503, response)) = response else {
+        panic!("503 while the slot is busy: {response:?}");
+    };
+    assert_eq!(response.header("retry-after"), Some("1"));
+    let body: serde_json::Value = response.into_json().unwrap();
+    assert_eq!(body["id"], "mine");
+    drop(hog);
+    wait_until(Duration::from_secs(30), "the slot to come free", || {
+        node.rpc.call("chain_tip", json!({})).is_ok()
+    });
+}

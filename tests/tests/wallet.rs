@@ -582,3 +582,50 @@ fn watch_follows_a_payment_from_pending_to_confirmed() {
 fn watch_polls_where_it_cannot_subscribe() {
     watched_payment(true);
 }
+
+/// A node stopped cleanly removes its cookie: the wallet asks the next node, as it does
+/// after a crash, and a node that comes back with a new cookie is asked again.
+#[test]
+fn the_wallet_fails_over_from_a_node_stopped_cleanly() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let first_dir = dir.path().join("n1");
+    let mut first = NodeProcess::start(&first_dir, Some(&spec), &[]).unwrap();
+    let second = NodeProcess::start(
+        &dir.path().join("n2"),
+        Some(&spec),
+        &["--peer", &first.p2p_addr()],
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(30), "the nodes to connect", || {
+        second.peer_count() == 1
+    });
+    let wallet_dir = dir.path().join("alice");
+    let both = [endpoint(&first), endpoint(&second)];
+    let alice = ok(wallet(&wallet_dir, &both, PASSWORD, &["new"]));
+    let alice_address = alice["address"].as_str().unwrap().to_string();
+    first
+        .rpc
+        .call("dev_mine", json!({"blocks": 1, "address": alice_address}))
+        .unwrap();
+    let tip = first.tip();
+    wait_until(Duration::from_secs(30), "the block to reach n2", || {
+        second.tip() == tip
+    });
+
+    assert!(first.stop(), "a clean stop");
+    assert!(!first_dir.join("rpc.cookie").exists());
+    let balance = ok(wallet(&wallet_dir, &both, PASSWORD, &["balance"]));
+    assert_eq!(
+        balance["balance"],
+        second.balance(&alice_address).to_string()
+    );
+    let sent = ok(wallet(
+        &wallet_dir,
+        &both,
+        PASSWORD,
+        &["send", &address_text(7), "1", "--fee", "0.0001"],
+    ));
+    let txid = sent["txid"].as_str().unwrap();
+    assert_eq!(second.tx_status(txid), "pending");
+}

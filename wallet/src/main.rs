@@ -213,6 +213,7 @@ fn home() -> PathBuf {
 }
 
 fn main() {
+    apiary_cmdline::end_quietly_on_closed_pipe();
     apiary_cmdline::serve_docs(<Args as clap::CommandFactory>::command);
     let args = Args::parse();
     let json = args.options.json;

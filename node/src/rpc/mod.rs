@@ -42,6 +42,10 @@ pub const MINING_FAILED: i64 = -32020;
 pub const STORAGE_FULL: i64 = -32030;
 /// The store is damaged: the node is stopping; see its log for what to do.
 pub const STORAGE_DAMAGED: i64 = -32031;
+/// No cookie, or the wrong one.
+pub const UNAUTHORIZED: i64 = -32001;
+/// Too many connections at once: try again after `Retry-After` seconds.
+pub const SERVER_BUSY: i64 = -32000;
 
 pub const COOKIE_USER: &str = "__cookie__";
 
@@ -128,6 +132,33 @@ pub fn with_cors(router: Router, origin: axum::http::HeaderValue) -> Router {
             .allow_methods([Method::POST, Method::GET])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
     )
+}
+
+/// The answer when the server has no room for a connection: 503, `Retry-After`, and a
+/// JSON-RPC error with the call's id when `body` holds one call whose id can be read.
+pub(crate) fn server_busy(body: Option<&[u8]>) -> Response {
+    let id = body
+        .and_then(|body| serde_json::from_slice::<IdOnly>(body).ok())
+        .and_then(|call| call.id)
+        .unwrap_or_else(null_id);
+    let error = RpcError::new(
+        SERVER_BUSY,
+        "server busy: too many RPC connections at once; try again in a second (or raise \
+         --rpc-max-connections)",
+    );
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1"), (header::CONNECTION, "close")],
+        axum::Json(error_response(id, error)),
+    )
+        .into_response()
+}
+
+/// A call's id alone, whatever else it holds.
+#[derive(Deserialize)]
+struct IdOnly {
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Box<RawValue>>,
 }
 
 /// An HTTP refusal with a JSON-RPC error body (id null: no call was read).
@@ -289,7 +320,7 @@ fn unauthorized() -> Response {
     let body = error_response(
         null_id(),
         RpcError::new(
-            -32001,
+            UNAUTHORIZED,
             "unauthorized: use HTTP Basic auth with the contents of <datadir>/rpc.cookie",
         ),
     );

@@ -1,14 +1,16 @@
-//! The RPC's HTTP/1.1 server: at most `max_connections` at once, far below the file
-//! descriptor limit (when full, the connection idle longest is closed to make way, so idle
-//! or slow clients never lock others out), a deadline for each request's headers, and
-//! idle connections closed after a while. Each request is then handled by the router.
+//! The RPC's HTTP/1.1 server: at most `max_connections` served at once, far below the file
+//! descriptor limit. When full, a new connection waits a moment for a slot; a connection
+//! idle after its answers, or silent since it opened, makes way (so idle or slow clients
+//! never lock others out); and what cannot be served is still answered: 503, a JSON-RPC
+//! error and `Retry-After`. Every request that reaches the node gets an answer. A deadline
+//! for each request's headers; idle connections closed after a while.
 
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -23,6 +25,15 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often idle connections are looked for.
 const REAP_INTERVAL: Duration = Duration::from_secs(5);
+/// A new connection waits this long for a slot before its requests are answered "busy".
+const QUEUE_WAIT: Duration = Duration::from_secs(2);
+/// How often a waiting connection looks for a slot when none was freed.
+const QUEUE_POLL: Duration = Duration::from_millis(100);
+/// A connection that has sent no request for this long may be closed to make way (a
+/// client sends its request as soon as it connects).
+const SILENT_GRACE: Duration = Duration::from_millis(500);
+/// How long a closing connection is kept to answer "busy" to a request already on its way.
+const CLOSING_LINGER: Duration = Duration::from_secs(2);
 
 /// Connections the server holds at most when nobody says: a quarter of the descriptors
 /// this process may open (peers, RocksDB's files and the rest need the others), at most
@@ -72,11 +83,50 @@ pub fn raise_fd_limit() {
 
 /// One accepted connection, as the server sees it.
 struct Connection {
-    /// Requests being answered on it.
-    busy: AtomicUsize,
-    /// Milliseconds since the server started when it last became idle.
-    idle_since_ms: AtomicU64,
+    /// Requests being answered on it, and `CLOSING` once it was told to make way: set in
+    /// one step, so a request either began before (and is answered) or meets the flag (and
+    /// is answered "busy"). Nothing that reached the node goes unanswered.
+    state: AtomicU64,
+    /// Whether it has been answered at least once: only then is it idle when not busy.
+    answered: AtomicBool,
+    /// Milliseconds since the server started when it was opened or last became idle.
+    since_ms: AtomicU64,
     close: Notify,
+}
+
+/// In `Connection::state`: the connection makes way for another; requests on it are
+/// answered "busy" and it closes soon after.
+const CLOSING: u64 = 1 << 63;
+
+impl Connection {
+    fn new(now_ms: u64, closing: bool) -> Connection {
+        Connection {
+            state: AtomicU64::new(if closing { CLOSING } else { 0 }),
+            answered: AtomicBool::new(false),
+            since_ms: AtomicU64::new(now_ms),
+            close: Notify::new(),
+        }
+    }
+
+    /// A request arrived: false when the connection is closing (answer it "busy").
+    fn begin(&self) -> bool {
+        self.state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                (state & CLOSING == 0).then_some(state + 1)
+            })
+            .is_ok()
+    }
+
+    /// Marks it closing if no request is being answered on it.
+    fn close_if_quiet(&self) -> bool {
+        self.state
+            .compare_exchange(0, CLOSING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    fn quiet(&self) -> bool {
+        self.state.load(Ordering::Acquire) == 0
+    }
 }
 
 /// The connections open now, to pick which to close when full.
@@ -84,6 +134,8 @@ struct Connections {
     open: Mutex<HashMap<u64, Arc<Connection>>>,
     started: Instant,
     max: usize,
+    /// A slot came free: one waiting connection may take it.
+    freed: Notify,
 }
 
 impl Connections {
@@ -91,49 +143,87 @@ impl Connections {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Registers a new connection, closing the one idle longest if the server is full.
-    /// None: full of connections that are all answering requests.
+    /// Registers a new connection when there is room, or makes room: a connection idle
+    /// after its answers first (the idlest), else one that has sent no request for
+    /// `SILENT_GRACE` (the oldest). None: full of connections in use.
     fn admit(&self, id: u64) -> Option<Arc<Connection>> {
+        let now = self.now_ms();
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.len() >= self.max {
-            let idlest = open
+            let since = |c: &Connection| c.since_ms.load(Ordering::Acquire);
+            let idle = open
                 .iter()
-                .filter(|(_, c)| c.busy.load(Ordering::Acquire) == 0)
-                .min_by_key(|(_, c)| c.idle_since_ms.load(Ordering::Acquire))
-                .map(|(id, _)| *id)?;
-            if let Some(closed) = open.remove(&idlest) {
-                closed.close.notify_one();
+                .filter(|(_, c)| c.quiet() && c.answered.load(Ordering::Acquire))
+                .min_by_key(|(_, c)| since(c));
+            let silent = || {
+                open.iter()
+                    .filter(|(_, c)| {
+                        c.quiet()
+                            && !c.answered.load(Ordering::Acquire)
+                            && now.saturating_sub(since(c)) >= SILENT_GRACE.as_millis() as u64
+                    })
+                    .min_by_key(|(_, c)| since(c))
+            };
+            let (&victim, connection) = idle.or_else(silent)?;
+            if !connection.close_if_quiet() {
+                // A request began on it this instant: it stays.
+                return None;
             }
+            connection.close.notify_one();
+            open.remove(&victim);
         }
-        let connection = Arc::new(Connection {
-            busy: AtomicUsize::new(0),
-            idle_since_ms: AtomicU64::new(self.now_ms()),
-            close: Notify::new(),
-        });
+        let connection = Arc::new(Connection::new(now, false));
         open.insert(id, connection.clone());
         Some(connection)
     }
 
+    /// Admits `id`, waiting up to `QUEUE_WAIT` for a slot; None when none came free. It
+    /// looks again when a slot is freed, and every `QUEUE_POLL` (a silent connection may
+    /// have passed its grace meanwhile).
+    async fn admit_or_wait(&self, id: u64) -> Option<Arc<Connection>> {
+        let deadline = tokio::time::Instant::now() + QUEUE_WAIT;
+        loop {
+            if let Some(connection) = self.admit(id) {
+                return Some(connection);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            let _ = tokio::time::timeout_at(deadline.min(now + QUEUE_POLL), self.freed.notified())
+                .await;
+        }
+    }
+
     fn leave(&self, id: u64) {
-        self.open
+        let removed = self
+            .open
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
+        if removed.is_some() {
+            self.freed.notify_one();
+        }
     }
 
-    /// Closes connections idle longer than `IDLE_TIMEOUT`.
+    /// Closes connections idle longer than `IDLE_TIMEOUT` after their last answer.
     fn reap(&self) {
         let now = self.now_ms();
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let before = open.len();
         open.retain(|_, c| {
-            let idle = c.busy.load(Ordering::Acquire) == 0
-                && now.saturating_sub(c.idle_since_ms.load(Ordering::Acquire))
-                    > IDLE_TIMEOUT.as_millis() as u64;
+            let idle = c.answered.load(Ordering::Acquire)
+                && now.saturating_sub(c.since_ms.load(Ordering::Acquire))
+                    > IDLE_TIMEOUT.as_millis() as u64
+                && c.close_if_quiet();
             if idle {
                 c.close.notify_one();
             }
             !idle
         });
+        for _ in open.len()..before {
+            self.freed.notify_one();
+        }
     }
 }
 
@@ -143,33 +233,27 @@ struct Busy<'a> {
     connections: &'a Connections,
 }
 
-impl<'a> Busy<'a> {
-    fn new(connection: &'a Connection, connections: &'a Connections) -> Busy<'a> {
-        connection.busy.fetch_add(1, Ordering::AcqRel);
-        Busy {
-            connection,
-            connections,
-        }
-    }
-}
-
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
         self.connection
-            .idle_since_ms
+            .since_ms
             .store(self.connections.now_ms(), Ordering::Release);
-        self.connection.busy.fetch_sub(1, Ordering::AcqRel);
+        self.connection.answered.store(true, Ordering::Release);
+        self.connection.state.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// The answer on a connection refused because every slot is answering a request.
-fn busy_response() -> Vec<u8> {
-    let body = r#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"server busy: every connection is answering a request; try again"},"id":null}"#;
-    format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+/// The answer to a request on a connection that makes way for others: its body is read
+/// first (closing a socket with unread bytes resets it, and the client could lose the
+/// answer), then 503 with a JSON-RPC error that says why and `Retry-After`.
+async fn answer_busy(request: hyper::Request<hyper::body::Incoming>) -> axum::response::Response {
+    use http_body_util::BodyExt;
+    let body = http_body_util::Limited::new(request.into_body(), super::MAX_BODY_BYTES).collect();
+    let body = match tokio::time::timeout(CLOSING_LINGER, body).await {
+        Ok(Ok(collected)) => Some(collected.to_bytes()),
+        _ => None,
+    };
+    super::server_busy(body.as_deref())
 }
 
 /// Serves `router` on `listener` until `stop` resolves, then lets requests under way
@@ -184,6 +268,7 @@ pub async fn serve(
         open: Mutex::new(HashMap::new()),
         started: Instant::now(),
         max: max_connections.max(1),
+        freed: Notify::new(),
     });
     let stopping = Arc::new(tokio::sync::watch::channel(false).0);
     let mut tasks = tokio::task::JoinSet::new();
@@ -212,25 +297,27 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         next_id += 1;
         let id = next_id;
-        let Some(connection) = connections.admit(id) else {
-            tasks.spawn(async move {
-                // A couple of hundred bytes: one write to a new socket takes them all.
-                if let Ok(Ok(())) = tokio::time::timeout(HEADER_TIMEOUT, stream.writable()).await {
-                    let _ = stream.try_write(&busy_response());
-                }
-            });
-            continue;
-        };
         let (router, connections, mut stopping) =
             (router.clone(), connections.clone(), stopping.subscribe());
         tasks.spawn(async move {
+            // No slot within the wait: its requests are still read, and answered "busy".
+            let admitted = connections.admit_or_wait(id).await;
+            let connection = admitted
+                .clone()
+                .unwrap_or_else(|| Arc::new(Connection::new(connections.now_ms(), true)));
             let service = {
                 let (connection, connections) = (connection.clone(), connections.clone());
                 hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                     let (router, connection, connections) =
                         (router.clone(), connection.clone(), connections.clone());
                     async move {
-                        let _busy = Busy::new(&connection, &connections);
+                        if !connection.begin() {
+                            return Ok(answer_busy(request).await);
+                        }
+                        let _busy = Busy {
+                            connection: &connection,
+                            connections: &connections,
+                        };
                         router.oneshot(request.map(axum::body::Body::new)).await
                     }
                 })
@@ -241,10 +328,18 @@ pub async fn serve(
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             tokio::pin!(serving);
+            if admitted.is_none() {
+                // Answered "busy" if it asks in time; then closed.
+                let _ = tokio::time::timeout(CLOSING_LINGER, &mut serving).await;
+                return;
+            }
             tokio::select! {
                 _ = &mut serving => {}
-                // Made way for a newer connection, or idle too long: just close it.
-                _ = connection.close.notified() => {}
+                // Made way for a newer connection, or idle too long: a request that meets
+                // it now is answered "busy"; then it closes.
+                _ = connection.close.notified() => {
+                    let _ = tokio::time::timeout(CLOSING_LINGER, &mut serving).await;
+                }
                 // The only change is to "stop".
                 _ = stopping.changed() => {
                     serving.as_mut().graceful_shutdown();

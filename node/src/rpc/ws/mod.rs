@@ -55,7 +55,7 @@ pub fn upgrade(
         return super::refusal(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             RpcError::new(
-                -32000,
+                super::SERVER_BUSY,
                 "server busy: every WebSocket slot is taken; try again later",
             ),
         );
