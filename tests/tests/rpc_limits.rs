@@ -217,15 +217,18 @@ fn a_burst_of_two_thousand_calls_is_answered_every_one() {
         let (head, body) = answer
             .split_once("\r\n\r\n")
             .unwrap_or_else(|| panic!("call {i} got no HTTP answer: {answer:?}"));
-        let reply: serde_json::Value = serde_json::from_str(body)
-            .unwrap_or_else(|e| panic!("call {i}: {e}: {answer:?}"));
+        let reply: serde_json::Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("call {i}: {e}: {answer:?}"));
         assert_eq!(reply["id"], i, "{answer}");
         if head.starts_with("HTTP/1.1 200 ") {
             assert_eq!(reply["result"]["height"], 0, "{answer}");
             served += 1;
         } else {
             assert!(head.starts_with("HTTP/1.1 503 "), "{answer}");
-            assert!(head.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+            assert!(
+                head.to_ascii_lowercase().contains("retry-after: 1"),
+                "{answer}"
+            );
             assert_eq!(reply["error"]["code"], -32000, "{answer}");
             busy += 1;
         }
@@ -272,7 +275,11 @@ fn a_full_server_answers_busy_with_retry_after_and_the_id() {
         .rpc
         .raw(r#"{"jsonrpc":"2.0","id":"mine","method":"chain_tip"}"#)
         .unwrap_err();
-    assert_eq!((refused.http_status, refused.code), (503, -32000), "{refused:?}");
+    assert_eq!(
+        (refused.http_status, refused.code),
+        (503, -32000),
+        "{refused:?}"
+    );
     assert!(refused.message.contains("busy"), "{refused:?}");
     let response = ureq::post(&node.rpc.url)
         .set("Authorization", &basic(&node.rpc.credentials))
