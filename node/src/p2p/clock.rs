@@ -1,21 +1,30 @@
-//! Whether this machine's clock agrees with its peers': each gossiped block's timestamp
-//! against when it arrived. New blocks arrive within seconds of being found, so when the
-//! blocks of several peers all seem far ahead of (or behind) our clock, it is our clock
-//! that is off — as Bitcoin Core warns when its peers' times disagree with its own.
+//! Whether this machine's clock agrees with its peers': each peer's latest evidence of
+//! the time — a block new to us that it gossiped (stamped against when it arrived), or
+//! headers of its chain held back as not yet valid by our clock — is one vote. When most
+//! peers, and at least two, say our clock is far off, it probably is (as Bitcoin Core
+//! warns when its peers' times disagree with its own). One vote per peer: a prolific peer
+//! with a wrong clock is one voice, never the median. Old blocks say nothing of the clock
+//! and are not counted.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashMap;
 use std::hash::Hash;
+use std::time::{Duration, Instant};
 
-/// Recent blocks looked at.
-const SAMPLES: usize = 24;
-/// Distinct peers whose blocks must agree before we blame our own clock.
+/// Distinct peers whose evidence must agree before we blame our own clock.
 const MIN_PEERS: usize = 2;
 /// Offsets smaller than this are propagation or ordinary drift, whatever the chain allows.
 const MIN_THRESHOLD_MS: u64 = 30_000;
+/// Evidence older than this is forgotten.
+const VOTE_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+struct Vote {
+    /// A block's or header's timestamp − our clock when it came, in ms.
+    offset_ms: i64,
+    at: Instant,
+}
 
 pub struct ClockWatch<P> {
-    /// (sender, block timestamp − our clock at arrival), newest last.
-    samples: VecDeque<(P, i64)>,
+    votes: HashMap<P, Vote>,
     threshold_ms: u64,
 }
 
@@ -23,44 +32,65 @@ impl<P: Copy + Eq + Hash> ClockWatch<P> {
     /// `max_future_drift_ms`: how far ahead of a node's clock the chain lets a block be.
     pub fn new(max_future_drift_ms: u64) -> ClockWatch<P> {
         ClockWatch {
-            samples: VecDeque::with_capacity(SAMPLES),
+            votes: HashMap::new(),
             threshold_ms: max_future_drift_ms.max(MIN_THRESHOLD_MS),
         }
     }
 
-    /// A block from `peer` stamped `block_time_ms` arrived at `now_ms` by our clock.
-    pub fn observe(&mut self, peer: P, block_time_ms: u64, now_ms: u64) {
-        if self.samples.len() == SAMPLES {
-            self.samples.pop_front();
-        }
-        let offset = block_time_ms as i128 - now_ms as i128;
-        self.samples.push_back((
+    /// `peer` showed a block or header stamped `stamped_ms`, new to us, at `now_ms` by our
+    /// clock (`at` by the monotonic one): its vote now.
+    pub fn observe(&mut self, peer: P, stamped_ms: u64, now_ms: u64, at: Instant) {
+        let offset =
+            (stamped_ms as i128 - now_ms as i128).clamp(i64::MIN as i128, i64::MAX as i128);
+        self.votes.insert(
             peer,
-            offset.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
-        ));
+            Vote {
+                offset_ms: offset as i64,
+                at,
+            },
+        );
     }
 
-    /// What to tell the operator, when the blocks of enough peers disagree with our clock.
-    pub fn warning(&self) -> Option<String> {
-        let peers: HashSet<P> = self.samples.iter().map(|(p, _)| *p).collect();
-        if peers.len() < MIN_PEERS {
+    /// `peer` left: its vote goes with it.
+    pub fn forget(&mut self, peer: &P) {
+        self.votes.remove(peer);
+    }
+
+    /// What to tell the operator, when most peers (at least two) disagree with our clock
+    /// the same way.
+    pub fn warning(&mut self, now: Instant) -> Option<String> {
+        self.votes
+            .retain(|_, vote| now.saturating_duration_since(vote.at) < VOTE_LIFETIME);
+        let voters = self.votes.len();
+        if voters < MIN_PEERS {
             return None;
         }
-        let mut offsets: Vec<i64> = self.samples.iter().map(|(_, o)| *o).collect();
-        offsets.sort_unstable();
-        let median = offsets[offsets.len() / 2];
-        let seconds = median.unsigned_abs() / 1_000;
-        if median > self.threshold_ms as i64 {
+        let threshold = self.threshold_ms as i64;
+        let mut ahead: Vec<i64> = Vec::new();
+        let mut behind: Vec<i64> = Vec::new();
+        for vote in self.votes.values() {
+            if vote.offset_ms > threshold {
+                ahead.push(vote.offset_ms);
+            } else if vote.offset_ms < -threshold {
+                behind.push(vote.offset_ms);
+            }
+        }
+        let median = |mut offsets: Vec<i64>| {
+            offsets.sort_unstable();
+            offsets[offsets.len() / 2].unsigned_abs() / 1_000
+        };
+        if ahead.len() * 2 > voters {
+            let (agree, seconds) = (ahead.len(), median(ahead));
             Some(format!(
-                "blocks from {} peers are stamped a median {seconds} s ahead of this machine's \
-                 clock: it is probably behind; check its time (NTP)",
-                peers.len()
+                "{agree} of {voters} peers show blocks stamped a median {seconds} s ahead of this \
+                 machine's clock (their chain is held back until then): this clock is probably \
+                 behind; check its time (NTP)"
             ))
-        } else if median < -(self.threshold_ms as i64) {
+        } else if behind.len() * 2 > voters {
+            let (agree, seconds) = (behind.len(), median(behind));
             Some(format!(
-                "blocks from {} peers arrive a median {seconds} s after their timestamps: this \
-                 machine's clock is probably ahead; check its time (NTP)",
-                peers.len()
+                "new blocks from {agree} of {voters} peers arrive a median {seconds} s after \
+                 their timestamps: this machine's clock is probably ahead; check its time (NTP)"
             ))
         } else {
             None
@@ -75,14 +105,15 @@ mod tests {
     const NOW: u64 = 1_800_000_000_000;
 
     #[test]
-    fn blocks_of_several_peers_an_hour_ahead_mean_our_clock_is_behind() {
+    fn most_peers_an_hour_ahead_mean_our_clock_is_behind() {
         let mut watch = ClockWatch::new(15_000);
-        for i in 0..6 {
-            watch.observe(i % 3, NOW + 3_600_000 + i as u64, NOW);
+        let at = Instant::now();
+        for peer in 0..3 {
+            watch.observe(peer, NOW + 3_600_000 + peer as u64, NOW, at);
         }
-        let warning = watch.warning().expect("a warning");
+        let warning = watch.warning(at).expect("a warning");
         assert!(
-            warning.contains("behind") && warning.contains("3600 s"),
+            warning.contains("behind") && warning.contains("3600 s") && warning.contains("3 of 3"),
             "{warning}"
         );
     }
@@ -90,26 +121,45 @@ mod tests {
     #[test]
     fn blocks_arriving_an_hour_late_mean_our_clock_is_ahead() {
         let mut watch = ClockWatch::new(15_000);
-        for i in 0..6 {
-            watch.observe(i % 2, NOW - 3_600_000, NOW);
+        let at = Instant::now();
+        for peer in 0..2 {
+            watch.observe(peer, NOW - 3_600_000, NOW, at);
         }
-        assert!(watch.warning().unwrap().contains("ahead"));
+        assert!(watch.warning(at).unwrap().contains("ahead"));
     }
 
     #[test]
-    fn one_skewed_peer_or_ordinary_delays_say_nothing() {
+    fn one_peer_is_one_voice_however_much_it_says() {
         let mut watch = ClockWatch::new(15_000);
-        for _ in 0..10 {
-            watch.observe(1, NOW + 3_600_000, NOW);
+        let at = Instant::now();
+        for _ in 0..100 {
+            watch.observe(1, NOW + 3_600_000, NOW, at);
         }
         assert_eq!(
-            watch.warning(),
+            watch.warning(at),
             None,
-            "one peer's clock proves nothing about ours"
+            "one peer proves nothing about our clock"
         );
-        for i in 0..20 {
-            watch.observe(2 + i % 4, NOW - 800, NOW);
+        watch.observe(2, NOW - 800, NOW, at);
+        assert_eq!(
+            watch.warning(at),
+            None,
+            "one fast peer against one honest one is no majority"
+        );
+        watch.observe(3, NOW + 3_500_000, NOW, at);
+        assert!(watch.warning(at).is_some(), "two of three agree");
+        watch.forget(&3);
+        assert_eq!(watch.warning(at), None);
+    }
+
+    #[test]
+    fn old_evidence_is_forgotten() {
+        let mut watch = ClockWatch::new(15_000);
+        let at = Instant::now();
+        for peer in 0..3 {
+            watch.observe(peer, NOW + 3_600_000, NOW, at);
         }
-        assert_eq!(watch.warning(), None);
+        assert!(watch.warning(at).is_some());
+        assert_eq!(watch.warning(at + VOTE_LIFETIME), None);
     }
 }

@@ -51,7 +51,8 @@ pub(super) struct Judgement {
     pub misbehaviour: Option<Misbehaviour>,
     /// A block the sender can place and we cannot: it knows a chain we should sync.
     pub unknown_parent: bool,
-    /// A block's timestamp, for the clock check.
+    /// The timestamp of a block new to us (our new tip, or one early by our clock): what
+    /// the clock check counts. Blocks we hold or cannot place say nothing of the time.
     pub block_time_ms: Option<u64>,
 }
 
@@ -234,9 +235,10 @@ impl Service {
     ) {
         let now = Instant::now();
         self.report(swarm, &message_id, source, judgement.acceptance);
-        if let Some(at) = judgement.block_time_ms {
-            self.clock.observe(source, at, crate::now_ms());
-            self.handle.set_clock_warning(self.clock.warning());
+        // A node catching up is not at the frontier: the blocks it takes may be old.
+        if let Some(stamped) = judgement.block_time_ms.filter(|_| !self.sync.is_behind()) {
+            self.clock.observe(source, stamped, crate::now_ms(), now);
+            self.handle.set_clock_warning(self.clock.warning(now));
         }
         if let Some(why) = judgement.misbehaviour {
             self.penalise(swarm, source, why);
@@ -292,15 +294,14 @@ pub(super) fn judge_compact_block(node: &Node, bytes: &[u8]) -> Judged {
         return Judged::Done(Judgement::reject(Misbehaviour::InvalidBlock(error)));
     }
     let hash = compact.hash();
-    let time = compact.header.timestamp_ms;
     let txs: Vec<Option<SignedTransaction>> = {
         let guard = node.lock();
         // A block we already hold needs no second look.
         if guard.chain.entry(&hash).is_some() {
-            return Judged::Done(Judgement::ignore().at(time));
+            return Judged::Done(Judgement::ignore());
         }
         if guard.chain.entry(&compact.header.prev_hash).is_none() {
-            return Judged::Done(Judgement::unknown_parent().at(time));
+            return Judged::Done(Judgement::unknown_parent());
         }
         compact
             .txids
@@ -323,9 +324,10 @@ pub(super) fn judge_compact_block(node: &Node, bytes: &[u8]) -> Judged {
         txs: txs.into_iter().flatten().collect(),
     };
     let bytes = block.encode();
-    Judged::Done(
-        judge_checked(node, node.check_rebuilt_block(block, compact.txids, bytes)).at(time),
-    )
+    Judged::Done(judge_checked(
+        node,
+        node.check_rebuilt_block(block, compact.txids, bytes),
+    ))
 }
 
 /// Validates the whole block fetched for a compact one whose hash is `expected`.
@@ -333,8 +335,7 @@ pub(super) fn judge_fetched_block(node: &Node, bytes: Vec<u8>, expected: BlockHa
     let max = node.spec().consensus.max_block_bytes as usize;
     match decode_exact::<Block>("block", &bytes, max) {
         Ok(block) if block.hash() == expected => {
-            let time = block.header.timestamp_ms;
-            judge_checked(node, node.check_block(block, bytes)).at(time)
+            judge_checked(node, node.check_block(block, bytes))
         }
         // Not what it announced: as bad as an undecodable message.
         Ok(_) => Judgement::reject(Misbehaviour::Unrequested),
@@ -349,21 +350,22 @@ fn judge_checked(node: &Node, checked: Result<CheckedBlock, ChainError>) -> Judg
         .map(|c| c.block().header.timestamp_ms)
         .map_err(|_| ());
     match checked.and_then(|checked| node.accept_block(checked)) {
-        Ok(Accepted::NewTip(_)) => {
-            if let Ok(timestamp_ms) = timestamp_ms {
+        Ok(Accepted::NewTip(_)) => match timestamp_ms {
+            Ok(timestamp_ms) => {
                 crate::metrics::metrics().block_propagated(timestamp_ms);
+                Judgement::accept().at(timestamp_ms)
             }
-            Judgement::accept()
-        }
+            Err(()) => Judgement::accept(),
+        },
         Ok(Accepted::SideBranch) => Judgement::accept(),
         Ok(Accepted::Duplicate) => Judgement::ignore(),
         Err(ChainError::UnknownParent { .. }) => Judgement::unknown_parent(),
         // Early, not wrong: not forwarded, not held against the sender; it comes again
         // (or by sync) once its time has come.
         Err(ChainError::Invalid {
-            error: BlockError::TimestampTooFarAhead { .. },
+            error: BlockError::TimestampTooFarAhead { timestamp_ms, .. },
             ..
-        }) => Judgement::ignore(),
+        }) => Judgement::ignore().at(timestamp_ms),
         // Our trouble, not the sender's (a full disk pauses writing; damage stops the node).
         Err(ChainError::StorageFull(_)) => Judgement::ignore(),
         Err(error @ ChainError::Store(_)) | Err(error @ ChainError::Inconsistent(_)) => {

@@ -317,6 +317,7 @@ impl Service {
                 is_block,
             } => self.on_judged(swarm, message_id, source, judgement, is_block),
             Verdict::HeadersChecked { peer, outcome } => {
+                self.note_held_back(peer, &outcome, now);
                 let actions = self.sync.headers_checked(peer, outcome, now);
                 self.carry_out(swarm, actions, verdicts);
             }
@@ -503,6 +504,8 @@ impl Service {
                 self.asked_status.remove(&peer_id);
                 self.serving.remove(&peer_id);
                 self.book.disconnected(&peer_id);
+                self.clock.forget(&peer_id);
+                self.handle.set_clock_warning(self.clock.warning(now));
                 let actions = self.sync.peer_gone(peer_id, now);
                 self.carry_out(swarm, actions, verdicts);
             }

@@ -10,7 +10,7 @@ use super::swarm::Behaviour;
 use super::{Service, Verdict};
 use crate::node::Node;
 use crate::sync::{Action, HeadersChecked, Request};
-use apiary_core::{check_headers, BlockHash, BlockHeader, HeaderAncestry};
+use apiary_core::{check_headers, BlockHash, BlockHeader, HeaderAncestry, HeaderError};
 use libp2p::request_response::{OutboundFailure, OutboundRequestId};
 use libp2p::{PeerId, Swarm};
 use std::time::{Duration, Instant};
@@ -199,6 +199,24 @@ impl Service {
             }
         }
         self.publish_sync_progress();
+    }
+
+    /// Headers of `peer`'s chain held back as not yet valid by our clock are its word on
+    /// the time, for the clock check: with most peers saying so, it is our clock that is
+    /// behind (and that is why the chain does not move).
+    pub(super) fn note_held_back(&mut self, peer: PeerId, outcome: &HeadersChecked, now: Instant) {
+        let HeadersChecked::Checked {
+            checked, now_ms, ..
+        } = outcome
+        else {
+            return;
+        };
+        if let Some((_, HeaderError::NotYet { valid_from_ms, .. })) = &checked.stopped {
+            let stamped =
+                valid_from_ms.saturating_add(self.node.spec().consensus.max_future_drift_ms);
+            self.clock.observe(peer, stamped, *now_ms, now);
+            self.handle.set_clock_warning(self.clock.warning(now));
+        }
     }
 
     /// Tells RPC where syncing stands, and logs it every few seconds while it runs.

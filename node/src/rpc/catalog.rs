@@ -54,7 +54,7 @@ pub const METHODS: &[Method] = &[
         params: &[],
         result: "{version, chain_id, genesis_hash, address_prefix, target_block_time_ms, peer_id, \
                  height, syncing, \
-                 sync: {best_known_height, blocks_per_s, eta_s, download_peers}, clock_warning, \
+                 sync: {best_known_height, blocks_per_s, eta_s, download_peers, held_back_until_ms}, clock_warning, \
                  storage_full}; syncing and best_known_height come from checked headers only",
         run: |c, p| methods::node_info(c, parse(p)?),
     },

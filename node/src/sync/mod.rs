@@ -130,6 +130,9 @@ pub struct Sync<P> {
     importing: usize,
     /// Peers whose chain reached a header ahead of our clock: not followed before then.
     not_before: HashMap<P, Instant>,
+    /// For those peers: when the first header held back becomes valid, by our clock (ms
+    /// since the epoch), for `node_info` to say why the chain does not move.
+    held_back_from_ms: HashMap<P, u64>,
     /// The best chain proved by checked headers beyond ours: its work and height.
     best_proved: Option<(Work, Height)>,
     progress: Progress,
@@ -144,6 +147,7 @@ impl<P: Copy + Eq + Hash + std::fmt::Debug> Sync<P> {
             download: Download::default(),
             importing: 0,
             not_before: HashMap::new(),
+            held_back_from_ms: HashMap::new(),
             best_proved: None,
             progress: Progress::default(),
         }
@@ -161,6 +165,7 @@ impl<P: Copy + Eq + Hash + std::fmt::Debug> Sync<P> {
             Some((work, height)) if work > self.ours.work => height.0,
             _ => self.ours.height.0,
         };
+        progress.held_back_until_ms = self.held_back_from_ms.values().min().copied();
         progress
     }
 
@@ -190,6 +195,7 @@ impl<P: Copy + Eq + Hash + std::fmt::Debug> Sync<P> {
     pub fn peer_gone(&mut self, peer: P, now: Instant) -> Vec<Action<P>> {
         self.claims.remove(&peer);
         self.not_before.remove(&peer);
+        self.held_back_from_ms.remove(&peer);
         self.download.peer_lost(&peer);
         if self.source() == Some(peer) {
             self.stop_following();
@@ -298,6 +304,7 @@ impl<P: Copy + Eq + Hash + std::fmt::Debug> Sync<P> {
                 // comes (by our clock).
                 let wait = Duration::from_millis(valid_from_ms.saturating_sub(now_ms));
                 self.not_before.insert(peer, now + wait);
+                self.held_back_from_ms.insert(peer, valid_from_ms);
                 following.done = true;
                 following.early = true;
             }
@@ -392,6 +399,9 @@ impl<P: Copy + Eq + Hash + std::fmt::Debug> Sync<P> {
             });
         }
         self.not_before.retain(|_, until| *until > now);
+        let not_before = &self.not_before;
+        self.held_back_from_ms
+            .retain(|peer, _| not_before.contains_key(peer));
         actions.extend(self.advance(now));
         actions
     }

@@ -13,6 +13,10 @@ pub struct SyncProgress {
     pub eta_s: Option<u64>,
     /// Peers that have sent block bodies in the current (or last) download.
     pub download_peers: usize,
+    /// A peer's chain goes on with headers stamped ahead of this machine's clock: they are
+    /// held back until this time by it (ms since the epoch). Far off, it is usually this
+    /// clock that is wrong (`clock_warning` says so when most peers agree).
+    pub held_back_until_ms: Option<u64>,
 }
 
 /// The figures shown, and what they are worked out from.
