@@ -248,12 +248,22 @@ fn finish(command: &clap::Command, matches: &clap::ArgMatches, args: Args) -> Re
 }
 
 fn init_logging(args: &Args) -> Result<()> {
-    // Gossipsub logs every message it drops itself at WARN: a flooding peer would fill the
-    // log (its scoring penalises the peer instead). Kad warns "Failed to trigger bootstrap:
-    // No known peers" whenever a listen address comes up before any peer is known, as at
-    // every start (its automatic bootstrap cannot be turned off). RUST_LOG overrides.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,libp2p_gossipsub=error,libp2p_kad=error".into());
+    // Gossipsub logs every message it drops itself at WARN: one flooding peer would fill the
+    // log (its scoring, and then a ban, make the peer pay instead). Kad warns "Failed to
+    // trigger bootstrap: No known peers" whenever a listen address comes up before any peer
+    // is known, as at every start (its automatic bootstrap cannot be turned off). Both stay
+    // at ERROR under any RUST_LOG that does not name them.
+    let wanted = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&wanted)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if wanted.trim().is_empty() {
+        filter = tracing_subscriber::EnvFilter::new("info");
+    }
+    for target in ["libp2p_gossipsub", "libp2p_kad"] {
+        if !wanted.contains(target) {
+            filter = filter.add_directive(format!("{target}=error").parse()?);
+        }
+    }
     // A line that cannot be written (nobody reads stderr any more, a full disk) is dropped:
     // the subscriber's own report of it would go through `eprintln!`, which panics on a
     // closed pipe, and a panic logged to the same pipe aborts the node.

@@ -42,7 +42,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use swarm::{check_port_free, genesis_of_protocol, peer_of, Behaviour, BehaviourEvent};
+use swarm::{
+    check_port_free, genesis_of_protocol, peer_of, Behaviour, BehaviourEvent, GRAYLIST_THRESHOLD,
+};
 use syncing::Pending;
 use tokio::sync::{mpsc, watch};
 
@@ -260,6 +262,7 @@ impl Service {
                     self.carry_out(&mut swarm, actions, &verdicts);
                 }
                 _ = sync_tick.tick() => {
+                    self.ban_graylisted(&mut swarm);
                     let actions = self.sync.tick(Instant::now());
                     self.carry_out(&mut swarm, actions, &verdicts);
                 }
@@ -409,6 +412,21 @@ impl Service {
                 continue;
             }
             let _ = swarm.dial(addr.clone());
+        }
+    }
+
+    /// Bans the peers gossipsub's scoring has put below its graylist threshold: judged
+    /// already, and deaf to, so no message of theirs would reach our own judgement again.
+    fn ban_graylisted(&mut self, swarm: &mut Swarm<Behaviour>) {
+        let graylisted: Vec<(PeerId, f64)> = swarm
+            .connected_peers()
+            .filter_map(|peer| {
+                let score = swarm.behaviour().gossipsub.peer_score(peer)?;
+                (score < GRAYLIST_THRESHOLD).then_some((*peer, score))
+            })
+            .collect();
+        for (peer, score) in graylisted {
+            self.penalise(swarm, peer, Misbehaviour::Graylisted(score.round() as i64));
         }
     }
 

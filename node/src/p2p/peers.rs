@@ -54,6 +54,8 @@ pub enum Misbehaviour {
     Flood(Flood),
     #[error("it runs another chain")]
     OtherChain,
+    #[error("its gossip score ({0}) fell below the graylist threshold")]
+    Graylisted(i64),
 }
 
 /// Which allowance a peer went over.
@@ -88,7 +90,11 @@ impl Misbehaviour {
             Misbehaviour::InvalidBlock(error) | Misbehaviour::InvalidHeader(error) => {
                 error.misbehavior_score()
             }
-            Misbehaviour::InvalidAncestor | Misbehaviour::OtherChain => BAN_SCORE,
+            // Gossipsub has judged it already (and ignores what it sends): what would keep
+            // it connected is only the chance to be judged again.
+            Misbehaviour::InvalidAncestor
+            | Misbehaviour::OtherChain
+            | Misbehaviour::Graylisted(_) => BAN_SCORE,
             Misbehaviour::InvalidTx(
                 TxError::BadSignature | TxError::SenderNotAKey | TxError::WrongChain { .. },
             ) => 20,

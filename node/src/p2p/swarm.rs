@@ -120,9 +120,14 @@ fn gossip_config(genesis: &BlockHash, max_block: usize) -> Result<gossipsub::Con
 
 /// Gossipsub's peer scoring, for what it drops itself (a signed envelope on this unsigned
 /// network, a malformed frame) and what the node rejects: each invalid message costs
-/// `INVALID_WEIGHT`; a peer below the graylist threshold is ignored until it decays back.
+/// `INVALID_WEIGHT`; a peer below the graylist threshold is ignored by gossipsub, and
+/// banned by the node (it would otherwise never reach the ban score: gossipsub drops its
+/// messages before the node's validation sees them).
 /// Mesh-delivery and IP-colocation penalties stay off: honest peers of a quiet network, or
 /// of one machine, would pay them.
+/// Gossipsub ignores a peer scored below this; the node bans it (`Misbehaviour::Graylisted`).
+pub(super) const GRAYLIST_THRESHOLD: f64 = -80.0;
+
 fn gossip_scoring(genesis: &BlockHash) -> (PeerScoreParams, PeerScoreThresholds) {
     const INVALID_WEIGHT: f64 = -10.0;
     let topic = TopicScoreParams {
@@ -148,7 +153,7 @@ fn gossip_scoring(genesis: &BlockHash) -> (PeerScoreParams, PeerScoreThresholds)
     let thresholds = PeerScoreThresholds {
         gossip_threshold: -10.0,
         publish_threshold: -50.0,
-        graylist_threshold: -80.0,
+        graylist_threshold: GRAYLIST_THRESHOLD,
         ..PeerScoreThresholds::default()
     };
     (params, thresholds)
