@@ -63,3 +63,28 @@ fn a_js_libp2p_peer_follows_blocks_with_the_documented_settings() {
         );
     }
 }
+
+/// A js-libp2p peer whose connection monitor pings the node every second (and aborts the
+/// connection when a ping fails), and which refuses the node's own pings: the node
+/// answers every one, and the connection lives on.
+#[test]
+fn a_js_libp2p_peer_that_refuses_our_pings_still_gets_its_own_answered() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/js/monitor.mjs");
+    let output = Command::new("node")
+        .arg(&script)
+        .args([node.p2p_addr(), "8".into()])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("node (Node.js 20+) runs; scripts/setup installs it");
+    assert!(output.status.success(), "{output:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report["closed"], 0,
+        "the monitor dropped the node: {report}"
+    );
+    assert_eq!(report["status"], "open", "{report}");
+    assert!(report["rtt"].is_number(), "no ping was answered: {report}");
+}

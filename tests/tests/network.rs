@@ -446,3 +446,15 @@ fn a_new_node_downloads_blocks_from_several_peers() {
     );
     assert_eq!(late.balance(&address_text(9)), 5_000);
 }
+
+/// Each node pings the other (the standard `/ipfs/ping/1.0.0`) and shows the round trip.
+#[test]
+fn peers_ping_each_other_and_show_the_round_trip() {
+    let pair = Pair::start();
+    for (node, other) in [(&pair.victim, &pair.witness), (&pair.witness, &pair.victim)] {
+        let other = other.peer_id();
+        wait_until(Duration::from_secs(30), "a ping's round trip", || {
+            peer_entry(node, &other).is_some_and(|p| p["rtt_ms"].is_u64())
+        });
+    }
+}

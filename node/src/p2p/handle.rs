@@ -24,6 +24,9 @@ pub struct PeerInfo {
     /// The gossip topics it has subscribed to: blocks and transactions reach it by gossip
     /// only once it has (a peer connected a moment ago may not have yet).
     pub topics: Vec<String>,
+    /// Its answer to our last ping, in ms (None before the first, or if it does not speak
+    /// ping).
+    pub rtt_ms: Option<u64>,
 }
 
 /// Operator commands (admin RPC), carried out by the network's event loop.

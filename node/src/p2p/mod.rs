@@ -13,6 +13,7 @@ mod gossip;
 mod handle;
 mod ip_limits;
 pub mod peers;
+mod ping;
 pub mod protocol;
 mod serve;
 mod swarm;
@@ -506,6 +507,7 @@ impl Service {
                         score,
                         gossip_score: None,
                         topics,
+                        rtt_ms: None,
                     },
                 );
                 drop(shared);
@@ -555,6 +557,9 @@ impl Service {
                 for addr in info.listen_addrs {
                     swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, rtt })) => {
+                self.set_peer(peer, |info| info.rtt_ms = Some(rtt.as_millis() as u64));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 result: kad::QueryResult::GetClosestPeers(Ok(found)),

@@ -19,8 +19,8 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    connection_limits, identify, kad, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId,
-    StreamProtocol, Swarm, Transport,
+    connection_limits, identify, kad, mdns, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol,
+    Swarm, Transport,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -35,8 +35,9 @@ pub(super) struct Behaviour {
     pub ip_limits: IpLimits,
     pub gossipsub: gossipsub::Behaviour,
     pub identify: identify::Behaviour,
-    /// The standard ping (`/ipfs/ping/1.0.0`): other implementations' Kademlia uses it.
-    pub ping: ping::Behaviour,
+    /// The standard ping (`/ipfs/ping/1.0.0`): other implementations' Kademlia and
+    /// connection monitors use it.
+    pub ping: super::ping::Behaviour,
     pub sync: request_response::Behaviour<SyncCodec>,
     /// Peer discovery: a DHT of this chain's nodes only (its protocol name holds the genesis).
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -230,7 +231,7 @@ pub(super) fn build(
                 ip_limits: IpLimits::new(max_per_ip),
                 gossipsub,
                 identify,
-                ping: ping::Behaviour::default(),
+                ping: super::ping::Behaviour::default(),
                 sync,
                 kad,
                 mdns: mdns.into(),

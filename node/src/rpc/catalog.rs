@@ -153,9 +153,10 @@ pub const METHODS: &[Method] = &[
         name: "net_peers",
         about: "Connected peers",
         params: &[],
-        result: "[{peer_id, addr, inbound, height, score, gossip_score, topics}]: height as its \
-                 status claims, score its misbehaviour points (a ban at 100), topics the gossip \
-                 topics it subscribed to (blocks and txs reach it by gossip only once it has)",
+        result: "[{peer_id, addr, inbound, height, score, gossip_score, topics, rtt_ms}]: height \
+                 as its status claims, score its misbehaviour points (a ban at 100), topics the \
+                 gossip topics it subscribed to (blocks and txs reach it by gossip only once it \
+                 has), rtt_ms its answer to our last ping",
         run: |c, p| methods::net_peers(c, parse(p)?),
     },
     Method {
