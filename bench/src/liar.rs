@@ -67,9 +67,7 @@ fn liar_swarm(addr: &Multiaddr, genesis: BlockHash) -> Result<libp2p::Swarm<Liar
                     key.public(),
                 )),
                 sync: request_response::Behaviour::with_codec(
-                    SyncCodec {
-                        max_response_bytes: 1 << 20,
-                    },
+                    SyncCodec::new(1 << 20),
                     [(sync_protocol(&genesis), ProtocolSupport::Full)],
                     request_response::Config::default(),
                 ),

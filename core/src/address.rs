@@ -75,6 +75,16 @@ impl Address {
         bech32::encode_lower::<Bech32m>(prefix.hrp(), &self.0).expect("32 bytes always fit bech32m")
     }
 
+    /// Parses the text form of an address of any chain, checking the bech32m checksum and
+    /// the length: the address and its prefix (for a tool that does not know the chain
+    /// yet, such as a miner before its pool answers).
+    pub fn parse_any_chain(text: &str) -> Result<(Address, AddressPrefix), AddressError> {
+        let checked = CheckedHrpstring::new::<Bech32m>(text)
+            .map_err(|e| AddressError::Malformed(text.to_string(), e.to_string()))?;
+        let prefix = AddressPrefix::new(&checked.hrp().to_lowercase())?;
+        Ok((Address::parse(text, &prefix)?, prefix))
+    }
+
     /// Parses the text form, checking the bech32m checksum and that the prefix is this chain's.
     pub fn parse(text: &str, prefix: &AddressPrefix) -> Result<Address, AddressError> {
         let checked = CheckedHrpstring::new::<Bech32m>(text)
@@ -123,6 +133,15 @@ mod tests {
             Address::parse(&address.to_text(&other), &prefix),
             Err(AddressError::WrongPrefix { .. })
         ));
+    }
+
+    #[test]
+    fn an_address_of_any_chain_is_read_with_its_prefix() {
+        let text = Address([7; 32]).to_text(&AddressPrefix::new("apdev").unwrap());
+        let (address, prefix) = Address::parse_any_chain(&text).unwrap();
+        assert_eq!((address, prefix.as_str()), (Address([7; 32]), "apdev"));
+        assert!(Address::parse_any_chain("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq").is_err());
+        assert!(Address::parse_any_chain("nonsense").is_err());
     }
 
     #[test]

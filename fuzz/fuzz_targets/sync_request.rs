@@ -10,9 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use libp2p::request_response::Codec;
 
 fuzz_target!(|data: &[u8]| {
-    let mut codec = SyncCodec {
-        max_response_bytes: 1 << 20,
-    };
+    let mut codec = SyncCodec::new(1 << 20);
     let protocol = sync_protocol(&apiary_fuzz::genesis().hash());
     let mut io = Cursor::new(data);
     if let Ok(Inbound::Request(request)) = block_on(codec.read_request(&protocol, &mut io)) {

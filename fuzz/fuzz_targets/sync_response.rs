@@ -12,9 +12,7 @@ use libp2p::request_response::Codec;
 const MAX: usize = 1 << 20;
 
 fuzz_target!(|data: &[u8]| {
-    let mut codec = SyncCodec {
-        max_response_bytes: MAX,
-    };
+    let mut codec = SyncCodec::new(MAX);
     let protocol = sync_protocol(&apiary_fuzz::genesis().hash());
     let mut io = Cursor::new(data);
     if let Ok(response) = block_on(codec.read_response(&protocol, &mut io)) {

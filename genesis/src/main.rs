@@ -126,8 +126,15 @@ fn new_spec(args: NewArgs) -> Result<()> {
         let Some((address, coins)) = entry.split_once('=') else {
             bail!("--alloc {entry:?}: expected ADDRESS=COINS");
         };
-        let address = Address::parse(address, &address_prefix)
-            .with_context(|| format!("--alloc {entry:?}"))?;
+        let address = Address::parse(address, &address_prefix).map_err(|e| {
+            anyhow::anyhow!(
+                "--alloc {entry:?}: {e}; this chain's addresses start with {prefix}1… (make one \
+                 with `apiary-wallet new --chain-id {chain} --address-prefix {prefix}`, then \
+                 `apiary-wallet address`), or give --address-prefix the prefix of yours",
+                prefix = address_prefix.as_str(),
+                chain = args.chain_id,
+            )
+        })?;
         let coins = Amount::parse_coins(coins).with_context(|| format!("--alloc {entry:?}"))?;
         allocations.push((address, coins));
     }

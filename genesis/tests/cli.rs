@@ -57,6 +57,31 @@ fn a_bad_address_is_one_line_without_a_backtrace() {
     assert!(!path.exists());
 }
 
+/// An address of another kind (bitcoin's bech32, a typo) is told which prefix this
+/// chain's addresses have, and how to make one.
+#[test]
+fn a_foreign_address_is_told_the_expected_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spec.toml");
+    for foreign in ["bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "my1nothing"] {
+        let output = genesis(&[
+            "new",
+            "--chain-id",
+            "one",
+            "--address-prefix",
+            "one",
+            "--alloc",
+            &format!("{foreign}=5"),
+            "-o",
+            path.to_str().unwrap(),
+        ]);
+        let line = one_line_error(&output);
+        assert!(line.contains("start with one1"), "{line}");
+        assert!(line.contains("--address-prefix one"), "{line}");
+        assert!(!path.exists());
+    }
+}
+
 #[test]
 fn an_os_error_is_said_once() {
     let output = genesis(&["hash", "/nonexistent/spec.toml"]);

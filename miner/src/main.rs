@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
         apiary-miner --rpc 127.0.0.1:9797 --rpc-cookie ~/.apiary/apiary-devnet/rpc.cookie \\\n    \
         --address apdev1… --threads 4\n\n\
         Nodes are tried in the order given; when one stops answering the next takes over.\n\
-        Exit status: 0 after --duration; 1 a node refused the setup (a bad address, say); \
+        Exit status: 0 after --duration; 1 a node or the pool refused the setup (an address of another chain, say); \
         2 bad usage."
 )]
 struct Args {
@@ -35,15 +35,15 @@ struct Args {
         conflicts_with = "pool"
     )]
     rpc: Vec<String>,
-    /// Mine through an apiary-pool at HOST:PORT instead (Stratum-style); --address is
-    /// where the pool pays
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Mine through an apiary-pool at HOST:PORT instead (Stratum-style over TCP;
+    /// stratum+tcp://HOST:PORT is taken too); --address is where the pool pays
+    #[arg(long, value_name = "HOST:PORT", value_parser = pool_address)]
     pool: Option<String>,
     /// A node's rpc.cookie; one per --rpc in the same order, or one for all
     #[arg(long, value_name = "FILE")]
     rpc_cookie: Vec<PathBuf>,
-    /// Who the blocks pay
-    #[arg(long, value_name = "ADDR")]
+    /// Who the blocks pay (checked at start: by the node, or the pool, of its chain)
+    #[arg(long, value_name = "ADDR", value_parser = payout_address)]
     address: String,
     /// Threads searching nonces [default: all cores]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -57,6 +57,37 @@ struct Args {
     /// Seconds between hashrate reports
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     report_every: u64,
+}
+
+/// The pool's HOST:PORT: a bare one, or after `stratum+tcp://`. An http(s) URL is
+/// refused: the pool does not speak HTTP, and its port would never answer one.
+fn pool_address(text: &str) -> Result<String, String> {
+    let bare = text.strip_prefix("stratum+tcp://").unwrap_or(text);
+    if bare.contains("://") {
+        return Err(format!(
+            "the pool speaks Stratum over TCP, not {}: give its HOST:PORT, e.g. 127.0.0.1:3333",
+            text.split("://").next().unwrap_or("that scheme")
+        ));
+    }
+    let bare = bare.trim_end_matches('/');
+    match bare.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(bare.to_string())
+        }
+        _ => Err("give the pool's HOST:PORT, e.g. 127.0.0.1:3333".into()),
+    }
+}
+
+/// An address of some chain (the checksum holds); whether it is of the chain mined is
+/// asked of the node or the pool at start.
+fn payout_address(text: &str) -> Result<String, String> {
+    apiary_core::Address::parse_any_chain(text)
+        .map(|_| text.to_string())
+        .map_err(|e| {
+            format!(
+                "{e}; an address is bech32m, e.g. apdev1… (`apiary-wallet address` shows yours)"
+            )
+        })
 }
 
 fn main() {

@@ -146,7 +146,13 @@ fn session(
             Some(SET_DIFFICULTY) => {}
             _ => match message["id"].as_u64() {
                 Some(2) if !message["error"].is_null() => {
-                    return Err(anyhow!("the pool refused {payout}: {}", message["error"]));
+                    // Asking again would be refused again: the address is wrong for this
+                    // pool's chain, and only the person who started the miner can mend it.
+                    let why = message["error"][1]
+                        .as_str()
+                        .map_or_else(|| message["error"].to_string(), str::to_string);
+                    apiary_cmdline::say!("error: the pool refused --address {payout}: {why}");
+                    std::process::exit(1);
                 }
                 Some(id) if id > 100 => {
                     let code = message["error"][0].as_i64();

@@ -69,8 +69,11 @@ async function home() {
   stopLive = () => { stopTips(); stopMempool(); };
 }
 
+/** A height as people type one: digits, at most 20 (a u64), not a 64-digit hash. */
+const isHeight = (text) => /^\d{1,20}$/.test(text);
+
 async function blockPage(id) {
-  const block = await api("", "block_get", /^\d+$/.test(id) ? { height: Number(id) } : { hash: id });
+  const block = await api("", "block_get", isHeight(id) ? { height: id } : { hash: id });
   show(
     el("h2", {}, `Block ${block.height}`),
     fields([
@@ -175,11 +178,16 @@ async function peersPage() {
 
 async function search(query) {
   const q = query.trim();
-  if (/^\d+$/.test(q)) return `#/block/${q}`;
+  // A hash first: 64 hex digits may all be decimal digits too.
   if (/^[0-9a-f]{64}$/i.test(q)) {
-    const tx = await api("", "tx_get", { txid: q.toLowerCase() });
-    return tx.status === "unknown" ? `#/block/${q.toLowerCase()}` : `#/tx/${q.toLowerCase()}`;
+    const hash = q.toLowerCase();
+    const tx = await api("", "tx_get", { txid: hash });
+    if (tx.status !== "unknown") return `#/tx/${hash}`;
+    const block = await api("", "block_get", { hash }).catch(() => null);
+    if (block) return `#/block/${hash}`;
+    throw new Error(`no block or transaction ${hash} on this node`);
   }
+  if (isHeight(q)) return `#/block/${q}`;
   if (info && q.startsWith(info.address_prefix + "1")) return `#/address/${q}`;
   throw new Error(`"${q}" is not a height, a block hash, a txid or an address of this chain`);
 }

@@ -527,8 +527,19 @@ impl Node {
         });
     }
 
-    /// Validates a transaction against the tip and queues it for the next blocks.
+    /// Validates a transaction against the tip and queues it for the next blocks; peers
+    /// hear of it by gossip.
     pub fn submit_tx(&self, stx: SignedTransaction) -> Result<TxId, SubmitError> {
+        self.admit_tx(stx, true)
+    }
+
+    /// As `submit_tx`, for a transaction pulled from a peer's mempool: not gossiped again
+    /// (it was, when it was new; peers that lack it pull it as this node did).
+    pub fn take_pulled_tx(&self, stx: SignedTransaction) -> Result<TxId, SubmitError> {
+        self.admit_tx(stx, false)
+    }
+
+    fn admit_tx(&self, stx: SignedTransaction, announce: bool) -> Result<TxId, SubmitError> {
         if let Some(full) = self.health.storage_full() {
             return Err(SubmitError::StorageFull(full));
         }
@@ -558,7 +569,9 @@ impl Node {
             self.events
                 .send(NodeEvent::TxAccepted(TxBrief::of(txid, &stx)));
         }
-        self.announce(Announcement::Tx(txid, stx));
+        if announce {
+            self.announce(Announcement::Tx(txid, stx));
+        }
         Ok(txid)
     }
 }

@@ -42,6 +42,16 @@ pub fn run(name: &str, args: &[&str]) -> Output {
         .expect("running a workspace binary")
 }
 
+/// A loopback p2p listen address on a port free now, for a node that must come back on
+/// the same address after a restart.
+pub fn fixed_listen_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port();
+    format!("/ip4/127.0.0.1/tcp/{port}")
+}
+
 /// Polls `check` until it returns true, panicking with `what` after `limit`.
 pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;

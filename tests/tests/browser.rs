@@ -99,6 +99,11 @@ fn searching_a_txid_opens_its_page_and_it_turns_confirmed_without_a_reload() {
     browser.type_into("#search-input", "not-a-thing");
     browser.click("#search button");
     browser.wait_text("#error", WAIT, |t| t.contains("is not a height"));
+    // 64 zeros are a hash nobody has, not height 0.
+    browser.type_into("#search-input", &"0".repeat(64));
+    browser.click("#search button");
+    browser.wait_text("#error", WAIT, |t| t.contains("no block or transaction"));
+    assert_eq!(browser.count("#block-height"), 0, "no block page opened");
 }
 
 #[test]

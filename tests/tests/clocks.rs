@@ -153,12 +153,7 @@ fn old_blocks_announced_again_do_not_make_a_miner_doubt_its_clock() {
     args.extend(["--genesis-time-ms", &genesis_time]);
     let spec = write_spec(dir.path(), &args);
     // Ten blocks mined by a clock ten minutes slow, then the miner's clock is put right.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let listen = fixed_listen_addr();
     let miner_dir = dir.path().join("miner");
     let mut miner = node_with_clock(&miner_dir, &spec, "-10m", &["--listen", &listen]);
     miner.rpc.call("dev_mine", json!({"blocks": 10})).unwrap();

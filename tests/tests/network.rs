@@ -85,12 +85,20 @@ fn a_block_with_transactions_a_peer_lacks_is_fetched_whole() {
     let dir = TempDir::new().unwrap();
     let spec = write_test_spec(dir.path());
     let n0 = start_peer(dir.path(), "n0", &spec, None);
-    // A payment n0 holds before n1 exists: gossip never takes it to n1.
-    let unseen = transfer(2, address(7), 55_000, 10_000, 0);
-    let unseen_id = n0.submit_tx(&unseen);
     let n1 = start_peer(dir.path(), "n1", &spec, Some(&n0.p2p_addr()));
     wait_until(Duration::from_secs(30), "peers to connect", || {
         n0.peer_count() == 1 && n1.peer_count() == 1
+    });
+    // A payment n0 pulls from a third node's mempool after n1 pulled n0's: pulled
+    // transactions are not gossiped again, so it never reaches n1.
+    let n2 = start_peer(dir.path(), "n2", &spec, None);
+    let unseen = transfer(2, address(7), 55_000, 10_000, 0);
+    let unseen_id = n2.submit_tx(&unseen);
+    n0.rpc
+        .call("net_connect", json!({"addr": n2.p2p_addr()}))
+        .unwrap();
+    wait_until(Duration::from_secs(30), "n0 to pull n2's payment", || {
+        n0.tx_status(&unseen_id) == "pending"
     });
     // An empty block from n1, so both have gossiped before the test proper.
     n1.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
@@ -457,4 +465,52 @@ fn peers_ping_each_other_and_show_the_round_trip() {
             peer_entry(node, &other).is_some_and(|p| p["rtt_ms"].is_u64())
         });
     }
+}
+
+/// A payment gossiped while the only miner was down reaches it when it comes back: peers
+/// that meet pull what each other's mempools hold. No wallet resends it.
+#[test]
+fn a_payment_sent_while_the_only_miner_was_down_confirms_when_it_returns() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let listen = fixed_listen_addr();
+    let payee = address_text(9);
+    let miner_args = [
+        "--listen",
+        &listen,
+        "--mine",
+        "--miner-address",
+        &payee,
+        "--mine-interval-ms",
+        "300",
+    ];
+    let miner_dir = dir.path().join("miner");
+    let mut miner = NodeProcess::start(&miner_dir, Some(&spec), &miner_args).unwrap();
+    let miner_addr = miner.p2p_addr();
+    let a =
+        NodeProcess::start(&dir.path().join("a"), Some(&spec), &["--peer", &miner_addr]).unwrap();
+    let b = NodeProcess::start(
+        &dir.path().join("b"),
+        Some(&spec),
+        &["--peer", &a.p2p_addr()],
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(30), "the nodes to connect", || {
+        a.peer_count() == 2 && b.peer_count() == 1
+    });
+    assert!(miner.stop());
+    let payment = transfer(1, address(7), 12_345, 10_000, 0);
+    let txid = a.submit_tx(&payment);
+    wait_until(Duration::from_secs(30), "the payment to reach b", || {
+        b.tx_status(&txid) == "pending"
+    });
+    // The miner comes back with an empty mempool; a redials it.
+    let miner = NodeProcess::start(&miner_dir, Some(&spec), &miner_args).unwrap();
+    wait_until(Duration::from_secs(60), "the payment to confirm", || {
+        a.tx_status(&txid) == "confirmed"
+    });
+    wait_until(Duration::from_secs(30), "b to see it paid", || {
+        b.balance(&address_text(7)) == 12_345
+    });
+    drop(miner);
 }

@@ -8,7 +8,7 @@ use apiary_system_tests::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use tempfile::TempDir;
 
 #[test]
@@ -408,4 +408,52 @@ fn the_pool_starts_and_pays_while_its_first_node_is_stopped() {
     let _ = mining.kill();
     let _ = mining.wait();
     assert!(!pool.books()["blocks"].as_array().unwrap().is_empty());
+}
+
+/// What `apiary-miner` is given for the pool is checked before any hashing: an http URL
+/// (the pool speaks Stratum over TCP), an address that is not one, and an address of
+/// another chain (the pool refuses it: the miner ends, instead of asking forever).
+#[test]
+fn the_miner_refuses_a_pool_url_and_a_wrong_address_at_start() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_fixed_spec(dir.path(), 1 << 18);
+    let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
+    let pool = PoolProcess::start(&dir.path().join("pool"), &[&node], &[]);
+    let run = |pool_arg: &str, address: &str| {
+        Command::new(bin("apiary-miner"))
+            .args(["--pool", pool_arg, "--address", address, "--threads", "1"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let payee = address_text(21);
+    let http = run(&format!("http://{}", pool.addr), &payee);
+    assert_eq!(http.status.code(), Some(2), "{http:?}");
+    assert!(
+        String::from_utf8_lossy(&http.stderr).contains("HOST:PORT"),
+        "{http:?}"
+    );
+    let nonsense = run(&pool.addr, "nonsense");
+    assert_eq!(nonsense.status.code(), Some(2), "{nonsense:?}");
+    let other_chain = address(21).to_text(&apiary_core::AddressPrefix::new("apdev").unwrap());
+    let refused = run(&pool.addr, &other_chain);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("refused"),
+        "{refused:?}"
+    );
+    // The stratum+tcp:// form is the same pool.
+    let mut mining = Command::new(bin("apiary-miner"))
+        .args(["--pool", &format!("stratum+tcp://{}", pool.addr)])
+        .args(["--address", &payee, "--threads", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(WAIT, "a block through the pool", || {
+        node.rpc.tip_height() >= 1
+    });
+    let _ = mining.kill();
+    let _ = mining.wait();
 }

@@ -295,3 +295,53 @@ fn a_full_server_answers_busy_with_retry_after_and_the_id() {
         node.rpc.call("chain_tip", json!({})).is_ok()
     });
 }
+
+/// Params nested too deep, or a key given twice, are refused as what they are, with the
+/// call's id (a client must tell which call failed).
+#[test]
+fn deep_or_ambiguous_calls_are_refused_with_their_id_and_why() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
+    let call = |body: String| {
+        let response = ureq::post(&node.rpc.url)
+            .set("Authorization", &basic(&node.rpc.credentials))
+            .send_string(&body)
+            .unwrap();
+        response.into_json::<serde_json::Value>().unwrap()
+    };
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"chain_tip","params":{{"a":{}1{}}}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let reply = call(deep);
+    assert_eq!(reply["id"], 7, "{reply}");
+    assert_eq!(reply["error"]["code"], -32600, "{reply}");
+    assert!(
+        reply["error"]["message"].as_str().unwrap().contains("128"),
+        "{reply}"
+    );
+    let twice =
+        r#"{"jsonrpc":"2.0","id":"eight","method":"dev_mine","params":{"blocks":1,"blocks":100}}"#;
+    let reply = call(twice.into());
+    assert_eq!(reply["id"], "eight", "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate key \"blocks\""),
+        "{reply}"
+    );
+    let two_methods = r#"{"jsonrpc":"2.0","id":9,"method":"chain_tip","method":"dev_mine"}"#;
+    let reply = call(two_methods.into());
+    assert_eq!(reply["id"], 9, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate"),
+        "{reply}"
+    );
+    assert_eq!(node.rpc.tip_height(), 0, "nothing was mined");
+}

@@ -628,4 +628,36 @@ fn the_wallet_fails_over_from_a_node_stopped_cleanly() {
     ));
     let txid = sent["txid"].as_str().unwrap();
     assert_eq!(second.tx_status(txid), "pending");
+    // An amount in base units, as a decimal string, as every RPC answer gives it.
+    assert_eq!(sent["fee"], "10000", "{sent}");
+}
+
+/// `send` takes its recipient and amount as flags too (`--to`, `--amount`), as people
+/// also type them: no hint toward an unrelated flag.
+#[test]
+fn send_takes_the_recipient_and_the_amount_as_flags() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let node = NodeProcess::start(&dir.path().join("n1"), Some(&spec), &[]).unwrap();
+    let wallet_dir = dir.path().join("alice");
+    let at = [endpoint(&node)];
+    let alice = ok(wallet(&wallet_dir, &at, PASSWORD, &["new"]));
+    node.rpc
+        .call(
+            "dev_mine",
+            json!({"blocks": 1, "address": alice["address"]}),
+        )
+        .unwrap();
+    let payee = address_text(7);
+    let sent = ok(wallet(
+        &wallet_dir,
+        &at,
+        PASSWORD,
+        &["send", "--amount", "1", "--to", &payee, "--fee", "0.0001"],
+    ));
+    assert_eq!(node.tx_status(sent["txid"].as_str().unwrap()), "pending");
+    // Half of each is refused with the usage, and nothing is sent.
+    let mixed = wallet(&wallet_dir, &at, PASSWORD, &["send", "--to", &payee, "1"]);
+    assert_eq!(mixed.status.code(), Some(2), "{mixed:?}");
+    assert_eq!(node.mempool_count(), 1);
 }

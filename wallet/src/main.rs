@@ -102,11 +102,11 @@ enum Command {
         address: Option<String>,
     },
     /// Pay AMOUNT coins to TO
+    #[command(override_usage = "apiary-wallet send <TO> <AMOUNT> [OPTIONS]\n       \
+                                apiary-wallet send --to <TO> --amount <AMOUNT> [OPTIONS]")]
     Send {
-        /// The recipient's address (checksum and chain prefix are checked)
-        to: String,
-        /// Coins to pay, e.g. 1.5
-        amount: String,
+        #[command(flatten)]
+        payment: Payment,
         /// Fee in coins [default: the node's fee_estimate]
         #[arg(long, value_name = "COINS")]
         fee: Option<String>,
@@ -153,11 +153,13 @@ enum Command {
         txid: String,
     },
     /// Sign a payment without any node; write its hex to a file for `broadcast`
+    #[command(
+        override_usage = "apiary-wallet sign <TO> <AMOUNT> --nonce <N> --fee <COINS> -o <FILE>\n       \
+                                apiary-wallet sign --to <TO> --amount <AMOUNT> --nonce <N> --fee <COINS> -o <FILE>"
+    )]
     Sign {
-        /// The recipient's address (checksum and chain prefix are checked)
-        to: String,
-        /// Coins to pay, e.g. 1.5
-        amount: String,
+        #[command(flatten)]
+        payment: Payment,
         /// The sending account's next nonce (see `balance` on a connected machine)
         #[arg(long)]
         nonce: u64,
@@ -179,6 +181,48 @@ enum Command {
     /// Give the node again every transaction this wallet sent that it no longer knows
     /// (send, balance and history do this too), and say what became of each
     Rebroadcast,
+}
+
+/// Whom to pay and how much: `TO AMOUNT`, or `--to TO --amount AMOUNT` (as people also
+/// type them), never half of each.
+#[derive(clap::Args)]
+struct Payment {
+    /// The recipient's address (checksum and chain prefix are checked)
+    #[arg(
+        value_name = "TO",
+        required_unless_present = "to_flag",
+        conflicts_with = "to_flag"
+    )]
+    to: Option<String>,
+    /// Coins to pay, e.g. 1.5
+    #[arg(
+        value_name = "AMOUNT",
+        required_unless_present = "amount_flag",
+        conflicts_with = "amount_flag"
+    )]
+    amount: Option<String>,
+    /// The recipient, as a flag (instead of TO)
+    #[arg(long = "to", value_name = "TO", requires = "amount_flag")]
+    to_flag: Option<String>,
+    /// Coins to pay, as a flag (instead of AMOUNT)
+    #[arg(long = "amount", value_name = "AMOUNT", requires = "to_flag")]
+    amount_flag: Option<String>,
+}
+
+impl Payment {
+    fn to(&self) -> &str {
+        self.to_flag
+            .as_deref()
+            .or(self.to.as_deref())
+            .unwrap_or_default()
+    }
+
+    fn amount(&self) -> &str {
+        self.amount_flag
+            .as_deref()
+            .or(self.amount.as_deref())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Subcommand)]
@@ -268,13 +312,19 @@ fn run(args: Args) -> Result<()> {
         Command::Account(command) => wallet.account(command),
         Command::Balance { address } => wallet.balance(address),
         Command::Send {
-            to,
-            amount,
+            payment,
             fee,
             wait,
             timeout,
             account,
-        } => wallet.send(&to, &amount, fee.as_deref(), wait, timeout, account),
+        } => wallet.send(
+            payment.to(),
+            payment.amount(),
+            fee.as_deref(),
+            wait,
+            timeout,
+            account,
+        ),
         Command::History {
             address,
             limit,
@@ -288,13 +338,19 @@ fn run(args: Args) -> Result<()> {
             poll,
         } => wallet.watch(address, confirmations, count, poll),
         Command::Sign {
-            to,
-            amount,
+            payment,
             nonce,
             fee,
             account,
             output,
-        } => wallet.sign_offline(&to, &amount, nonce, &fee, account, &output),
+        } => wallet.sign_offline(
+            payment.to(),
+            payment.amount(),
+            nonce,
+            &fee,
+            account,
+            &output,
+        ),
         Command::Broadcast { file } => wallet.broadcast(&file),
         Command::Rebroadcast => wallet.rebroadcast(),
     }

@@ -118,7 +118,7 @@ impl Wallet {
         outbox.add(&stx)?;
         let Some(confirmations) = wait else {
             self.print(
-                json!({"txid": txid, "status": "pending", "fee": fee.base_units(), "nonce": nonce}),
+                json!({"txid": txid, "status": "pending", "fee": fee.base_units().to_string(), "nonce": nonce}),
                 || {
                     format!(
                         "sent {} coins to {to} (fee {fee})\ntxid: {txid}",

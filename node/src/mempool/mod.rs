@@ -133,6 +133,17 @@ impl Mempool {
         self.txs.values().map(|e| (&e.tx, e.added))
     }
 
+    /// The txids of up to `max` pending transactions, highest fee first: what a peer that
+    /// connects is told this pool holds.
+    pub fn inventory(&self, max: usize) -> Vec<TxId> {
+        self.by_fee
+            .iter()
+            .rev()
+            .take(max)
+            .map(|(_, txid)| *txid)
+            .collect()
+    }
+
     /// Removes a pending transaction (one the node could not keep after all).
     pub fn evict(&mut self, txid: &TxId) -> Option<SignedTransaction> {
         self.remove(txid)

@@ -56,12 +56,20 @@ pub const SYNC_REQUESTS: Rate = Rate {
     burst: 200.0,
 };
 
+/// Mempool inventories a peer may ask for: one when it connects, rarely more (each costs
+/// a walk of the whole pool and up to 1.6 MB sent).
+pub const MEMPOOL_INVENTORIES: Rate = Rate {
+    per_second: 1.0 / 60.0,
+    burst: 2.0,
+};
+
 /// The budgets of one connected peer.
 #[derive(Clone, Copy, Debug)]
 pub struct PeerBudget {
     pub tx_messages: Allowance,
     pub useless_txs: Allowance,
     pub sync_requests: Allowance,
+    pub inventories: Allowance,
 }
 
 impl PeerBudget {
@@ -70,6 +78,7 @@ impl PeerBudget {
             tx_messages: Allowance::full(TX_MESSAGES, now),
             useless_txs: Allowance::full(USELESS_TXS, now),
             sync_requests: Allowance::full(SYNC_REQUESTS, now),
+            inventories: Allowance::full(MEMPOOL_INVENTORIES, now),
         }
     }
 }

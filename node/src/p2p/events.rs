@@ -72,6 +72,7 @@ impl Service {
                 drop(shared);
                 if num_established.get() == 1 {
                     self.ask_status(swarm, peer_id);
+                    self.ask_inventory(swarm, peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -82,6 +83,7 @@ impl Service {
                 self.handle.shared().peers.remove(&peer_id);
                 self.asked_status.remove(&peer_id);
                 self.serving.remove(&peer_id);
+                self.pulls.remove(&peer_id);
                 self.book.disconnected(&peer_id);
                 self.clock.forget(&peer_id);
                 self.handle.set_clock_warning(self.clock.warning(now));
@@ -189,6 +191,9 @@ impl Service {
                     ..
                 },
             )) => self.on_request_failed(swarm, peer, request_id, &error, verdicts),
+            SwarmEvent::Behaviour(BehaviourEvent::Mempool(event)) => {
+                self.on_mempool_event(swarm, event, verdicts)
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(
                 request_response::Event::InboundFailure { peer, error, .. },
             )) => {

@@ -387,7 +387,12 @@ pub(super) fn judge_tx(node: &Node, bytes: &[u8]) -> Judgement {
         Ok(stx) => stx,
         Err(_) => return Judgement::reject(Misbehaviour::Undecodable),
     };
-    match node.submit_tx(stx) {
+    judge_submitted(node.submit_tx(stx))
+}
+
+/// What the node's verdict on a transaction from a peer says of that peer.
+pub(super) fn judge_submitted(submitted: Result<apiary_core::TxId, SubmitError>) -> Judgement {
+    match submitted {
         Ok(_) => Judgement::accept(),
         Err(SubmitError::Rejected(MempoolError::Invalid(error))) => {
             let why = Misbehaviour::InvalidTx(error);

@@ -13,6 +13,7 @@ pub mod fuzzing;
 mod gossip;
 mod handle;
 mod ip_limits;
+mod mempools;
 pub mod peers;
 mod ping;
 pub mod protocol;
@@ -159,6 +160,7 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         requests: HashMap::new(),
         asked_status: HashMap::new(),
         serving: HashMap::new(),
+        pulls: HashMap::new(),
         imports: None,
         importer: None,
         sync_logged: Instant::now(),
@@ -197,6 +199,21 @@ enum Verdict {
         channel: ResponseChannel<SyncResponse>,
         response: SyncResponse,
     },
+    /// An answer to a peer's mempool request, read off the loop.
+    MempoolServed {
+        channel: ResponseChannel<protocol::MempoolResponse>,
+        response: protocol::MempoolResponse,
+    },
+    /// What a peer's mempool holds that ours lacks.
+    MempoolMissing {
+        peer: PeerId,
+        missing: Vec<apiary_core::TxId>,
+    },
+    /// Transactions pulled from a peer were judged: what they say of it.
+    TxsPulled {
+        peer: PeerId,
+        misbehaviour: Vec<Misbehaviour>,
+    },
 }
 
 struct Service {
@@ -219,6 +236,8 @@ struct Service {
     asked_status: HashMap<PeerId, Instant>,
     /// Requests of each peer being answered off the loop.
     serving: HashMap<PeerId, usize>,
+    /// What is being pulled from each peer's mempool.
+    pulls: HashMap<PeerId, mempools::Pull>,
     /// Batches go to one importer thread, which connects them in order.
     imports: Option<std::sync::mpsc::Sender<(PeerId, Vec<Vec<u8>>)>>,
     /// The importer thread, joined when the service ends: it holds the node, whose
@@ -335,6 +354,15 @@ impl Service {
                 channel,
                 response,
             } => self.on_served(swarm, peer, channel, response),
+            Verdict::MempoolServed { channel, response } => {
+                self.on_mempool_served(swarm, channel, response)
+            }
+            Verdict::MempoolMissing { peer, missing } => {
+                self.on_mempool_missing(swarm, peer, missing)
+            }
+            Verdict::TxsPulled { peer, misbehaviour } => {
+                self.on_txs_pulled(swarm, peer, misbehaviour)
+            }
         }
     }
 

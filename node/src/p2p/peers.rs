@@ -69,6 +69,8 @@ pub enum Flood {
     BlockRequests,
     #[error("requests at once")]
     ConcurrentRequests,
+    #[error("mempool inventories")]
+    MempoolInventories,
 }
 
 impl Flood {
@@ -79,6 +81,7 @@ impl Flood {
             Flood::BlockRequests => allowance::SYNC_REQUESTS,
             // Counted by requests in flight, not by a bucket.
             Flood::ConcurrentRequests => allowance::SYNC_REQUESTS,
+            Flood::MempoolInventories => allowance::MEMPOOL_INVENTORIES,
         }
     }
 }
@@ -222,6 +225,7 @@ impl<P: Copy + Eq + Hash> PeerBook<P> {
             Flood::Transactions => &mut budget.tx_messages,
             Flood::UselessTransactions => &mut budget.useless_txs,
             Flood::BlockRequests | Flood::ConcurrentRequests => &mut budget.sync_requests,
+            Flood::MempoolInventories => &mut budget.inventories,
         };
         allowance.take(what.rate(), now)
     }

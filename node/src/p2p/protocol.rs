@@ -1,11 +1,13 @@
-//! The sync protocol: borsh messages over libp2p request-response, each length-prefixed
-//! and refused before reading when longer than its limit.
+//! The request-response protocols: sync (status, headers, blocks) and mempool (what each
+//! side's mempool holds, and the transactions the other lacks). Borsh messages, each
+//! length-prefixed and refused before reading when longer than its limit.
 
-use apiary_core::{BlockHash, BlockHeader, Height, Work};
+use apiary_core::{BlockHash, BlockHeader, Height, SignedTransaction, TxId, Work};
 use borsh::{BorshDeserialize, BorshSerialize};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use std::io;
+use std::marker::PhantomData;
 
 /// Longest request: a locator of a few dozen hashes.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -39,8 +41,8 @@ pub enum SyncRequest {
 /// A request as read off the wire. libp2p does not tell the behaviour about requests that
 /// fail to decode, so the codec hands them up as `Malformed` for the sender to be penalised.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Inbound {
-    Request(SyncRequest),
+pub enum Inbound<R = SyncRequest> {
+    Request(R),
     Malformed(String),
 }
 
@@ -58,10 +60,59 @@ pub fn sync_protocol(genesis: &BlockHash) -> StreamProtocol {
         .expect("a name starting with / is a valid protocol")
 }
 
-#[derive(Clone)]
-pub struct SyncCodec {
-    pub max_response_bytes: usize,
+/// Most txids one mempool inventory carries (the highest fees first).
+pub const MAX_INVENTORY: u32 = 50_000;
+/// Most transactions one `GetTxs` may ask for.
+pub const MAX_TXS_PER_REQUEST: usize = 1_000;
+/// Longest mempool answer: a full inventory, or a thousand of the largest transactions.
+pub const MAX_MEMPOOL_RESPONSE_BYTES: usize = 2 << 20;
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum MempoolRequest {
+    /// The txids your mempool holds, highest fee first, at most `max` (and at most
+    /// `MAX_INVENTORY`).
+    Inventory { max: u32 },
+    /// These transactions, as far as your mempool holds them, in this order (at most
+    /// `MAX_TXS_PER_REQUEST`).
+    GetTxs { txids: Vec<TxId> },
 }
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum MempoolResponse {
+    Inventory(Vec<TxId>),
+    Txs(Vec<SignedTransaction>),
+}
+
+/// The mempool protocol's name; like sync's, it carries the genesis hash.
+pub fn mempool_protocol(genesis: &BlockHash) -> StreamProtocol {
+    StreamProtocol::try_from_owned(format!("/apiary/{genesis}/mempool/1"))
+        .expect("a name starting with / is a valid protocol")
+}
+
+/// A request-response codec of borsh messages: `Req` requests (a malformed one handed up
+/// as `Inbound::Malformed`), `Resp` answers of at most `max_response_bytes`.
+pub struct FramedCodec<Req, Resp> {
+    pub max_response_bytes: usize,
+    types: PhantomData<fn() -> (Req, Resp)>,
+}
+
+impl<Req, Resp> FramedCodec<Req, Resp> {
+    pub fn new(max_response_bytes: usize) -> FramedCodec<Req, Resp> {
+        FramedCodec {
+            max_response_bytes,
+            types: PhantomData,
+        }
+    }
+}
+
+impl<Req, Resp> Clone for FramedCodec<Req, Resp> {
+    fn clone(&self) -> Self {
+        FramedCodec::new(self.max_response_bytes)
+    }
+}
+
+pub type SyncCodec = FramedCodec<SyncRequest, SyncResponse>;
+pub type MempoolCodec = FramedCodec<MempoolRequest, MempoolResponse>;
 
 async fn read_limited<T: BorshDeserialize, R: AsyncRead + Unpin + Send>(
     io: &mut R,
@@ -92,16 +143,20 @@ async fn write_framed<T: BorshSerialize, W: AsyncWrite + Unpin + Send>(
     io.close().await
 }
 
-impl libp2p::request_response::Codec for SyncCodec {
+impl<Req, Resp> libp2p::request_response::Codec for FramedCodec<Req, Resp>
+where
+    Req: BorshSerialize + BorshDeserialize + Send + Sync + 'static,
+    Resp: BorshSerialize + BorshDeserialize + Send + Sync + 'static,
+{
     type Protocol = StreamProtocol;
-    type Request = Inbound;
-    type Response = SyncResponse;
+    type Request = Inbound<Req>;
+    type Response = Resp;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<Inbound> {
+    ) -> io::Result<Inbound<Req>> {
         Ok(match read_limited(io, MAX_REQUEST_BYTES).await {
             Ok(request) => Inbound::Request(request),
             Err(error) if error.kind() == io::ErrorKind::InvalidData => {
@@ -115,7 +170,7 @@ impl libp2p::request_response::Codec for SyncCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<SyncResponse> {
+    ) -> io::Result<Resp> {
         read_limited(io, self.max_response_bytes).await
     }
 
@@ -123,7 +178,7 @@ impl libp2p::request_response::Codec for SyncCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        request: Inbound,
+        request: Inbound<Req>,
     ) -> io::Result<()> {
         match request {
             Inbound::Request(request) => write_framed(io, &request).await,
@@ -135,7 +190,7 @@ impl libp2p::request_response::Codec for SyncCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        response: SyncResponse,
+        response: Resp,
     ) -> io::Result<()> {
         write_framed(io, &response).await
     }

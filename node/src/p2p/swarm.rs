@@ -5,7 +5,10 @@
 //! `docs/protocol.md`.
 
 use super::ip_limits::IpLimits;
-use super::protocol::{sync_protocol, SyncCodec, RESPONSE_BYTES_TARGET};
+use super::protocol::{
+    mempool_protocol, sync_protocol, MempoolCodec, SyncCodec, MAX_MEMPOOL_RESPONSE_BYTES,
+    RESPONSE_BYTES_TARGET,
+};
 use super::{NetworkConfig, NetworkError};
 use apiary_core::BlockHash;
 use apiary_files::write_private_file;
@@ -39,6 +42,8 @@ pub(super) struct Behaviour {
     /// connection monitors use it.
     pub ping: super::ping::Behaviour,
     pub sync: request_response::Behaviour<SyncCodec>,
+    /// What each side's mempool holds, pulled when peers meet.
+    pub mempool: request_response::Behaviour<MempoolCodec>,
     /// Peer discovery: a DHT of this chain's nodes only (its protocol name holds the genesis).
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     /// LAN discovery, when asked for (`--mdns`).
@@ -204,10 +209,13 @@ pub(super) fn build(
                 key.public(),
             ));
             let sync = request_response::Behaviour::with_codec(
-                SyncCodec {
-                    max_response_bytes: (RESPONSE_BYTES_TARGET + max_block).max(16 << 20),
-                },
+                SyncCodec::new((RESPONSE_BYTES_TARGET + max_block).max(16 << 20)),
                 [(sync_protocol(&genesis), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+            );
+            let mempool = request_response::Behaviour::with_codec(
+                MempoolCodec::new(MAX_MEMPOOL_RESPONSE_BYTES),
+                [(mempool_protocol(&genesis), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
             );
             let peer_id = key.public().to_peer_id();
@@ -233,6 +241,7 @@ pub(super) fn build(
                 identify,
                 ping: super::ping::Behaviour::default(),
                 sync,
+                mempool,
                 kad,
                 mdns: mdns.into(),
             })

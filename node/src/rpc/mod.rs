@@ -7,6 +7,7 @@ mod methods;
 mod mining;
 pub mod probes;
 pub mod server;
+mod strict_json;
 mod ws;
 
 use crate::node::Node;
@@ -218,7 +219,7 @@ fn error_response(id: Box<RawValue>, error: RpcError) -> Reply {
 struct Call {
     jsonrpc: Option<Value>,
     method: Option<Value>,
-    params: Option<Value>,
+    params: Option<strict_json::StrictValue>,
     #[serde(default, deserialize_with = "present")]
     id: Option<Box<RawValue>>,
 }
@@ -411,16 +412,42 @@ fn answer(context: &RpcContext, call: &RawValue) -> Option<Reply> {
     })
 }
 
+/// The answer to a call that does not read as one: what is wrong with it, with its id
+/// when the id alone can be read (a client must be able to tell which call failed).
+fn unreadable_call(call: &RawValue, error: &serde_json::Error) -> Reply {
+    if !call.get().trim_start().starts_with('{') {
+        return error_response(
+            null_id(),
+            RpcError::new(INVALID_REQUEST, "invalid request: expected an object"),
+        );
+    }
+    let id = serde_json::from_str::<IdOnly>(call.get())
+        .ok()
+        .and_then(|call| call.id)
+        .filter(|id| {
+            serde_json::from_str::<Value>(id.get())
+                .is_ok_and(|id| id.is_string() || id.is_number() || id.is_null())
+        })
+        .unwrap_or_else(null_id);
+    let what = if error.to_string().starts_with("recursion limit exceeded") {
+        "nested deeper than 128 levels".to_string()
+    } else {
+        error.to_string()
+    };
+    error_response(
+        id,
+        RpcError::new(INVALID_REQUEST, format!("invalid request: {what}")),
+    )
+}
+
 /// Checks one call's envelope and answers it with `dispatch(method, params)`.
 fn answer_with(
     call: &RawValue,
     dispatch: impl FnOnce(&str, Value) -> Result<Value, RpcError>,
 ) -> Option<Reply> {
-    let Ok(call) = serde_json::from_str::<Call>(call.get()) else {
-        return Some(error_response(
-            null_id(),
-            RpcError::new(INVALID_REQUEST, "invalid request: expected an object"),
-        ));
+    let call = match serde_json::from_str::<Call>(call.get()) {
+        Ok(call) => call,
+        Err(error) => return Some(unreadable_call(call, &error)),
     };
     let reply_id = call.id.clone().unwrap_or_else(null_id);
     let valid_id = serde_json::from_str::<Value>(reply_id.get())
@@ -452,7 +479,7 @@ fn answer_with(
             ),
         ));
     };
-    let params = match call.params {
+    let params = match call.params.map(|p| p.0) {
         None | Some(Value::Null) => Value::Object(Default::default()),
         Some(object @ Value::Object(_)) => object,
         Some(_) => {
