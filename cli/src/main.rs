@@ -26,7 +26,8 @@ const DEVNET_DIR: &str = ".apiary/apiary-devnet";
         apiary-cli block_get height=5\n  \
         apiary-cli tx_get txid=3f2a… raw=true\n  \
         apiary-cli account_history '{\"address\": \"ap1…\", \"limit\": 10}'\n  \
-        apiary-cli --datadir /tmp/apiary-testnet/node0 net_peers\n\n\
+        apiary-cli --datadir /tmp/apiary-testnet/node0 net_peers\n  \
+        apiary-cli --wait --datadir ~/.apiary/mychain chain_tip   (a node just started)\n\n\
         Parameters: key=value, the value taken as JSON when it is a number, true, false, \
         null, an object or an array, else as a string (key='\"5\"' forces a string); or one \
         JSON object.\n\n\
@@ -47,6 +48,10 @@ struct Args {
     /// Compact JSON on one line, strings without quotes: for scripts
     #[arg(long)]
     raw: bool,
+    /// Wait up to this many seconds for the node to answer (one just started, say), as
+    /// bitcoin-cli's -rpcwait [default when given alone: 60]
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "60")]
+    wait: Option<u64>,
     /// The method to call; `help [METHOD]` lists them (`--completions bash|zsh|fish` prints
     /// a shell completion script, `--manpage` the man page)
     #[arg(value_name = "METHOD")]
@@ -82,6 +87,22 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), Failure> {
+    let Some(seconds) = args.wait else {
+        return run_once(args);
+    };
+    // Only "no node answered" is waited out; a refusal or bad usage ends it at once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        match run_once(args) {
+            Err(Failure::Unreachable(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+fn run_once(args: &Args) -> Result<(), Failure> {
     let client = client(args)?;
     if args.method == "help" {
         return help(&client, &args.params);

@@ -69,7 +69,26 @@ pub enum BlockError {
 }
 
 impl BlockError {
-    /// A short name for the kind of fault, for metrics labels.
+    /// Every `reason` there is, so metrics can show each series from the start (at 0).
+    pub const REASONS: [&'static str; 15] = [
+        "too_large",
+        "too_many_txs",
+        "bad_version",
+        "bad_bits",
+        "wrong_bits",
+        "bits_above_limit",
+        "insufficient_work",
+        "bad_tx_root",
+        "duplicate_tx",
+        "bad_height",
+        "timestamp_too_old",
+        "timestamp_too_far_ahead",
+        "invalid_tx",
+        "bad_state_root",
+        "reward_overflow",
+    ];
+
+    /// A short name for the kind of fault, for metrics labels (one of `REASONS`).
     pub fn reason(&self) -> &'static str {
         match self {
             BlockError::TooLarge { .. } => "too_large",

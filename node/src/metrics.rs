@@ -90,6 +90,16 @@ impl Metrics {
             outcome("side_branch"),
             outcome("duplicate"),
         );
+        // Every series shows from the start, at 0: a dashboard's rate() needs the zero,
+        // and an operator looking for a reason finds it before it first happens.
+        for reason in apiary_core::BlockError::REASONS
+            .into_iter()
+            .chain(crate::chain::ChainError::OWN_REASONS)
+        {
+            let _ = metrics
+                .blocks_rejected
+                .get_or_create_owned(&vec![("reason", reason)]);
+        }
         {
             let mut r = metrics.registry.lock().unwrap_or_else(|e| e.into_inner());
             r.register("height", "Height of the tip", metrics.height.clone());

@@ -80,6 +80,33 @@ fn cli_calls_methods_with_key_value_and_json_params() {
     assert_eq!(stdout_json(&by_url), tip);
 }
 
+/// `--wait` rides out a node that is not up yet (as bitcoin-cli's -rpcwait), and only that.
+#[test]
+fn cli_waits_for_a_node_that_is_starting() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let datadir = dir.path().join("node");
+    let waiting = std::process::Command::new(bin("apiary-cli"))
+        .args([
+            "--wait",
+            "60",
+            "--datadir",
+            datadir.to_str().unwrap(),
+            "chain_tip",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let node = NodeProcess::start(&datadir, Some(&spec), &[]).unwrap();
+    let output = waiting.wait_with_output().unwrap();
+    assert_eq!(stdout_json(&output)["height"], 0);
+    // A refusal is not waited out.
+    let started = std::time::Instant::now();
+    let refused = cli(&node.datadir, &["--wait", "60", "chain_tipp"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
 #[test]
 fn cli_suggests_the_method_meant() {
     let dir = TempDir::new().unwrap();
@@ -226,6 +253,26 @@ fn metrics_move_as_blocks_arrive() {
     let base = format!("http://{}/", metrics_addr.trim());
     let before = metrics::scrape(&base);
     assert_eq!(metrics::sample(&before, "apiary_height", &[]), Some(0.0));
+    // Every series a dashboard would plot is there from the start, at 0 (a rejection's
+    // reason included, before any block was refused).
+    for (name, labels) in [
+        (
+            "apiary_blocks_rejected_total",
+            ("reason", "insufficient_work"),
+        ),
+        ("apiary_blocks_rejected_total", ("reason", "bad_state_root")),
+        (
+            "apiary_blocks_rejected_total",
+            ("reason", "invalid_ancestor"),
+        ),
+        ("apiary_blocks_accepted_total", ("outcome", "side_branch")),
+    ] {
+        assert_eq!(
+            metrics::sample(&before, name, &[labels]),
+            Some(0.0),
+            "{name}{labels:?}"
+        );
+    }
     node.rpc
         .call("dev_mine", json!({"blocks": 3, "address": address_text(9)}))
         .unwrap();

@@ -60,6 +60,19 @@ pub enum ChainError {
 
 impl ChainError {
     /// A short name for why the block was not taken, for metrics labels.
+    /// The reasons of the chain's own refusals, beside `BlockError::REASONS`.
+    pub const OWN_REASONS: [&'static str; 7] = [
+        "known_invalid",
+        "invalid_ancestor",
+        "unknown_parent",
+        "reorg_too_deep",
+        "store_inconsistent",
+        "storage_full",
+        "store_error",
+    ];
+
+    /// A short name for the kind of refusal, for metrics labels (one of `OWN_REASONS` or
+    /// `BlockError::REASONS`).
     pub fn reason(&self) -> &'static str {
         match self {
             ChainError::Invalid { error, .. } => error.reason(),
