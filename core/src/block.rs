@@ -112,6 +112,13 @@ impl Block {
         use rayon::prelude::*;
         self.txs.par_iter().map(SignedTransaction::txid).collect()
     }
+
+    /// The fees its transactions pay its miner (None past u64: no valid block).
+    pub fn fees(&self) -> Option<crate::Amount> {
+        self.txs
+            .iter()
+            .try_fold(crate::Amount::ZERO, |sum, stx| sum.checked_add(stx.tx.fee))
+    }
 }
 
 /// A block as relayed between peers that already hold most of its transactions (from

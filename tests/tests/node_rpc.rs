@@ -214,3 +214,46 @@ fn bad_transactions_and_bad_requests_are_refused_with_reasons() {
     rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
     assert_eq!(rpc.tip_height(), 1);
 }
+
+/// `account_totals`: what an address received (rewards included) and sent (fees
+/// included), the same before and after the index is written to disk (a clean restart
+/// flushes it), and a self-payment counted both ways.
+#[test]
+fn account_totals_add_up_across_a_flush() {
+    let (dir, spec, mut node) = one_node();
+    let (miner, friend) = (address_text(9), address_text(10));
+    node.rpc
+        .call("dev_mine", json!({"blocks": 2, "address": miner}))
+        .unwrap();
+    let reward = node.balance(&miner) / 2;
+    for (nonce, amount) in [(0, 1_000_000u64), (1, 2_000_000)] {
+        node.submit_tx(&transfer(9, address(10), amount, 10_000, nonce));
+    }
+    node.submit_tx(&transfer(9, address(9), 500, 10_000, 2));
+    // A block mined to the friend: the miner's fees go to it.
+    node.rpc
+        .call("dev_mine", json!({"blocks": 1, "address": friend}))
+        .unwrap();
+    let totals = |node: &NodeProcess, who: &str| {
+        let t = node
+            .rpc
+            .call("account_totals", json!({"address": who}))
+            .unwrap();
+        let units = |v: &serde_json::Value| v.as_str().unwrap().parse::<u64>().unwrap();
+        (
+            units(&t["received"]),
+            units(&t["sent"]),
+            t["entries"].as_u64().unwrap(),
+        )
+    };
+    let expected_miner = (2 * reward + 500, 3_000_000 + 500 + 3 * 10_000, 5);
+    let expected_friend = (3_000_000 + reward + 3 * 10_000, 0, 3);
+    assert_eq!(totals(&node, &miner), expected_miner);
+    assert_eq!(totals(&node, &friend), expected_friend);
+    let (received, sent, _) = totals(&node, &miner);
+    assert_eq!(received - sent, node.balance(&miner));
+    assert!(node.stop());
+    node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
+    assert_eq!(totals(&node, &miner), expected_miner);
+    assert_eq!(totals(&node, &friend), expected_friend);
+}

@@ -9,11 +9,13 @@
 
 mod unflushed;
 
-use crate::store::{AddressTx, BlockStatus, IndexEntry, Store, StoreError, TxLocation};
+use crate::store::{
+    AddressEntry, AddressTotals, AddressTx, BlockStatus, IndexEntry, Store, StoreError, TxLocation,
+};
 use apiary_core::tx::KeyCache;
 use apiary_core::validate::{check_block_with_txids, check_header_context, connect_block};
 use apiary_core::{
-    Account, AccountTree, Address, Block, BlockError, BlockHash, BlockHeader, ChainSpec, Hash256,
+    Account, AccountTree, Address, Block, BlockError, BlockHash, BlockHeader, ChainSpec,
     HeaderAncestry, Height, ParentContext, StateUndo, TxId, Work,
 };
 use std::collections::{BTreeSet, HashMap};
@@ -381,7 +383,9 @@ impl Chain {
                 connect_block(&mut self.state, &block, &txids, &self.spec).map_err(|error| {
                     ChainError::Inconsistent(format!("replaying block {hash}: {error}"))
                 })?;
-            self.unflushed.connected(hash, &block, &txids, &undo);
+            let earned = earned(&self.spec, &block);
+            self.unflushed
+                .connected(hash, &block, &txids, earned, &undo);
         }
         if undone > 0 || from <= to {
             tracing::info!(
@@ -503,21 +507,37 @@ impl Chain {
         address: &Address,
         before: Option<AddressTx>,
         limit: usize,
-    ) -> Result<Vec<(AddressTx, Hash256)>, ChainError> {
+    ) -> Result<Vec<(AddressTx, AddressEntry)>, ChainError> {
         let overlay = self.unflushed.address_txs(address, before);
         // Overlay deletions may hide stored entries: read enough to still fill the page.
         let stored = self
             .store
             .address_txs(address, before, limit + overlay.len())?;
-        let mut merged: std::collections::BTreeMap<AddressTx, Hash256> =
+        let mut merged: std::collections::BTreeMap<AddressTx, AddressEntry> =
             stored.into_iter().collect();
-        for (entry, txid) in overlay {
-            match txid {
-                Some(txid) => merged.insert(entry, txid),
+        for (entry, value) in overlay {
+            match value {
+                Some(value) => merged.insert(entry, value),
                 None => merged.remove(&entry),
             };
         }
         Ok(merged.into_iter().rev().take(limit).collect())
+    }
+
+    /// What `address` received and sent on the main chain, over at most `max` index
+    /// entries (`StoreError::TooMany` past them): the stored index with the changes since
+    /// the last flush laid over it.
+    pub fn address_totals(&self, address: &Address, max: u64) -> Result<AddressTotals, ChainError> {
+        let overlay = self.unflushed.address_txs(address, None);
+        let stored =
+            self.store
+                .address_totals(address, |entry| overlay.contains_key(entry), max)?;
+        let overflow = || ChainError::Inconsistent("address totals overflow".into());
+        overlay
+            .values()
+            .flatten()
+            .try_fold(stored, |totals, entry| totals.add(entry))
+            .ok_or_else(overflow)
     }
 
     /// Hashes of the main chain from the tip back, spaced ever wider, ending at genesis:
@@ -858,7 +878,7 @@ impl Chain {
             };
             let undo = connect_block(&mut self.state, &block, &txids, &self.spec)
                 .map_err(|error| ChainError::Invalid { hash: *hash, error })?;
-            changes.connected(*hash, &block, &txids, &undo);
+            changes.connected(*hash, &block, &txids, earned(&self.spec, &block), &undo);
             batch.put_undo(hash, &undo);
             rollback.push(undo);
             batch.set_main(block.header.height, hash);
@@ -875,4 +895,11 @@ impl Chain {
         self.unflushed.absorb(changes);
         Ok((change, entries))
     }
+}
+
+/// What a valid block paid its miner: the reward at its height and its fees.
+fn earned(spec: &ChainSpec, block: &Block) -> apiary_core::Amount {
+    let fees = block.fees().unwrap_or(apiary_core::Amount::ZERO);
+    let reward = spec.block_reward(block.header.height);
+    reward.checked_add(fees).unwrap_or(reward)
 }

@@ -1,12 +1,12 @@
 //! What changed in the records derived from blocks (accounts, tx index, address index)
 //! since they were last written: kept in memory, written by the next flush.
 
-use crate::store::{AddressTx, Store, StoreError, TxLocation};
-use apiary_core::{AccountTree, Address, Block, BlockHash, Hash256, Height, StateUndo, TxId};
+use crate::store::{AddressEntry, AddressTx, Store, StoreError, TxLocation};
+use apiary_core::{AccountTree, Address, Amount, Block, BlockHash, Height, StateUndo, TxId};
 use std::collections::BTreeMap;
 
-/// An address index entry and what it now points at (None: removed by a disconnect).
-type AddressChange = (AddressTx, Option<Hash256>);
+/// An address index entry and what it now holds (None: removed by a disconnect).
+type AddressChange = (AddressTx, Option<AddressEntry>);
 
 /// Logs, not maps: appending is all a block costs (inserting thousands of keys per block
 /// into maps of hundreds of thousands cost more than the rest of connecting it, in cache
@@ -24,26 +24,56 @@ pub(super) struct Unflushed {
 }
 
 impl Unflushed {
-    /// `block` (whose txids are `txids`) joined the main chain, changing what `undo` lists.
+    /// `block` (whose txids are `txids`) joined the main chain, paying its miner `earned`
+    /// (new coins and fees) and changing what `undo` lists.
     pub(super) fn connected(
         &mut self,
         hash: BlockHash,
         block: &Block,
         txids: &[TxId],
+        earned: Amount,
         undo: &StateUndo,
     ) {
         self.accounts.extend(undo.previous.iter().map(|(a, _)| *a));
+        let height = block.header.height;
         for (index, (stx, txid)) in (0..).zip(block.txs.iter().zip(txids)) {
             self.txs
                 .push((*txid, Some(TxLocation { block: hash, index })));
-            for address in [stx.tx.from, stx.tx.to] {
-                self.addresses.push((
-                    address_tx(address, block.header.height, index),
-                    Some(txid.0),
-                ));
+            let tx = &stx.tx;
+            // The block is valid: amount plus fee fit in a u64.
+            let spent = tx.amount.checked_add(tx.fee).unwrap_or(tx.amount);
+            let (sender, recipient) = (
+                AddressEntry {
+                    id: txid.0,
+                    received: Amount::ZERO,
+                    sent: spent,
+                },
+                AddressEntry {
+                    id: txid.0,
+                    received: tx.amount,
+                    sent: Amount::ZERO,
+                },
+            );
+            if tx.from == tx.to {
+                let both = AddressEntry {
+                    received: tx.amount,
+                    ..sender
+                };
+                self.addresses
+                    .push((address_tx(tx.from, height, index), Some(both)));
+            } else {
+                self.addresses
+                    .push((address_tx(tx.from, height, index), Some(sender)));
+                self.addresses
+                    .push((address_tx(tx.to, height, index), Some(recipient)));
             }
         }
-        self.addresses.push((reward_entry(block), Some(hash.0)));
+        let reward = AddressEntry {
+            id: hash.0,
+            received: earned,
+            sent: Amount::ZERO,
+        };
+        self.addresses.push((reward_entry(block), Some(reward)));
     }
 
     /// `block` left the main chain; `undo` is what connecting it had changed.
@@ -90,7 +120,7 @@ impl Unflushed {
         &self,
         address: &Address,
         before: Option<AddressTx>,
-    ) -> BTreeMap<AddressTx, Option<Hash256>> {
+    ) -> BTreeMap<AddressTx, Option<AddressEntry>> {
         self.addresses
             .iter()
             .filter(|(entry, _)| entry.address == *address && before.is_none_or(|b| *entry < b))

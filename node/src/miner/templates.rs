@@ -121,11 +121,7 @@ impl Templates {
 }
 
 fn fees_of(block: &Block) -> Amount {
-    block
-        .txs
-        .iter()
-        .try_fold(Amount::ZERO, |sum, stx| sum.checked_add(stx.tx.fee))
-        .unwrap_or(Amount::ZERO)
+    block.fees().unwrap_or(Amount::ZERO)
 }
 
 static SALT: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {

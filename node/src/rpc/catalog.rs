@@ -84,6 +84,16 @@ pub const METHODS: &[Method] = &[
         run: |c, p| methods::account_get(c, parse(p)?),
     },
     Method {
+        name: "account_totals",
+        about: "What an address received and sent on the main chain, in all",
+        params: &[required("address", "bech32m address")],
+        result: "{address, allocated, received, sent, entries, balance}: allocated at \
+                 genesis; received counts block rewards, sent counts fees (allocated + received \
+                 - sent = balance); entries: its transfers and rewards (at most 20,000 are added \
+                 up: error -32040 past them)",
+        run: |c, p| methods::account_totals(c, parse(p)?),
+    },
+    Method {
         name: "account_history",
         about: "Transactions and rewards of an address, newest first, a page at a time",
         params: &[

@@ -22,6 +22,7 @@ pub const PUBLIC_METHODS: &[&str] = &[
     "tx_get",
     "account_get",
     "account_history",
+    "account_totals",
     "mempool_info",
     "mempool_txs",
     "fee_estimate",

@@ -45,6 +45,8 @@ pub const STORAGE_FULL: i64 = -32030;
 pub const STORAGE_DAMAGED: i64 = -32031;
 /// No cookie, or the wrong one.
 pub const UNAUTHORIZED: i64 = -32001;
+/// The call would read more than one call may (the message says what to do instead).
+pub const TOO_MUCH_WORK: i64 = -32040;
 /// Too many connections at once: try again after `Retry-After` seconds.
 pub const SERVER_BUSY: i64 = -32000;
 

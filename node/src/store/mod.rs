@@ -12,7 +12,7 @@ pub(crate) use open::{is_no_space, sync_dir};
 pub use open::{sibling, RECOVERY_ADVICE};
 
 use apiary_core::{
-    Account, Address, Block, BlockHash, BlockHeader, Hash256, Height, StateUndo, TxId, Work,
+    Account, Address, Amount, Block, BlockHash, BlockHeader, Hash256, Height, StateUndo, TxId, Work,
 };
 use borsh::{BorshDeserialize, BorshSerialize};
 use rocksdb::{
@@ -22,8 +22,9 @@ use rocksdb::{
 use std::path::Path;
 use std::path::PathBuf;
 
-/// Bump when the layout of any column family changes.
-pub const SCHEMA_VERSION: u32 = 3;
+/// Bump when the layout of any column family changes. 4: address index values carry
+/// what the address received and sent.
+pub const SCHEMA_VERSION: u32 = 4;
 
 const CF_META: &str = "meta";
 const CF_HEADERS: &str = "headers";
@@ -65,7 +66,7 @@ pub enum StoreError {
     Locked(PathBuf),
     #[error("cannot open the store in {path}: {message}")]
     Open { path: PathBuf, message: String },
-    #[error("the store in {path} has schema version {found}, this node reads version {expected}; use a new --datadir")]
+    #[error("the store in {path} has schema version {found}, this node reads version {expected}; start once with --reindex to rebuild it from the blocks it holds (or --resync to download the chain)", path = path.display())]
     SchemaMismatch {
         path: PathBuf,
         found: u32,
@@ -79,6 +80,9 @@ pub enum StoreError {
     },
     #[error("the store is corrupt: {0}")]
     Corrupt(String),
+    /// A read that would go over its bound of work.
+    #[error("more than {0} entries to read")]
+    TooMany(u64),
     /// RocksDB or our own checks found the store damaged; it is refused as it is.
     #[error("the store in {path} is damaged ({message}); {advice}", path = path.display(), advice = RECOVERY_ADVICE)]
     Damaged { path: PathBuf, message: String },
@@ -165,6 +169,46 @@ impl AddressTx {
             index: u32::from_be_bytes(key[40..].try_into().ok()?),
         })
     }
+}
+
+/// What an address index entry holds: the txid (for a reward, the block hash), and what
+/// the address received and sent by it (a transfer's amount; its amount plus fee; a
+/// reward's new coins plus the block's fees), so its totals need no block read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct AddressEntry {
+    pub id: Hash256,
+    pub received: Amount,
+    pub sent: Amount,
+}
+
+impl AddressEntry {
+    const BYTES: usize = 32 + 8 + 8;
+}
+
+/// What an address received and sent on the main chain, and in how many index entries
+/// (its transfers, and the blocks it mined).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddressTotals {
+    pub received: Amount,
+    pub sent: Amount,
+    pub entries: u64,
+}
+
+impl AddressTotals {
+    /// Adds `entry` (None: an amount past u64, which no valid chain reaches).
+    pub fn add(self, entry: &AddressEntry) -> Option<AddressTotals> {
+        Some(AddressTotals {
+            received: self.received.checked_add(entry.received)?,
+            sent: self.sent.checked_add(entry.sent)?,
+            entries: self.entries + 1,
+        })
+    }
+}
+
+/// An address index value as stored.
+fn address_entry(value: &[u8]) -> Result<AddressEntry, StoreError> {
+    apiary_core::decode_exact("address index value", value, AddressEntry::BYTES)
+        .map_err(|e| StoreError::Corrupt(format!("address index value: {e}")))
 }
 
 pub struct Store {
@@ -320,7 +364,7 @@ impl Store {
         address: &Address,
         before: Option<AddressTx>,
         limit: usize,
-    ) -> Result<Vec<(AddressTx, Hash256)>, StoreError> {
+    ) -> Result<Vec<(AddressTx, AddressEntry)>, StoreError> {
         let upper = before.unwrap_or(AddressTx {
             address: *address,
             height: Height(u64::MAX),
@@ -339,14 +383,46 @@ impl Store {
                 break;
             }
             if Some(entry) != before {
-                let id = Hash256::try_from_slice(value)
-                    .map_err(|e| StoreError::Corrupt(format!("address index value: {e}")))?;
-                found.push((entry, id));
+                found.push((entry, address_entry(value)?));
             }
             iterator.prev();
         }
         iterator.status().map_err(|e| self.db_error(e))?;
         Ok(found)
+    }
+
+    /// Sums `address`'s stored index entries, except those `skip` says (changed since the
+    /// last flush); more than `max` entries is an error (the work is bounded).
+    pub fn address_totals(
+        &self,
+        address: &Address,
+        skip: impl Fn(&AddressTx) -> bool,
+        max: u64,
+    ) -> Result<AddressTotals, StoreError> {
+        let mut iterator = self.db().raw_iterator_cf(self.cf(CF_ADDRINDEX));
+        iterator.seek(address.0);
+        let mut totals = AddressTotals::default();
+        while iterator.valid() {
+            let (Some(key), Some(value)) = (iterator.key(), iterator.value()) else {
+                break;
+            };
+            let entry = AddressTx::from_key(key)
+                .ok_or_else(|| StoreError::Corrupt("address index key is not 44 bytes".into()))?;
+            if entry.address != *address {
+                break;
+            }
+            if !skip(&entry) {
+                if totals.entries >= max {
+                    return Err(StoreError::TooMany(max));
+                }
+                totals = totals
+                    .add(&address_entry(value)?)
+                    .ok_or_else(|| StoreError::Corrupt("address totals overflow".into()))?;
+            }
+            iterator.next();
+        }
+        iterator.status().map_err(|e| self.db_error(e))?;
+        Ok(totals)
     }
 
     /// Every stored header, in no particular order.
@@ -421,11 +497,11 @@ impl Store {
     /// Applies address index changes, sorted with each entry once (None: removed).
     pub fn ingest_address_index(
         &self,
-        changes: &[(AddressTx, Option<Hash256>)],
+        changes: &[(AddressTx, Option<AddressEntry>)],
     ) -> Result<(), StoreError> {
         let records = changes
             .iter()
-            .map(|(entry, id)| (entry.key(), id.map(|id| id.0)));
+            .map(|(entry, value)| (entry.key(), value.as_ref().map(encode)));
         self.ingest(CF_ADDRINDEX, records)
     }
 
@@ -533,30 +609,6 @@ impl StoreBatch<'_> {
     pub fn unset_main(&mut self, height: Height) {
         self.batch
             .delete_cf(self.store.cf(CF_HEIGHTS), height.0.to_be_bytes());
-    }
-
-    pub fn put_tx(&mut self, txid: &TxId, location: TxLocation) {
-        self.batch.put_cf(
-            self.store.cf(CF_TXINDEX),
-            txid.as_bytes(),
-            encode(&location),
-        );
-    }
-
-    pub fn delete_tx(&mut self, txid: &TxId) {
-        self.batch
-            .delete_cf(self.store.cf(CF_TXINDEX), txid.as_bytes());
-    }
-
-    /// `id`: the txid, or for a reward entry the block hash.
-    pub fn put_address_tx(&mut self, entry: &AddressTx, id: &Hash256) {
-        self.batch
-            .put_cf(self.store.cf(CF_ADDRINDEX), entry.key(), id.0);
-    }
-
-    pub fn delete_address_tx(&mut self, entry: &AddressTx) {
-        self.batch
-            .delete_cf(self.store.cf(CF_ADDRINDEX), entry.key());
     }
 
     pub fn set_tip(&mut self, hash: &BlockHash) {
