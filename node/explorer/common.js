@@ -10,7 +10,13 @@ export async function api(base, method, params = {}) {
     if (value !== undefined && value !== null) query.set(name, String(value));
   }
   const url = `${base}/explorer/api/${method}${query.size ? "?" + query : ""}`;
-  const response = await fetch(url, { cache: "no-store" });
+  let response;
+  try {
+    response = await fetch(url, { cache: "no-store" });
+  } catch {
+    // The browser says "Failed to fetch": the node is not there to answer.
+    throw new Error(`the node at ${base || window.location.host} does not answer (down, or unreachable)`);
+  }
   const body = await response.json();
   if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
   return body;
@@ -47,11 +53,21 @@ export function subscribe(base, topic, params, onResult, onState = () => {}) {
   };
 }
 
-/** Base units (a decimal string) as coins, e.g. "150000000" → "1.5". */
+/** Digits in groups of three: "1234567" → "1,234,567". */
+function grouped(digits) {
+  return digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+}
+
+/** A whole number (a height, a count) with thousands separators. */
+export function num(value) {
+  return value === null || value === undefined ? "—" : grouped(String(value));
+}
+
+/** Base units (a decimal string) as coins, e.g. "150000000000" → "1,500". */
 export function coins(units) {
   const value = BigInt(units);
   const scale = 10n ** BigInt(COIN_DECIMALS);
-  const whole = value / scale;
+  const whole = grouped((value / scale).toString());
   const fraction = (value % scale).toString().padStart(COIN_DECIMALS, "0").replace(/0+$/, "");
   return fraction ? `${whole}.${fraction}` : `${whole}`;
 }
@@ -67,6 +83,14 @@ export function ago(ms) {
   return `${Math.floor(seconds / 3600)} h ago`;
 }
 
+/** A span of time, in words: 95000 → "1 min 35 s". */
+export function duration(ms) {
+  const seconds = Math.round(ms / 1000);
+  if (seconds < 60) return `${seconds} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+  return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+}
+
 /** Builds an element: el("td", {class: "x"}, "text", child, ...). */
 export function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -80,4 +104,41 @@ export function el(tag, attributes = {}, ...children) {
     }
   }
   return node;
+}
+
+/** Puts `text` on the clipboard (the older way where the clipboard API is not allowed). */
+async function toClipboard(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return;
+  } catch {
+    const area = el("textarea", { style: "position:fixed;opacity:0" });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    const copied = document.execCommand("copy");
+    area.remove();
+    if (!copied) throw new Error("the browser would not copy");
+  }
+}
+
+/**
+ * A button that copies `text` (a hash, an address). Its look comes from CSS, so the text
+ * of the element it sits beside stays the value alone.
+ */
+export function copyButton(text) {
+  const button = el("button", { class: "copy", type: "button", title: "copy", "aria-label": "copy", "data-copy": text });
+  button.addEventListener("click", async (event) => {
+    event.preventDefault();
+    event.stopPropagation();
+    try {
+      await toClipboard(text);
+      button.dataset.copied = "yes";
+      button.classList.add("copied");
+      setTimeout(() => button.classList.remove("copied"), 1500);
+    } catch {
+      button.classList.add("failed");
+    }
+  });
+  return button;
 }

@@ -117,7 +117,7 @@ fn history(chain: &apiary_node::chain::Chain, seed: u8) -> Vec<apiary_core::TxId
         .unwrap()
         .into_iter()
         .filter(|(entry, _)| !entry.is_reward())
-        .map(|(_, id)| apiary_core::TxId(id))
+        .map(|(_, entry)| apiary_core::TxId(entry.id))
         .collect()
 }
 
@@ -156,7 +156,7 @@ fn address_history_pages_newest_first_across_flushes_and_reorgs() {
             assert!(page.len() <= 3);
             let Some(last) = page.last() else { break };
             cursor = Some(last.0);
-            all.extend(page.iter().map(|(_, id)| apiary_core::TxId(*id)));
+            all.extend(page.iter().map(|(_, entry)| apiary_core::TxId(entry.id)));
         }
         all
     };

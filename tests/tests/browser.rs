@@ -197,6 +197,14 @@ fn the_dashboard_shows_a_killed_node_down_and_a_partition_as_two_branches() {
     wait_per_node(&browser, "data-state", "node three down", |s| {
         s == ["up", "up", "down"]
     });
+    // Down, in words a person reads (not the browser's "Failed to fetch").
+    let why = browser
+        .text("#nodes tbody tr:nth-child(3) td:nth-child(4)")
+        .unwrap();
+    assert!(
+        why == "not reachable" || why.starts_with("no answer"),
+        "{why}"
+    );
     browser.screenshot("one_down");
     let three_rpc = three
         .rpc
@@ -251,6 +259,16 @@ fn the_dashboard_shows_a_killed_node_down_and_a_partition_as_two_branches() {
             && b[1] == b[2]
             && browser.count("#fork-picture text[data-branch]") == 2
     });
+    // The delay chart (log scale) labels the blocks of each side with its branch.
+    wait_until(WAIT, "branch labels in the delay chart", || {
+        let labels = browser.attributes("#delay-chart text.branch-label", "data-branch");
+        let distinct: std::collections::BTreeSet<_> = labels.into_iter().flatten().collect();
+        distinct.len() == 2
+    });
+    assert_eq!(
+        browser.attributes("#delay-chart", "data-scale"),
+        vec![Some("log".to_string())]
+    );
     browser.screenshot("partitioned");
 
     // Healed: one branch again, the heavier one.
@@ -274,4 +292,81 @@ fn the_dashboard_shows_a_killed_node_down_and_a_partition_as_two_branches() {
     assert_eq!(one.tip(), two.tip());
     assert_eq!(one.tip().0, 4);
     browser.screenshot("healed");
+
+    // No block for five block times (5 s here): the dashboard says so, until one comes.
+    browser.wait_text("#stalled", WAIT, |t| t.contains("No new block"));
+    browser.screenshot("stalled");
+    two.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
+    wait_until(WAIT, "the warning to go", || browser.count("#stalled") == 0);
+}
+
+/// Pages have links of their own (/explorer/block/1), old #/ links still work, numbers
+/// have thousands separators, hashes and addresses copy, an empty mempool and a chain
+/// that stopped say so, and an address page adds up what it received and sent.
+#[test]
+fn the_explorer_reads_well_and_every_page_has_a_link() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
+    node.rpc
+        .call("dev_mine", json!({"blocks": 2, "address": address_text(1)}))
+        .unwrap();
+    let browser = browser("explorer_reads_well");
+
+    // A page by its path, and an old link turned into one.
+    browser.goto(&explorer(&node, "/block/1"));
+    browser.wait_text("#block-height", WAIT, |t| t == "1");
+    browser.goto(&explorer(&node, "#/block/2"));
+    browser.wait_text("#block-height", WAIT, |t| t == "2");
+    assert_eq!(
+        browser.eval("return window.location.pathname;"),
+        json!("/explorer/block/2")
+    );
+    // Links inside go by path too, without a reload.
+    browser.eval("window.__kept = 1; return 1;");
+    browser.click("#view dd a[data-route]");
+    browser.wait_text("#block-height", WAIT, |t| t == "1");
+    // (The previous block's link names it by hash.)
+    assert_eq!(
+        browser.eval("return window.location.pathname;"),
+        json!(format!("/explorer/block/{}", node.block_hash(1)))
+    );
+    assert_eq!(browser.eval("return window.__kept;"), json!(1));
+
+    // An address with a genesis allocation and two rewards: separators, and totals.
+    let rich = address_text(1);
+    browser.goto(&explorer(&node, &format!("/address/{rich}")));
+    let totals = node
+        .rpc
+        .call("account_totals", json!({"address": rich}))
+        .unwrap();
+    let coins = |units: &serde_json::Value| {
+        let units: u64 = units.as_str().unwrap().parse().unwrap();
+        format!("{} coins", units / 100_000_000)
+    };
+    browser.wait_text("#allocated", WAIT, |t| t == "1,000 coins");
+    browser.wait_text("#received", WAIT, |t| t == coins(&totals["received"]));
+    browser.wait_text("#sent", WAIT, |t| t == "0 coins");
+    let balance = browser.text("#balance").unwrap();
+    assert!(
+        balance.starts_with("1,") && balance.ends_with(" coins"),
+        "{balance}"
+    );
+    assert_eq!(browser.text("#address").as_deref(), Some(rich.as_str()));
+    browser.click("#address button.copy");
+    wait_until(WAIT, "the address to be copied", || {
+        browser.attributes("#address button.copy", "data-copied") == vec![Some("yes".into())]
+    });
+    browser.screenshot("address");
+
+    // An empty mempool says so.
+    browser.goto(&explorer(&node, "/mempool"));
+    browser.wait_text("#mempool-empty", WAIT, |t| t.contains("empty"));
+
+    // No block for five block times (5 s here): the home page says so, until one comes.
+    browser.goto(&explorer(&node, ""));
+    browser.wait_text("#stalled", WAIT, |t| t.contains("No new block"));
+    browser.screenshot("stalled");
+    node.rpc.call("dev_mine", json!({"blocks": 1})).unwrap();
+    wait_until(WAIT, "the warning to go", || browser.count("#stalled") == 0);
 }

@@ -536,7 +536,7 @@ impl Chain {
         overlay
             .values()
             .flatten()
-            .try_fold(stored, |totals, entry| totals.add(entry))
+            .try_fold(stored, |totals, entry| totals.with(entry))
             .ok_or_else(overflow)
     }
 

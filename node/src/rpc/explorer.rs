@@ -74,6 +74,16 @@ pub fn routes(context: Arc<RpcContext>) -> Router {
         .route("/explorer/assets/{name}", get(asset))
         .route("/explorer/api/{method}", get(api))
         .route("/explorer/ws", get(public_ws))
+        // Pages by path (/explorer/block/3, /explorer/tx/<id>, ...): the same page, which
+        // reads the path; so every page has a link of its own.
+        .route(
+            "/explorer/{page}/{*id}",
+            get(|Path((page, _)): Path<(String, String)>| async move { explorer_page(&page) }),
+        )
+        .route(
+            "/explorer/{page}",
+            get(|Path(page): Path<String>| async move { explorer_page(&page) }),
+        )
         .with_state(context)
 }
 
@@ -86,6 +96,16 @@ fn page(html: &'static str) -> Response {
         html,
     )
         .into_response()
+}
+
+/// The explorer's page for a path it routes; anything else is not found.
+fn explorer_page(page: &str) -> Response {
+    const PAGES: [&str; 5] = ["block", "tx", "address", "mempool", "peers"];
+    if PAGES.contains(&page) {
+        self::page(EXPLORER_PAGE)
+    } else {
+        (StatusCode::NOT_FOUND, "no such page\n").into_response()
+    }
 }
 
 async fn asset(Path(name): Path<String>) -> Response {

@@ -196,7 +196,7 @@ pub struct AddressTotals {
 
 impl AddressTotals {
     /// Adds `entry` (None: an amount past u64, which no valid chain reaches).
-    pub fn add(self, entry: &AddressEntry) -> Option<AddressTotals> {
+    pub fn with(self, entry: &AddressEntry) -> Option<AddressTotals> {
         Some(AddressTotals {
             received: self.received.checked_add(entry.received)?,
             sent: self.sent.checked_add(entry.sent)?,
@@ -416,7 +416,7 @@ impl Store {
                     return Err(StoreError::TooMany(max));
                 }
                 totals = totals
-                    .add(&address_entry(value)?)
+                    .with(&address_entry(value)?)
                     .ok_or_else(|| StoreError::Corrupt("address totals overflow".into()))?;
             }
             iterator.next();
