@@ -558,6 +558,22 @@ impl Pair {
     }
 }
 
+/// Two nodes of the chain of `spec` in `dir`/`names`, the second peered to the first,
+/// connected when this returns.
+pub fn connected_pair(dir: &Path, spec: &Path, names: [&str; 2]) -> (NodeProcess, NodeProcess) {
+    let first = NodeProcess::start(&dir.join(names[0]), Some(spec), &[]).unwrap();
+    let second = NodeProcess::start(
+        &dir.join(names[1]),
+        Some(spec),
+        &["--peer", &first.p2p_addr()],
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(30), "the nodes to connect", || {
+        first.peer_count() == 1 && second.peer_count() == 1
+    });
+    (first, second)
+}
+
 /// `node_info` tells the truth: not syncing, and the best known height is its own.
 pub fn assert_truthful(node: &NodeProcess) {
     let info = node.rpc.call("node_info", json!({})).unwrap();

@@ -64,14 +64,7 @@ fn an_external_miner_mines_through_the_node() {
 fn a_miner_fails_over_to_the_next_node() {
     let dir = TempDir::new().unwrap();
     let spec = write_test_spec(dir.path());
-    let mut first = NodeProcess::start(&dir.path().join("first"), Some(&spec), &[]).unwrap();
-    let second = NodeProcess::start(
-        &dir.path().join("second"),
-        Some(&spec),
-        &["--peer", &first.p2p_addr()],
-    )
-    .unwrap();
-    wait_until(WAIT, "the nodes to connect", || second.peer_count() == 1);
+    let (mut first, second) = connected_pair(dir.path(), &spec, ["first", "second"]);
     let mut miner = miner_command(&[&first, &second], &address_text(9), &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -356,14 +356,7 @@ fn a_pool_killed_with_9_loses_no_share_and_pays_nothing_twice() {
 fn the_pool_fails_over_when_its_node_dies() {
     let dir = TempDir::new().unwrap();
     let spec = write_fixed_spec(dir.path(), 1 << 18);
-    let mut first = NodeProcess::start(&dir.path().join("first"), Some(&spec), &[]).unwrap();
-    let second = NodeProcess::start(
-        &dir.path().join("second"),
-        Some(&spec),
-        &["--peer", &first.p2p_addr()],
-    )
-    .unwrap();
-    wait_until(WAIT, "the nodes to connect", || second.peer_count() == 1);
+    let (mut first, second) = connected_pair(dir.path(), &spec, ["first", "second"]);
     let pool = PoolProcess::start(&dir.path().join("pool"), &[&first, &second], &[]);
     let mut mining = miner(&pool, &address_text(21), &[])
         .stdout(Stdio::null())
@@ -388,14 +381,7 @@ fn the_pool_fails_over_when_its_node_dies() {
 fn the_pool_starts_and_pays_while_its_first_node_is_stopped() {
     let dir = TempDir::new().unwrap();
     let spec = write_fixed_spec(dir.path(), 1 << 18);
-    let mut first = NodeProcess::start(&dir.path().join("first"), Some(&spec), &[]).unwrap();
-    let second = NodeProcess::start(
-        &dir.path().join("second"),
-        Some(&spec),
-        &["--peer", &first.p2p_addr()],
-    )
-    .unwrap();
-    wait_until(WAIT, "the nodes to connect", || second.peer_count() == 1);
+    let (mut first, second) = connected_pair(dir.path(), &spec, ["first", "second"]);
     assert!(first.stop(), "a clean stop");
     let pool = PoolProcess::start(&dir.path().join("pool"), &[&first, &second], &[]);
     let mut mining = miner(&pool, &address_text(21), &[])

@@ -134,16 +134,7 @@ fn basic(credentials: &str) -> String {
 fn a_huge_ban_is_refused_and_the_network_keeps_following() {
     let dir = TempDir::new().unwrap();
     let spec = write_test_spec(dir.path());
-    let a = NodeProcess::start(&dir.path().join("a"), Some(&spec), &[]).unwrap();
-    let b = NodeProcess::start(
-        &dir.path().join("b"),
-        Some(&spec),
-        &["--peer", &a.p2p_addr()],
-    )
-    .unwrap();
-    wait_until(Duration::from_secs(30), "the nodes to connect", || {
-        a.peer_count() == 1
-    });
+    let (a, b) = connected_pair(dir.path(), &spec, ["a", "b"]);
     let refused = a
         .rpc
         .call(

@@ -68,6 +68,21 @@ fn endpoint(node: &NodeProcess) -> (String, PathBuf) {
     (node.rpc.url.clone(), node.datadir.join("rpc.cookie"))
 }
 
+/// A node of `spec`, and a new wallet "alice" whose address one mined block paid.
+fn funded_wallet(dir: &Path, spec: &Path) -> (NodeProcess, PathBuf, [(String, PathBuf); 1]) {
+    let node = NodeProcess::start(&dir.join("n1"), Some(spec), &[]).unwrap();
+    let wallet_dir = dir.join("alice");
+    let at = [endpoint(&node)];
+    let alice = ok(wallet(&wallet_dir, &at, PASSWORD, &["new"]));
+    node.rpc
+        .call(
+            "dev_mine",
+            json!({"blocks": 1, "address": alice["address"]}),
+        )
+        .unwrap();
+    (node, wallet_dir, at)
+}
+
 /// The JSON a successful command printed.
 fn ok(output: Output) -> Value {
     assert!(
@@ -465,16 +480,7 @@ fn the_wallet_gives_a_node_the_payments_it_lost() {
 fn waiting_while_nobody_mines_stops_and_says_why() {
     let dir = TempDir::new().unwrap();
     let spec = write_test_spec(dir.path());
-    let node = NodeProcess::start(&dir.path().join("n1"), Some(&spec), &[]).unwrap();
-    let wallet_dir = dir.path().join("alice");
-    let at = [endpoint(&node)];
-    let alice = ok(wallet(&wallet_dir, &at, PASSWORD, &["new"]));
-    node.rpc
-        .call(
-            "dev_mine",
-            json!({"blocks": 1, "address": alice["address"]}),
-        )
-        .unwrap();
+    let (node, wallet_dir, at) = funded_wallet(dir.path(), &spec);
     // No miner runs: the tip stays put, and --wait says so long before its 600 s. It
     // waits on the sender's address subscription, not by polling.
     let waiting = Running::start(wallet_command(
@@ -590,16 +596,7 @@ fn the_wallet_fails_over_from_a_node_stopped_cleanly() {
     let dir = TempDir::new().unwrap();
     let spec = write_test_spec(dir.path());
     let first_dir = dir.path().join("n1");
-    let mut first = NodeProcess::start(&first_dir, Some(&spec), &[]).unwrap();
-    let second = NodeProcess::start(
-        &dir.path().join("n2"),
-        Some(&spec),
-        &["--peer", &first.p2p_addr()],
-    )
-    .unwrap();
-    wait_until(Duration::from_secs(30), "the nodes to connect", || {
-        second.peer_count() == 1
-    });
+    let (mut first, second) = connected_pair(dir.path(), &spec, ["n1", "n2"]);
     let wallet_dir = dir.path().join("alice");
     let both = [endpoint(&first), endpoint(&second)];
     let alice = ok(wallet(&wallet_dir, &both, PASSWORD, &["new"]));
@@ -638,16 +635,7 @@ fn the_wallet_fails_over_from_a_node_stopped_cleanly() {
 fn send_takes_the_recipient_and_the_amount_as_flags() {
     let dir = TempDir::new().unwrap();
     let spec = write_test_spec(dir.path());
-    let node = NodeProcess::start(&dir.path().join("n1"), Some(&spec), &[]).unwrap();
-    let wallet_dir = dir.path().join("alice");
-    let at = [endpoint(&node)];
-    let alice = ok(wallet(&wallet_dir, &at, PASSWORD, &["new"]));
-    node.rpc
-        .call(
-            "dev_mine",
-            json!({"blocks": 1, "address": alice["address"]}),
-        )
-        .unwrap();
+    let (node, wallet_dir, at) = funded_wallet(dir.path(), &spec);
     let payee = address_text(7);
     let sent = ok(wallet(
         &wallet_dir,

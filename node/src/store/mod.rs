@@ -205,6 +205,20 @@ impl AddressTotals {
     }
 }
 
+/// The address index entry under `iterator`, if it is one of `address`'s (None past them).
+fn address_entry_at<'a>(
+    iterator: &'a rocksdb::DBRawIterator,
+    address: &Address,
+) -> Result<Option<(AddressTx, &'a [u8])>, StoreError> {
+    let (true, Some(key), Some(value)) = (iterator.valid(), iterator.key(), iterator.value())
+    else {
+        return Ok(None);
+    };
+    let entry = AddressTx::from_key(key)
+        .ok_or_else(|| StoreError::Corrupt("address index key is not 44 bytes".into()))?;
+    Ok((entry.address == *address).then_some((entry, value)))
+}
+
 /// An address index value as stored.
 fn address_entry(value: &[u8]) -> Result<AddressEntry, StoreError> {
     apiary_core::decode_exact("address index value", value, AddressEntry::BYTES)
@@ -373,15 +387,10 @@ impl Store {
         let mut iterator = self.db().raw_iterator_cf(self.cf(CF_ADDRINDEX));
         iterator.seek_for_prev(upper.key());
         let mut found = Vec::new();
-        while iterator.valid() && found.len() < limit {
-            let (Some(key), Some(value)) = (iterator.key(), iterator.value()) else {
+        while found.len() < limit {
+            let Some((entry, value)) = address_entry_at(&iterator, address)? else {
                 break;
             };
-            let entry = AddressTx::from_key(key)
-                .ok_or_else(|| StoreError::Corrupt("address index key is not 44 bytes".into()))?;
-            if entry.address != *address {
-                break;
-            }
             if Some(entry) != before {
                 found.push((entry, address_entry(value)?));
             }
@@ -402,15 +411,7 @@ impl Store {
         let mut iterator = self.db().raw_iterator_cf(self.cf(CF_ADDRINDEX));
         iterator.seek(address.0);
         let mut totals = AddressTotals::default();
-        while iterator.valid() {
-            let (Some(key), Some(value)) = (iterator.key(), iterator.value()) else {
-                break;
-            };
-            let entry = AddressTx::from_key(key)
-                .ok_or_else(|| StoreError::Corrupt("address index key is not 44 bytes".into()))?;
-            if entry.address != *address {
-                break;
-            }
+        while let Some((entry, value)) = address_entry_at(&iterator, address)? {
             if !skip(&entry) {
                 if totals.entries >= max {
                     return Err(StoreError::TooMany(max));
