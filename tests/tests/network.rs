@@ -92,6 +92,13 @@ fn a_block_with_transactions_a_peer_lacks_is_fetched_whole() {
     // A payment n0 pulls from a third node's mempool after n1 pulled n0's: pulled
     // transactions are not gossiped again, so it never reaches n1.
     let n2 = start_peer(dir.path(), "n2", &spec, None);
+    // n1 could find n2 through n0's DHT and pull its mempool itself: n2 will not have it.
+    n2.rpc
+        .call(
+            "net_disconnect",
+            json!({"peer_id": n1.peer_id(), "ban_seconds": 3600}),
+        )
+        .unwrap();
     let unseen = transfer(2, address(7), 55_000, 10_000, 0);
     let unseen_id = n2.submit_tx(&unseen);
     n0.rpc
