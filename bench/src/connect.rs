@@ -45,7 +45,7 @@ fn generate_chain(
             .map(|&(from, to, nonce)| accounts.transfer(spec, from, to, nonce))
             .collect();
         let context = chain.parent_context(&chain.tip()).expect("tip is indexed");
-        let mut block = assemble_block(chain.state_mut(), spec, &context, miner, txs, now_ms());
+        let mut block = assemble_block(&**chain.state(), spec, &context, miner, txs, now_ms())?;
         if block.txs.len() != params.txs_per_block {
             bail!(
                 "block {height} holds {} transactions, not {}",

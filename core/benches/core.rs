@@ -3,14 +3,16 @@
 
 use apiary_core::block::{HeaderHasher, BLOCK_VERSION};
 use apiary_core::spec::{ChainId, ConsensusParams};
+use apiary_core::state::{leaf_changes, tree, Layout, PageKey, PageSource, SourceError};
 use apiary_core::tx::{verify_signatures, KeyCache};
-use apiary_core::validate::{check_block, connect_block};
+use apiary_core::validate::{check_block, connect_block, ConnectError};
 use apiary_core::{
-    tx_merkle_root, Account, AccountTree, Address, AddressPrefix, Amount, Block, BlockHeader,
-    ChainSpec, Hash256, Height, Nonce, SignedTransaction, SigningKey, Target, Transaction,
+    tx_merkle_root, Account, Address, AddressPrefix, Amount, Block, BlockHeader, ChainSpec,
+    Hash256, Height, MemoryState, Nonce, SignedTransaction, SigningKey, Target, Transaction,
 };
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const TXS: usize = 1000;
 const ACCOUNTS: u64 = 100_000;
@@ -42,45 +44,43 @@ fn address_of(i: u64) -> Address {
     Address(Sha256::digest(i.to_le_bytes()).into())
 }
 
-/// 1000 transfers from distinct signers, and a state of 100,000 funded accounts.
-fn fixture(spec: &ChainSpec) -> (Vec<SignedTransaction>, AccountTree) {
-    let mut tree = AccountTree::new();
-    for i in 0..ACCOUNTS {
-        tree.set(
-            address_of(i),
-            Some(Account {
-                balance: Amount::from_base_units(1 << 40),
-                nonce: Nonce(0),
-            }),
-        );
+fn funded() -> Account {
+    Account {
+        balance: Amount::from_base_units(1 << 40),
+        nonce: Nonce(0),
     }
-    let txs: Vec<SignedTransaction> = (0..TXS as u64)
-        .map(|i| {
-            let key = SigningKey::from_bytes(&Sha256::digest((i + 1_000_000).to_le_bytes()).into());
-            let from = Address(key.verifying_key().to_bytes());
-            tree.set(
-                from,
-                Some(Account {
-                    balance: Amount::from_base_units(1 << 40),
-                    nonce: Nonce(0),
-                }),
-            );
+}
+
+/// 1000 transfers from distinct signers, and a state of `accounts` funded accounts.
+fn fixture(spec: &ChainSpec, accounts: u64) -> (Vec<SignedTransaction>, MemoryState) {
+    let keys: Vec<SigningKey> = (0..TXS as u64)
+        .map(|i| SigningKey::from_bytes(&Sha256::digest((i + 1_000_000).to_le_bytes()).into()))
+        .collect();
+    let state = MemoryState::from_accounts(
+        (0..accounts).map(|i| (address_of(i), funded())).chain(
+            keys.iter()
+                .map(|k| (Address(k.verifying_key().to_bytes()), funded())),
+        ),
+    );
+    let txs: Vec<SignedTransaction> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
             Transaction {
                 chain_id: spec.chain_id.clone(),
-                from,
-                to: address_of(i * 97 % ACCOUNTS),
+                from: Address(key.verifying_key().to_bytes()),
+                to: address_of(i as u64 * 97 % accounts),
                 amount: Amount::from_base_units(5),
                 fee: Amount::from_base_units(1),
                 nonce: Nonce(0),
             }
-            .sign(&key)
+            .sign(key)
         })
         .collect();
-    tree.root();
-    (txs, tree)
+    (txs, state)
 }
 
-fn block_on(tree: &mut AccountTree, spec: &ChainSpec, txs: Vec<SignedTransaction>) -> Block {
+fn block_on(state: &MemoryState, spec: &ChainSpec, txs: Vec<SignedTransaction>) -> Block {
     let txids: Vec<_> = txs.iter().map(SignedTransaction::txid).collect();
     let mut block = Block {
         header: BlockHeader {
@@ -96,10 +96,9 @@ fn block_on(tree: &mut AccountTree, spec: &ChainSpec, txs: Vec<SignedTransaction
         },
         txs,
     };
-    // Connecting with a zero state root fails (leaving the state as it was) and names the
-    // root the block should carry.
-    match connect_block(tree, &block, &txids, spec) {
-        Err(apiary_core::BlockError::BadStateRoot { expected, .. }) => {
+    // Connecting with a zero state root fails and names the root the block should carry.
+    match connect_block(state, &block, &txids, spec) {
+        Err(ConnectError::Invalid(apiary_core::BlockError::BadStateRoot { expected, .. })) => {
             block.header.state_root = expected
         }
         other => panic!("{other:?}"),
@@ -107,10 +106,107 @@ fn block_on(tree: &mut AccountTree, spec: &ChainSpec, txs: Vec<SignedTransaction
     block
 }
 
+/// A state's pages, counting the reads: what a store would be asked.
+struct Counted<'a> {
+    state: &'a MemoryState,
+    reads: AtomicUsize,
+}
+
+impl PageSource for Counted<'_> {
+    fn page(
+        &self,
+        key: &PageKey,
+    ) -> Result<Option<std::sync::Arc<apiary_core::state::Page>>, SourceError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.state.page(key)
+    }
+
+    fn layout(&self) -> Layout {
+        self.state.layout()
+    }
+}
+
+/// The tree's work for one block of 1000 transfers (2000 accounts and the miner changed)
+/// on `accounts` accounts, in pages of `bits` bits: time, page reads, node hashes.
+fn tree_designs(c: &mut Criterion) {
+    let spec = spec();
+    let mut group = c.benchmark_group("state tree");
+    group.throughput(Throughput::Elements(TXS as u64));
+    group.sample_size(20);
+    for accounts in [100_000u64, 1_000_000] {
+        let (txs, state) = fixture(&spec, accounts);
+        let block = block_on(&state, &spec, txs);
+        let txids = block.txids();
+        let connected = connect_block(&state, &block, &txids, &spec).unwrap();
+        let leaves = leaf_changes(&connected.changes);
+        let sorted: Vec<(Address, Account)> = state.iter().map(|(a, acc)| (*a, *acc)).collect();
+        for bits in [1u8, 4] {
+            let layout = Layout::new(bits).unwrap();
+            let paged = MemoryState::from_accounts_with_layout(layout, sorted.iter().copied());
+            let counted = Counted {
+                state: &paged,
+                reads: AtomicUsize::new(0),
+            };
+            let update = tree::update(&counted, &leaves).unwrap();
+            assert_eq!(update.root, connected.tree.root);
+            let (pages, bytes) = paged
+                .pages()
+                .fold((0, 0), |(n, b), (_, page)| (n + 1, b + page.encode().len()));
+            eprintln!(
+                "state tree: {accounts} accounts, {bits}-bit pages: {} page reads and {} written, \
+                 {} node hashes a block; {pages} pages, {:.1} bytes an account",
+                counted.reads.load(Ordering::Relaxed),
+                update.pages.len(),
+                update.hashes,
+                bytes as f64 / sorted.len() as f64,
+            );
+            group.bench_function(
+                format!("update for 1000 txs, {accounts} accounts, {bits}-bit pages"),
+                |b| b.iter(|| tree::update(&paged, &leaves).unwrap()),
+            );
+        }
+    }
+    group.finish();
+
+    // The node hash as specified (plain SHA-256 of 65 bytes: two compressions) against one
+    // compression from a domain-specific starting state (the old tree's node).
+    let mut group = c.benchmark_group("node hash");
+    group.throughput(Throughput::Elements(1));
+    let (mut left, right) = (Hash256([1; 32]), Hash256([2; 32]));
+    group.bench_function("plain tagged SHA-256 (the commitment's)", |b| {
+        b.iter(|| {
+            left = apiary_core::state::node_hash(&left, &right);
+            left
+        })
+    });
+    // SHA-256's state after one block holding a domain string.
+    let mut iv: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let mut domain = [0u8; 64];
+    domain[..31].copy_from_slice(b"apiary/state-tree/inner-node/v1");
+    sha2::block_api::compress256(&mut iv, &[domain]);
+    group.bench_function("one compression from a custom IV (the old tree's)", |b| {
+        b.iter(|| {
+            let mut block = [0u8; 64];
+            block[..32].copy_from_slice(&left.0);
+            block[32..].copy_from_slice(&right.0);
+            let mut state = iv;
+            sha2::block_api::compress256(&mut state, &[block]);
+            for (chunk, word) in left.0.chunks_exact_mut(4).zip(state) {
+                chunk.copy_from_slice(&word.to_be_bytes());
+            }
+            left
+        })
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let spec = spec();
-    let (txs, mut tree) = fixture(&spec);
-    let block = block_on(&mut tree, &spec, txs.clone());
+    let (txs, state) = fixture(&spec, ACCOUNTS);
+    let block = block_on(&state, &spec, txs.clone());
     let txids = block.txids();
     let encoded_size = block.encode().len();
 
@@ -138,13 +234,7 @@ fn benches(c: &mut Criterion) {
     });
     group.bench_function(
         "connect_block 1000 txs on 100k accounts (apply + root + undo)",
-        |b| {
-            b.iter_batched_ref(
-                || tree.clone(),
-                |tree| connect_block(tree, &block, &txids, &spec).unwrap(),
-                BatchSize::LargeInput,
-            )
-        },
+        |b| b.iter(|| connect_block(&state, &block, &txids, &spec).unwrap()),
     );
     group.finish();
 
@@ -177,5 +267,5 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(core_benches, benches);
+criterion_group!(core_benches, benches, tree_designs);
 criterion_main!(core_benches);

@@ -56,7 +56,7 @@ pub struct BlockHeader {
     pub prev_hash: BlockHash,
     /// Merkle root of the txids (for genesis: the hash of the chain spec).
     pub tx_root: Hash256,
-    /// Commitment to every account after this block (see `state::AccountTree`).
+    /// Commitment to every account after this block (see `state::commit`).
     pub state_root: Hash256,
     /// Receives the block reward and the fees.
     pub miner: Address,

@@ -61,47 +61,39 @@ pub fn tagged_hash(tag: u8, parts: &[&[u8]]) -> Hash256 {
     Hash256(hasher.finalize().into())
 }
 
-/// Domain tags of every tagged hash in the protocol.
-pub mod tag {
-    pub const MERKLE_NODE: u8 = 0x01;
-    pub const ACCOUNT_LEAF: u8 = 0x02;
-}
-
-/// SHA-256's initial state.
-pub(crate) const SHA256_IV: [u32; 8] = [
-    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-];
-
-/// The starting state for state-tree inner nodes: SHA-256's state after one block holding
-/// a domain string. No full SHA-256 in the protocol can start from it.
-fn state_node_iv() -> &'static [u32; 8] {
-    static IV: std::sync::OnceLock<[u32; 8]> = std::sync::OnceLock::new();
-    IV.get_or_init(|| {
-        let mut block = [0u8; 64];
-        let domain = b"apiary/state-tree/inner-node/v1";
-        block[..domain.len()].copy_from_slice(domain);
-        let mut state = SHA256_IV;
-        sha2::block_api::compress256(&mut state, &[block]);
-        state
-    })
-}
-
-/// Hash of a state-tree inner node: one SHA-256 compression of exactly the two child
-/// hashes from a domain-specific starting state. Inputs have a fixed length, so no padding
-/// is needed, and each node costs one compression where tagged SHA-256 of 65 bytes costs
-/// two; the state root is rehashed along every touched account's path on every block.
-pub fn state_node_hash(left: &Hash256, right: &Hash256) -> Hash256 {
-    let mut block = [0u8; 64];
-    block[..32].copy_from_slice(&left.0);
-    block[32..].copy_from_slice(&right.0);
-    let mut state = *state_node_iv();
-    sha2::block_api::compress256(&mut state, &[block]);
+/// SHA-256 of a message of at most 119 bytes, by raw compressions of its padded blocks:
+/// the same digest as `Sha256::digest`, without the streaming API's buffering (the state
+/// tree hashes millions of 49- and 65-byte messages). Pinned to `sha2`'s digest by a test.
+pub fn sha256_short(message: &[u8]) -> Hash256 {
+    debug_assert!(message.len() <= 119);
+    let mut blocks = [[0u8; 64]; 2];
+    let flat = blocks.as_flattened_mut();
+    flat[..message.len()].copy_from_slice(message);
+    flat[message.len()] = 0x80;
+    // One block when the length still fits after the 0x80 byte, else two.
+    let count = if message.len() + 9 <= 64 { 1 } else { 2 };
+    let end = 64 * count;
+    flat[end - 8..end].copy_from_slice(&((message.len() as u64) * 8).to_be_bytes());
+    let mut state = SHA256_IV;
+    sha2::block_api::compress256(&mut state, &blocks[..count]);
     let mut out = [0u8; 32];
     for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
         chunk.copy_from_slice(&word.to_be_bytes());
     }
     Hash256(out)
 }
+
+/// Domain tags of every tagged hash in the protocol.
+pub mod tag {
+    pub const MERKLE_NODE: u8 = 0x01;
+    pub const ACCOUNT_LEAF: u8 = 0x02;
+    pub const STATE_NODE: u8 = 0x03;
+}
+
+/// SHA-256's initial state.
+pub(crate) const SHA256_IV: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
 
 /// Root of a binary Merkle tree whose leaves are already hashes. An odd node is carried
 /// up unchanged (never paired with itself), so two different leaf lists never share a
@@ -200,6 +192,15 @@ mod tests {
         assert_ne!(merkle_root(&[a, b, c]), merkle_root(&[a, b, c, c]));
         assert_eq!(merkle_root(&[a]), a);
         assert_eq!(merkle_root(&[]), Hash256::ZERO);
+    }
+
+    #[test]
+    fn short_messages_hash_as_sha2_does() {
+        for len in 0..=119 {
+            let message: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            let expected: [u8; 32] = Sha256::digest(&message).into();
+            assert_eq!(sha256_short(&message), Hash256(expected), "{len} bytes");
+        }
     }
 
     #[test]

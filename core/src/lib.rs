@@ -24,6 +24,6 @@ pub use hash::{BlockHash, Hash256, TxId};
 pub use headers::{check_headers, CheckedHeaders, HeaderAncestry, HeaderError};
 pub use pow::{CompactTarget, Target, Work};
 pub use spec::{ChainId, ChainSpec, ConsensusParams};
-pub use state::{Account, AccountTree, Nonce, StateUndo};
+pub use state::{Account, MemoryState, Nonce, StateUndo};
 pub use tx::{SignedTransaction, Transaction};
 pub use validate::{BlockError, ParentContext, TxError};

@@ -7,7 +7,7 @@ use crate::block::{Block, BlockHeader, Height, BLOCK_VERSION};
 use crate::encoding::read_bounded_str;
 use crate::hash::{sha256d, BlockHash, Hash256};
 use crate::pow::{CompactTarget, RetargetParams, Target, TargetError};
-use crate::state::{Account, AccountTree, Nonce};
+use crate::state::{Account, MemoryState, Nonce};
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::collections::HashSet;
 use std::fmt;
@@ -180,18 +180,32 @@ impl ChainSpec {
         sha256d(&borsh::to_vec(self).expect("writing to a Vec cannot fail"))
     }
 
-    pub fn genesis_state(&self) -> AccountTree {
-        let mut tree = AccountTree::new();
+    /// The accounts at genesis, sorted by address (a later allocation to an address
+    /// replaces an earlier; an empty one is no account).
+    pub fn genesis_accounts(&self) -> Vec<(Address, Account)> {
+        let mut accounts: std::collections::BTreeMap<Address, Account> = Default::default();
         for (address, amount) in &self.allocations {
-            tree.set(
-                *address,
-                Some(Account {
-                    balance: *amount,
-                    nonce: Nonce(0),
-                }),
-            );
+            let account = Account {
+                balance: *amount,
+                nonce: Nonce(0),
+            };
+            if account.is_empty() {
+                accounts.remove(address);
+            } else {
+                accounts.insert(*address, account);
+            }
         }
-        tree
+        accounts.into_iter().collect()
+    }
+
+    /// The state at genesis, in memory.
+    pub fn genesis_state(&self) -> MemoryState {
+        MemoryState::from_accounts(self.genesis_accounts())
+    }
+
+    /// The genesis state's root, without holding its pages.
+    pub fn genesis_state_root(&self) -> crate::hash::Hash256 {
+        crate::state::root_of_sorted(&self.genesis_accounts())
     }
 
     pub fn genesis_block(&self) -> Block {
@@ -200,7 +214,7 @@ impl ChainSpec {
             height: Height(0),
             prev_hash: BlockHash::ZERO,
             tx_root: self.spec_hash(),
-            state_root: self.genesis_state().root(),
+            state_root: self.genesis_state_root(),
             miner: Address::default(),
             timestamp_ms: self.genesis_timestamp_ms,
             bits: self.consensus.genesis_bits,

@@ -2,12 +2,15 @@
 //! block; contextual checks need its parent; `connect_block` applies it to the state. Each
 //! rejection names the rule that failed.
 
+use crate::address::Address;
 use crate::amount::Amount;
 use crate::block::{tx_merkle_root, Block, BlockHeader, Height, BLOCK_VERSION};
 use crate::hash::{BlockHash, Hash256, TxId};
 use crate::pow::{next_target, CompactTarget, TargetError};
 use crate::spec::ChainSpec;
-use crate::state::{Account, AccountTree, Nonce, StateUndo, UndoRecorder};
+use crate::state::{
+    leaf_changes, tree, Account, Nonce, SourceError, StateDelta, StateSource, StateUndo, TreeUpdate,
+};
 use crate::tx::{verify_signatures, KeyCache, SignedTransaction};
 use std::collections::HashSet;
 
@@ -273,14 +276,11 @@ pub fn check_header_context(
     Ok(())
 }
 
-/// Applies one transaction, all or nothing; returns its fee.
-pub fn apply_tx(
-    tree: &mut AccountTree,
-    stx: &SignedTransaction,
-    undo: &mut UndoRecorder,
-) -> Result<Amount, TxError> {
+/// Applies one transaction to `state`, all or nothing; returns its fee. Its sender and
+/// recipient must be loaded in `state`.
+pub fn apply_tx(state: &mut StateDelta, stx: &SignedTransaction) -> Result<Amount, TxError> {
     let tx = &stx.tx;
-    let sender = tree.get(&tx.from).unwrap_or_default();
+    let sender = state.get(&tx.from);
     if tx.nonce != sender.nonce {
         return Err(TxError::BadNonce {
             expected: sender.nonce.0,
@@ -313,22 +313,20 @@ pub fn apply_tx(
             nonce: next_nonce,
         }
     } else {
-        tree.get(&tx.to).unwrap_or_default()
+        state.get(&tx.to)
     };
     let received = receiver
         .balance
         .checked_add(tx.amount)
         .ok_or(TxError::AmountOverflow)?;
-    undo.set(
-        tree,
+    state.set(
         tx.from,
         Account {
             balance: remaining,
             nonce: next_nonce,
         },
     );
-    undo.set(
-        tree,
+    state.set(
         tx.to,
         Account {
             balance: received,
@@ -340,20 +338,18 @@ pub fn apply_tx(
 
 /// Pays the block reward and the fees to the block's miner.
 pub fn pay_miner(
-    tree: &mut AccountTree,
+    state: &mut StateDelta,
     header: &BlockHeader,
     fees: Amount,
     spec: &ChainSpec,
-    undo: &mut UndoRecorder,
 ) -> Result<(), BlockError> {
-    let miner = tree.get(&header.miner).unwrap_or_default();
+    let miner = state.get(&header.miner);
     let balance = miner
         .balance
         .checked_add(spec.block_reward(header.height))
         .and_then(|b| b.checked_add(fees))
         .ok_or(BlockError::RewardOverflow)?;
-    undo.set(
-        tree,
+    state.set(
         header.miner,
         Account {
             balance,
@@ -363,40 +359,69 @@ pub fn pay_miner(
     Ok(())
 }
 
-/// Applies a block that passed `check_block` and `check_header_context` to the state of
-/// its parent, and checks the header's state root. On any error the state is unchanged.
-pub fn connect_block(
-    tree: &mut AccountTree,
-    block: &Block,
-    txids: &[TxId],
-    spec: &ChainSpec,
-) -> Result<StateUndo, BlockError> {
-    let mut undo = UndoRecorder::new();
-    let result = apply_block_body(tree, block, txids, spec, &mut undo);
-    let undo = undo.finish();
-    let error = match result {
-        Ok(()) => {
-            let root = tree.root();
-            if root == block.header.state_root {
-                return Ok(undo);
-            }
-            BlockError::BadStateRoot {
-                expected: root,
-                found: block.header.state_root,
-            }
-        }
-        Err(error) => error,
-    };
-    tree.apply_undo(&undo);
-    Err(error)
+/// What connecting a block does to the state of its parent: the accounts it changed
+/// (sorted; None: removed), the record that undoes them, and the tree's new root and
+/// pages. Nothing is changed until the caller keeps it.
+#[derive(Debug)]
+pub struct Connected {
+    pub changes: Vec<(Address, Option<Account>)>,
+    pub undo: StateUndo,
+    pub tree: TreeUpdate,
 }
 
-fn apply_block_body(
-    tree: &mut AccountTree,
+/// Why a block could not be connected: it is invalid, or the state could not be read
+/// (which says nothing of the block).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Invalid(#[from] BlockError),
+    #[error(transparent)]
+    Unreadable(#[from] SourceError),
+}
+
+/// Every account a block may touch: its senders, recipients and miner.
+pub fn touched_addresses(block: &Block) -> Vec<Address> {
+    let mut addresses: Vec<Address> = block
+        .txs
+        .iter()
+        .flat_map(|stx| [stx.tx.from, stx.tx.to])
+        .collect();
+    addresses.push(block.header.miner);
+    addresses
+}
+
+/// Works out a block that passed `check_block` and `check_header_context` on the state
+/// of its parent, and checks the header's state root against it.
+pub fn connect_block(
+    state: &impl StateSource,
     block: &Block,
     txids: &[TxId],
     spec: &ChainSpec,
-    undo: &mut UndoRecorder,
+) -> Result<Connected, ConnectError> {
+    let mut delta = StateDelta::load(state, &touched_addresses(block))?;
+    apply_block_body(&mut delta, block, txids, spec)?;
+    let (changes, undo) = delta.finish();
+    let tree = tree::update(state, &leaf_changes(&changes))?;
+    if tree.root != block.header.state_root {
+        return Err(BlockError::BadStateRoot {
+            expected: tree.root,
+            found: block.header.state_root,
+        }
+        .into());
+    }
+    Ok(Connected {
+        changes,
+        undo,
+        tree,
+    })
+}
+
+/// Applies a block's transactions and its miner's pay to `state`.
+pub fn apply_block_body(
+    state: &mut StateDelta,
+    block: &Block,
+    txids: &[TxId],
+    spec: &ChainSpec,
 ) -> Result<(), BlockError> {
     let mut fees = Amount::ZERO;
     for (index, stx) in block.txs.iter().enumerate() {
@@ -405,10 +430,10 @@ fn apply_block_body(
             txid: txids[index],
             source,
         };
-        let fee = apply_tx(tree, stx, undo).map_err(invalid)?;
+        let fee = apply_tx(state, stx).map_err(invalid)?;
         fees = fees.checked_add(fee).ok_or(BlockError::RewardOverflow)?;
     }
-    pay_miner(tree, &block.header, fees, spec, undo)
+    pay_miner(state, &block.header, fees, spec)
 }
 
 #[cfg(test)]
@@ -417,12 +442,13 @@ mod tests {
     use crate::address::Address;
     use crate::block::HeaderHasher;
     use crate::spec::tests::test_spec;
+    use crate::state::MemoryState;
     use crate::tx::tests::{key, transfer};
     use proptest::prelude::*;
 
-    /// Builds and mines a valid child of `parent` carrying `txs`, applying it to `tree`.
+    /// Builds and mines a valid child of `parent` carrying `txs`, applying it to `state`.
     pub(crate) fn mine_child(
-        tree: &mut AccountTree,
+        state: &mut MemoryState,
         spec: &ChainSpec,
         parent: &BlockHeader,
         txs: Vec<SignedTransaction>,
@@ -443,9 +469,10 @@ mod tests {
             header: header.clone(),
             txs,
         };
-        let mut undo = UndoRecorder::new();
-        apply_block_body(tree, &block, &txids, spec, &mut undo).unwrap();
-        header.state_root = tree.root();
+        let mut delta = StateDelta::load(&*state, &touched_addresses(&block)).unwrap();
+        apply_block_body(&mut delta, &block, &txids, spec).unwrap();
+        state.apply(&delta.finish().0);
+        header.state_root = state.root();
         let target = header.bits.to_target().unwrap();
         let mut hasher = HeaderHasher::new(&header);
         header.nonce = (0..)
@@ -460,21 +487,33 @@ mod tests {
         test_spec(vec![(alice, Amount::from_base_units(1_000_000))])
     }
 
+    /// Connects `block` to `state`, keeping what it did.
+    fn connect(
+        state: &mut MemoryState,
+        block: &Block,
+        spec: &ChainSpec,
+    ) -> Result<StateUndo, ConnectError> {
+        let connected = connect_block(&*state, block, &block.txids(), spec)?;
+        state.apply(&connected.changes);
+        assert_eq!(state.root(), connected.tree.root);
+        Ok(connected.undo)
+    }
+
     #[test]
     fn valid_block_connects_and_pays_the_miner() {
         let spec = funded_spec();
         let genesis = spec.genesis_block();
-        let mut tree = spec.genesis_state();
+        let mut state = spec.genesis_state();
         let bob = Address([2; 32]);
         let block = mine_child(
-            &mut tree,
+            &mut state,
             &spec,
             &genesis.header,
             vec![transfer(&key(1), bob, 500, 0)],
         );
         let mut fresh = spec.genesis_state();
-        let txids = check_block(&block, block.encode().len(), &spec, &KeyCache::default()).unwrap();
-        let undo = connect_block(&mut fresh, &block, &txids, &spec).unwrap();
+        check_block(&block, block.encode().len(), &spec, &KeyCache::default()).unwrap();
+        let undo = connect(&mut fresh, &block, &spec).unwrap();
         assert_eq!(fresh.get(&bob).unwrap().balance.base_units(), 500);
         let miner = fresh.get(&block.header.miner).unwrap();
         assert_eq!(
@@ -490,22 +529,24 @@ mod tests {
     #[test]
     fn each_bad_transaction_is_named() {
         let spec = funded_spec();
-        let mut tree = spec.genesis_state();
+        let state = spec.genesis_state();
         let bob = Address([2; 32]);
-        let mut undo = UndoRecorder::new();
+        let alice = Address(key(1).verifying_key().to_bytes());
+        let stranger = Address(key(9).verifying_key().to_bytes());
+        let mut delta = StateDelta::load(&state, &[alice, bob, stranger]).unwrap();
         assert_eq!(
-            apply_tx(&mut tree, &transfer(&key(1), bob, 5, 3), &mut undo),
+            apply_tx(&mut delta, &transfer(&key(1), bob, 5, 3)),
             Err(TxError::BadNonce {
                 expected: 0,
                 found: 3
             })
         );
         assert!(matches!(
-            apply_tx(&mut tree, &transfer(&key(1), bob, 2_000_000, 0), &mut undo),
+            apply_tx(&mut delta, &transfer(&key(1), bob, 2_000_000, 0)),
             Err(TxError::Overdraft { .. })
         ));
         assert!(matches!(
-            apply_tx(&mut tree, &transfer(&key(9), bob, 1, 0), &mut undo),
+            apply_tx(&mut delta, &transfer(&key(9), bob, 1, 0)),
             Err(TxError::Overdraft { .. })
         ));
         let mut wrong_chain = transfer(&key(1), bob, 1, 0);
@@ -514,7 +555,7 @@ mod tests {
             check_chain_id(&wrong_chain, &spec),
             Err(TxError::WrongChain { .. })
         ));
-        assert_eq!(undo.touched(), 0, "failed transactions change nothing");
+        assert_eq!(delta.touched(), 0, "failed transactions change nothing");
     }
 
     #[test]
@@ -567,10 +608,10 @@ mod tests {
         fn mismatched_body_or_state_root_is_rejected(amounts in proptest::collection::vec(1u64..1000, 2..6), flip in 0usize..32) {
             let spec = funded_spec();
             let genesis = spec.genesis_block();
-            let mut tree = spec.genesis_state();
+            let mut state = spec.genesis_state();
             let txs: Vec<_> = amounts.iter().enumerate()
                 .map(|(i, a)| transfer(&key(1), Address([2; 32]), *a, i as u64)).collect();
-            let block = mine_child(&mut tree, &spec, &genesis.header, txs);
+            let block = mine_child(&mut state, &spec, &genesis.header, txs);
             let mut state = spec.genesis_state();
             let root_before = state.root();
 
@@ -581,8 +622,7 @@ mod tests {
 
             let mut wrong_state = block.clone();
             wrong_state.header.state_root.0[flip] ^= 1;
-            let txids = wrong_state.txids();
-            let is_bad_state = matches!(connect_block(&mut state, &wrong_state, &txids, &spec), Err(BlockError::BadStateRoot { .. }));
+            let is_bad_state = matches!(connect(&mut state, &wrong_state, &spec), Err(ConnectError::Invalid(BlockError::BadStateRoot { .. })));
             prop_assert!(is_bad_state);
             prop_assert_eq!(state.root(), root_before);
         }
@@ -592,13 +632,13 @@ mod tests {
         fn apply_then_undo_is_identity(amounts in proptest::collection::vec(0u64..400_000, 1..8)) {
             let spec = funded_spec();
             let genesis = spec.genesis_block();
-            let mut tree = spec.genesis_state();
+            let mut state = spec.genesis_state();
             let txs: Vec<_> = amounts.iter().enumerate()
                 .map(|(i, a)| transfer(&key(1), Address([i as u8 + 2; 32]), *a / 4, i as u64)).collect();
-            let block = mine_child(&mut tree, &spec, &genesis.header, txs);
+            let block = mine_child(&mut state, &spec, &genesis.header, txs);
             let mut state = spec.genesis_state();
             let before: Vec<_> = state.iter().map(|(a, acc)| (*a, *acc)).collect();
-            let undo = connect_block(&mut state, &block, &block.txids(), &spec).unwrap();
+            let undo = connect(&mut state, &block, &spec).unwrap();
             state.apply_undo(&undo);
             let after: Vec<_> = state.iter().map(|(a, acc)| (*a, *acc)).collect();
             prop_assert_eq!(after, before);

@@ -13,7 +13,9 @@ use apiary_core::hd::{account_key, account_path, address_of, seed_from_mnemonic}
 use apiary_core::pow::{next_target, RetargetParams};
 use apiary_core::spec::ConsensusParams;
 use apiary_core::tx::{verify_signatures, KeyCache};
-use apiary_core::validate::{check_block, check_header_context, connect_block, ParentContext};
+use apiary_core::validate::{
+    check_block, check_header_context, connect_block, ConnectError, ParentContext,
+};
 use apiary_core::*;
 use serde_json::{json, Value};
 
@@ -155,7 +157,7 @@ fn transactions_match_their_vectors() {
 
 /// Block 1 of the vector chain: three transfers (an odd count, so the Merkle tree carries a
 /// node up), mined to the genesis target.
-fn block_one(spec: &ChainSpec) -> (Block, AccountTree) {
+fn block_one(spec: &ChainSpec) -> (Block, MemoryState) {
     let genesis = spec.genesis_block();
     let txs = vec![
         transfer(spec, 1, address(2), 250_000_000, 2_000, 0),
@@ -180,8 +182,8 @@ fn block_one(spec: &ChainSpec) -> (Block, AccountTree) {
         header: header.clone(),
         txs: txs.clone(),
     };
-    let root = match connect_block(&mut state, &probe, &txids, spec) {
-        Err(BlockError::BadStateRoot { expected, .. }) => expected,
+    let root = match connect_block(&state, &probe, &txids, spec) {
+        Err(ConnectError::Invalid(BlockError::BadStateRoot { expected, .. })) => expected,
         other => panic!("expected only the root to differ, got {other:?}"),
     };
     header.state_root = root;
@@ -191,7 +193,8 @@ fn block_one(spec: &ChainSpec) -> (Block, AccountTree) {
         .find(|n| target.is_met_by(&hasher.hash_with_nonce(*n)))
         .unwrap();
     let block = Block { header, txs };
-    connect_block(&mut state, &block, &txids, spec).unwrap();
+    let connected = connect_block(&state, &block, &txids, spec).unwrap();
+    state.apply(&connected.changes);
     (block, state)
 }
 
@@ -253,9 +256,9 @@ fn a_block_matches_its_vector() {
         median_time_past_ms: genesis.header.timestamp_ms,
     };
     check_header_context(&block.header, &parent, block.header.timestamp_ms, &spec).unwrap();
-    let mut state = spec.genesis_state();
-    connect_block(&mut state, &block, &txids, &spec).unwrap();
-    assert_eq!(state.root().to_string(), text(&pinned, "state_root"));
+    let state = spec.genesis_state();
+    let connected = connect_block(&state, &block, &txids, &spec).unwrap();
+    assert_eq!(connected.tree.root.to_string(), text(&pinned, "state_root"));
 }
 
 #[test]
@@ -381,4 +384,107 @@ fn the_devnet_genesis_vector_is_consistent() {
     let vector = pinned_file("devnet-genesis.json");
     let spec = check_genesis(&vector);
     assert_eq!(spec.chain_id.as_str(), "apiary-devnet");
+}
+
+fn state_account(balance: u64, nonce: u64) -> Account {
+    Account {
+        balance: Amount::from_base_units(balance),
+        nonce: Nonce(nonce),
+    }
+}
+
+fn proof_json(proof: &apiary_core::state::AccountProof) -> Value {
+    use apiary_core::state::proof::ProofEnd;
+    let end = match &proof.end {
+        ProofEnd::Empty => json!({"kind": "empty"}),
+        ProofEnd::Leaf { address, account } => json!({
+            "kind": "account",
+            "address": hex::encode(address.0),
+            "balance": account.balance.base_units().to_string(),
+            "nonce": account.nonce.0.to_string(),
+        }),
+    };
+    json!({
+        "siblings": proof.siblings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "end": end,
+        "borsh": hex::encode(borsh::to_vec(proof).unwrap()),
+    })
+}
+
+/// The state commitment: leaves, root, and proofs of presence, absence and a range.
+#[test]
+fn the_state_commitment_matches_its_vector() {
+    use apiary_core::state::{leaf_hash, proof, root_of_sorted, AccountProof, RangeProof};
+    use sha2::{Digest, Sha256};
+    let mut zero_last = [0u8; 32];
+    zero_last[31] = 1;
+    let mut accounts: Vec<(Address, Account)> = vec![
+        // Two addresses that part only at their last bit, 256 levels down.
+        (Address([0; 32]), state_account(1, 0)),
+        (Address(zero_last), state_account(2, 0)),
+        (Address([0x80; 32]), state_account(3, 1)),
+        (Address([0xc0; 32]), state_account(u64::MAX, u64::MAX)),
+    ];
+    accounts.extend((0u8..6).map(|i| {
+        let address = Address(Sha256::digest([i]).into());
+        (address, state_account(1_000 + i as u64, i as u64))
+    }));
+    accounts.sort_by_key(|(a, _)| *a);
+    let state = MemoryState::from_accounts(accounts.clone());
+    let root = state.root();
+    assert_eq!(
+        root,
+        root_of_sorted(&accounts),
+        "the pages give the defined root"
+    );
+    let present = accounts[5].0;
+    let mut absent_empty = Address([0x20; 32]);
+    absent_empty.0[0] = 0x3f;
+    let mut absent_other = Address([0; 32]);
+    absent_other.0[31] = 2;
+    let (first, last) = (accounts[2].0, accounts[7].0);
+    let listed: Vec<(Address, Account)> = accounts[2..=7].to_vec();
+    let computed = json!({
+        "about": "The state commitment (docs/protocol.md): leaf = SHA-256(0x02 ‖ address ‖ \
+                  balance u64 LE ‖ nonce u64 LE); node = SHA-256(0x03 ‖ left ‖ right); an \
+                  empty subtree is 32 zero bytes, a subtree of one account is its leaf. Proofs: \
+                  siblings from the root down, and where the path ends.",
+        "accounts": accounts.iter().map(|(a, acc)| json!({
+            "address": hex::encode(a.0),
+            "balance": acc.balance.base_units().to_string(),
+            "nonce": acc.nonce.0.to_string(),
+            "leaf": leaf_hash(a, acc).to_string(),
+        })).collect::<Vec<_>>(),
+        "root": root.to_string(),
+        "proof_present": {"address": hex::encode(present.0), "proof": proof_json(&proof::prove(&state, &present).unwrap())},
+        "proof_absent_empty": {"address": hex::encode(absent_empty.0), "proof": proof_json(&proof::prove(&state, &absent_empty).unwrap())},
+        "proof_absent_other": {"address": hex::encode(absent_other.0), "proof": proof_json(&proof::prove(&state, &absent_other).unwrap())},
+        "range": {
+            "first": hex::encode(first.0),
+            "last": hex::encode(last.0),
+            "proof": hex::encode(borsh::to_vec(&proof::prove_range(&state, &first, &last).unwrap()).unwrap()),
+        },
+    });
+    let pinned = check_against_pinned("state.json", &computed);
+
+    // Read back: the pinned proofs verify against the pinned root.
+    let root: Hash256 = text(&pinned, "root").parse().unwrap();
+    let address_of =
+        |v: &Value| Address(hex::decode(text(v, "address")).unwrap().try_into().unwrap());
+    let decode =
+        |v: &Value| -> AccountProof { borsh::from_slice(&bytes(&v["proof"], "borsh")).unwrap() };
+    let found = decode(&pinned["proof_present"])
+        .verify(&root, &address_of(&pinned["proof_present"]))
+        .unwrap();
+    assert_eq!(found, Some(accounts[5].1));
+    for absent in ["proof_absent_empty", "proof_absent_other"] {
+        let proof = decode(&pinned[absent]);
+        assert_eq!(
+            proof.verify(&root, &address_of(&pinned[absent])),
+            Ok(None),
+            "{absent}"
+        );
+    }
+    let range: RangeProof = borsh::from_slice(&bytes(&pinned["range"], "proof")).unwrap();
+    range.verify(&root, &first, &last, &listed).unwrap();
 }

@@ -12,6 +12,7 @@ pub mod node;
 pub mod p2p;
 pub mod reindex;
 pub mod rpc;
+pub mod state;
 pub mod store;
 pub mod sync;
 

@@ -351,7 +351,7 @@ fn run(args: Args) -> Result<()> {
     }
     let store = Store::open(&db, genesis_hash)?;
     let chain = Chain::open(store, spec)?;
-    tracing::info!(height = chain.height().0, tip = %chain.tip(), accounts = chain.state().len(), "chain loaded");
+    tracing::info!(height = chain.height().0, tip = %chain.tip(), "chain loaded");
     let node = Node::new(chain, MempoolConfig::default());
     let restored = node
         .restore_mempool(&datadir.join("mempool.log"))

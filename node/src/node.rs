@@ -176,7 +176,9 @@ impl Node {
             {
                 self.health.fail(error.to_string())
             }
-            ChainError::Inconsistent(_) => self.health.fail(error.to_string()),
+            ChainError::Inconsistent(_) | ChainError::StateUnreadable(_) => {
+                self.health.fail(error.to_string())
+            }
             _ => {}
         }
         error
@@ -282,7 +284,7 @@ impl Node {
                 let age = std::time::Duration::from_millis(now_ms.saturating_sub(arrived_ms));
                 let arrived = now.checked_sub(age).unwrap_or(now);
                 let txid = tx.tx().txid();
-                match mempool.readmit(tx, chain.state(), &self.spec, arrived) {
+                match mempool.readmit(tx, &**chain.state(), &self.spec, arrived) {
                     Ok(_) => {
                         restored += 1;
                         self.keys.remember_verified(txid);
@@ -451,7 +453,7 @@ impl Node {
                 &connected,
                 &change.connected_txids,
                 &disconnected,
-                chain.state(),
+                &**chain.state(),
                 &self.spec,
             );
             for (txid, reason) in &dropped {
@@ -547,7 +549,7 @@ impl Node {
         let stx = verified.tx().clone();
         let mut guard = self.lock();
         let NodeState { chain, mempool } = &mut *guard;
-        let txid = mempool.add(verified, chain.state(), &self.spec)?;
+        let txid = mempool.add(verified, &**chain.state(), &self.spec)?;
         drop(guard);
         // Accepted means kept: a transaction that cannot be logged is taken back out.
         if let Err(error) = self.log_accepted(&stx) {

@@ -49,7 +49,7 @@ fn interleaved_branches_end_on_most_work_and_switch_back() {
     let (_replay_dir, replay_b) = replay(&spec, &branch_b);
     assert_eq!(accounts(&c), accounts(&replay_b));
     assert_eq!(
-        c.lock().chain.state_mut().root(),
+        c.lock().chain.state().root().unwrap(),
         branch_b[5].header.state_root
     );
 
@@ -303,7 +303,7 @@ fn reindex_rebuilds_the_same_state() {
     let store = apiary_node::store::Store::open(&db, spec.genesis_hash()).unwrap();
     let chain = apiary_node::chain::Chain::open(store, std::sync::Arc::new(spec.clone())).unwrap();
     assert_eq!(chain.tip(), tip);
-    let after: Vec<_> = chain.state().iter().map(|(a, acc)| (*a, *acc)).collect();
+    let after = chain.state().all_accounts().unwrap();
     assert_eq!(after, before);
     // The indexes come back too, from the blocks alone.
     assert_eq!(history(&chain, 10), vec![paid]);

@@ -11,7 +11,7 @@ use tempfile::TempDir;
 fn add(
     pool: &mut Mempool,
     stx: SignedTransaction,
-    state: &apiary_core::AccountTree,
+    state: &impl apiary_core::state::AccountSource,
     spec: &apiary_core::ChainSpec,
 ) -> Result<apiary_core::TxId, MempoolError> {
     pool.add(VerifiedTx::check(stx)?, state, spec)

@@ -18,7 +18,7 @@ const FEE: u64 = 10_000;
 /// The nonce a new transaction of `sender` takes on `node`: after its pending run.
 fn next_nonce(node: &Node, sender: u8) -> u64 {
     let guard = node.lock();
-    let mut next = guard.chain.account(&addr(sender)).nonce.0;
+    let mut next = guard.chain.account(&addr(sender)).unwrap().nonce.0;
     for stx in guard.mempool.pending_from(&addr(sender)) {
         if stx.tx.nonce.0 == next {
             next += 1;
@@ -46,7 +46,7 @@ fn fate(node: &Node, stx: &SignedTransaction) -> Fate {
     if guard.mempool.contains(&txid) {
         return Fate::Pending;
     }
-    let account = guard.chain.account(&stx.tx.from);
+    let account = guard.chain.account(&stx.tx.from).unwrap();
     if stx.tx.nonce < account.nonce {
         return Fate::NonceSpent;
     }

@@ -12,7 +12,7 @@ fn block_on_genesis(pair: &Pair) -> Block {
     let spec = apiary_genesis::load_spec(&pair.spec).unwrap();
     let genesis = &pair.genesis;
     apiary_node::miner::assemble_block(
-        &mut spec.genesis_state(),
+        &spec.genesis_state(),
         &spec,
         &apiary_core::ParentContext {
             hash: genesis.hash(),
@@ -26,6 +26,7 @@ fn block_on_genesis(pair: &Pair) -> Block {
         vec![],
         genesis.header.timestamp_ms + 1,
     )
+    .unwrap()
 }
 
 fn attacker(pair: &Pair) -> Hostile {

@@ -1,5 +1,6 @@
 //! Standard libp2p: a stock js-libp2p peer (tests/interop/js), set up only as
-//! docs/protocol.md says, connects to a node and follows its blocks.
+//! docs/protocol.md says, connects to a node and follows its blocks; a script hashes the
+//! state commitment from the document alone.
 
 use apiary_system_tests::*;
 use serde_json::{json, Value};
@@ -87,4 +88,21 @@ fn a_js_libp2p_peer_that_refuses_our_pings_still_gets_its_own_answered() {
     );
     assert_eq!(report["status"], "open", "{report}");
     assert!(report["rtt"].is_number(), "no ping was answered: {report}");
+}
+
+/// A third party's state root: a script written from docs/protocol.md alone, hashing with
+/// WebCrypto as a browser would, recomputes every golden vector's state root and checks
+/// its proofs (and that a proof of a changed balance fails).
+#[test]
+fn a_third_party_recomputes_the_state_roots_with_webcrypto() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new("node")
+        .arg(root.join("interop/js/state_root.mjs"))
+        .arg(root.join("../core/tests/vectors"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("node (Node.js 20+) runs; scripts/setup installs it");
+    assert!(output.status.success(), "{output:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report["checked"].as_u64().unwrap() >= 17, "{report}");
 }

@@ -262,10 +262,17 @@ fn a_full_server_answers_busy_with_retry_after_and_the_id() {
         basic(&node.rpc.credentials)
     );
     hog.write_all(head.as_bytes()).unwrap();
-    let refused = node
-        .rpc
-        .raw(r#"{"jsonrpc":"2.0","id":"mine","method":"chain_tip"}"#)
-        .unwrap_err();
+    // The server takes connections on several threads: a call may still be admitted ahead
+    // of the hog's. Once the hog holds the slot, every call meets "busy".
+    let mut refusal = None;
+    wait_until(Duration::from_secs(30), "the hog to hold the slot", || {
+        refusal = node
+            .rpc
+            .raw(r#"{"jsonrpc":"2.0","id":"mine","method":"chain_tip"}"#)
+            .err();
+        refusal.is_some()
+    });
+    let refused = refusal.unwrap();
     assert_eq!(
         (refused.http_status, refused.code),
         (503, -32000),

@@ -9,26 +9,32 @@
 
 mod unflushed;
 
+use crate::state::{Pending, StateDb};
 use crate::store::{
     AddressEntry, AddressTotals, AddressTx, BlockStatus, IndexEntry, Store, StoreError, TxLocation,
 };
+use apiary_core::state::{AccountSource, SourceError};
 use apiary_core::tx::KeyCache;
-use apiary_core::validate::{check_block_with_txids, check_header_context, connect_block};
+use apiary_core::validate::{
+    check_block_with_txids, check_header_context, connect_block, ConnectError,
+};
 use apiary_core::{
-    Account, AccountTree, Address, Block, BlockError, BlockHash, BlockHeader, ChainSpec,
-    HeaderAncestry, Height, ParentContext, StateUndo, TxId, Work,
+    Account, Address, Block, BlockError, BlockHash, BlockHeader, ChainSpec, HeaderAncestry, Height,
+    ParentContext, TxId, Work,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use unflushed::Unflushed;
 
-/// Write the accounts to disk once this many account changes (two or so per tx) have
-/// accumulated since the last flush…
-const FLUSH_AFTER_ACCOUNT_CHANGES: usize = 1_000_000;
+/// Write the state to disk once its changes since the last flush hold this many bytes of
+/// memory (accounts and tree pages)…
+const FLUSH_AFTER_STATE_BYTES: usize = 256 << 20;
 /// …or this many transactions were indexed…
 const FLUSH_AFTER_TXS: usize = 500_000;
 /// …or this many blocks have connected, bounding the replay after a crash.
 const FLUSH_AFTER_BLOCKS: u64 = 500;
+/// State pages cached when nobody says how much (`--cache-mb`).
+pub const DEFAULT_STATE_CACHE: u64 = 64 << 20;
 /// Main-chain blocks read back at every start.
 const CHECK_BLOCKS_AT_START: usize = 6;
 
@@ -58,6 +64,9 @@ pub enum ChainError {
     StorageFull(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The state could not be read (the store's own error, in words).
+    #[error("{0}")]
+    StateUnreadable(#[from] SourceError),
 }
 
 impl ChainError {
@@ -84,7 +93,7 @@ impl ChainError {
             ChainError::ReorgTooDeep { .. } => "reorg_too_deep",
             ChainError::Inconsistent(_) => "store_inconsistent",
             ChainError::StorageFull(_) => "storage_full",
-            ChainError::Store(_) => "store_error",
+            ChainError::Store(_) | ChainError::StateUnreadable(_) => "store_error",
         }
     }
 
@@ -192,11 +201,12 @@ pub enum Accepted {
 
 pub struct Chain {
     spec: Arc<ChainSpec>,
-    store: Store,
+    store: Arc<Store>,
     index: HashMap<BlockHash, IndexEntry>,
     /// Main chain hashes by height.
     main: Vec<BlockHash>,
-    state: AccountTree,
+    /// The accounts at the tip: on disk, with what changed since the last flush.
+    state: Arc<StateDb>,
     /// Stored blocks with more work than the tip when they arrived, best last.
     candidates: BTreeSet<(Work, BlockHash)>,
     /// The block being accepted, with its txids, so connecting it needs no reread.
@@ -218,13 +228,14 @@ fn block_work(entry_bits: apiary_core::CompactTarget) -> Work {
 
 impl Chain {
     /// A chain with nothing loaded yet; `load` fills it from the store.
-    fn unloaded(store: Store, spec: Arc<ChainSpec>) -> Chain {
+    fn unloaded(store: Store, spec: Arc<ChainSpec>, cache_bytes: u64) -> Chain {
+        let store = Arc::new(store);
         Chain {
             spec,
+            state: Arc::new(StateDb::new(store.clone(), cache_bytes)),
             store,
             index: HashMap::new(),
             main: Vec::new(),
-            state: AccountTree::new(),
             candidates: BTreeSet::new(),
             arriving: None,
             unflushed: Unflushed::default(),
@@ -236,7 +247,16 @@ impl Chain {
     /// Loads the chain from `store`, creating genesis on first start, and checks that the
     /// tip, the main-chain index and the account state agree.
     pub fn open(store: Store, spec: Arc<ChainSpec>) -> Result<Chain, ChainError> {
-        let mut chain = Chain::unloaded(store, spec);
+        Chain::open_with_cache(store, spec, DEFAULT_STATE_CACHE)
+    }
+
+    /// `open`, with a cache of state pages of about `cache_bytes`.
+    pub fn open_with_cache(
+        store: Store,
+        spec: Arc<ChainSpec>,
+        cache_bytes: u64,
+    ) -> Result<Chain, ChainError> {
+        let mut chain = Chain::unloaded(store, spec, cache_bytes);
         if chain.store.tip()?.is_none() {
             if chain.store.has_blocks()? {
                 return Err(ChainError::Inconsistent(
@@ -283,9 +303,15 @@ impl Chain {
         let genesis = self.spec.genesis_block();
         let hash = genesis.hash();
         // The state first: until the tip below is written, a restart writes genesis again.
-        let state = self.spec.genesis_state();
-        self.store
-            .ingest_state(&hash, state.iter().map(|(a, account)| (*a, Some(*account))))?;
+        let root = self
+            .state
+            .write_initial(&hash, &self.spec.genesis_accounts())?;
+        if root != genesis.header.state_root {
+            return Err(ChainError::Inconsistent(format!(
+                "the genesis state was written with root {root}, its header commits to {}",
+                genesis.header.state_root
+            )));
+        }
         let mut batch = self.store.batch();
         let entry = IndexEntry {
             total_work: block_work(genesis.header.bits),
@@ -302,10 +328,9 @@ impl Chain {
 
     fn load(&mut self) -> Result<(), ChainError> {
         let inconsistent = |m: String| ChainError::Inconsistent(m);
-        self.index = self.store.entries().collect::<Result<_, _>>()?;
+        self.index = self.store.entries()?.into_iter().collect();
         self.main.clear();
-        for item in self.store.main_chain() {
-            let (height, hash) = item?;
+        for (height, hash) in self.store.main_chain()? {
             if height.0 != self.main.len() as u64 {
                 return Err(inconsistent(format!(
                     "main chain index skips to height {height}"
@@ -340,19 +365,15 @@ impl Chain {
         let state_entry = self.index.get(&state_tip).ok_or_else(|| {
             inconsistent(format!("the stored state is of unknown block {state_tip}"))
         })?;
+        // The stored tree's root against the header it is the state after: one page read,
+        // not every account (a node with millions starts in seconds).
         let expected = state_entry.header.state_root;
-        let mut state = AccountTree::new();
-        for item in self.store.accounts() {
-            let (address, account) = item?;
-            state.set(address, Some(account));
-        }
-        let found = state.root();
+        let found = self.state.root()?;
         if found != expected {
             return Err(inconsistent(format!(
-                "stored accounts hash to {found}, block {state_tip} commits to {expected}"
+                "the stored state's root is {found}, block {state_tip} commits to {expected}"
             )));
         }
-        self.state = state;
         self.flushed_height = state_entry.header.height;
         self.replay_to_tip(state_tip)
     }
@@ -361,15 +382,17 @@ impl Chain {
     /// blocks a reorganisation has since taken off the main chain, then re-applies the
     /// main chain's blocks, checking each header's state commitment on the way.
     fn replay_to_tip(&mut self, state_tip: BlockHash) -> Result<(), ChainError> {
+        let state = self.state.clone();
+        let mut pending = Pending::new(&state);
         let mut cursor = state_tip;
         let mut undone = 0;
         while !self.is_main(&cursor) {
             let undo = self.store.undo(&cursor)?.ok_or_else(|| {
                 ChainError::Inconsistent(format!("undo data of block {cursor} is missing"))
             })?;
-            self.state.apply_undo(&undo);
+            pending.apply_undo(&undo)?;
             let block = self.body(&cursor)?;
-            self.unflushed.disconnected(&block, &undo);
+            self.unflushed.disconnected(&block);
             cursor = self.index[&cursor].header.prev_hash;
             undone += 1;
         }
@@ -379,14 +402,15 @@ impl Chain {
             let hash = self.main[height as usize];
             let block = self.body(&hash)?;
             let txids = block.txids();
-            let undo =
-                connect_block(&mut self.state, &block, &txids, &self.spec).map_err(|error| {
+            let connected =
+                connect_block(&pending, &block, &txids, &self.spec).map_err(|error| {
                     ChainError::Inconsistent(format!("replaying block {hash}: {error}"))
                 })?;
+            pending.apply(&connected.changes, connected.tree);
             let earned = earned(&self.spec, &block);
-            self.unflushed
-                .connected(hash, &block, &txids, earned, &undo);
+            self.unflushed.connected(hash, &block, &txids, earned);
         }
+        self.state.commit(pending.into_changes());
         if undone > 0 || from <= to {
             tracing::info!(
                 undone,
@@ -406,10 +430,9 @@ impl Chain {
         // a crash before the accounts are written leaves entries that the replay from the
         // last state tip writes again, identically.
         self.unflushed.write_indexes(&self.store)?;
-        // Accounts and the state tip change together: a replay starts from exactly the
-        // state it names.
-        self.unflushed
-            .write_state(&self.store, &self.state, &self.tip())?;
+        // Accounts, their tree and the state tip change together: a replay starts from
+        // exactly the state it names.
+        self.state.flush(&self.tip())?;
         self.unflushed = Unflushed::default();
         self.flushed_height = self.height();
         crate::metrics::metrics().flushed(started.elapsed().as_secs_f64());
@@ -458,16 +481,13 @@ impl Chain {
         Height(self.main.len() as u64 - 1)
     }
 
-    pub fn state(&self) -> &AccountTree {
+    /// The accounts at the tip, readable without the chain (it is shared).
+    pub fn state(&self) -> &Arc<StateDb> {
         &self.state
     }
 
-    pub fn state_mut(&mut self) -> &mut AccountTree {
-        &mut self.state
-    }
-
-    pub fn account(&self, address: &Address) -> Account {
-        self.state.get(address).unwrap_or_default()
+    pub fn account(&self, address: &Address) -> Result<Account, ChainError> {
+        Ok(self.state.account(address)?.unwrap_or_default())
     }
 
     pub fn entry(&self, hash: &BlockHash) -> Option<&IndexEntry> {
@@ -807,21 +827,13 @@ impl Chain {
             });
         }
 
-        // Undo records that return the in-memory state to where it was, applied in reverse.
-        let mut rollback: Vec<StateUndo> = Vec::new();
-        let result = self.switch_branch(fork_height, &branch, target, &mut rollback);
-        if result.is_err() {
-            for undo in rollback.iter().rev() {
-                self.state.apply_undo(undo);
-            }
-        }
-        let (change, branch_entries) = result?;
+        let (change, branch_entries) = self.switch_branch(fork_height, &branch, target)?;
         self.main.truncate(fork_height.0 as usize + 1);
         for (hash, entry) in branch.iter().zip(branch_entries) {
             self.main.push(*hash);
             self.index.insert(*hash, entry);
         }
-        if self.unflushed.account_changes() >= FLUSH_AFTER_ACCOUNT_CHANGES
+        if self.state.unflushed_bytes() >= FLUSH_AFTER_STATE_BYTES
             || self.unflushed.tx_changes() >= FLUSH_AFTER_TXS
             || self.height().0.saturating_sub(self.flushed_height.0) >= FLUSH_AFTER_BLOCKS
         {
@@ -845,13 +857,16 @@ impl Chain {
         Ok(change)
     }
 
+    /// The switch itself: the state's changes are worked out on a `Pending` layer and
+    /// committed only once the store's batch is durable; on any failure nothing changed.
     fn switch_branch(
         &mut self,
         fork_height: Height,
         branch: &[BlockHash],
         target: BlockHash,
-        rollback: &mut Vec<StateUndo>,
     ) -> Result<(TipChange, Vec<IndexEntry>), ChainError> {
+        let state = self.state.clone();
+        let mut pending = Pending::new(&state);
         let mut batch = self.store.batch();
         let mut changes = Unflushed::default();
         let mut change = TipChange::default();
@@ -861,8 +876,8 @@ impl Chain {
             let undo = self.store.undo(&hash)?.ok_or_else(|| {
                 ChainError::Inconsistent(format!("undo data of block {hash} is missing"))
             })?;
-            rollback.push(self.state.apply_undo(&undo));
-            changes.disconnected(&block, &undo);
+            pending.apply_undo(&undo)?;
+            changes.disconnected(&block);
             batch.unset_main(Height(height));
             change.disconnected.push(block);
         }
@@ -876,11 +891,15 @@ impl Chain {
                     (block, txids)
                 }
             };
-            let undo = connect_block(&mut self.state, &block, &txids, &self.spec)
-                .map_err(|error| ChainError::Invalid { hash: *hash, error })?;
-            changes.connected(*hash, &block, &txids, earned(&self.spec, &block), &undo);
-            batch.put_undo(hash, &undo);
-            rollback.push(undo);
+            let connected = connect_block(&pending, &block, &txids, &self.spec).map_err(
+                |error| match error {
+                    ConnectError::Invalid(error) => ChainError::Invalid { hash: *hash, error },
+                    ConnectError::Unreadable(error) => ChainError::StateUnreadable(error),
+                },
+            )?;
+            changes.connected(*hash, &block, &txids, earned(&self.spec, &block));
+            batch.put_undo(hash, &connected.undo);
+            pending.apply(&connected.changes, connected.tree);
             batch.set_main(block.header.height, hash);
             let mut entry = self.index[hash].clone();
             entry.status = BlockStatus::Valid;
@@ -891,7 +910,8 @@ impl Chain {
         }
         batch.set_tip(&target);
         batch.commit(true)?;
-        // Accounts and indexes reach the disk with the next flush.
+        // Accounts, their tree and the indexes reach the disk with the next flush.
+        self.state.commit(pending.into_changes());
         self.unflushed.absorb(changes);
         Ok((change, entries))
     }

@@ -1,8 +1,9 @@
-//! What changed in the records derived from blocks (accounts, tx index, address index)
-//! since they were last written: kept in memory, written by the next flush.
+//! What changed in the indexes derived from blocks (tx index, address index) since they
+//! were last written: kept in memory, written by the next flush. (The accounts' changes
+//! are the state's own: `crate::state`.)
 
 use crate::store::{AddressEntry, AddressTx, Store, StoreError, TxLocation};
-use apiary_core::{AccountTree, Address, Amount, Block, BlockHash, Height, StateUndo, TxId};
+use apiary_core::{Address, Amount, Block, BlockHash, Height, TxId};
 use std::collections::BTreeMap;
 
 /// An address index entry and what it now holds (None: removed by a disconnect).
@@ -14,8 +15,6 @@ type AddressChange = (AddressTx, Option<AddressEntry>);
 /// change of each key.
 #[derive(Default)]
 pub(super) struct Unflushed {
-    /// Accounts changed (again each time they change); values are read at the flush.
-    accounts: Vec<Address>,
     /// Tx index changes in the order they happened (None: a disconnect took the tx off
     /// the main chain).
     txs: Vec<(TxId, Option<TxLocation>)>,
@@ -25,16 +24,14 @@ pub(super) struct Unflushed {
 
 impl Unflushed {
     /// `block` (whose txids are `txids`) joined the main chain, paying its miner `earned`
-    /// (new coins and fees) and changing what `undo` lists.
+    /// (new coins and fees).
     pub(super) fn connected(
         &mut self,
         hash: BlockHash,
         block: &Block,
         txids: &[TxId],
         earned: Amount,
-        undo: &StateUndo,
     ) {
-        self.accounts.extend(undo.previous.iter().map(|(a, _)| *a));
         let height = block.header.height;
         for (index, (stx, txid)) in (0..).zip(block.txs.iter().zip(txids)) {
             self.txs
@@ -76,9 +73,8 @@ impl Unflushed {
         self.addresses.push((reward_entry(block), Some(reward)));
     }
 
-    /// `block` left the main chain; `undo` is what connecting it had changed.
-    pub(super) fn disconnected(&mut self, block: &Block, undo: &StateUndo) {
-        self.accounts.extend(undo.previous.iter().map(|(a, _)| *a));
+    /// `block` left the main chain.
+    pub(super) fn disconnected(&mut self, block: &Block) {
         for (index, (stx, txid)) in (0..).zip(block.txs.iter().zip(block.txids())) {
             self.txs.push((txid, None));
             for address in [stx.tx.from, stx.tx.to] {
@@ -91,13 +87,8 @@ impl Unflushed {
 
     /// Takes in `later`'s changes, which happened after this one's.
     pub(super) fn absorb(&mut self, later: Unflushed) {
-        self.accounts.extend(later.accounts);
         self.txs.extend(later.txs);
         self.addresses.extend(later.addresses);
-    }
-
-    pub(super) fn account_changes(&self) -> usize {
-        self.accounts.len()
     }
 
     pub(super) fn tx_changes(&self) -> usize {
@@ -144,23 +135,6 @@ impl Unflushed {
             },
         );
         txs_written.and(addresses_written)
-    }
-
-    /// Writes every changed account's current value (from `state`), with `state_tip`.
-    pub(super) fn write_state(
-        &mut self,
-        store: &Store,
-        state: &AccountTree,
-        state_tip: &BlockHash,
-    ) -> Result<(), StoreError> {
-        self.accounts.sort_unstable();
-        self.accounts.dedup();
-        store.ingest_state(
-            state_tip,
-            self.accounts
-                .iter()
-                .map(|address| (*address, state.get(address))),
-        )
     }
 }
 

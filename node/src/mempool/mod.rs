@@ -4,8 +4,9 @@
 
 pub mod log;
 
+use apiary_core::state::AccountSource;
 use apiary_core::validate::check_chain_id;
-use apiary_core::{AccountTree, Address, Amount, ChainSpec, SignedTransaction, TxError, TxId};
+use apiary_core::{Address, Amount, ChainSpec, SignedTransaction, TxError, TxId};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,9 @@ pub enum MempoolError {
     Overdraft { balance: Amount, needed: Amount },
     #[error("the mempool is full and its cheapest evictable transaction pays at least {0}")]
     Full(Amount),
+    /// The node could not read the sender's account (its store): nothing about the tx.
+    #[error("this node cannot read its state now ({0}); try again")]
+    StateUnreadable(String),
 }
 
 /// A transaction whose signature passed strict verification: the one check that needs no
@@ -204,7 +208,7 @@ impl Mempool {
     pub fn add(
         &mut self,
         verified: VerifiedTx,
-        state: &AccountTree,
+        state: &impl AccountSource,
         spec: &ChainSpec,
     ) -> Result<TxId, MempoolError> {
         self.insert(verified.0, state, spec, Instant::now(), Admission::New)
@@ -215,7 +219,7 @@ impl Mempool {
     pub fn readmit(
         &mut self,
         verified: VerifiedTx,
-        state: &AccountTree,
+        state: &impl AccountSource,
         spec: &ChainSpec,
         added: Instant,
     ) -> Result<TxId, MempoolError> {
@@ -226,7 +230,7 @@ impl Mempool {
     fn insert(
         &mut self,
         stx: SignedTransaction,
-        state: &AccountTree,
+        state: &impl AccountSource,
         spec: &ChainSpec,
         added: Instant,
         admission: Admission,
@@ -244,7 +248,10 @@ impl Mempool {
             });
         }
         check_chain_id(&stx, spec)?;
-        let account = state.get(&tx.from).unwrap_or_default();
+        let account = state
+            .account(&tx.from)
+            .map_err(|e| MempoolError::StateUnreadable(e.to_string()))?
+            .unwrap_or_default();
         if tx.nonce.0 < account.nonce.0 {
             return Err(MempoolError::NonceUsed {
                 expected: account.nonce.0,
@@ -404,7 +411,7 @@ impl Mempool {
         connected: &[&SignedTransaction],
         connected_txids: &[TxId],
         disconnected: &[&SignedTransaction],
-        state: &AccountTree,
+        state: &impl AccountSource,
         spec: &ChainSpec,
     ) -> Vec<(TxId, MempoolError)> {
         if self.txs.is_empty() && disconnected.is_empty() {
@@ -458,15 +465,21 @@ impl Mempool {
     /// nonce order from its next nonce (transactions beyond a gap wait).
     pub fn select(
         &self,
-        state: &AccountTree,
+        state: &impl AccountSource,
         max_txs: usize,
         max_bytes: usize,
     ) -> Vec<SignedTransaction> {
-        // Each sender's run of consecutive nonces starting at its account nonce.
+        // Each sender's run of consecutive nonces starting at its account nonce. The
+        // senders' accounts are read in one batch; a state that cannot be read gives an
+        // empty selection (a block with fewer transactions, never an invalid one).
         let mut runs: HashMap<Address, std::vec::IntoIter<TxId>> = HashMap::new();
         let mut heap = BinaryHeap::new();
-        for (sender, queue) in &self.by_sender {
-            let next = state.get(sender).unwrap_or_default().nonce.0;
+        let senders: Vec<Address> = self.by_sender.keys().copied().collect();
+        let Ok(accounts) = state.accounts(&senders) else {
+            return Vec::new();
+        };
+        for ((sender, queue), account) in self.by_sender.iter().zip(accounts) {
+            let next = account.unwrap_or_default().nonce.0;
             let run: Vec<TxId> = (next..)
                 .zip(queue.range(next..))
                 .take_while(|(expected, (nonce, _))| expected == *nonce)

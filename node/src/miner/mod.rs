@@ -6,11 +6,11 @@ use crate::chain::{Accepted, ChainError};
 use crate::health::CoreTask;
 use crate::node::{now_ms, Node, NodeState};
 use apiary_core::block::{target_words, HeaderHasher, BLOCK_VERSION, HEADER_BYTES};
-use apiary_core::state::UndoRecorder;
+use apiary_core::state::{leaf_changes, tree, SourceError, StateDelta, StateSource};
 use apiary_core::validate::{apply_tx, pay_miner, required_bits};
 use apiary_core::{
-    tx_merkle_root, AccountTree, Address, Amount, Block, BlockHash, BlockHeader, ChainSpec,
-    Hash256, ParentContext, SignedTransaction,
+    tx_merkle_root, Address, Amount, Block, BlockHash, BlockHeader, ChainSpec, Hash256,
+    ParentContext, SignedTransaction,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,26 +24,23 @@ const TEMPLATE_REFRESH: Duration = Duration::from_secs(2);
 pub const NONCES_BETWEEN_CHECKS: u64 = 1 << 14;
 
 /// Builds the next block on the tip, paying `miner`: valid transactions from the mempool,
-/// highest fee first, and the state root they lead to.
-pub fn build_template(state: &mut NodeState, miner: Address, now_ms: u64) -> Block {
+/// highest fee first, and the state root they lead to. The state is only read.
+pub fn build_template(
+    state: &NodeState,
+    miner: Address,
+    now_ms: u64,
+) -> Result<Block, SourceError> {
     let NodeState { chain, mempool } = state;
     let spec = chain.shared_spec();
     let context = chain
         .parent_context(&chain.tip())
         .expect("the tip is indexed");
     let candidates = mempool.select(
-        chain.state(),
+        &**chain.state(),
         spec.consensus.max_block_txs as usize,
         block_tx_budget(&spec),
     );
-    assemble_block(
-        chain.state_mut(),
-        &spec,
-        &context,
-        miner,
-        candidates,
-        now_ms,
-    )
+    assemble_block(&**chain.state(), &spec, &context, miner, candidates, now_ms)
 }
 
 /// Bytes a block's transactions may take.
@@ -53,16 +50,16 @@ pub fn block_tx_budget(spec: &ChainSpec) -> usize {
 
 /// Assembles an unsealed block (nonce 0) on the parent described by `context`: those
 /// `candidates` that apply in order and fit (the rest are skipped), the miner's reward and
-/// fees, and the state root all that leads to. `tree` is the parent's state and is left
-/// as it was.
+/// fees, and the state root all that leads to. `state` is the parent's, only read: the
+/// block's changes are worked out on a delta over it.
 pub fn assemble_block(
-    tree: &mut AccountTree,
+    state: &impl StateSource,
     spec: &ChainSpec,
     context: &ParentContext,
     miner: Address,
     candidates: Vec<SignedTransaction>,
     now_ms: u64,
-) -> Block {
+) -> Result<Block, SourceError> {
     let mut header = BlockHeader {
         version: BLOCK_VERSION,
         height: context.height.next(),
@@ -76,7 +73,12 @@ pub fn assemble_block(
     };
     let max_txs = spec.consensus.max_block_txs as usize;
     let mut bytes_left = block_tx_budget(spec);
-    let mut undo = UndoRecorder::new();
+    let mut touched: Vec<Address> = candidates
+        .iter()
+        .flat_map(|stx| [stx.tx.from, stx.tx.to])
+        .collect();
+    touched.push(miner);
+    let mut delta = StateDelta::load(state, &touched)?;
     let mut fees = Amount::ZERO;
     let mut txs: Vec<SignedTransaction> = Vec::with_capacity(candidates.len().min(max_txs));
     for stx in candidates {
@@ -85,20 +87,20 @@ pub fn assemble_block(
             continue;
         }
         // Candidates were checked against the parent state; skip any the order made invalid.
-        if let Ok(fee) = apply_tx(tree, &stx, &mut undo) {
+        if let Ok(fee) = apply_tx(&mut delta, &stx) {
             fees = fees.checked_add(fee).unwrap_or(fees);
             bytes_left -= size;
             txs.push(stx);
         }
     }
-    if pay_miner(tree, &header, fees, spec, &mut undo).is_err() {
+    if pay_miner(&mut delta, &header, fees, spec).is_err() {
         tracing::warn!("the miner's balance would overflow; its pay is left out");
     }
-    header.state_root = tree.root();
-    tree.apply_undo(&undo.finish());
+    let (changes, _) = delta.finish();
+    header.state_root = tree::update(state, &leaf_changes(&changes))?.root;
     let txids: Vec<_> = txs.iter().map(SignedTransaction::txid).collect();
     header.tx_root = tx_merkle_root(&txids);
-    Block { header, txs }
+    Ok(Block { header, txs })
 }
 
 /// Searches nonces `start, start + stride, …` until the header meets its target or
@@ -148,7 +150,7 @@ pub fn mine_block(node: &Node, miner: Address, threads: usize) -> Result<BlockHa
             return Err(MineError::StorageFull(full));
         }
         let generation = node.tip_generation();
-        let template = build_template(&mut node.lock(), miner, now_ms());
+        let template = build_template(&node.lock(), miner, now_ms()).map_err(ChainError::from)?;
         let started = Instant::now();
         let found = AtomicBool::new(false);
         let winner = AtomicU64::new(0);

@@ -39,7 +39,7 @@ pub(super) fn parse<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
 
 /// A chain or store error while answering: damage stops the node (its health says why),
 /// and the caller is told so rather than given a bare internal error.
-fn chain_error(context: &RpcContext, error: crate::chain::ChainError) -> RpcError {
+pub(super) fn chain_error(context: &RpcContext, error: crate::chain::ChainError) -> RpcError {
     let error = context.node.note_error(error);
     match &error {
         crate::chain::ChainError::Store(store) if store.is_damage() => {
@@ -187,7 +187,10 @@ pub(super) struct AccountGet {
 pub(super) fn account_get(context: &RpcContext, params: AccountGet) -> Result<Value, RpcError> {
     let address = parse_address(context, &params.address)?;
     let guard = context.node.lock();
-    let account = guard.chain.account(&address);
+    let account = guard
+        .chain
+        .account(&address)
+        .map_err(|e| chain_error(context, e))?;
     let pending = guard.mempool.pending_from(&address);
     // The nonce a new transaction takes: after the run of pending ones from the account's.
     let mut next_nonce = account.nonce.0;
@@ -228,7 +231,11 @@ pub(super) fn account_totals(context: &RpcContext, params: AccountGet) -> Result
         }
         Err(error) => return Err(chain_error(context, error)),
     };
-    let balance = guard.chain.account(&address).balance;
+    let balance = guard
+        .chain
+        .account(&address)
+        .map_err(|e| chain_error(context, e))?
+        .balance;
     let spec = guard.chain.spec();
     let allocated = spec
         .allocations

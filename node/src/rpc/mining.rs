@@ -2,7 +2,7 @@
 //! `mining_submit`, as bitcoind's getblocktemplate/submitblock and CKB's
 //! get_block_template/submit_block.
 
-use super::methods::{parse_address, units};
+use super::methods::{chain_error, parse_address, units};
 use super::{RpcContext, RpcError};
 use crate::miner::templates::{SubmitError, Submitted, Template};
 use crate::node::Node;
@@ -82,7 +82,10 @@ pub(super) fn mining_template(
     let miner = parse_address(context, &params.address)?;
     let node = &context.node;
     let with_txs = params.txs.unwrap_or(false);
-    let template = node.templates().build(node, miner);
+    let template = node
+        .templates()
+        .build(node, miner)
+        .map_err(|e| chain_error(context, e))?;
     let Some(waiting_on) = params.longpoll_id else {
         return Ok(template_json(node, &template, with_txs));
     };
@@ -112,7 +115,10 @@ pub(super) fn mining_template(
         if tip_moved {
             break;
         }
-        let fees = node.templates().fees_now(node, miner);
+        let fees = node
+            .templates()
+            .fees_now(node, miner)
+            .map_err(|e| chain_error(context, e))?;
         let gained = (fees.base_units() as u128)
             > old_fees + old_fees * LONGPOLL_FEE_GAIN_PERCENT / 100
             && fees > Amount::ZERO;
@@ -120,7 +126,10 @@ pub(super) fn mining_template(
             break;
         }
     }
-    let template = node.templates().build(node, miner);
+    let template = node
+        .templates()
+        .build(node, miner)
+        .map_err(|e| chain_error(context, e))?;
     Ok(template_json(node, &template, with_txs))
 }
 

@@ -23,13 +23,16 @@ use std::path::Path;
 use std::path::PathBuf;
 
 /// Bump when the layout of any column family changes. 4: address index values carry
-/// what the address received and sent.
-pub const SCHEMA_VERSION: u32 = 4;
+/// what the address received and sent. 5: the state tree's pages beside the accounts.
+pub const SCHEMA_VERSION: u32 = 5;
 
 const CF_META: &str = "meta";
 const CF_HEADERS: &str = "headers";
 const CF_BODIES: &str = "bodies";
 const CF_HEIGHTS: &str = "heights";
+/// The state: accounts under their 32-byte addresses, the tree's pages under 33-byte keys
+/// (`page_key`), and the state tip under the empty key. One column family, so that one
+/// file ingestion changes all three together.
 const CF_ACCOUNTS: &str = "accounts";
 const CF_UNDO: &str = "undo";
 const CF_TXINDEX: &str = "txindex";
@@ -226,8 +229,9 @@ fn address_entry(value: &[u8]) -> Result<AddressEntry, StoreError> {
 }
 
 pub struct Store {
-    /// Always Some but while `reopen` swaps it.
-    db: Option<DB>,
+    /// Always Some but while `reopen` swaps it. Shared by the chain and its readers;
+    /// `reopen` takes it for itself once every read under way has finished.
+    db: std::sync::RwLock<Option<DB>>,
     /// Why writing stopped (an I/O error), until the store is reopened.
     writes_stopped: std::sync::Mutex<Option<String>>,
     path: PathBuf,
@@ -238,29 +242,40 @@ fn encode<T: BorshSerialize>(value: &T) -> Vec<u8> {
     borsh::to_vec(value).expect("writing to a Vec cannot fail")
 }
 
-impl Store {
-    fn db(&self) -> &DB {
-        self.db
+/// The open database, held for a read (or a batch being built).
+pub(crate) struct Db<'a>(std::sync::RwLockReadGuard<'a, Option<DB>>);
+
+impl std::ops::Deref for Db<'_> {
+    type Target = DB;
+
+    fn deref(&self) -> &DB {
+        self.0
             .as_ref()
             .expect("the store is open but while it reopens")
     }
+}
 
+impl Db<'_> {
     fn cf(&self, name: &str) -> &ColumnFamily {
-        self.db()
-            .cf_handle(name)
+        self.cf_handle(name)
             .expect("every column family is opened with the store")
+    }
+}
+
+impl Store {
+    fn db(&self) -> Db<'_> {
+        Db(self.db.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     fn get_raw(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db()
-            .get_cf(self.cf(cf), key)
-            .map_err(|e| self.db_error(e))
+        let db = self.db();
+        db.get_cf(db.cf(cf), key).map_err(|e| self.db_error(e))
     }
 
     fn get<T: BorshDeserialize>(&self, cf: &str, key: &[u8]) -> Result<Option<T>, StoreError> {
-        let found = self
-            .db()
-            .get_pinned_cf(self.cf(cf), key)
+        let db = self.db();
+        let found = db
+            .get_pinned_cf(db.cf(cf), key)
             .map_err(|e| self.db_error(e))?;
         match found {
             None => Ok(None),
@@ -323,10 +338,9 @@ impl Store {
     /// Writes every column family's memtable to table files.
     pub fn flush_memtables(&self) -> Result<(), StoreError> {
         self.check_writable()?;
+        let db = self.db();
         for name in COLUMN_FAMILIES {
-            self.db()
-                .flush_cf(self.cf(name))
-                .map_err(|e| self.write_error(e))?;
+            db.flush_cf(db.cf(name)).map_err(|e| self.write_error(e))?;
         }
         Ok(())
     }
@@ -334,7 +348,11 @@ impl Store {
     /// A small synced write: whether the store takes writes (after the disk was full).
     pub fn probe(&self) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_META), KEY_PROBE, crate::now_ms().to_le_bytes());
+        batch.put_cf(
+            self.db().cf(CF_META),
+            KEY_PROBE,
+            crate::now_ms().to_le_bytes(),
+        );
         self.write_raw(batch, true)
     }
 
@@ -344,6 +362,50 @@ impl Store {
 
     pub fn state_tip(&self) -> Result<Option<BlockHash>, StoreError> {
         self.get(CF_ACCOUNTS, KEY_STATE_TIP)
+    }
+
+    /// A record of the state column family (an account or a page), as stored.
+    pub fn state_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_raw(CF_ACCOUNTS, key)
+    }
+
+    /// Several records of the state column family at once (RocksDB's batched lookup).
+    pub fn state_records(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let db = self.db();
+        db.batched_multi_get_cf(db.cf(CF_ACCOUNTS), keys, false)
+            .into_iter()
+            .map(|found| {
+                found
+                    .map(|value| value.map(|v| v.to_vec()))
+                    .map_err(|e| self.db_error(e))
+            })
+            .collect()
+    }
+
+    /// The accounts with addresses from `from` on, in order, at most `limit`.
+    pub fn accounts_from(
+        &self,
+        from: &Address,
+        limit: usize,
+    ) -> Result<Vec<(Address, Account)>, StoreError> {
+        let db = self.db();
+        let mut iterator = db.raw_iterator_cf(db.cf(CF_ACCOUNTS));
+        iterator.seek(from.0);
+        let mut found = Vec::new();
+        while iterator.valid() && found.len() < limit {
+            let (Some(key), Some(value)) = (iterator.key(), iterator.value()) else {
+                break;
+            };
+            // Pages (33-byte keys) sort among the accounts: passed over.
+            if let Ok(address) = <[u8; 32]>::try_from(key) {
+                let account = Account::try_from_slice(value)
+                    .map_err(|e| StoreError::Corrupt(format!("account record: {e}")))?;
+                found.push((Address(address), account));
+            }
+            iterator.next();
+        }
+        iterator.status().map_err(|e| self.db_error(e))?;
+        Ok(found)
     }
 
     pub fn entry(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, StoreError> {
@@ -384,7 +446,8 @@ impl Store {
             height: Height(u64::MAX),
             index: u32::MAX,
         });
-        let mut iterator = self.db().raw_iterator_cf(self.cf(CF_ADDRINDEX));
+        let db = self.db();
+        let mut iterator = db.raw_iterator_cf(db.cf(CF_ADDRINDEX));
         iterator.seek_for_prev(upper.key());
         let mut found = Vec::new();
         while found.len() < limit {
@@ -408,7 +471,8 @@ impl Store {
         skip: impl Fn(&AddressTx) -> bool,
         max: u64,
     ) -> Result<AddressTotals, StoreError> {
-        let mut iterator = self.db().raw_iterator_cf(self.cf(CF_ADDRINDEX));
+        let db = self.db();
+        let mut iterator = db.raw_iterator_cf(db.cf(CF_ADDRINDEX));
         iterator.seek(address.0);
         let mut totals = AddressTotals::default();
         while let Some((entry, value)) = address_entry_at(&iterator, address)? {
@@ -427,23 +491,23 @@ impl Store {
     }
 
     /// Every stored header, in no particular order.
-    pub fn entries(
-        &self,
-    ) -> impl Iterator<Item = Result<(BlockHash, IndexEntry), StoreError>> + '_ {
-        self.decoded(CF_HEADERS, None)
-            .map(|r| r.map(|(k, v)| (BlockHash(apiary_core::Hash256(k)), v)))
+    pub fn entries(&self) -> Result<Vec<(BlockHash, IndexEntry)>, StoreError> {
+        Ok(self
+            .decoded(CF_HEADERS, None)?
+            .into_iter()
+            .map(|(k, v)| (BlockHash(apiary_core::Hash256(k)), v))
+            .collect())
     }
 
-    /// Every stored account (the state after `state_tip`).
-    pub fn accounts(&self) -> impl Iterator<Item = Result<(Address, Account), StoreError>> + '_ {
-        self.decoded(CF_ACCOUNTS, Some(KEY_STATE_TIP))
-            .map(|r| r.map(|(k, v)| (Address(k), v)))
+    /// Every stored account (the state after `state_tip`), in address order.
+    pub fn accounts(&self) -> Result<Vec<(Address, Account)>, StoreError> {
+        self.accounts_from(&Address([0; 32]), usize::MAX)
     }
 
     /// Every (height, hash) of the main chain, lowest first.
-    pub fn main_chain(&self) -> impl Iterator<Item = Result<(Height, BlockHash), StoreError>> + '_ {
-        self.db()
-            .iterator_cf(self.cf(CF_HEIGHTS), rocksdb::IteratorMode::Start)
+    pub fn main_chain(&self) -> Result<Vec<(Height, BlockHash)>, StoreError> {
+        let db = self.db();
+        db.iterator_cf(db.cf(CF_HEIGHTS), rocksdb::IteratorMode::Start)
             .map(|item| {
                 let (key, value) = item.map_err(|e| self.db_error(e))?;
                 let height = <[u8; 8]>::try_from(&*key)
@@ -452,6 +516,7 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt(format!("height index value: {e}")))?;
                 Ok((Height(u64::from_be_bytes(height)), hash))
             })
+            .collect()
     }
 
     /// The records of `cf` under 32-byte keys, decoded; `except`: another record's key.
@@ -459,9 +524,9 @@ impl Store {
         &self,
         cf: &'static str,
         except: Option<&'static [u8]>,
-    ) -> impl Iterator<Item = Result<([u8; 32], T), StoreError>> + '_ {
-        self.db()
-            .iterator_cf(self.cf(cf), rocksdb::IteratorMode::Start)
+    ) -> Result<Vec<([u8; 32], T)>, StoreError> {
+        let db = self.db();
+        db.iterator_cf(db.cf(cf), rocksdb::IteratorMode::Start)
             .filter(move |item| match (item, except) {
                 (Ok((key, _)), Some(except)) => **key != *except,
                 _ => true,
@@ -474,6 +539,7 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt(format!("record in {cf}: {e}")))?;
                 Ok((key, value))
             })
+            .collect()
     }
 
     pub fn batch(&self) -> StoreBatch<'_> {
@@ -511,14 +577,10 @@ impl Store {
     pub fn ingest_state(
         &self,
         state_tip: &BlockHash,
-        accounts: impl IntoIterator<Item = (Address, Option<Account>)>,
+        records: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(), StoreError> {
         // The empty key of the state tip sorts first.
         let tip = (KEY_STATE_TIP.to_vec(), Some(state_tip.as_bytes().to_vec()));
-        let records = accounts.into_iter().map(|(address, account)| {
-            let value = account.filter(|a| !a.is_empty()).map(|a| encode(&a));
-            (address.0.to_vec(), value)
-        });
         self.ingest(CF_ACCOUNTS, std::iter::once(tip).chain(records))
     }
 
@@ -553,8 +615,8 @@ impl Store {
         let mut ingest = IngestExternalFileOptions::default();
         // Linked into the store, not copied: the file is on the same disk already.
         ingest.set_move_files(true);
-        self.db()
-            .ingest_external_file_cf_opts(self.cf(cf), &ingest, vec![path])
+        let db = self.db();
+        db.ingest_external_file_cf_opts(db.cf(cf), &ingest, vec![path])
             .map_err(|e| self.write_error(e))?;
         Ok(())
     }
@@ -580,8 +642,11 @@ pub struct StoreBatch<'a> {
 
 impl StoreBatch<'_> {
     pub fn put_entry(&mut self, hash: &BlockHash, entry: &IndexEntry) {
-        self.batch
-            .put_cf(self.store.cf(CF_HEADERS), hash.as_bytes(), encode(entry));
+        self.batch.put_cf(
+            self.store.db().cf(CF_HEADERS),
+            hash.as_bytes(),
+            encode(entry),
+        );
     }
 
     pub fn put_body(&mut self, hash: &BlockHash, block: &Block) {
@@ -591,17 +656,17 @@ impl StoreBatch<'_> {
     /// Stores a block's body from its borsh bytes as received (checked to decode to it).
     pub fn put_encoded_body(&mut self, hash: &BlockHash, bytes: &[u8]) {
         self.batch
-            .put_cf(self.store.cf(CF_BODIES), hash.as_bytes(), bytes);
+            .put_cf(self.store.db().cf(CF_BODIES), hash.as_bytes(), bytes);
     }
 
     pub fn put_undo(&mut self, hash: &BlockHash, undo: &StateUndo) {
         self.batch
-            .put_cf(self.store.cf(CF_UNDO), hash.as_bytes(), encode(undo));
+            .put_cf(self.store.db().cf(CF_UNDO), hash.as_bytes(), encode(undo));
     }
 
     pub fn set_main(&mut self, height: Height, hash: &BlockHash) {
         self.batch.put_cf(
-            self.store.cf(CF_HEIGHTS),
+            self.store.db().cf(CF_HEIGHTS),
             height.0.to_be_bytes(),
             hash.as_bytes(),
         );
@@ -609,12 +674,12 @@ impl StoreBatch<'_> {
 
     pub fn unset_main(&mut self, height: Height) {
         self.batch
-            .delete_cf(self.store.cf(CF_HEIGHTS), height.0.to_be_bytes());
+            .delete_cf(self.store.db().cf(CF_HEIGHTS), height.0.to_be_bytes());
     }
 
     pub fn set_tip(&mut self, hash: &BlockHash) {
         self.batch
-            .put_cf(self.store.cf(CF_META), KEY_TIP, hash.as_bytes());
+            .put_cf(self.store.db().cf(CF_META), KEY_TIP, hash.as_bytes());
         self.tip = Some(*hash);
     }
 
@@ -654,7 +719,7 @@ mod tests {
 
         let store = Store::open(&path, hash(1)).unwrap();
         let mut batch = WriteBatch::default();
-        batch.put_cf(store.cf(CF_META), KEY_SCHEMA, 99u32.to_le_bytes());
+        batch.put_cf(store.db().cf(CF_META), KEY_SCHEMA, 99u32.to_le_bytes());
         store.write_raw(batch, true).unwrap();
         drop(store);
         let error = Store::open(&path, hash(1)).err().unwrap();
@@ -679,7 +744,17 @@ mod tests {
     }
 
     fn stored_accounts(store: &Store) -> Vec<(Address, Account)> {
-        store.accounts().collect::<Result<_, _>>().unwrap()
+        store.accounts().unwrap()
+    }
+
+    /// Account records as a flush writes them.
+    fn records<const N: usize>(
+        accounts: [(Address, Option<Account>); N],
+    ) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        accounts
+            .into_iter()
+            .map(|(a, account)| (a.0.to_vec(), account.map(|acc| encode(&acc))))
+            .collect()
     }
 
     #[test]
@@ -691,11 +766,11 @@ mod tests {
         store
             .ingest_state(
                 &hash(10),
-                [(a, Some(account(5, 0))), (b, Some(account(7, 1)))],
+                records([(a, Some(account(5, 0))), (b, Some(account(7, 1)))]),
             )
             .unwrap();
         store
-            .ingest_state(&hash(11), [(a, None), (b, Some(account(3, 2)))])
+            .ingest_state(&hash(11), records([(a, None), (b, Some(account(3, 2)))]))
             .unwrap();
         let txid = TxId(Hash256([9; 32]));
         let location = TxLocation {
@@ -719,12 +794,12 @@ mod tests {
         let store = Store::open(&dir.path().join("db"), hash(1)).unwrap();
         let (a, b) = (Address([1; 32]), Address([2; 32]));
         store
-            .ingest_state(&hash(10), [(a, Some(account(5, 0)))])
+            .ingest_state(&hash(10), records([(a, Some(account(5, 0)))]))
             .unwrap();
         // Out of order: RocksDB refuses the file before anything is taken in.
         let refused = store.ingest_state(
             &hash(11),
-            [(b, Some(account(1, 1))), (a, Some(account(2, 1)))],
+            records([(b, Some(account(1, 1))), (a, Some(account(2, 1)))]),
         );
         assert!(matches!(refused, Err(StoreError::Db(_))), "{refused:?}");
         assert_eq!(store.state_tip().unwrap(), Some(hash(10)));
@@ -812,7 +887,7 @@ mod tests {
         batch.commit(true).unwrap();
         // As if the log holding the last batch were lost: the tip is the older block.
         let mut batch = WriteBatch::default();
-        batch.put_cf(store.cf(CF_META), KEY_TIP, hash(10).as_bytes());
+        batch.put_cf(store.db().cf(CF_META), KEY_TIP, hash(10).as_bytes());
         store.write_raw(batch, true).unwrap();
         drop(store);
         let error = Store::open(&path, hash(1)).err().unwrap();

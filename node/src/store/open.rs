@@ -150,7 +150,7 @@ impl Store {
             .map_err(|e| open_error(path, e, true))?;
         let tip_record = TipRecord::open(path)?;
         let store = Store {
-            db: Some(db),
+            db: std::sync::RwLock::new(Some(db)),
             writes_stopped: Default::default(),
             path: path.to_path_buf(),
             tip_record,
@@ -241,11 +241,14 @@ impl Store {
     /// Closes and opens the store again: after a write failed for lack of room RocksDB
     /// refuses every write until it is reopened (its C API has no `Resume`). What was
     /// acknowledged is in its log and comes back; the failed write left nothing.
-    pub fn reopen(&mut self) -> Result<(), StoreError> {
-        drop(self.db.take());
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        // Waits for reads under way; none starts until the store is open again.
+        let mut held = self.db.write().unwrap_or_else(|e| e.into_inner());
+        drop(held.take());
         let db = DB::open_cf_descriptors(&db_options(false), &self.path, descriptors())
             .map_err(|e| open_error(&self.path, e, true))?;
-        self.db = Some(db);
+        *held = Some(db);
+        drop(held);
         *self
             .writes_stopped
             .lock()
@@ -255,7 +258,8 @@ impl Store {
 
     /// Whether any block is stored (a store with blocks must have a tip).
     pub fn has_blocks(&self) -> Result<bool, StoreError> {
-        let mut iterator = self.db().raw_iterator_cf(self.cf(CF_HEADERS));
+        let db = self.db();
+        let mut iterator = db.raw_iterator_cf(db.cf(CF_HEADERS));
         iterator.seek_to_first();
         let found = iterator.valid();
         iterator.status().map_err(|e| self.db_error(e))?;

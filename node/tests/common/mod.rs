@@ -123,12 +123,7 @@ pub fn craft_block(
 
 /// Every account of a node's tip state, in order.
 pub fn accounts(node: &Node) -> Vec<(Address, apiary_core::Account)> {
-    node.lock()
-        .chain
-        .state()
-        .iter()
-        .map(|(a, acc)| (*a, *acc))
-        .collect()
+    node.lock().chain.state().all_accounts().unwrap()
 }
 
 /// Three nodes of one chain, each with its own store: two to mine competing branches,

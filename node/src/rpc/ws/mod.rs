@@ -310,7 +310,7 @@ impl Connection {
         let node = self.context.node.clone();
         tokio::task::spawn_blocking(move || {
             due.into_iter()
-                .map(|(id, miner)| template_notification(&node, id, miner))
+                .filter_map(|(id, miner)| template_notification(&node, id, miner))
                 .collect()
         })
         .await
@@ -540,14 +540,25 @@ fn render_tips(event: &NodeEvent, prefix: &AddressPrefix) -> Vec<String> {
         .collect()
 }
 
-/// A fresh template paying `miner`, as a `templates` notification.
-fn template_notification(node: &crate::node::Node, id: u64, miner: apiary_core::Address) -> String {
-    let template = node.templates().build(node, miner);
-    notification(
+/// A fresh template paying `miner`, as a `templates` notification (none while the state
+/// cannot be read: the next tip tries again).
+fn template_notification(
+    node: &crate::node::Node,
+    id: u64,
+    miner: apiary_core::Address,
+) -> Option<String> {
+    let template = match node.templates().build(node, miner) {
+        Ok(template) => template,
+        Err(error) => {
+            tracing::warn!(%error, "no template for a subscriber");
+            return None;
+        }
+    };
+    Some(notification(
         id,
         "templates",
         super::mining::template_json(node, &template, false),
-    )
+    ))
 }
 
 fn peer_json(peer: &crate::p2p::PeerInfo, event: &str) -> Value {
