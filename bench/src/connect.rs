@@ -4,9 +4,9 @@
 use super::*;
 
 /// splitmix64: a deterministic choice of senders and receivers.
-struct Picks(u64);
+pub(crate) struct Picks(pub u64);
 impl Picks {
-    fn next(&mut self, below: usize) -> usize {
+    pub(crate) fn next(&mut self, below: usize) -> usize {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -65,7 +65,7 @@ fn generate_chain(
 }
 
 /// Signatures per second of raw ed25519 batch verification on all cores.
-fn batch_verify_limit(blocks: &[Block]) -> f64 {
+pub(crate) fn batch_verify_limit(blocks: &[Block]) -> f64 {
     let txs: Vec<&SignedTransaction> = blocks.iter().flat_map(|b| &b.txs).collect();
     let keys: Vec<ed25519_dalek::VerifyingKey> = txs
         .par_iter()

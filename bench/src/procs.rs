@@ -72,7 +72,16 @@ pub(crate) struct NodeProc {
 
 impl NodeProc {
     pub(crate) fn start(spec: Option<&Path>) -> Result<NodeProc> {
-        let dir = tempfile::tempdir()?;
+        NodeProc::start_in(tempfile::tempdir()?, spec, &[])
+    }
+
+    /// A node whose data dir is `<dir>/node` (which may hold a store already), with
+    /// `extra` flags.
+    pub(crate) fn start_in(
+        dir: tempfile::TempDir,
+        spec: Option<&Path>,
+        extra: &[&str],
+    ) -> Result<NodeProc> {
         let mut command = Command::new(sibling("apiary-node")?);
         command.arg("--datadir").arg(dir.path().join("node"));
         if let Some(spec) = spec {
@@ -85,6 +94,7 @@ impl NodeProc {
                 "--listen",
                 "/ip4/127.0.0.1/tcp/0",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -102,6 +112,42 @@ impl NodeProc {
             Some(&node.cookie()),
         )]);
         Ok(node)
+    }
+
+    /// Another client of its RPC (one per thread that calls it).
+    pub(crate) fn new_client(&self) -> apiary_client::Client {
+        apiary_client::Client::new(vec![apiary_client::Endpoint::with_cookie(
+            &self.host,
+            Some(&self.cookie()),
+        )])
+    }
+
+    /// Its resident memory now and at its peak, in bytes (/proc).
+    pub(crate) fn rss(&self) -> Result<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        };
+        Ok((field("VmRSS:"), field("VmHWM:")))
+    }
+
+    /// Stops it as an operator would (SIGTERM: it writes its state and exits).
+    pub(crate) fn stop(&mut self) -> Result<()> {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                bail!("the node did not stop within 120 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
     }
 
     pub(crate) fn cookie(&self) -> PathBuf {

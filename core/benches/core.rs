@@ -3,7 +3,7 @@
 
 use apiary_core::block::{HeaderHasher, BLOCK_VERSION};
 use apiary_core::spec::{ChainId, ConsensusParams};
-use apiary_core::state::{leaf_changes, tree, Layout, PageKey, PageSource, SourceError};
+use apiary_core::state::{tree, Layout, PageKey, PageSource, SourceError};
 use apiary_core::tx::{verify_signatures, KeyCache};
 use apiary_core::validate::{check_block, connect_block, ConnectError};
 use apiary_core::{
@@ -138,7 +138,7 @@ fn tree_designs(c: &mut Criterion) {
         let block = block_on(&state, &spec, txs);
         let txids = block.txids();
         let connected = connect_block(&state, &block, &txids, &spec).unwrap();
-        let leaves = leaf_changes(&connected.changes);
+        let leaves = &connected.changes;
         let sorted: Vec<(Address, Account)> = state.iter().map(|(a, acc)| (*a, *acc)).collect();
         for bits in [1u8, 4] {
             let layout = Layout::new(bits).unwrap();
@@ -147,7 +147,7 @@ fn tree_designs(c: &mut Criterion) {
                 state: &paged,
                 reads: AtomicUsize::new(0),
             };
-            let update = tree::update(&counted, &leaves).unwrap();
+            let update = tree::update(&counted, leaves).unwrap();
             assert_eq!(update.root, connected.tree.root);
             let (pages, bytes) = paged
                 .pages()
@@ -162,7 +162,7 @@ fn tree_designs(c: &mut Criterion) {
             );
             group.bench_function(
                 format!("update for 1000 txs, {accounts} accounts, {bits}-bit pages"),
-                |b| b.iter(|| tree::update(&paged, &leaves).unwrap()),
+                |b| b.iter(|| tree::update(&paged, leaves).unwrap()),
             );
         }
     }

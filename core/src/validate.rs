@@ -9,7 +9,7 @@ use crate::hash::{BlockHash, Hash256, TxId};
 use crate::pow::{next_target, CompactTarget, TargetError};
 use crate::spec::ChainSpec;
 use crate::state::{
-    leaf_changes, tree, Account, Nonce, SourceError, StateDelta, StateSource, StateUndo, TreeUpdate,
+    tree, Account, Nonce, SourceError, StateDelta, StateSource, StateUndo, TreeUpdate,
 };
 use crate::tx::{verify_signatures, KeyCache, SignedTransaction};
 use std::collections::HashSet;
@@ -398,10 +398,11 @@ pub fn connect_block(
     txids: &[TxId],
     spec: &ChainSpec,
 ) -> Result<Connected, ConnectError> {
-    let mut delta = StateDelta::load(state, &touched_addresses(block))?;
+    let state = tree::Remembering::new(state);
+    let mut delta = StateDelta::load(&state, &touched_addresses(block))?;
     apply_block_body(&mut delta, block, txids, spec)?;
     let (changes, undo) = delta.finish();
-    let tree = tree::update(state, &leaf_changes(&changes))?;
+    let tree = tree::update(&state, &changes)?;
     if tree.root != block.header.state_root {
         return Err(BlockError::BadStateRoot {
             expected: tree.root,

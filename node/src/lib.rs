@@ -1,6 +1,7 @@
 //! The Apiary full node: storage (RocksDB), chain (fork choice, reorg), mempool, miner and
 //! JSON-RPC, around the pure consensus rules of `apiary-core`.
 
+pub mod cache;
 pub mod chain;
 pub mod config;
 pub mod events;

@@ -1,7 +1,7 @@
 //! The node's one way through: every block (miner, RPC, later the network) passes the
 //! stateless checks, then the chain under the lock, then the mempool follows the tip.
 
-use crate::chain::{Accepted, Chain, ChainError, CheckedBlock, TipChange};
+use crate::chain::{Accepted, Chain, ChainError, CheckedBlock, Prepared, TipChange};
 use crate::events::{BlockBrief, Events, NodeEvent, TxBrief};
 use crate::health::Health;
 use crate::mempool::log::MempoolLog;
@@ -35,6 +35,15 @@ pub enum Announcement {
         encoded: Option<Vec<u8>>,
     },
     Tx(TxId, SignedTransaction),
+}
+
+/// When a block taken into the chain must be on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Durability {
+    /// Before it is acknowledged (one from a miner, RPC or gossip).
+    Now,
+    /// By the end of its run (`connect_in_order`: sync, import, reindex).
+    Deferred,
 }
 
 /// Why `Node::connect_in_order` stopped before the last block.
@@ -87,6 +96,8 @@ pub struct NodeState {
 pub struct Node {
     spec: Arc<ChainSpec>,
     state: Mutex<NodeState>,
+    /// The chain's account state, for work that must not take the lock.
+    ledger: Arc<crate::state::StateDb>,
     /// Bumped on every tip change, so miners know their template is stale.
     tip_generation: AtomicU64,
     shutdown: AtomicBool,
@@ -122,6 +133,7 @@ impl Node {
         let tip = tokio::sync::watch::Sender::new(our_tip(&chain));
         Arc::new(Node {
             spec: chain.shared_spec(),
+            ledger: chain.state().clone(),
             state: Mutex::new(NodeState {
                 chain,
                 mempool: Mempool::new(mempool),
@@ -136,6 +148,11 @@ impl Node {
             events: Events::default(),
             templates: Default::default(),
         })
+    }
+
+    /// The account state at the tip, read without the node's lock.
+    pub fn ledger(&self) -> &Arc<crate::state::StateDb> {
+        &self.ledger
     }
 
     /// The block templates handed to miners outside the node.
@@ -409,33 +426,57 @@ impl Node {
             drop(sender);
             let mut waiting = BTreeMap::new();
             let mut next = 0;
-            for (position, checked) in receiver {
+            let mut stopped = None;
+            'taking: for (position, checked) in receiver {
                 waiting.insert(position, checked);
                 while let Some(checked) = waiting.remove(&next) {
-                    let taken = checked.and_then(|c| Ok(self.accept_block(c)?));
+                    let taken = checked.and_then(|c| Ok(self.take_block(c, Durability::Deferred)?));
                     if let Err(error) = taken {
                         first_refused.fetch_min(next, Ordering::AcqRel);
-                        return Err(ImportStopped {
+                        stopped = Some(ImportStopped {
                             position: next,
                             error: Box::new(error),
                         });
+                        break 'taking;
                     }
                     next += 1;
                 }
             }
-            Ok(())
+            // The run's blocks reach the disk together: one wait for it, not one a block.
+            if let Err(error) = self.lock().chain.make_durable() {
+                let error = self.note_error(error);
+                return Err(stopped.unwrap_or(ImportStopped {
+                    position: next,
+                    error: Box::new(error.into()),
+                }));
+            }
+            stopped.map_or(Ok(()), Err)
         })
     }
 
     /// Takes a checked block into the chain; the mempool follows any change of tip.
     pub fn accept_block(&self, checked: CheckedBlock) -> Result<Accepted, ChainError> {
+        self.take_block(checked, Durability::Now)
+    }
+
+    fn take_block(
+        &self,
+        checked: CheckedBlock,
+        durability: Durability,
+    ) -> Result<Accepted, ChainError> {
         if let Some(full) = self.health.storage_full() {
             return Err(ChainError::StorageFull(full));
         }
+        let started = std::time::Instant::now();
+        // The state work first, outside the lock: readers wait only for the write.
+        let tip = self.tip.borrow().hash;
+        let prepared = Prepared::work_out(&self.ledger, tip, &checked, &self.spec);
         let mut guard = self.lock();
         let NodeState { chain, mempool } = &mut *guard;
-        let started = std::time::Instant::now();
-        let accepted = chain.accept_block(checked, now_ms());
+        let accepted = match durability {
+            Durability::Now => chain.accept_prepared(checked, prepared, now_ms()),
+            Durability::Deferred => chain.accept_block_deferred(checked, prepared, now_ms()),
+        };
         if let Some(error) = chain.take_flush_error() {
             self.note_error(error);
         }

@@ -4,6 +4,7 @@
 //! deleted only when every block in it was read back, and otherwise kept beside the new
 //! one for the operator.
 
+use crate::cache::CacheBudget;
 use crate::chain::{Chain, ChainError};
 use crate::mempool::MempoolConfig;
 use crate::node::Node;
@@ -111,7 +112,11 @@ pub fn resync(db: &Path) -> Result<Option<PathBuf>, ReindexError> {
 /// Rebuilds the store at `db` from the main-chain blocks it still holds, re-checking and
 /// connecting each into a new store, up to the first it cannot give or that is invalid.
 /// Returns None when there is no store to rebuild.
-pub fn reindex(db: &Path, spec: Arc<ChainSpec>) -> Result<Option<Rebuilt>, ReindexError> {
+pub fn reindex(
+    db: &Path,
+    spec: Arc<ChainSpec>,
+    budget: &CacheBudget,
+) -> Result<Option<Rebuilt>, ReindexError> {
     let has_store = std::fs::read_dir(db).is_ok_and(|mut entries| entries.next().is_some());
     if !has_store {
         return Ok(None);
@@ -131,8 +136,9 @@ pub fn reindex(db: &Path, spec: Arc<ChainSpec>) -> Result<Option<Rebuilt>, Reind
         _ => {}
     }
     let rebuilt = sibling(db, "reindex");
-    let store = Store::open(&rebuilt, genesis)?;
-    let node = Node::new(Chain::open(store, spec)?, MempoolConfig::default());
+    let store = Store::open_tuned(&rebuilt, genesis, budget.store_tuning())?;
+    let chain = Chain::open_with_budget(store, spec, budget)?;
+    let node = Node::new(chain, MempoolConfig::default());
     let mut stopped = None;
     let mut height = 1;
     'walk: loop {

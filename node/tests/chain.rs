@@ -292,7 +292,8 @@ fn reindex_rebuilds_the_same_state() {
     let (tip, before) = (tip_hash(&node), accounts(&node));
     drop(node);
     let db = dir.path().join("db");
-    let rebuilt = apiary_node::reindex::reindex(&db, std::sync::Arc::new(spec.clone()))
+    let budget = apiary_node::cache::CacheBudget::mib(16);
+    let rebuilt = apiary_node::reindex::reindex(&db, std::sync::Arc::new(spec.clone()), &budget)
         .unwrap()
         .unwrap();
     assert_eq!(rebuilt.height.0, 3);

@@ -1,20 +1,20 @@
 //! A whole state in memory: its accounts and its tree's pages. For genesis, tests, tools
 //! and the fuzz harness; the node keeps its state on disk and reads it through caches.
 
-use super::commit::{leaf_hash, EMPTY};
-use super::page::{Layout, Page, PageKey};
-use super::tree::{build_tree, update, LeafChange, PageSource, SourceError};
+use super::commit::EMPTY;
+use super::page::{Layout, Leaf, Page, PageKey};
+use super::tree::{build_tree, update, AccountChange, PageSource, SourceError};
 use super::{Account, AccountSource, StateUndo};
 use crate::address::Address;
 use crate::hash::Hash256;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct MemoryState {
     layout: Layout,
     accounts: BTreeMap<Address, Account>,
-    pages: HashMap<PageKey, Arc<Page>>,
+    pages: super::FastMap<PageKey, Arc<Page>>,
     root: Hash256,
 }
 
@@ -44,7 +44,7 @@ impl MemoryState {
         MemoryState {
             layout,
             accounts: BTreeMap::new(),
-            pages: HashMap::new(),
+            pages: Default::default(),
             root: EMPTY,
         }
     }
@@ -68,10 +68,10 @@ impl MemoryState {
                 state.accounts.insert(address, account);
             }
         }
-        let leaves: Vec<(Address, Hash256)> = state
+        let leaves: Vec<Leaf> = state
             .accounts
             .iter()
-            .map(|(a, account)| (*a, leaf_hash(a, account)))
+            .map(|(a, account)| Leaf::new(*a, *account))
             .collect();
         let pages = &mut state.pages;
         state.root = build_tree(state.layout, &leaves, &mut |key, page| {
@@ -116,16 +116,12 @@ impl MemoryState {
 
     /// Applies changes (in any order, each address once; None or empty: removed).
     pub fn apply(&mut self, changes: &[(Address, Option<Account>)]) {
-        let mut sorted: Vec<(Address, Option<Account>)> = changes
+        let mut sorted: Vec<AccountChange> = changes
             .iter()
             .map(|(a, account)| (*a, account.filter(|acc| !acc.is_empty())))
             .collect();
         sorted.sort_unstable_by_key(|(a, _)| *a);
-        let leaves: Vec<LeafChange> = sorted
-            .iter()
-            .map(|(a, account)| (*a, account.map(|acc| leaf_hash(a, &acc))))
-            .collect();
-        let update = update(&*self, &leaves).expect("memory is always readable");
+        let update = update(&*self, &sorted).expect("memory is always readable");
         for (address, account) in sorted {
             match account {
                 Some(account) => self.accounts.insert(address, account),

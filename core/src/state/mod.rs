@@ -13,15 +13,20 @@ pub mod tree;
 
 pub use commit::{leaf_hash, node_hash, root_of_sorted, EMPTY};
 pub use memory::MemoryState;
-pub use page::{Layout, Page, PageKey, Slot};
+pub use page::{Layout, Leaf, Page, PageKey, Slot};
 pub use proof::{AccountProof, ProofError, RangeProof};
-pub use tree::{LeafChange, PageSource, SourceError, TreeUpdate};
+pub use tree::{AccountChange, PageSource, SourceError, TreeUpdate};
 
 use crate::address::Address;
 use crate::amount::Amount;
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::collections::HashMap;
 use std::fmt;
+
+/// Maps keyed by address or page: foldhash, seeded per process (so keys a peer chooses
+/// cannot be made to collide), several times quicker than SipHash on the paths a block
+/// takes thousands of times.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A sender's count of transactions so far; the next one must carry exactly this.
 #[derive(
@@ -108,7 +113,7 @@ impl<S: AccountSource + PageSource> StateSource for S {}
 /// in one batch (`load`); from then on reading and changing them cannot fail.
 #[derive(Clone, Debug, Default)]
 pub struct StateDelta {
-    accounts: HashMap<Address, Loaded>,
+    accounts: FastMap<Address, Loaded>,
     /// Changed accounts, in the order of their first change.
     changed: Vec<Address>,
 }
@@ -204,17 +209,6 @@ impl StateDelta {
         changes.sort_unstable_by_key(|(a, _)| *a);
         (changes, StateUndo { previous })
     }
-}
-
-/// Leaf hashes of `changes` (sorted), for the tree.
-pub fn leaf_changes(
-    changes: &[(Address, Option<Account>)],
-) -> Vec<(Address, Option<crate::hash::Hash256>)> {
-    use rayon::prelude::*;
-    changes
-        .par_iter()
-        .map(|(address, account)| (*address, account.map(|acc| leaf_hash(address, &acc))))
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,12 +1,16 @@
 //! How the tree is stored: in pages, each the `Layout::bits` levels of the binary tree
 //! below one node. A page at depth d (a multiple of the page width) holds one slot per
-//! value of the address bits d..d+width: empty, one account (its address and leaf hash),
-//! or a child page (its hash) when two or more accounts share those bits. A page reads as
-//! one unit, so a path from the root to an account is a handful of reads, not 24. The
-//! page's own hash is the commitment's hash of its subtree; pages change nothing about it.
+//! value of the address bits d..d+width: empty, one account (its address, balance and
+//! nonce: the accounts live in the tree, nowhere else), or a child page (its hash) when
+//! two or more accounts share those bits. A page reads as one unit, so a path from the
+//! root to an account is a handful of reads, not 24, and finding an account reads the
+//! pages its change will rewrite. The page's own hash is the commitment's hash of its
+//! subtree; pages change nothing about it.
 
-use super::commit::{bit, node_hash, EMPTY};
+use super::commit::{bit, leaf_hash, node_hash, EMPTY};
+use super::Account;
 use crate::address::Address;
+use crate::amount::Amount;
 use crate::hash::Hash256;
 
 /// Most slots a page has (the node's 4-bit pages).
@@ -127,15 +131,31 @@ impl PageKey {
     }
 }
 
+/// One account in the tree, with its leaf hash (kept: it is needed whenever a page
+/// above it is rehashed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leaf {
+    pub address: Address,
+    pub account: Account,
+    pub hash: Hash256,
+}
+
+impl Leaf {
+    pub fn new(address: Address, account: Account) -> Leaf {
+        Leaf {
+            address,
+            account,
+            hash: leaf_hash(&address, &account),
+        }
+    }
+}
+
 /// One slot of a page: the subtree of the address bits below it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slot {
     Empty,
     /// Exactly one account.
-    Leaf {
-        address: Address,
-        hash: Hash256,
-    },
+    Leaf(Leaf),
     /// Two or more accounts: a page of their own, with this hash.
     Child {
         hash: Hash256,
@@ -165,9 +185,9 @@ impl Summary {
     fn of_slot(index: usize, slot: &Slot) -> Summary {
         match slot {
             Slot::Empty => Summary::Empty,
-            Slot::Leaf { hash, .. } => Summary::One {
+            Slot::Leaf(leaf) => Summary::One {
                 slot: index as u16,
-                hash: *hash,
+                hash: leaf.hash,
             },
             Slot::Child { hash } => Summary::Many(*hash),
         }
@@ -191,14 +211,14 @@ impl Summary {
 }
 
 /// A page: its slots, and the summary of every binary node within it (heap order: 1 is
-/// the page's own root, `slots + i` is slot i), kept as slots change so that a change
-/// costs a hash per level of the page, not one per node. Fixed arrays: a page is one
-/// allocation.
+/// the page's own root, `slots + i` is slot i; only the inner ones are kept, a slot's is
+/// worked out from it), kept as slots change so that a change costs a hash per level of
+/// the page, not one per node. Fixed arrays: a page is one allocation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page {
     count: u8,
     slots: [Slot; MAX_SLOTS],
-    nodes: [Summary; 2 * MAX_SLOTS],
+    inner: [Summary; MAX_SLOTS],
 }
 
 /// A stored page that does not decode.
@@ -211,7 +231,7 @@ impl Page {
         Page {
             count: layout.slots() as u8,
             slots: [Slot::Empty; MAX_SLOTS],
-            nodes: [Summary::Empty; 2 * MAX_SLOTS],
+            inner: [Summary::Empty; MAX_SLOTS],
         }
     }
 
@@ -227,14 +247,13 @@ impl Page {
         let mut page = Page {
             count: count as u8,
             slots: [Slot::Empty; MAX_SLOTS],
-            nodes: [Summary::Empty; 2 * MAX_SLOTS],
+            inner: [Summary::Empty; MAX_SLOTS],
         };
         for (i, slot) in slots.into_iter().enumerate() {
             page.slots[i] = slot;
-            page.nodes[count + i] = Summary::of_slot(i, &slot);
         }
         for n in (1..count).rev() {
-            page.nodes[n] = Summary::join(page.nodes[2 * n], page.nodes[2 * n + 1], hashed);
+            page.inner[n] = Summary::join(page.node(2 * n), page.node(2 * n + 1), hashed);
         }
         page
     }
@@ -260,14 +279,12 @@ impl Page {
         let mut dirty = 0u32;
         for (index, slot) in changes {
             self.slots[index] = slot;
-            self.nodes[count + index] = Summary::of_slot(index, &slot);
             dirty |= 1 << ((count + index) / 2);
         }
         let mut hashed = 0;
         for n in (1..count).rev() {
             if dirty & (1 << n) != 0 {
-                self.nodes[n] =
-                    Summary::join(self.nodes[2 * n], self.nodes[2 * n + 1], &mut hashed);
+                self.inner[n] = Summary::join(self.node(2 * n), self.node(2 * n + 1), &mut hashed);
                 dirty |= 1 << (n / 2);
             }
         }
@@ -276,21 +293,27 @@ impl Page {
 
     /// What the whole page holds.
     pub fn summary(&self) -> Summary {
-        self.nodes[1]
+        self.node(1)
     }
 
     /// The page's subtree hash.
     pub fn hash(&self) -> Hash256 {
-        self.nodes[1].hash()
+        self.node(1).hash()
     }
 
     /// The summary of heap node `n` of the page (for proofs).
     pub fn node(&self, n: usize) -> Summary {
-        self.nodes[n]
+        let count = self.count as usize;
+        if n >= count {
+            Summary::of_slot(n - count, &self.slots[n - count])
+        } else {
+            self.inner[n]
+        }
     }
 
     /// Bytes as stored: a bitmap of the slots in use, then for each in slot order 1 and
-    /// the address and leaf hash, or 2 and the child's hash.
+    /// the address, balance and nonce (u64 LE), or 2 and the child's hash. Leaf hashes
+    /// are worked out again when read.
     pub fn encode(&self) -> Vec<u8> {
         let mut bytes = vec![0u8; self.slots().len().div_ceil(8)];
         for (i, slot) in self.slots().iter().enumerate() {
@@ -301,10 +324,11 @@ impl Page {
         for slot in self.slots() {
             match slot {
                 Slot::Empty => {}
-                Slot::Leaf { address, hash } => {
+                Slot::Leaf(leaf) => {
                     bytes.push(1);
-                    bytes.extend_from_slice(&address.0);
-                    bytes.extend_from_slice(&hash.0);
+                    bytes.extend_from_slice(&leaf.address.0);
+                    bytes.extend_from_slice(&leaf.account.balance.base_units().to_le_bytes());
+                    bytes.extend_from_slice(&leaf.account.nonce.0.to_le_bytes());
                 }
                 Slot::Child { hash } => {
                     bytes.push(2);
@@ -337,13 +361,19 @@ impl Page {
                 continue;
             }
             let hash = |bytes: &[u8]| Hash256(bytes.try_into().expect("32 bytes taken"));
+            let u64_le =
+                |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().expect("8 bytes taken"));
             slots.push(match take(1)?[0] {
                 1 => {
                     let address = Address(take(32)?.try_into().expect("32 bytes taken"));
-                    Slot::Leaf {
-                        address,
-                        hash: hash(take(32)?),
+                    let account = Account {
+                        balance: Amount::from_base_units(u64_le(take(8)?)),
+                        nonce: super::Nonce(u64_le(take(8)?)),
+                    };
+                    if account.is_empty() {
+                        return Err(error("an empty account"));
                     }
+                    Slot::Leaf(Leaf::new(address, account))
                 }
                 2 => Slot::Child {
                     hash: hash(take(32)?),
@@ -381,13 +411,11 @@ mod tests {
     #[test]
     fn pages_round_trip_through_their_bytes() {
         let mut page = Page::empty(Layout::NODE);
-        page.set_slot(
-            3,
-            Slot::Leaf {
-                address: Address([3; 32]),
-                hash: Hash256([7; 32]),
-            },
-        );
+        let account = Account {
+            balance: Amount::from_base_units(7),
+            nonce: crate::state::Nonce(1),
+        };
+        page.set_slot(3, Slot::Leaf(Leaf::new(Address([3; 32]), account)));
         page.set_slot(
             9,
             Slot::Child {

@@ -6,8 +6,9 @@
 
 use super::commit::{bit, leaf_hash, node_hash, root_of_leaves, EMPTY};
 use super::page::{PageKey, Slot, Summary};
+use super::tree::PageSource;
 use super::tree::SourceError;
-use super::{Account, StateSource};
+use super::Account;
 use crate::address::Address;
 use crate::hash::Hash256;
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -211,7 +212,7 @@ impl Rebuild<'_> {
 }
 
 /// The proof of `address` in `state`.
-pub fn prove(state: &impl StateSource, address: &Address) -> Result<AccountProof, SourceError> {
+pub fn prove(state: &impl PageSource, address: &Address) -> Result<AccountProof, SourceError> {
     let layout = state.layout();
     let mut siblings = Vec::new();
     let Some(mut page) = state.page(&PageKey::ROOT)? else {
@@ -236,7 +237,7 @@ pub fn prove(state: &impl StateSource, address: &Address) -> Result<AccountProof
             // ends the path before its first bit.
             if i == 0 && depth == 0 {
                 if let Summary::One { slot, .. } = here {
-                    return leaf_end(state, siblings, page.slot(slot as usize));
+                    return leaf_end(siblings, page.slot(slot as usize));
                 }
                 if here == Summary::Empty {
                     return Ok(AccountProof {
@@ -253,9 +254,7 @@ pub fn prove(state: &impl StateSource, address: &Address) -> Result<AccountProof
                         end: ProofEnd::Empty,
                     })
                 }
-                Summary::One { slot, .. } => {
-                    return leaf_end(state, siblings, page.slot(slot as usize))
-                }
+                Summary::One { slot, .. } => return leaf_end(siblings, page.slot(slot as usize)),
                 Summary::Many(_) => n = child,
             }
         }
@@ -268,31 +267,24 @@ pub fn prove(state: &impl StateSource, address: &Address) -> Result<AccountProof
     }
 }
 
-fn leaf_end(
-    state: &impl StateSource,
-    siblings: Vec<Hash256>,
-    slot: &Slot,
-) -> Result<AccountProof, SourceError> {
-    let Slot::Leaf { address, .. } = slot else {
+fn leaf_end(siblings: Vec<Hash256>, slot: &Slot) -> Result<AccountProof, SourceError> {
+    let Slot::Leaf(leaf) = slot else {
         return Err(SourceError(
             "a page's one account is not in a leaf slot".into(),
         ));
     };
-    let account = state
-        .account(address)?
-        .ok_or_else(|| SourceError(format!("account {address:?} is in the tree but not stored")))?;
     Ok(AccountProof {
         siblings,
         end: ProofEnd::Leaf {
-            address: *address,
-            account,
+            address: leaf.address,
+            account: leaf.account,
         },
     })
 }
 
 /// The proof that the state's accounts from `first` to `last` are those listed beside it.
 pub fn prove_range(
-    state: &impl StateSource,
+    state: &impl PageSource,
     first: &Address,
     last: &Address,
 ) -> Result<RangeProof, SourceError> {

@@ -44,8 +44,58 @@ fn empty_and_single_account_states() {
     assert_eq!(state.pages().count(), 0);
 }
 
+/// Two addresses that differ only in their last bit sit 64 pages deep: changing, finding,
+/// walking and proving them works on a default thread's stack, as any recipient's
+/// address may be chosen so (a sender's is a key; a recipient's is any 32 bytes).
+#[test]
+fn the_deepest_paths_work_on_a_default_stack() {
+    std::thread::spawn(|| {
+        let twin = |last: u8| {
+            let mut bytes = [0x5a; 32];
+            bytes[31] = 0x5a | last;
+            Address(bytes)
+        };
+        let (a, b) = (twin(0), twin(1));
+        let mut state = MemoryState::new();
+        state.apply(&[(a, Some(account(1, 0))), (b, Some(account(2, 0)))]);
+        assert_eq!(state.root(), reference_root(&state));
+        assert_eq!(state.pages().count(), 64);
+        assert_eq!(tree::account(&state, &b).unwrap(), Some(account(2, 0)));
+        let proof = prove(&state, &a).unwrap();
+        assert_eq!(proof.siblings.len(), 256);
+        assert_eq!(proof.verify(&state.root(), &a), Ok(Some(account(1, 0))));
+        state.set(b, None);
+        assert_eq!(state.root(), leaf_hash(&a, &account(1, 0)));
+        assert_eq!(state.pages().count(), 1);
+    })
+    .join()
+    .unwrap();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn finding_and_walking_agree_with_the_accounts(
+        seeds in prop::collection::btree_set(0u16..2000, 0..80),
+        asked in 0u16..2000,
+        from in 0u16..2000,
+    ) {
+        let all: std::collections::BTreeMap<Address, Account> = seeds.iter().map(|s| (address(*s), account(*s as u64 + 1, 0))).collect();
+        let state = MemoryState::from_accounts(all.clone());
+        prop_assert_eq!(tree::account(&state, &address(asked)).unwrap(), all.get(&address(asked)).copied());
+        // In one batch, in any order and with repeats: each as asked alone.
+        let batch: Vec<Address> = [asked, from, asked, 7, 1999].iter().map(|s| address(*s)).collect();
+        let alone: Vec<Option<Account>> = batch.iter().map(|a| all.get(a).copied()).collect();
+        prop_assert_eq!(tree::accounts(&state, &batch).unwrap(), alone);
+        let mut walked = Vec::new();
+        tree::walk(&state, &address(from), &mut |leaf| {
+            walked.push((leaf.address, leaf.account));
+            walked.len() < 10
+        }).unwrap();
+        let expected: Vec<(Address, Account)> = all.range(address(from)..).take(10).map(|(a, acc)| (*a, *acc)).collect();
+        prop_assert_eq!(walked, expected);
+    }
 
     #[test]
     fn every_layout_keeps_the_defined_root_through_changes_and_undo(

@@ -7,8 +7,12 @@
 //! tip are durable per block, so after a crash both are rebuilt by replaying the blocks
 //! since the last flush. Writing them per block would cost more than the block's signatures.
 
+mod prepared;
 mod unflushed;
 
+pub use prepared::Prepared;
+
+use crate::cache::CacheBudget;
 use crate::state::{Pending, StateDb};
 use crate::store::{
     AddressEntry, AddressTotals, AddressTx, BlockStatus, IndexEntry, Store, StoreError, TxLocation,
@@ -26,15 +30,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use unflushed::Unflushed;
 
-/// Write the state to disk once its changes since the last flush hold this many bytes of
-/// memory (accounts and tree pages)…
-const FLUSH_AFTER_STATE_BYTES: usize = 256 << 20;
-/// …or this many transactions were indexed…
+/// Write the state to disk once its changes since the last flush outgrow their share of
+/// `--cache-mb`, or this many transactions were indexed…
 const FLUSH_AFTER_TXS: usize = 500_000;
 /// …or this many blocks have connected, bounding the replay after a crash.
 const FLUSH_AFTER_BLOCKS: u64 = 500;
-/// State pages cached when nobody says how much (`--cache-mb`).
-pub const DEFAULT_STATE_CACHE: u64 = 64 << 20;
 /// Main-chain blocks read back at every start.
 const CHECK_BLOCKS_AT_START: usize = 6;
 
@@ -211,12 +211,21 @@ pub struct Chain {
     candidates: BTreeSet<(Work, BlockHash)>,
     /// The block being accepted, with its txids, so connecting it needs no reread.
     arriving: Option<(BlockHash, Block, Vec<TxId>)>,
+    /// Its changes, if worked out before the lock was taken (`Prepared`).
+    prepared: Option<Prepared>,
     /// What changed since the derived state (accounts, tx index) was last written, and
     /// the height it was written at.
     unflushed: Unflushed,
     flushed_height: Height,
     /// Why the last periodic flush failed, until someone asks (`take_flush_error`).
     flush_error: Option<ChainError>,
+    /// The state's share of `--cache-mb` for changes not yet flushed.
+    flush_after_state_bytes: usize,
+    /// Set during `accept_block_deferred`: the switch's batch is written without waiting
+    /// for the disk.
+    deferring: bool,
+    /// A tip written so (survives the process, not yet a power loss) until `make_durable`.
+    undurable: Option<BlockHash>,
 }
 
 fn block_work(entry_bits: apiary_core::CompactTarget) -> Work {
@@ -228,16 +237,20 @@ fn block_work(entry_bits: apiary_core::CompactTarget) -> Work {
 
 impl Chain {
     /// A chain with nothing loaded yet; `load` fills it from the store.
-    fn unloaded(store: Store, spec: Arc<ChainSpec>, cache_bytes: u64) -> Chain {
+    fn unloaded(store: Store, spec: Arc<ChainSpec>, budget: &CacheBudget) -> Chain {
         let store = Arc::new(store);
         Chain {
             spec,
-            state: Arc::new(StateDb::new(store.clone(), cache_bytes)),
+            state: Arc::new(StateDb::new(store.clone(), budget.state_pages())),
+            flush_after_state_bytes: budget.unflushed_state(),
+            deferring: false,
+            undurable: None,
             store,
             index: HashMap::new(),
             main: Vec::new(),
             candidates: BTreeSet::new(),
             arriving: None,
+            prepared: None,
             unflushed: Unflushed::default(),
             flushed_height: Height(0),
             flush_error: None,
@@ -247,16 +260,17 @@ impl Chain {
     /// Loads the chain from `store`, creating genesis on first start, and checks that the
     /// tip, the main-chain index and the account state agree.
     pub fn open(store: Store, spec: Arc<ChainSpec>) -> Result<Chain, ChainError> {
-        Chain::open_with_cache(store, spec, DEFAULT_STATE_CACHE)
+        Chain::open_with_budget(store, spec, &CacheBudget::default())
     }
 
-    /// `open`, with a cache of state pages of about `cache_bytes`.
-    pub fn open_with_cache(
+    /// `open`, with the memory `budget` (`--cache-mb`) gives the state (the store's own
+    /// share is set when it is opened: `CacheBudget::store_tuning`).
+    pub fn open_with_budget(
         store: Store,
         spec: Arc<ChainSpec>,
-        cache_bytes: u64,
+        budget: &CacheBudget,
     ) -> Result<Chain, ChainError> {
-        let mut chain = Chain::unloaded(store, spec, cache_bytes);
+        let mut chain = Chain::unloaded(store, spec, budget);
         if chain.store.tip()?.is_none() {
             if chain.store.has_blocks()? {
                 return Err(ChainError::Inconsistent(
@@ -406,7 +420,7 @@ impl Chain {
                 connect_block(&pending, &block, &txids, &self.spec).map_err(|error| {
                     ChainError::Inconsistent(format!("replaying block {hash}: {error}"))
                 })?;
-            pending.apply(&connected.changes, connected.tree);
+            pending.apply(connected.tree);
             let earned = earned(&self.spec, &block);
             self.unflushed.connected(hash, &block, &txids, earned);
         }
@@ -426,6 +440,8 @@ impl Chain {
     /// the accounts are the state after.
     pub fn flush_state(&mut self) -> Result<(), ChainError> {
         let started = std::time::Instant::now();
+        // The state about to be written names the tip: that tip must be on disk first.
+        self.make_durable()?;
         // The indexes go first. They describe blocks already on the stored main chain, so
         // a crash before the accounts are written leaves entries that the replay from the
         // last state tip writes again, identically.
@@ -662,6 +678,17 @@ impl Chain {
         checked: CheckedBlock,
         now_ms: u64,
     ) -> Result<Accepted, ChainError> {
+        self.accept_prepared(checked, None, now_ms)
+    }
+
+    /// `accept_block`, with the block's changes if they were worked out before (used only
+    /// if they still hold).
+    pub fn accept_prepared(
+        &mut self,
+        checked: CheckedBlock,
+        prepared: Option<Prepared>,
+        now_ms: u64,
+    ) -> Result<Accepted, ChainError> {
         let CheckedBlock {
             hash,
             block,
@@ -714,14 +741,44 @@ impl Chain {
         }
         self.candidates.insert((total_work, hash));
         self.arriving = Some((hash, block, txids));
+        self.prepared = prepared;
         let change = self.activate_best_chain_reporting(hash);
         self.arriving = None;
+        self.prepared = None;
         let change = change?;
         Ok(if change.connected.is_empty() {
             Accepted::SideBranch
         } else {
             Accepted::NewTip(change)
         })
+    }
+
+    /// `accept_block` for one block of a run from peers or an import: its batch is
+    /// written without waiting for the disk (it survives the process ending, as every
+    /// write does, but not yet a power loss), as Bitcoin Core writes blocks during initial
+    /// sync. Waiting for the disk on every block would cap a sync at the disk's syncs per
+    /// second. `make_durable` ends the run.
+    pub fn accept_block_deferred(
+        &mut self,
+        checked: CheckedBlock,
+        prepared: Option<Prepared>,
+        now_ms: u64,
+    ) -> Result<Accepted, ChainError> {
+        self.deferring = true;
+        let accepted = self.accept_prepared(checked, prepared, now_ms);
+        self.deferring = false;
+        accepted
+    }
+
+    /// Waits until the tips written by `accept_block_deferred` are on disk.
+    pub fn make_durable(&mut self) -> Result<(), ChainError> {
+        if let Some(tip) = self.undurable {
+            let mut batch = self.store.batch();
+            batch.set_tip(&tip);
+            batch.commit(true)?;
+            self.undurable = None;
+        }
+        Ok(())
     }
 
     fn activate_best_chain(&mut self) -> Result<TipChange, ChainError> {
@@ -833,7 +890,7 @@ impl Chain {
             self.main.push(*hash);
             self.index.insert(*hash, entry);
         }
-        if self.state.unflushed_bytes() >= FLUSH_AFTER_STATE_BYTES
+        if self.state.unflushed_bytes() >= self.flush_after_state_bytes
             || self.unflushed.tx_changes() >= FLUSH_AFTER_TXS
             || self.height().0.saturating_sub(self.flushed_height.0) >= FLUSH_AFTER_BLOCKS
         {
@@ -891,15 +948,28 @@ impl Chain {
                     (block, txids)
                 }
             };
-            let connected = connect_block(&pending, &block, &txids, &self.spec).map_err(
-                |error| match error {
-                    ConnectError::Invalid(error) => ChainError::Invalid { hash: *hash, error },
-                    ConnectError::Unreadable(error) => ChainError::StateUnreadable(error),
-                },
-            )?;
+            // Worked out before the lock, on this very tip and state: nothing to redo.
+            let untouched = change.disconnected.is_empty() && entries.is_empty();
+            let prepared = self
+                .prepared
+                .take()
+                .filter(|p| untouched && p.holds(hash, &self.tip(), self.state.commits()));
+            let connected = match prepared {
+                Some(prepared) => prepared.connected,
+                None => {
+                    connect_block(&pending, &block, &txids, &self.spec).map_err(
+                        |error| match error {
+                            ConnectError::Invalid(error) => {
+                                ChainError::Invalid { hash: *hash, error }
+                            }
+                            ConnectError::Unreadable(error) => ChainError::StateUnreadable(error),
+                        },
+                    )?
+                }
+            };
             changes.connected(*hash, &block, &txids, earned(&self.spec, &block));
             batch.put_undo(hash, &connected.undo);
-            pending.apply(&connected.changes, connected.tree);
+            pending.apply(connected.tree);
             batch.set_main(block.header.height, hash);
             let mut entry = self.index[hash].clone();
             entry.status = BlockStatus::Valid;
@@ -909,7 +979,8 @@ impl Chain {
             change.connected_txids.extend(txids);
         }
         batch.set_tip(&target);
-        batch.commit(true)?;
+        batch.commit(!self.deferring)?;
+        self.undurable = self.deferring.then_some(target);
         // Accounts, their tree and the indexes reach the disk with the next flush.
         self.state.commit(pending.into_changes());
         self.unflushed.absorb(changes);

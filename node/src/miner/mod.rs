@@ -6,7 +6,7 @@ use crate::chain::{Accepted, ChainError};
 use crate::health::CoreTask;
 use crate::node::{now_ms, Node, NodeState};
 use apiary_core::block::{target_words, HeaderHasher, BLOCK_VERSION, HEADER_BYTES};
-use apiary_core::state::{leaf_changes, tree, SourceError, StateDelta, StateSource};
+use apiary_core::state::{tree, SourceError, StateDelta, StateSource};
 use apiary_core::validate::{apply_tx, pay_miner, required_bits};
 use apiary_core::{
     tx_merkle_root, Address, Amount, Block, BlockHash, BlockHeader, ChainSpec, Hash256,
@@ -97,7 +97,7 @@ pub fn assemble_block(
         tracing::warn!("the miner's balance would overflow; its pay is left out");
     }
     let (changes, _) = delta.finish();
-    header.state_root = tree::update(state, &leaf_changes(&changes))?.root;
+    header.state_root = tree::update(state, &changes)?.root;
     let txids: Vec<_> = txs.iter().map(SignedTransaction::txid).collect();
     header.tx_root = tx_merkle_root(&txids);
     Ok(Block { header, txs })

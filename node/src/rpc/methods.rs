@@ -186,11 +186,13 @@ pub(super) struct AccountGet {
 
 pub(super) fn account_get(context: &RpcContext, params: AccountGet) -> Result<Value, RpcError> {
     let address = parse_address(context, &params.address)?;
+    // The state is read without the node's lock; the lock only for the mempool's part.
+    let account = context
+        .node
+        .ledger()
+        .account_at(&address)
+        .map_err(|e| chain_error(context, e.into()))?;
     let guard = context.node.lock();
-    let account = guard
-        .chain
-        .account(&address)
-        .map_err(|e| chain_error(context, e))?;
     let pending = guard.mempool.pending_from(&address);
     // The nonce a new transaction takes: after the run of pending ones from the account's.
     let mut next_nonce = account.nonce.0;

@@ -1,28 +1,29 @@
-//! The account state on disk: accounts and the pages of their tree in the store, what
-//! changed since the last flush in memory (the overlay), and a cache of pages read,
-//! bounded in bytes. Memory grows with the blocks since the last flush and the cache,
-//! never with the number of accounts. Readers (RPC, peers, the mempool, templates) read
-//! it without the chain's lock: the overlay's lock is held for a lookup, or to take in a
-//! block's changes.
+//! The account state on disk: the pages of its tree in the store (accounts live in the
+//! tree's leaves, nowhere else), the pages changed since the last flush in memory (the
+//! overlay), and a cache of pages read, bounded in bytes. Memory grows with the blocks
+//! since the last flush and the cache, never with the number of accounts. Readers (RPC,
+//! peers, the mempool, templates) read it without the chain's lock: the overlay's lock
+//! is held for a lookup, or to take in a block's changes.
 
 mod pending;
 
 pub use pending::Pending;
 
 use crate::store::{Store, StoreError};
-use apiary_core::state::{AccountSource, Layout, Page, PageKey, PageSource, SourceError};
+use apiary_core::state::{
+    tree, AccountSource, FastMap, Layout, Leaf, Page, PageKey, PageSource, SourceError,
+};
 use apiary_core::{Account, Address, BlockHash, Hash256};
-use borsh::BorshDeserialize;
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-/// A page's size in memory, roughly (slots and summaries of a 16-slot page).
-const PAGE_BYTES: u64 = 1_800;
-/// An overlay entry's size in memory, roughly, beyond a page's.
-const ENTRY_BYTES: usize = 96;
+/// A page's size in memory, roughly (its slots and inner summaries, and the Arc).
+pub const PAGE_BYTES: u64 = std::mem::size_of::<Page>() as u64 + 16;
+/// An overlay entry's size in memory beyond its page, roughly (key, map slot).
+const ENTRY_BYTES: usize = 64;
 
-/// The store's key of a page: its depth, then its 32 prefix bytes (33 bytes: never an
-/// account's 32 or the state tip's empty key).
+/// The store's key of a page: its depth, then its 32 prefix bytes (33 bytes: never the
+/// state tip's key).
 pub fn page_record_key(key: &PageKey) -> [u8; 33] {
     let mut bytes = [0u8; 33];
     bytes[0] = key.depth() as u8;
@@ -30,24 +31,30 @@ pub fn page_record_key(key: &PageKey) -> [u8; 33] {
     bytes
 }
 
-/// Changes to the state not yet in the store: accounts (None: removed) and pages (None:
-/// deleted).
+/// Pages changed and not yet in the store (None: deleted).
 #[derive(Clone, Debug, Default)]
 pub struct StateChanges {
-    pub accounts: HashMap<Address, Option<Account>>,
-    pub pages: HashMap<PageKey, Option<Arc<Page>>>,
+    pub pages: FastMap<PageKey, Option<Arc<Page>>>,
 }
 
 impl StateChanges {
     /// Takes in `later`'s changes, which happened after these.
     pub fn absorb(&mut self, later: StateChanges) {
-        self.accounts.extend(later.accounts);
         self.pages.extend(later.pages);
     }
 
     fn bytes(&self) -> usize {
-        self.accounts.len() * ENTRY_BYTES + self.pages.len() * (ENTRY_BYTES + PAGE_BYTES as usize)
+        self.pages.len() * (ENTRY_BYTES + PAGE_BYTES as usize)
     }
+}
+
+/// What changed since the last flush, and how many flushes there were (a page read from
+/// the store before a flush must not reach the cache after it: it may be older than the
+/// one the flush wrote).
+#[derive(Default)]
+struct Overlay {
+    changes: StateChanges,
+    flushes: u64,
 }
 
 #[derive(Clone)]
@@ -61,7 +68,10 @@ impl quick_cache::Weighter<PageKey, Arc<Page>> for PageWeight {
 
 pub struct StateDb {
     store: Arc<Store>,
-    overlay: RwLock<StateChanges>,
+    overlay: RwLock<Overlay>,
+    /// Changes taken in so far: a reader that saw the same count before and after saw
+    /// one state throughout.
+    commits: AtomicU64,
     /// Pages read from the store (the overlay's are not here: they are in the overlay).
     cache: quick_cache::sync::Cache<PageKey, Arc<Page>, PageWeight>,
 }
@@ -72,7 +82,8 @@ impl StateDb {
         let pages = (cache_bytes / PAGE_BYTES).max(16) as usize;
         StateDb {
             store,
-            overlay: RwLock::new(StateChanges::default()),
+            overlay: RwLock::new(Overlay::default()),
+            commits: AtomicU64::new(0),
             cache: quick_cache::sync::Cache::with_weighter(
                 pages,
                 cache_bytes.max(PAGE_BYTES * 16),
@@ -85,8 +96,12 @@ impl StateDb {
         &self.store
     }
 
-    fn overlay(&self) -> std::sync::RwLockReadGuard<'_, StateChanges> {
+    fn overlay(&self) -> std::sync::RwLockReadGuard<'_, Overlay> {
         self.overlay.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn overlay_mut(&self) -> std::sync::RwLockWriteGuard<'_, Overlay> {
+        self.overlay.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The commitment to every account: the root page's hash.
@@ -98,47 +113,54 @@ impl StateDb {
 
     /// Takes in changes that are now part of the state (a block connected).
     pub fn commit(&self, changes: StateChanges) {
-        let mut overlay = self.overlay.write().unwrap_or_else(|e| e.into_inner());
-        overlay.absorb(changes);
+        let mut overlay = self.overlay_mut();
+        overlay.changes.absorb(changes);
+        self.commits.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The account at `address` (empty where there is none), for readers.
+    pub fn account_at(&self, address: &Address) -> Result<Account, SourceError> {
+        Ok(AccountSource::account(self, address)?.unwrap_or_default())
+    }
+
+    /// How many changes were taken in so far.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Acquire)
     }
 
     /// Bytes held in memory by changes not yet flushed, roughly.
     pub fn unflushed_bytes(&self) -> usize {
-        self.overlay().bytes()
+        self.overlay().changes.bytes()
     }
 
-    /// Accounts changed since the last flush.
-    pub fn unflushed_accounts(&self) -> usize {
-        self.overlay().accounts.len()
+    /// Bytes the page cache holds now, roughly.
+    pub fn cached_bytes(&self) -> u64 {
+        self.cache.weight()
     }
 
     /// Writes the changes since the last flush to the store, with `state_tip` (the block
     /// they are the state after): all or nothing. Then the overlay empties; its pages go
     /// to the cache.
     pub fn flush(&self, state_tip: &BlockHash) -> Result<(), StoreError> {
-        let records = {
-            let overlay = self.overlay();
-            let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-                Vec::with_capacity(overlay.accounts.len() + overlay.pages.len());
-            for (address, account) in &overlay.accounts {
-                let value = account.map(|a| borsh::to_vec(&a).expect("writing to a Vec"));
-                records.push((address.0.to_vec(), value));
-            }
-            for (key, page) in &overlay.pages {
-                records.push((
+        let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = self
+            .overlay()
+            .changes
+            .pages
+            .iter()
+            .map(|(key, page)| {
+                (
                     page_record_key(key).to_vec(),
                     page.as_ref().map(|p| p.encode()),
-                ));
-            }
-            records
-        };
-        let mut records = records;
+                )
+            })
+            .collect();
         records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         self.store.ingest_state(state_tip, records)?;
-        let mut overlay = self.overlay.write().unwrap_or_else(|e| e.into_inner());
-        let flushed = std::mem::take(&mut *overlay);
-        drop(overlay);
-        for (key, page) in flushed.pages {
+        let mut overlay = self.overlay_mut();
+        overlay.flushes += 1;
+        // Under the lock: a reader that read the store before the flush sees the count
+        // changed and keeps its page out of the cache.
+        for (key, page) in std::mem::take(&mut overlay.changes.pages) {
             match page {
                 Some(page) => self.cache.insert(key, page),
                 None => {
@@ -149,21 +171,15 @@ impl StateDb {
         Ok(())
     }
 
-    /// Every account, in address order: the store's with the overlay laid over it. Reads
-    /// them all (tests and tools, never a hot path).
+    /// Every account, in address order. Reads them all (tests and tools, never a hot
+    /// path).
     pub fn all_accounts(&self) -> Result<Vec<(Address, Account)>, SourceError> {
-        let stored = self
-            .store
-            .accounts()
-            .map_err(|e| SourceError(e.to_string()))?;
-        let mut all: std::collections::BTreeMap<Address, Account> = stored.into_iter().collect();
-        for (address, account) in &self.overlay().accounts {
-            match account {
-                Some(account) => all.insert(*address, *account),
-                None => all.remove(address),
-            };
-        }
-        Ok(all.into_iter().collect())
+        let mut all = Vec::new();
+        tree::walk(self, &Address([0; 32]), &mut |leaf| {
+            all.push((leaf.address, leaf.account));
+            true
+        })?;
+        Ok(all)
     }
 
     /// Writes a whole state at once (genesis, or a state that arrived whole), building
@@ -174,20 +190,12 @@ impl StateDb {
         accounts: &[(Address, Account)],
     ) -> Result<Hash256, StoreError> {
         use rayon::prelude::*;
-        let leaves: Vec<(Address, Hash256)> = accounts
+        let leaves: Vec<Leaf> = accounts
             .par_iter()
-            .map(|(a, acc)| (*a, apiary_core::state::leaf_hash(a, acc)))
+            .map(|(a, acc)| Leaf::new(*a, *acc))
             .collect();
-        let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = accounts
-            .iter()
-            .map(|(a, acc)| {
-                (
-                    a.0.to_vec(),
-                    Some(borsh::to_vec(acc).expect("writing to a Vec")),
-                )
-            })
-            .collect();
-        let root = apiary_core::state::tree::build_tree(Layout::NODE, &leaves, &mut |key, page| {
+        let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let root = tree::build_tree(Layout::NODE, &leaves, &mut |key, page| {
             records.push((page_record_key(&key).to_vec(), Some(page.encode())));
         });
         records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -195,7 +203,9 @@ impl StateDb {
         Ok(root)
     }
 
-    fn read_page(&self, key: &PageKey) -> Result<Option<Arc<Page>>, SourceError> {
+    /// A page not in the overlay (as of flush number `flushes`): the cache's, or the
+    /// store's, then cached.
+    fn read_page(&self, key: &PageKey, flushes: u64) -> Result<Option<Arc<Page>>, SourceError> {
         if let Some(page) = self.cache.get(key) {
             return Ok(Some(page));
         }
@@ -208,65 +218,49 @@ impl StateDb {
         };
         let page =
             Arc::new(Page::decode(Layout::NODE, &bytes).map_err(|e| SourceError(e.to_string()))?);
-        self.cache.insert(*key, page.clone());
+        let overlay = self.overlay();
+        if overlay.flushes == flushes && !overlay.changes.pages.contains_key(key) {
+            self.cache.insert(*key, page.clone());
+        }
         Ok(Some(page))
     }
 }
 
-fn decode_account(bytes: &[u8]) -> Result<Account, SourceError> {
-    Account::try_from_slice(bytes).map_err(|e| SourceError(format!("an account record: {e}")))
+impl StateDb {
+    /// `read`, again if a block's changes were taken in while it read and it failed (a
+    /// page its path named was replaced meanwhile): readers take no lock of the chain's.
+    fn consistent<T>(&self, read: impl Fn() -> Result<T, SourceError>) -> Result<T, SourceError> {
+        for _ in 0..3 {
+            let before = self.commits();
+            match read() {
+                Err(_) if self.commits() != before => continue,
+                done => return done,
+            }
+        }
+        read()
+    }
 }
 
 impl AccountSource for StateDb {
     fn account(&self, address: &Address) -> Result<Option<Account>, SourceError> {
-        if let Some(account) = self.overlay().accounts.get(address) {
-            return Ok(*account);
-        }
-        self.store
-            .state_record(&address.0)
-            .map_err(|e| SourceError(e.to_string()))?
-            .map(|bytes| decode_account(&bytes))
-            .transpose()
+        self.consistent(|| tree::account(self, address))
     }
 
     fn accounts(&self, addresses: &[Address]) -> Result<Vec<Option<Account>>, SourceError> {
-        let mut found: Vec<Option<Option<Account>>> = {
-            let overlay = self.overlay();
-            addresses
-                .iter()
-                .map(|a| overlay.accounts.get(a).copied())
-                .collect()
-        };
-        let missing: Vec<&[u8]> = addresses
-            .iter()
-            .zip(&found)
-            .filter(|(_, f)| f.is_none())
-            .map(|(a, _)| a.0.as_slice())
-            .collect();
-        if !missing.is_empty() {
-            let read = self
-                .store
-                .state_records(&missing)
-                .map_err(|e| SourceError(e.to_string()))?;
-            let mut read = read.into_iter();
-            for slot in found.iter_mut().filter(|f| f.is_none()) {
-                let bytes = read.next().expect("one answer per key");
-                *slot = Some(bytes.map(|b| decode_account(&b)).transpose()?);
-            }
-        }
-        Ok(found
-            .into_iter()
-            .map(|f| f.expect("every one filled"))
-            .collect())
+        self.consistent(|| tree::accounts(self, addresses))
     }
 }
 
 impl PageSource for StateDb {
     fn page(&self, key: &PageKey) -> Result<Option<Arc<Page>>, SourceError> {
-        if let Some(page) = self.overlay().pages.get(key) {
-            return Ok(page.clone());
-        }
-        self.read_page(key)
+        let flushes = {
+            let overlay = self.overlay();
+            if let Some(page) = overlay.changes.pages.get(key) {
+                return Ok(page.clone());
+            }
+            overlay.flushes
+        };
+        self.read_page(key, flushes)
     }
 
     fn layout(&self) -> Layout {

@@ -3,9 +3,7 @@
 //! built. Dropped, it leaves the state as it was; kept, it is committed whole.
 
 use super::{StateChanges, StateDb};
-use apiary_core::state::{
-    leaf_changes, tree, AccountSource, Layout, Page, PageKey, PageSource, SourceError,
-};
+use apiary_core::state::{tree, AccountSource, Layout, Page, PageKey, PageSource, SourceError};
 use apiary_core::{Account, Address, Hash256, StateUndo};
 use std::sync::Arc;
 
@@ -24,11 +22,8 @@ impl<'a> Pending<'a> {
         }
     }
 
-    /// Takes in one step's accounts and the tree pages they led to.
-    pub fn apply(&mut self, accounts: &[(Address, Option<Account>)], tree: tree::TreeUpdate) {
-        self.changes
-            .accounts
-            .extend(accounts.iter().map(|(a, acc)| (*a, *acc)));
+    /// Takes in one step's tree pages.
+    pub fn apply(&mut self, tree: tree::TreeUpdate) {
         self.changes.pages.extend(tree.pages);
         self.root = Some(tree.root);
     }
@@ -37,8 +32,8 @@ impl<'a> Pending<'a> {
     pub fn apply_undo(&mut self, undo: &StateUndo) -> Result<(), SourceError> {
         let mut accounts = undo.previous.clone();
         accounts.sort_unstable_by_key(|(a, _)| *a);
-        let update = tree::update(&*self, &leaf_changes(&accounts))?;
-        self.apply(&accounts, update);
+        let update = tree::update(&*self, &accounts)?;
+        self.apply(update);
         Ok(())
     }
 
@@ -58,26 +53,11 @@ impl<'a> Pending<'a> {
 
 impl AccountSource for Pending<'_> {
     fn account(&self, address: &Address) -> Result<Option<Account>, SourceError> {
-        match self.changes.accounts.get(address) {
-            Some(account) => Ok(*account),
-            None => self.base.account(address),
-        }
+        tree::account(self, address)
     }
 
     fn accounts(&self, addresses: &[Address]) -> Result<Vec<Option<Account>>, SourceError> {
-        let missing: Vec<Address> = addresses
-            .iter()
-            .filter(|a| !self.changes.accounts.contains_key(a))
-            .copied()
-            .collect();
-        let mut read = self.base.accounts(&missing)?.into_iter();
-        Ok(addresses
-            .iter()
-            .map(|a| match self.changes.accounts.get(a) {
-                Some(account) => *account,
-                None => read.next().expect("one answer per address read"),
-            })
-            .collect())
+        tree::accounts(self, addresses)
     }
 }
 

@@ -7,24 +7,27 @@
 
 mod open;
 pub mod salvage;
+mod tuning;
 
 pub(crate) use open::{is_no_space, sync_dir};
 pub use open::{sibling, RECOVERY_ADVICE};
+pub use tuning::Tuning;
 
 use apiary_core::{
-    Account, Address, Amount, Block, BlockHash, BlockHeader, Hash256, Height, StateUndo, TxId, Work,
+    Address, Amount, Block, BlockHash, BlockHeader, Hash256, Height, StateUndo, TxId, Work,
 };
 use borsh::{BorshDeserialize, BorshSerialize};
 use rocksdb::{
-    ColumnFamily, IngestExternalFileOptions, Options, SstFileWriter, WriteBatch, WriteOptions, DB,
+    ColumnFamily, IngestExternalFileOptions, SstFileWriter, WriteBatch, WriteOptions, DB,
 };
 #[cfg(test)]
 use std::path::Path;
 use std::path::PathBuf;
 
 /// Bump when the layout of any column family changes. 4: address index values carry
-/// what the address received and sent. 5: the state tree's pages beside the accounts.
-pub const SCHEMA_VERSION: u32 = 5;
+/// what the address received and sent. 5: the state tree's pages beside the accounts. 6: the
+/// accounts in the tree's leaves, the pages alone.
+pub const SCHEMA_VERSION: u32 = 6;
 
 const CF_META: &str = "meta";
 const CF_HEADERS: &str = "headers";
@@ -232,6 +235,8 @@ pub struct Store {
     /// Always Some but while `reopen` swaps it. Shared by the chain and its readers;
     /// `reopen` takes it for itself once every read under way has finished.
     db: std::sync::RwLock<Option<DB>>,
+    /// Its memory: the block cache and the memtables' bound.
+    tuning: Tuning,
     /// Why writing stopped (an I/O error), until the store is reopened.
     writes_stopped: std::sync::Mutex<Option<String>>,
     path: PathBuf,
@@ -345,6 +350,26 @@ impl Store {
         Ok(())
     }
 
+    /// Bytes of table files of each column family (the state's is `accounts`), and the
+    /// block cache's use: what the ledger costs on disk and in memory.
+    pub fn family_bytes(&self) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        let db = self.db();
+        COLUMN_FAMILIES
+            .iter()
+            .map(|name| {
+                let bytes = db
+                    .property_int_value_cf(db.cf(name), "rocksdb.total-sst-files-size")
+                    .map_err(|e| self.db_error(e))?;
+                Ok((*name, bytes.unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    /// Bytes in RocksDB's block cache now.
+    pub fn cache_usage(&self) -> usize {
+        self.tuning.cache_usage()
+    }
+
     /// A small synced write: whether the store takes writes (after the disk was full).
     pub fn probe(&self) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
@@ -367,45 +392,6 @@ impl Store {
     /// A record of the state column family (an account or a page), as stored.
     pub fn state_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.get_raw(CF_ACCOUNTS, key)
-    }
-
-    /// Several records of the state column family at once (RocksDB's batched lookup).
-    pub fn state_records(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let db = self.db();
-        db.batched_multi_get_cf(db.cf(CF_ACCOUNTS), keys, false)
-            .into_iter()
-            .map(|found| {
-                found
-                    .map(|value| value.map(|v| v.to_vec()))
-                    .map_err(|e| self.db_error(e))
-            })
-            .collect()
-    }
-
-    /// The accounts with addresses from `from` on, in order, at most `limit`.
-    pub fn accounts_from(
-        &self,
-        from: &Address,
-        limit: usize,
-    ) -> Result<Vec<(Address, Account)>, StoreError> {
-        let db = self.db();
-        let mut iterator = db.raw_iterator_cf(db.cf(CF_ACCOUNTS));
-        iterator.seek(from.0);
-        let mut found = Vec::new();
-        while iterator.valid() && found.len() < limit {
-            let (Some(key), Some(value)) = (iterator.key(), iterator.value()) else {
-                break;
-            };
-            // Pages (33-byte keys) sort among the accounts: passed over.
-            if let Ok(address) = <[u8; 32]>::try_from(key) {
-                let account = Account::try_from_slice(value)
-                    .map_err(|e| StoreError::Corrupt(format!("account record: {e}")))?;
-                found.push((Address(address), account));
-            }
-            iterator.next();
-        }
-        iterator.status().map_err(|e| self.db_error(e))?;
-        Ok(found)
     }
 
     pub fn entry(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, StoreError> {
@@ -497,11 +483,6 @@ impl Store {
             .into_iter()
             .map(|(k, v)| (BlockHash(apiary_core::Hash256(k)), v))
             .collect())
-    }
-
-    /// Every stored account (the state after `state_tip`), in address order.
-    pub fn accounts(&self) -> Result<Vec<(Address, Account)>, StoreError> {
-        self.accounts_from(&Address([0; 32]), usize::MAX)
     }
 
     /// Every (height, hash) of the main chain, lowest first.
@@ -599,7 +580,7 @@ impl Store {
             return Ok(());
         }
         self.check_writable()?;
-        let options = table_options(cf);
+        let options = self.tuning.table_options(cf);
         let mut file = SstFileWriter::create(&options);
         let path = self.path.join(INGEST_DIR).join(format!("{cf}.sst"));
         let failed = |e| self.db_error(e);
@@ -620,16 +601,6 @@ impl Store {
             .map_err(|e| self.write_error(e))?;
         Ok(())
     }
-}
-
-/// The options of column family `cf`, and of the table files a flush writes for it.
-fn table_options(cf: &str) -> Options {
-    let mut options = Options::default();
-    if [CF_ACCOUNTS, CF_TXINDEX, CF_ADDRINDEX].contains(&cf) {
-        // Hashes and keys: compressing them saves nothing and costs a fifth of a flush.
-        options.set_compression_type(rocksdb::DBCompressionType::None);
-    }
-    options
 }
 
 /// The changes of one block connect, disconnect or reorg, committed together or not at all.
@@ -696,7 +667,7 @@ impl StoreBatch<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apiary_core::Hash256;
+    use apiary_core::{Account, Hash256};
 
     fn hash(byte: u8) -> BlockHash {
         BlockHash(Hash256([byte; 32]))
@@ -743,8 +714,9 @@ mod tests {
         }
     }
 
-    fn stored_accounts(store: &Store) -> Vec<(Address, Account)> {
-        store.accounts().unwrap()
+    fn stored(store: &Store, address: &Address) -> Option<Account> {
+        let bytes = store.state_record(&address.0).unwrap()?;
+        Some(borsh::from_slice(&bytes).unwrap())
     }
 
     /// Account records as a flush writes them.
@@ -782,7 +754,10 @@ mod tests {
 
         let store = Store::open(&path, hash(1)).unwrap();
         assert_eq!(store.state_tip().unwrap(), Some(hash(11)));
-        assert_eq!(stored_accounts(&store), vec![(b, account(3, 2))]);
+        assert_eq!(
+            (stored(&store, &a), stored(&store, &b)),
+            (None, Some(account(3, 2)))
+        );
         assert_eq!(store.tx_location(&txid).unwrap(), Some(location));
         store.ingest_tx_index(&[(txid, None)]).unwrap();
         assert_eq!(store.tx_location(&txid).unwrap(), None);
@@ -803,7 +778,10 @@ mod tests {
         );
         assert!(matches!(refused, Err(StoreError::Db(_))), "{refused:?}");
         assert_eq!(store.state_tip().unwrap(), Some(hash(10)));
-        assert_eq!(stored_accounts(&store), vec![(a, account(5, 0))]);
+        assert_eq!(
+            (stored(&store, &a), stored(&store, &b)),
+            (Some(account(5, 0)), None)
+        );
     }
 
     #[test]

@@ -2,12 +2,12 @@
 //! one), whole or not at all; an existing store is opened as it is, and one RocksDB or our
 //! own checks find damaged is refused on every start, untouched, with what to do.
 
+use super::tuning::Tuning;
 use super::{
-    Store, StoreError, CF_HEADERS, CF_META, COLUMN_FAMILIES, INGEST_DIR, KEY_GENESIS, KEY_SCHEMA,
-    SCHEMA_VERSION,
+    Store, StoreError, CF_HEADERS, CF_META, INGEST_DIR, KEY_GENESIS, KEY_SCHEMA, SCHEMA_VERSION,
 };
 use apiary_core::{BlockHash, Hash256};
-use rocksdb::{ColumnFamilyDescriptor, DBRecoveryMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{WriteBatch, WriteOptions, DB};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -27,29 +27,6 @@ pub const RECOVERY_ADVICE: &str = "nothing in it was changed. To recover, start 
     with --reindex (rebuilds the chain from the blocks the store still holds, keeps the \
     damaged store beside the new one, and fetches the rest from peers), or with --resync \
     (sets the store aside and downloads the whole chain from peers)";
-
-/// The options every open of the store uses; `create` only for a new one.
-pub(super) fn db_options(create: bool) -> Options {
-    let mut options = Options::default();
-    options.create_if_missing(create);
-    options.create_missing_column_families(create);
-    options.set_max_open_files(512);
-    options.increase_parallelism(2);
-    // A torn last record is what a crash leaves; damage anywhere else in the log is
-    // refused instead of silently cutting the log there (RocksDB's default).
-    options.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
-    options.set_paranoid_checks(true);
-    // RocksDB's own text log: a write to it after it once failed (a full disk) aborts
-    // some builds of the library (Debian's keeps its assertions), so only fatal news.
-    options.set_log_level(rocksdb::LogLevel::Fatal);
-    options
-}
-
-pub(super) fn descriptors() -> impl Iterator<Item = ColumnFamilyDescriptor> {
-    COLUMN_FAMILIES
-        .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, super::table_options(name)))
-}
 
 /// A sibling of the store's directory: `db` → `db.<suffix>`.
 pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -99,7 +76,7 @@ pub(crate) fn sync_dir(path: &Path) -> std::io::Result<()> {
 
 /// Creates the store at `path` for the chain of `genesis`: built beside it and renamed
 /// into place once its identity is written, so `path` never holds half a store.
-fn create(path: &Path, genesis: BlockHash) -> Result<(), StoreError> {
+fn create(path: &Path, genesis: BlockHash, tuning: &Tuning) -> Result<(), StoreError> {
     let staging = sibling(path, "new");
     let io = |e: std::io::Error| StoreError::Open {
         path: staging.clone(),
@@ -107,7 +84,7 @@ fn create(path: &Path, genesis: BlockHash) -> Result<(), StoreError> {
     };
     {
         // A staging store left by a crash is reused: it only ever holds the identity.
-        let db = DB::open_cf_descriptors(&db_options(true), &staging, descriptors())
+        let db = DB::open_cf_descriptors(&tuning.db_options(true), &staging, tuning.descriptors())
             .map_err(|e| open_error(&staging, e, false))?;
         let meta = db
             .cf_handle(CF_META)
@@ -137,8 +114,17 @@ impl Store {
     /// An existing store is never replaced: if it cannot be read as it is, or lost writes
     /// it had made durable, it is refused (`StoreError::Damaged`) and left untouched.
     pub fn open(path: &Path, genesis: BlockHash) -> Result<Store, StoreError> {
+        Store::open_tuned(path, genesis, Tuning::default())
+    }
+
+    /// `open`, with the memory `tuning` allows.
+    pub fn open_tuned(
+        path: &Path,
+        genesis: BlockHash,
+        tuning: Tuning,
+    ) -> Result<Store, StoreError> {
         if is_new(path)? {
-            create(path, genesis)?;
+            create(path, genesis, &tuning)?;
         }
         if let Ok(reason) = std::fs::read_to_string(path.join(DAMAGED_FILE)) {
             return Err(StoreError::Damaged {
@@ -146,11 +132,12 @@ impl Store {
                 message: format!("found damaged while the node ran: {}", reason.trim()),
             });
         }
-        let db = DB::open_cf_descriptors(&db_options(false), path, descriptors())
+        let db = DB::open_cf_descriptors(&tuning.db_options(false), path, tuning.descriptors())
             .map_err(|e| open_error(path, e, true))?;
         let tip_record = TipRecord::open(path)?;
         let store = Store {
             db: std::sync::RwLock::new(Some(db)),
+            tuning,
             writes_stopped: Default::default(),
             path: path.to_path_buf(),
             tip_record,
@@ -245,8 +232,12 @@ impl Store {
         // Waits for reads under way; none starts until the store is open again.
         let mut held = self.db.write().unwrap_or_else(|e| e.into_inner());
         drop(held.take());
-        let db = DB::open_cf_descriptors(&db_options(false), &self.path, descriptors())
-            .map_err(|e| open_error(&self.path, e, true))?;
+        let db = DB::open_cf_descriptors(
+            &self.tuning.db_options(false),
+            &self.path,
+            self.tuning.descriptors(),
+        )
+        .map_err(|e| open_error(&self.path, e, true))?;
         *held = Some(db);
         drop(held);
         *self

@@ -3,7 +3,8 @@
 //! that block instead of failing everything. A store RocksDB cannot open at all is first
 //! repaired in a copy made of hard links; the store itself is never written.
 
-use super::open::{descriptors, sibling};
+use super::open::sibling;
+use super::tuning::Tuning;
 use super::{IndexEntry, StoreError, CF_BODIES, CF_HEADERS, CF_HEIGHTS, CF_META, KEY_TIP};
 use apiary_core::{BlockHash, Height, Work};
 use borsh::BorshDeserialize;
@@ -118,9 +119,12 @@ impl Drop for Salvage {
 
 /// Opens the column families the store at `path` has, without writing to it.
 fn open_read_only(path: &Path) -> Result<DB, String> {
-    let options = super::open::db_options(false);
+    let tuning = Tuning::default();
+    let options = tuning.db_options(false);
     let present = DB::list_cf(&Options::default(), path).map_err(|e| e.into_string())?;
-    let wanted = descriptors().filter(|d| present.iter().any(|name| name == d.name()));
+    let wanted = tuning
+        .descriptors()
+        .filter(|d| present.iter().any(|name| name == d.name()));
     DB::open_cf_descriptors_read_only(&options, path, wanted, false).map_err(|e| e.into_string())
 }
 
@@ -145,5 +149,5 @@ fn repair_copy(path: &Path, copy: &Path) -> Result<(), String> {
             std::fs::copy(entry.path(), &target).map_err(io)?;
         }
     }
-    DB::repair(&super::open::db_options(true), copy).map_err(|e| e.into_string())
+    DB::repair(&Tuning::default().db_options(true), copy).map_err(|e| e.into_string())
 }
