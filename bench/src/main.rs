@@ -335,12 +335,22 @@ fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bo
 /// One benchmark's result: its value against the limit measured in the same run.
 fn figure(value: f64, unit: &str, limit: f64, params: Value) -> Value {
     json!({
-        "value": value.round() as u64,
+        "value": shown(value),
         "unit": unit,
-        "limit": limit.round() as u64,
+        "limit": shown(limit),
         "ratio": round3(value / limit),
         "params": params,
     })
+}
+
+/// Whole above 100 (tx/s, bytes), three decimals below (milliseconds): a p99 of 0.2 ms
+/// must not print as 0.
+fn shown(x: f64) -> Value {
+    if x.abs() >= 100.0 {
+        json!(x.round() as u64)
+    } else {
+        json!(round3(x))
+    }
 }
 
 fn round3(x: f64) -> f64 {
