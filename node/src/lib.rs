@@ -16,5 +16,6 @@ pub mod rpc;
 pub mod state;
 pub mod store;
 pub mod sync;
+mod warmer;
 
 pub use node::{now_ms, Announcement, Node, NodeState, SubmitError};

@@ -8,9 +8,12 @@ use crate::mempool::log::MempoolLog;
 use crate::mempool::{Mempool, MempoolConfig, MempoolError, VerifiedTx};
 use crate::metrics::metrics;
 use crate::sync::OurTip;
+use crate::warmer::{Warmer, WARM_AFTER_READS};
 use apiary_core::encoding::{decode_exact, DecodeError};
 use apiary_core::tx::KeyCache;
-use apiary_core::{Block, ChainSpec, CompactBlock, SignedTransaction, TxId};
+use apiary_core::{
+    Block, BlockHash, ChainSpec, CompactBlock, Height, SignedTransaction, TxId, Work,
+};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -122,6 +125,7 @@ fn our_tip(chain: &Chain) -> OurTip {
         hash: chain.tip(),
         height: entry.header.height,
         work: entry.total_work,
+        timestamp_ms: entry.header.timestamp_ms,
         locator: chain.locator(),
     }
 }
@@ -172,6 +176,12 @@ impl Node {
     /// The tip from now on: a new value on every change.
     pub fn tip_watch(&self) -> tokio::sync::watch::Receiver<OurTip> {
         self.tip.subscribe()
+    }
+
+    /// The tip as last published (after every change of tip): read without the lock.
+    pub fn published_tip(&self) -> (BlockHash, Height, Work, u64) {
+        let tip = self.tip.borrow();
+        (tip.hash, tip.height, tip.work, tip.timestamp_ms)
     }
 
     /// Takes a store or chain error to heart: damage stops the node, a full disk pauses
@@ -424,13 +434,17 @@ impl Node {
                 });
             }
             drop(sender);
+            let warmer = Warmer::start(self.ledger.clone());
             let mut waiting = BTreeMap::new();
             let mut next = 0;
             let mut stopped = None;
             'taking: for (position, checked) in receiver {
                 waiting.insert(position, checked);
                 while let Some(checked) = waiting.remove(&next) {
+                    warmer.ahead_of(next, &waiting);
+                    let reads = self.ledger.store_reads();
                     let taken = checked.and_then(|c| Ok(self.take_block(c, Durability::Deferred)?));
+                    warmer.cold(self.ledger.store_reads() - reads > WARM_AFTER_READS);
                     if let Err(error) = taken {
                         first_refused.fetch_min(next, Ordering::AcqRel);
                         stopped = Some(ImportStopped {

@@ -7,6 +7,7 @@
 //! tip are durable per block, so after a crash both are rebuilt by replaying the blocks
 //! since the last flush. Writing them per block would cost more than the block's signatures.
 
+mod index;
 mod prepared;
 mod unflushed;
 
@@ -26,8 +27,9 @@ use apiary_core::{
     Account, Address, Block, BlockError, BlockHash, BlockHeader, ChainSpec, HeaderAncestry, Height,
     ParentContext, TxId, Work,
 };
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use index::HeaderIndex;
 use unflushed::Unflushed;
 
 /// Write the state to disk once its changes since the last flush outgrow their share of
@@ -202,7 +204,7 @@ pub enum Accepted {
 pub struct Chain {
     spec: Arc<ChainSpec>,
     store: Arc<Store>,
-    index: HashMap<BlockHash, IndexEntry>,
+    index: HeaderIndex,
     /// Main chain hashes by height.
     main: Vec<BlockHash>,
     /// The accounts at the tip: on disk, with what changed since the last flush.
@@ -246,7 +248,7 @@ impl Chain {
             deferring: false,
             undurable: None,
             store,
-            index: HashMap::new(),
+            index: HeaderIndex::default(),
             main: Vec::new(),
             candidates: BTreeSet::new(),
             arriving: None,
@@ -282,7 +284,7 @@ impl Chain {
         chain.load()?;
         // Blocks stored but not yet connected when the node stopped.
         let tip_work = chain.tip_entry().total_work;
-        for (hash, entry) in &chain.index {
+        for (hash, entry) in chain.index.iter() {
             if entry.status == BlockStatus::Stored && entry.total_work > tip_work {
                 chain.candidates.insert((entry.total_work, *hash));
             }
@@ -342,7 +344,7 @@ impl Chain {
 
     fn load(&mut self) -> Result<(), ChainError> {
         let inconsistent = |m: String| ChainError::Inconsistent(m);
-        self.index = self.store.entries()?.into_iter().collect();
+        self.index = HeaderIndex::from_entries(self.store.entries()?);
         self.main.clear();
         for (height, hash) in self.store.main_chain()? {
             if height.0 != self.main.len() as u64 {

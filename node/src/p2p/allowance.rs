@@ -1,7 +1,7 @@
 //! Per-peer budgets for work a peer can make this node do: token buckets. An honest peer
 //! stays far inside them; a flooding one runs dry, is ignored, and is penalised.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How fast a budget refills and how much it can hold.
 #[derive(Clone, Copy, Debug)]
@@ -26,15 +26,36 @@ impl Allowance {
 
     /// Spends one token if there is one.
     pub fn take(&mut self, rate: Rate, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate.per_second).min(rate.burst);
-        self.updated = now;
+        self.refill(rate, now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
         } else {
             false
         }
+    }
+
+    /// Spends one token, borrowing it if there is none, and says how long until it is
+    /// earned (zero if it was there); None, spending nothing, if that is over `max_wait`.
+    pub fn take_within(
+        &mut self,
+        rate: Rate,
+        now: Instant,
+        max_wait: Duration,
+    ) -> Option<Duration> {
+        self.refill(rate, now);
+        let wait = Duration::from_secs_f64(((1.0 - self.tokens) / rate.per_second).max(0.0));
+        if wait > max_wait {
+            return None;
+        }
+        self.tokens -= 1.0;
+        Some(wait)
+    }
+
+    fn refill(&mut self, rate: Rate, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate.per_second).min(rate.burst);
+        self.updated = now;
     }
 }
 
@@ -49,9 +70,11 @@ pub const USELESS_TXS: Rate = Rate {
     per_second: 20.0,
     burst: 200.0,
 };
-/// Block requests over the sync protocol (each may read megabytes from disk).
+/// Block requests over the sync protocol (each may read megabytes from disk). Beyond it a
+/// request is answered late (`MAX_REQUEST_DELAY`), so a syncing peer that asks faster is
+/// paced, not refused.
 pub const SYNC_REQUESTS: Rate = Rate {
-    // An honest sync of empty blocks asks for 128 at a time a few dozen times a second.
+    // An honest sync of empty blocks asks for 128 at a time: 6,400 blocks a second.
     per_second: 50.0,
     burst: 200.0,
 };
@@ -103,5 +126,38 @@ mod tests {
         assert!(!allowance.take(rate, start + Duration::from_millis(100)));
         let later = start + Duration::from_secs(60);
         assert_eq!((0..10).filter(|_| allowance.take(rate, later)).count(), 3);
+    }
+
+    #[test]
+    fn past_the_burst_a_token_is_lent_for_the_time_it_takes_to_earn() {
+        let rate = Rate {
+            per_second: 10.0,
+            burst: 2.0,
+        };
+        let start = Instant::now();
+        let mut allowance = Allowance::full(rate, start);
+        let max = Duration::from_millis(250);
+        assert_eq!(
+            allowance.take_within(rate, start, max),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            allowance.take_within(rate, start, max),
+            Some(Duration::ZERO)
+        );
+        // Then each waits 100 ms more than the one before, until the wait is too long.
+        let waits: Vec<_> = (0..3)
+            .map(|_| allowance.take_within(rate, start, max))
+            .collect();
+        let ms = |w: Option<Duration>| w.map(|w| w.as_millis());
+        assert_eq!(
+            waits.into_iter().map(ms).collect::<Vec<_>>(),
+            vec![Some(100), Some(200), None]
+        );
+        // Refused: nothing was spent, so in 300 ms the next is due at once.
+        assert_eq!(
+            allowance.take_within(rate, start + Duration::from_millis(300), max),
+            Some(Duration::ZERO)
+        );
     }
 }

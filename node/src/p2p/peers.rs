@@ -3,7 +3,7 @@
 //! expire, and budgets for the work a peer can make us do. No I/O: the network loop reports
 //! what happened and does what the book says.
 
-use super::allowance::{self, PeerBudget, Rate};
+use super::allowance::{self, Allowance, PeerBudget, Rate};
 use crate::chain::ChainError;
 use crate::node::ImportError;
 use apiary_core::{BlockError, HeaderError, TxError};
@@ -217,17 +217,33 @@ impl<P: Copy + Eq + Hash> PeerBook<P> {
 
     /// Takes one unit of `peer`'s allowance for `what`; false when it has none left.
     pub fn allow(&mut self, peer: P, what: Flood, now: Instant) -> bool {
+        self.allowance(peer, what, now).take(what.rate(), now)
+    }
+
+    fn allowance(&mut self, peer: P, what: Flood, now: Instant) -> &mut Allowance {
         let budget = self
             .budgets
             .entry(peer)
             .or_insert_with(|| PeerBudget::new(now));
-        let allowance = match what {
+        match what {
             Flood::Transactions => &mut budget.tx_messages,
             Flood::UselessTransactions => &mut budget.useless_txs,
             Flood::BlockRequests | Flood::ConcurrentRequests => &mut budget.sync_requests,
             Flood::MempoolInventories => &mut budget.inventories,
-        };
-        allowance.take(what.rate(), now)
+        }
+    }
+
+    /// `allow`, but past the allowance a request waits for its token (up to `max_wait`):
+    /// how long, or None if that is too long.
+    pub fn allow_within(
+        &mut self,
+        peer: P,
+        what: Flood,
+        now: Instant,
+        max_wait: Duration,
+    ) -> Option<Duration> {
+        self.allowance(peer, what, now)
+            .take_within(what.rate(), now, max_wait)
     }
 
     /// The peer's connection closed: its budgets go (its score and any ban stay).

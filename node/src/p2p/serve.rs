@@ -12,8 +12,12 @@ use super::swarm::Behaviour;
 use super::{Service, Verdict};
 use libp2p::request_response::ResponseChannel;
 use libp2p::{PeerId, Swarm};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+/// The longest a block request past its peer's allowance waits for its turn; one that
+/// would wait longer is refused as a flood.
+const MAX_REQUEST_DELAY: Duration = Duration::from_secs(2);
 
 /// A request that reads the chain, answered off the loop.
 enum Read {
@@ -57,17 +61,26 @@ impl Service {
             Inbound::Request(SyncRequest::GetBodies { hashes }) => Read::Bodies { hashes },
         };
         let now = Instant::now();
-        if matches!(request, Read::Bodies { .. })
-            && !self.book.allow(peer, Flood::BlockRequests, now)
-        {
-            self.penalise(swarm, peer, Misbehaviour::Flood(Flood::BlockRequests));
-            return;
-        }
-        let serving = self.serving.entry(peer).or_default();
-        if *serving >= self.max_requests_per_peer {
+        if self.serving.get(&peer).copied().unwrap_or(0) >= self.max_requests_per_peer {
             self.penalise(swarm, peer, Misbehaviour::Flood(Flood::ConcurrentRequests));
             return;
         }
+        // Past its allowance a peer's block request is answered late (a sync paced to the
+        // allowance), and refused only when it is far past it.
+        let mut delay = Duration::ZERO;
+        if matches!(request, Read::Bodies { .. }) {
+            match self
+                .book
+                .allow_within(peer, Flood::BlockRequests, now, MAX_REQUEST_DELAY)
+            {
+                Some(wait) => delay = wait,
+                None => {
+                    self.penalise(swarm, peer, Misbehaviour::Flood(Flood::BlockRequests));
+                    return;
+                }
+            }
+        }
+        let serving = self.serving.entry(peer).or_default();
         // A peer missing transactions of the block we just mined may ask before we have
         // stored it.
         if let Read::Bodies { hashes } = &request {
@@ -81,7 +94,7 @@ impl Service {
         }
         *serving += 1;
         let (node, verdicts) = (self.node.clone(), verdicts.clone());
-        tokio::task::spawn_blocking(move || {
+        let read = move || {
             let response = match request {
                 Read::Headers { locator, max } => {
                     let max = max.min(MAX_HEADERS_PER_RESPONSE);
@@ -99,6 +112,12 @@ impl Service {
                 channel,
                 response,
             });
+        };
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let _ = tokio::task::spawn_blocking(read).await;
         });
     }
 

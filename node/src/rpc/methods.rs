@@ -63,7 +63,7 @@ pub(super) fn parse_address(context: &RpcContext, text: &str) -> Result<Address,
 
 pub(super) fn node_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
     let spec = context.node.spec();
-    let height = context.node.lock().chain.height();
+    let (_, height, _, _) = context.node.published_tip();
     let network = context.network.as_ref();
     Ok(json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -83,13 +83,13 @@ pub(super) fn node_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcE
 }
 
 pub(super) fn chain_tip(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
-    let guard = context.node.lock();
-    let entry = guard.chain.tip_entry();
+    // The published tip: never waits for a block being connected.
+    let (hash, height, work, timestamp_ms) = context.node.published_tip();
     Ok(json!({
-        "height": entry.header.height,
-        "hash": guard.chain.tip(),
-        "total_work": entry.total_work.to_string(),
-        "timestamp_ms": entry.header.timestamp_ms,
+        "height": height,
+        "hash": hash,
+        "total_work": work.to_string(),
+        "timestamp_ms": timestamp_ms,
     }))
 }
 

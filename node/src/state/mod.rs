@@ -72,6 +72,8 @@ pub struct StateDb {
     /// Changes taken in so far: a reader that saw the same count before and after saw
     /// one state throughout.
     commits: AtomicU64,
+    /// Pages read from the store so far (not from memory).
+    store_reads: AtomicU64,
     /// Pages read from the store (the overlay's are not here: they are in the overlay).
     cache: quick_cache::sync::Cache<PageKey, Arc<Page>, PageWeight>,
 }
@@ -84,6 +86,7 @@ impl StateDb {
             store,
             overlay: RwLock::new(Overlay::default()),
             commits: AtomicU64::new(0),
+            store_reads: AtomicU64::new(0),
             cache: quick_cache::sync::Cache::with_weighter(
                 pages,
                 cache_bytes.max(PAGE_BYTES * 16),
@@ -121,6 +124,11 @@ impl StateDb {
     /// The account at `address` (empty where there is none), for readers.
     pub fn account_at(&self, address: &Address) -> Result<Account, SourceError> {
         Ok(AccountSource::account(self, address)?.unwrap_or_default())
+    }
+
+    /// How many pages were read from the store so far.
+    pub fn store_reads(&self) -> u64 {
+        self.store_reads.load(Ordering::Relaxed)
     }
 
     /// How many changes were taken in so far.
@@ -209,6 +217,7 @@ impl StateDb {
         if let Some(page) = self.cache.get(key) {
             return Ok(Some(page));
         }
+        self.store_reads.fetch_add(1, Ordering::Relaxed);
         let Some(bytes) = self
             .store
             .state_record(&page_record_key(key))

@@ -8,7 +8,7 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 /// Blocks asked of one peer at once (a peer may send fewer, to keep its answer small).
-pub const CHUNK_BLOCKS: usize = 32;
+pub const CHUNK_BLOCKS: usize = 128;
 /// Chunks requested or downloaded but not yet handed to the importer, at most.
 pub const WINDOW_CHUNKS: usize = 8;
 /// A chunk not delivered in this long goes to another peer.
@@ -40,6 +40,8 @@ pub struct Download<P> {
     lacking: HashSet<P>,
     /// Peers that delivered bodies, for the log.
     pub suppliers: HashSet<P>,
+    /// Blocks per chunk (`CHUNK_BLOCKS`; smaller in tests).
+    chunk_blocks: usize,
 }
 
 impl<P: Copy + Eq + Hash> Default for Download<P> {
@@ -51,6 +53,7 @@ impl<P: Copy + Eq + Hash> Default for Download<P> {
             next_import: None,
             lacking: HashSet::new(),
             suppliers: HashSet::new(),
+            chunk_blocks: CHUNK_BLOCKS,
         }
     }
 }
@@ -59,9 +62,9 @@ impl<P: Copy + Eq + Hash> Download<P> {
     /// Queues the blocks of checked, consecutive headers (`first_height` is the first's).
     pub fn add_headers(&mut self, hashes: &[BlockHash], first_height: Height) {
         self.next_import.get_or_insert(first_height);
-        for (i, chunk) in hashes.chunks(CHUNK_BLOCKS).enumerate() {
+        for (i, chunk) in hashes.chunks(self.chunk_blocks).enumerate() {
             self.queue.push_back(Chunk {
-                first_height: Height(first_height.0 + (i * CHUNK_BLOCKS) as u64),
+                first_height: Height(first_height.0 + (i * self.chunk_blocks) as u64),
                 hashes: chunk.to_vec(),
             });
         }
@@ -193,6 +196,14 @@ mod tests {
     use super::*;
     use apiary_core::Hash256;
 
+    /// Chunks of 32 blocks, so that a few fit in heights one byte can name.
+    fn download() -> Download<u32> {
+        Download {
+            chunk_blocks: 32,
+            ..Download::default()
+        }
+    }
+
     fn hashes(range: std::ops::Range<u8>) -> Vec<BlockHash> {
         range.map(|b| BlockHash(Hash256([b; 32]))).collect()
     }
@@ -209,7 +220,7 @@ mod tests {
     #[test]
     fn chunks_go_to_several_peers_and_come_out_in_order() {
         let (a, b, c) = (1u32, 2u32, 3u32);
-        let mut download = Download::default();
+        let mut download = download();
         let all = hashes(1..201); // heights 1..=200: chunks from 1, 33, 65, ...
         download.add_headers(&all, Height(1));
         let now = Instant::now();
@@ -244,7 +255,7 @@ mod tests {
     #[test]
     fn wrong_short_lost_and_late_answers_put_the_chunk_back() {
         let (a, b) = (1u32, 2u32);
-        let mut download = Download::default();
+        let mut download = download();
         download.add_headers(&hashes(1..65), Height(1));
         let now = Instant::now();
         let peers = [(a, Height(64)), (b, Height(64))];

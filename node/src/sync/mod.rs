@@ -38,6 +38,8 @@ pub struct OurTip {
     pub hash: BlockHash,
     pub height: Height,
     pub work: Work,
+    /// The tip header's timestamp.
+    pub timestamp_ms: u64,
     /// Main-chain hashes from the tip back, ever further apart, ending at genesis.
     pub locator: Vec<BlockHash>,
 }

@@ -24,6 +24,7 @@ fn ours(height: u64, units: u8) -> OurTip {
         hash: hash(height),
         height: Height(height),
         work: work(units),
+        timestamp_ms: 0,
         locator: vec![hash(height)],
     }
 }
