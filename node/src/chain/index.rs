@@ -50,7 +50,6 @@ impl HeaderIndex {
     pub fn iter(&self) -> impl Iterator<Item = (&BlockHash, &IndexEntry)> {
         self.entries.iter().map(|(hash, entry)| (hash, entry))
     }
-
 }
 
 impl std::ops::Index<&BlockHash> for HeaderIndex {
@@ -89,8 +88,7 @@ mod tests {
     #[test]
     fn entries_are_found_replaced_and_added_by_hash() {
         let hash = |b: u8| BlockHash(Hash256([b; 32]));
-        let mut index =
-            HeaderIndex::from_entries(vec![(hash(1), entry(1, BlockStatus::Stored))]);
+        let mut index = HeaderIndex::from_entries(vec![(hash(1), entry(1, BlockStatus::Stored))]);
         index.insert(hash(2), entry(2, BlockStatus::Stored));
         index.insert(hash(1), entry(1, BlockStatus::Valid));
         assert_eq!(index[&hash(1)].status, BlockStatus::Valid);

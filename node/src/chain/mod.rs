@@ -27,9 +27,9 @@ use apiary_core::{
     Account, Address, Block, BlockError, BlockHash, BlockHeader, ChainSpec, HeaderAncestry, Height,
     ParentContext, TxId, Work,
 };
+use index::HeaderIndex;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use index::HeaderIndex;
 use unflushed::Unflushed;
 
 /// Write the state to disk once its changes since the last flush outgrow their share of
