@@ -66,13 +66,27 @@ const KEY_STATE_TIP: &[u8] = b"";
 /// inside the store's; RocksDB leaves subdirectories alone).
 const INGEST_DIR: &str = "ingest";
 
+/// What to do about a store of another schema version.
+fn schema_mismatch(path: &std::path::Path, found: u32, expected: u32) -> String {
+    let path = path.display();
+    if found < STATE_TREE_SCHEMA {
+        // The state root changed with it, and with it every genesis hash.
+        format!("the store in {path} has schema version {found}, made before the state root changed (version {STATE_TREE_SCHEMA}): its chain is another chain now; move the data dir aside, or start once with --resync to set it aside and download the chain")
+    } else {
+        format!("the store in {path} has schema version {found}, this node reads version {expected}; start once with --reindex to rebuild it from the blocks it holds (or --resync to download the chain)")
+    }
+}
+
+/// The schema that brought the paged state tree (and a new state root).
+const STATE_TREE_SCHEMA: u32 = 6;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("data dir {0} is in use by another apiary-node (RocksDB lock held)")]
     Locked(PathBuf),
     #[error("cannot open the store in {path}: {message}")]
     Open { path: PathBuf, message: String },
-    #[error("the store in {path} has schema version {found}, this node reads version {expected}; start once with --reindex to rebuild it from the blocks it holds (or --resync to download the chain)", path = path.display())]
+    #[error("{}", schema_mismatch(path, *found, *expected))]
     SchemaMismatch {
         path: PathBuf,
         found: u32,
@@ -717,6 +731,20 @@ mod tests {
             ),
             "{error}"
         );
+        assert!(error.to_string().contains("--reindex"), "{error}");
+    }
+
+    #[test]
+    fn a_store_from_before_the_state_tree_is_told_to_resync_not_reindex() {
+        // Its genesis carries the old state root: its blocks are another chain's.
+        let error = StoreError::SchemaMismatch {
+            path: "/data/db".into(),
+            found: 5,
+            expected: SCHEMA_VERSION,
+        }
+        .to_string();
+        assert!(error.contains("--resync"), "{error}");
+        assert!(!error.contains("--reindex"), "{error}");
     }
 
     fn account(balance: u64, nonce: u64) -> Account {
