@@ -200,13 +200,18 @@ pub(crate) fn builtin_rate(seconds: f64) -> f64 {
 /// The median of 200 HTTP JSON-RPC round trips (`chain_tip`) to `node`, in ms: the scale
 /// for the latency benchmarks.
 pub(crate) fn rpc_round_trip_ms(node: &NodeProc) -> f64 {
-    let mut round_trips: Vec<f64> = (0..200)
+    let mut round_trips = rpc_round_trips_ms(node, 200);
+    round_trips.sort_by(f64::total_cmp);
+    round_trips[round_trips.len() / 2]
+}
+
+/// `count` HTTP JSON-RPC round trips (`chain_tip`, which reads no state) to `node`, in ms.
+pub(crate) fn rpc_round_trips_ms(node: &NodeProc, count: usize) -> Vec<f64> {
+    (0..count)
         .map(|_| {
             let started = Instant::now();
             let _ = node.client.call("chain_tip", json!({}));
             started.elapsed().as_secs_f64() * 1000.0
         })
-        .collect();
-    round_trips.sort_by(f64::total_cmp);
-    round_trips[round_trips.len() / 2]
+        .collect()
 }

@@ -238,10 +238,10 @@ impl Metrics {
 
     /// The text exposition, with the state figures read now.
     pub fn render(&self, node: &Node, network: Option<&NetworkHandle>) -> String {
-        let (_, height, _, timestamp_ms) = node.published_tip();
-        self.height.set(height.0 as i64);
+        let tip = node.published_tip();
+        self.height.set(tip.height.0 as i64);
         self.tip_age
-            .set(now_ms().saturating_sub(timestamp_ms) as f64 / 1000.0);
+            .set(now_ms().saturating_sub(tip.timestamp_ms) as f64 / 1000.0);
         {
             let guard = node.lock();
             self.mempool_txs.set(guard.mempool.len() as i64);

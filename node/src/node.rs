@@ -118,6 +118,15 @@ pub struct Node {
     templates: crate::miner::templates::Templates,
 }
 
+/// The tip's figures as `Node::published_tip` reads them (its locator left behind).
+#[derive(Clone, Copy, Debug)]
+pub struct PublishedTip {
+    pub hash: BlockHash,
+    pub height: Height,
+    pub work: Work,
+    pub timestamp_ms: u64,
+}
+
 /// The tip as `Node::tip_watch` publishes it.
 fn our_tip(chain: &Chain) -> OurTip {
     let entry = chain.tip_entry();
@@ -179,9 +188,14 @@ impl Node {
     }
 
     /// The tip as last published (after every change of tip): read without the lock.
-    pub fn published_tip(&self) -> (BlockHash, Height, Work, u64) {
+    pub fn published_tip(&self) -> PublishedTip {
         let tip = self.tip.borrow();
-        (tip.hash, tip.height, tip.work, tip.timestamp_ms)
+        PublishedTip {
+            hash: tip.hash,
+            height: tip.height,
+            work: tip.work,
+            timestamp_ms: tip.timestamp_ms,
+        }
     }
 
     /// Takes a store or chain error to heart: damage stops the node, a full disk pauses

@@ -158,13 +158,7 @@ fn process(ledger: &Ledger, empty_ready_ms: f64) -> Result<Vec<(String, Value)>>
     let (rest_rss, _) = node.rss()?;
 
     // chain_tip's latency at rest: the floor of a call.
-    let mut floor: Vec<f64> = (0..500)
-        .map(|_| {
-            let at = Instant::now();
-            let _ = node.client.call("chain_tip", json!({}));
-            at.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
+    let mut floor = procs::rpc_round_trips_ms(&node, 500);
     let (floor_p99, _) = percentiles(&mut floor);
 
     // Reads of random existing accounts while a block arrives every second.

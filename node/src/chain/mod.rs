@@ -18,7 +18,7 @@ use crate::state::{Pending, StateDb};
 use crate::store::{
     AddressEntry, AddressTotals, AddressTx, BlockStatus, IndexEntry, Store, StoreError, TxLocation,
 };
-use apiary_core::state::{AccountSource, SourceError};
+use apiary_core::state::SourceError;
 use apiary_core::tx::KeyCache;
 use apiary_core::validate::{
     check_block_with_txids, check_header_context, connect_block, ConnectError,
@@ -505,7 +505,7 @@ impl Chain {
     }
 
     pub fn account(&self, address: &Address) -> Result<Account, ChainError> {
-        Ok(self.state.account(address)?.unwrap_or_default())
+        Ok(self.state.account_at(address)?)
     }
 
     pub fn entry(&self, hash: &BlockHash) -> Option<&IndexEntry> {

@@ -63,7 +63,7 @@ pub(super) fn parse_address(context: &RpcContext, text: &str) -> Result<Address,
 
 pub(super) fn node_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
     let spec = context.node.spec();
-    let (_, height, _, _) = context.node.published_tip();
+    let height = context.node.published_tip().height;
     let network = context.network.as_ref();
     Ok(json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -84,12 +84,12 @@ pub(super) fn node_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcE
 
 pub(super) fn chain_tip(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
     // The published tip: never waits for a block being connected.
-    let (hash, height, work, timestamp_ms) = context.node.published_tip();
+    let tip = context.node.published_tip();
     Ok(json!({
-        "height": height,
-        "hash": hash,
-        "total_work": work.to_string(),
-        "timestamp_ms": timestamp_ms,
+        "height": tip.height,
+        "hash": tip.hash,
+        "total_work": tip.work.to_string(),
+        "timestamp_ms": tip.timestamp_ms,
     }))
 }
 

@@ -86,7 +86,7 @@ pub fn readiness(context: &RpcContext) -> Result<String, String> {
         .network
         .as_ref()
         .ok_or("not ready: the network is not running")?;
-    let height = node.published_tip().1 .0;
+    let height = node.published_tip().height.0;
     caught_up(
         network.peer_count(),
         height,
