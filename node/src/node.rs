@@ -9,6 +9,9 @@ use crate::mempool::{Mempool, MempoolConfig, MempoolError, VerifiedTx};
 use crate::metrics::metrics;
 use crate::sync::OurTip;
 use crate::warmer::{Warmer, WARM_AFTER_READS};
+
+/// Blocks of an import checked at once, ahead of the one connecting (`connect_in_order`).
+const CHECKS_AHEAD: usize = 8;
 use apiary_core::encoding::{decode_exact, DecodeError};
 use apiary_core::tx::KeyCache;
 use apiary_core::{
@@ -429,10 +432,19 @@ impl Node {
         let first_refused = AtomicUsize::new(usize::MAX);
         let first_refused = &first_refused;
         let (sender, receiver) = std::sync::mpsc::channel();
-        // The checks run on the pool, FIFO: in the order the chain will want them. This
-        // thread connects meanwhile; the scope ends once every check has.
+        // The checks run on the pool, FIFO: in the order the chain will want them, at most
+        // CHECKS_AHEAD at once. More in flight would not be faster, and is slower: a worker
+        // waiting inside one block's signature batches takes later blocks' checks meanwhile
+        // and can finish the early block only after them, so the chain would wait for
+        // nearly the whole import before connecting its first block. This thread connects
+        // meanwhile; the scope ends once every check has.
         rayon::in_place_scope_fifo(|checks| {
-            for (position, bytes) in blocks.into_iter().enumerate() {
+            let total = blocks.len();
+            let mut blocks = blocks.into_iter().enumerate();
+            let mut spawn_next = || {
+                let Some((position, bytes)) = blocks.next() else {
+                    return;
+                };
                 let sender = sender.clone();
                 checks.spawn_fifo(move |_| {
                     if position > first_refused.load(Ordering::Acquire) {
@@ -446,15 +458,19 @@ impl Node {
                     }
                     let _ = sender.send((position, checked));
                 });
-            }
-            drop(sender);
+            };
+            (0..CHECKS_AHEAD).for_each(|_| spawn_next());
             let warmer = Warmer::start(self.ledger.clone());
             let mut waiting = BTreeMap::new();
             let mut next = 0;
             let mut stopped = None;
-            'taking: for (position, checked) in receiver {
+            'taking: while next < total {
+                let Ok((position, checked)) = receiver.recv() else {
+                    break;
+                };
                 waiting.insert(position, checked);
                 while let Some(checked) = waiting.remove(&next) {
+                    spawn_next();
                     warmer.ahead_of(next, &waiting);
                     let reads = self.ledger.store_reads();
                     let taken = checked.and_then(|c| Ok(self.take_block(c, Durability::Deferred)?));
