@@ -4,9 +4,7 @@
 //! stop announcing its own blocks.
 
 use super::*;
-use apiary_node::p2p::protocol::{
-    sync_protocol, Inbound, Status, SyncCodec, SyncRequest, SyncResponse,
-};
+use apiary_node::protocol::{sync_protocol, Inbound, Status, SyncCodec, SyncRequest, SyncResponse};
 use futures::StreamExt;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;

@@ -4,6 +4,7 @@
 pub mod address;
 pub mod amount;
 pub mod block;
+pub mod chain_id;
 pub mod encoding;
 pub mod hash;
 pub mod hd;

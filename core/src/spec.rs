@@ -4,74 +4,13 @@
 use crate::address::{Address, AddressPrefix};
 use crate::amount::Amount;
 use crate::block::{Block, BlockHeader, Height, BLOCK_VERSION};
-use crate::encoding::read_bounded_str;
 use crate::hash::{sha256d, BlockHash, Hash256};
 use crate::pow::{CompactTarget, RetargetParams, Target, TargetError};
 use crate::state::{Account, MemoryState, Nonce};
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::collections::HashSet;
-use std::fmt;
 
-/// A chain's name, e.g. `apiary-devnet`: 1 to 32 of `a-z`, `0-9`, `-`. Held inline (every
-/// transaction carries one, so a heap string would cost an allocation per transaction
-/// decoded, cloned or dropped); encoded as a borsh string.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct ChainId {
-    len: u8,
-    /// The name's bytes, then zeros.
-    bytes: [u8; MAX_CHAIN_ID_LEN],
-}
-
-pub const MAX_CHAIN_ID_LEN: usize = 32;
-
-impl ChainId {
-    pub fn new(name: &str) -> Result<ChainId, SpecError> {
-        let ok = (1..=MAX_CHAIN_ID_LEN).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !ok {
-            return Err(SpecError::BadChainId(name.to_string()));
-        }
-        let mut bytes = [0u8; MAX_CHAIN_ID_LEN];
-        bytes[..name.len()].copy_from_slice(name.as_bytes());
-        Ok(ChainId {
-            len: name.len() as u8,
-            bytes,
-        })
-    }
-
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len as usize])
-            .expect("a chain id is checked ASCII when made")
-    }
-}
-
-impl fmt::Display for ChainId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Debug for ChainId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChainId({})", self.as_str())
-    }
-}
-
-impl BorshSerialize for ChainId {
-    fn serialize<W: std::io::Write>(&self, writer: &mut W) -> std::io::Result<()> {
-        self.as_str().serialize(writer)
-    }
-}
-
-impl BorshDeserialize for ChainId {
-    fn deserialize_reader<R: std::io::Read>(reader: &mut R) -> std::io::Result<Self> {
-        let mut buf = [0u8; MAX_CHAIN_ID_LEN];
-        let name = read_bounded_str(reader, &mut buf)?;
-        ChainId::new(name).map_err(crate::encoding::invalid_data)
-    }
-}
+pub use crate::chain_id::{BadChainId, ChainId, MAX_CHAIN_ID_LEN};
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct ConsensusParams {
@@ -106,8 +45,8 @@ pub struct ChainSpec {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    #[error("chain id {0:?} must be 1 to 32 of a-z, 0-9 and '-'")]
-    BadChainId(String),
+    #[error(transparent)]
+    BadChainId(#[from] BadChainId),
     #[error("{field} must be greater than zero")]
     Zero { field: &'static str },
     #[error("{field}: {source}")]

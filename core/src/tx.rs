@@ -3,10 +3,9 @@
 
 use crate::address::Address;
 use crate::amount::Amount;
+use crate::chain_id::ChainId;
 use crate::hash::{sha256d, TxId};
-use crate::spec::ChainId;
 use crate::state::Nonce;
-use crate::validate::TxError;
 use borsh::{BorshDeserialize, BorshSerialize};
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
@@ -17,6 +16,27 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha512};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+
+/// Why a transaction is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    #[error("transaction is for chain \"{found}\", this chain is \"{expected}\"")]
+    // Boxed: an error is returned on hot paths, and two inline names would double its size.
+    WrongChain {
+        expected: Box<ChainId>,
+        found: Box<ChainId>,
+    },
+    #[error("sender is not a valid ed25519 public key")]
+    SenderNotAKey,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("nonce {found} is not the sender's next nonce {expected}")]
+    BadNonce { expected: Nonce, found: Nonce },
+    #[error("sender has {balance} coins, the transaction spends {needed}")]
+    Overdraft { balance: Amount, needed: Amount },
+    #[error("amount plus fee, or the receiver's balance, overflows")]
+    AmountOverflow,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Transaction {

@@ -11,24 +11,9 @@ use crate::spec::ChainSpec;
 use crate::state::{
     tree, Account, Nonce, SourceError, StateDelta, StateSource, StateUndo, TreeUpdate,
 };
+pub use crate::tx::TxError;
 use crate::tx::{verify_signatures, KeyCache, SignedTransaction};
 use std::collections::HashSet;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TxError {
-    #[error("transaction is for chain {found:?}, this chain is {expected:?}")]
-    WrongChain { expected: String, found: String },
-    #[error("sender is not a valid ed25519 public key")]
-    SenderNotAKey,
-    #[error("signature does not verify")]
-    BadSignature,
-    #[error("nonce {found} is not the sender's next nonce {expected}")]
-    BadNonce { expected: u64, found: u64 },
-    #[error("sender has {balance} coins, the transaction spends {needed}")]
-    Overdraft { balance: Amount, needed: Amount },
-    #[error("amount plus fee, or the receiver's balance, overflows")]
-    AmountOverflow,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BlockError {
@@ -232,8 +217,8 @@ pub fn check_header_pow(header: &BlockHeader, spec: &ChainSpec) -> Result<(), Bl
 pub fn check_chain_id(stx: &SignedTransaction, spec: &ChainSpec) -> Result<(), TxError> {
     if stx.tx.chain_id != spec.chain_id {
         return Err(TxError::WrongChain {
-            expected: spec.chain_id.to_string(),
-            found: stx.tx.chain_id.to_string(),
+            expected: Box::new(spec.chain_id.clone()),
+            found: Box::new(stx.tx.chain_id.clone()),
         });
     }
     Ok(())
@@ -283,8 +268,8 @@ pub fn apply_tx(state: &mut StateDelta, stx: &SignedTransaction) -> Result<Amoun
     let sender = state.get(&tx.from);
     if tx.nonce != sender.nonce {
         return Err(TxError::BadNonce {
-            expected: sender.nonce.0,
-            found: tx.nonce.0,
+            expected: sender.nonce,
+            found: tx.nonce,
         });
     }
     let needed = tx
@@ -538,8 +523,8 @@ mod tests {
         assert_eq!(
             apply_tx(&mut delta, &transfer(&key(1), bob, 5, 3)),
             Err(TxError::BadNonce {
-                expected: 0,
-                found: 3
+                expected: Nonce(0),
+                found: Nonce(3)
             })
         );
         assert!(matches!(

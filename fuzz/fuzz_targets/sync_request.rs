@@ -3,7 +3,7 @@
 //! `Malformed` (the sender is penalised) or an I/O error (the stream is dropped).
 #![no_main]
 
-use apiary_node::p2p::protocol::{sync_protocol, Inbound, SyncCodec, MAX_REQUEST_BYTES};
+use apiary_node::protocol::{sync_protocol, Inbound, SyncCodec, MAX_REQUEST_BYTES};
 use futures::executor::block_on;
 use futures::io::Cursor;
 use libfuzzer_sys::fuzz_target;

@@ -3,7 +3,7 @@
 //! it, within the codec's limit.
 #![no_main]
 
-use apiary_node::p2p::protocol::{sync_protocol, SyncCodec};
+use apiary_node::protocol::{sync_protocol, SyncCodec};
 use futures::executor::block_on;
 use futures::io::Cursor;
 use libfuzzer_sys::fuzz_target;

@@ -3,7 +3,7 @@
 //! mempool's size. One broadcast ring for all of them: a watcher that falls a whole ring
 //! behind learns it (`Lagged`) and is cut off, so a slow one costs nothing but its place.
 
-use apiary_core::{Address, Amount, Block, BlockHash, SignedTransaction, TxId};
+use apiary_core::{Address, Amount, Block, BlockHash, Height, SignedTransaction, TxId, Work};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -136,4 +136,16 @@ impl Events {
         let arrivals = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
         arrivals.iter().rev().cloned().collect()
     }
+}
+
+/// Where our main chain stands, as the chain last told the network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OurTip {
+    pub hash: BlockHash,
+    pub height: Height,
+    pub work: Work,
+    /// The tip header's timestamp.
+    pub timestamp_ms: u64,
+    /// Main-chain hashes from the tip back, ever further apart, ending at genesis.
+    pub locator: Vec<BlockHash>,
 }

@@ -533,6 +533,7 @@ async fn serve(
         miner_address: settings.miner_address,
         mine_threads: settings.mine_threads,
         network: Some(network),
+        templates: Default::default(),
     });
     let mut metrics_server = None;
     if let Some(metrics_listener) = metrics_listener {

@@ -1,21 +1,22 @@
 //! The node's metrics, served as `/metrics` in Prometheus' text format. Counters and
 //! histograms are bumped where things happen (blocks, bans, flushes); figures that are
-//! state (height, peers, mempool, store size) are read when scraped.
+//! state (height, peers, mempool, store size) are read when scraped, by the server above
+//! (`Figures`): nothing here reads the node.
 //!
 //! One set per process, reached through `metrics()`: a node is one process, and the
 //! places that count (the chain's flush, the network's bans) need no handle threaded
 //! through to them.
 
 use crate::chain::Accepted;
-use crate::node::{now_ms, Node};
-use crate::p2p::NetworkHandle;
+use crate::time::now_ms;
+use apiary_core::Height;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{LazyLock, Mutex};
 
@@ -44,6 +45,25 @@ pub struct Metrics {
     store_bytes: Gauge,
     subscribers: Gauge,
     subscribers_cut_off: Counter,
+}
+
+/// The figures that are state, read at each scrape.
+pub struct Figures {
+    pub height: Height,
+    pub tip_timestamp_ms: u64,
+    pub mempool_txs: usize,
+    pub mempool_bytes: usize,
+    /// None for a node without a network (tests, benchmarks).
+    pub network: Option<NetworkFigures>,
+    pub store_path: Option<PathBuf>,
+}
+
+pub struct NetworkFigures {
+    pub inbound: usize,
+    pub outbound: usize,
+    pub syncing: bool,
+    pub best_known_height: u64,
+    pub blocks_per_s: f64,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -237,32 +257,25 @@ impl Metrics {
     }
 
     /// The text exposition, with the state figures read now.
-    pub fn render(&self, node: &Node, network: Option<&NetworkHandle>) -> String {
-        let tip = node.published_tip();
-        self.height.set(tip.height.0 as i64);
+    pub fn render(&self, figures: Figures) -> String {
+        self.height.set(figures.height.0 as i64);
         self.tip_age
-            .set(now_ms().saturating_sub(tip.timestamp_ms) as f64 / 1000.0);
-        {
-            let guard = node.lock();
-            self.mempool_txs.set(guard.mempool.len() as i64);
-            self.mempool_bytes.set(guard.mempool.bytes() as i64);
-        }
-        if let Some(network) = network {
-            let peers = network.peers();
-            let inbound = peers.iter().filter(|p| p.inbound).count();
+            .set(now_ms().saturating_sub(figures.tip_timestamp_ms) as f64 / 1000.0);
+        self.mempool_txs.set(figures.mempool_txs as i64);
+        self.mempool_bytes.set(figures.mempool_bytes as i64);
+        if let Some(network) = figures.network {
             self.peers
                 .get_or_create(&vec![("direction", "inbound")])
-                .set(inbound as i64);
+                .set(network.inbound as i64);
             self.peers
                 .get_or_create(&vec![("direction", "outbound")])
-                .set((peers.len() - inbound) as i64);
-            let progress = network.sync_progress();
-            self.syncing.set(network.is_syncing() as i64);
+                .set(network.outbound as i64);
+            self.syncing.set(network.syncing as i64);
             self.sync_best_known_height
-                .set(progress.best_known_height as i64);
-            self.sync_blocks_per_second.set(progress.blocks_per_s);
+                .set(network.best_known_height as i64);
+            self.sync_blocks_per_second.set(network.blocks_per_s);
         }
-        if let Some(path) = node.health().store_path() {
+        if let Some(path) = figures.store_path {
             self.store_bytes.set(directory_bytes(&path) as i64);
         }
         let mut text = String::new();

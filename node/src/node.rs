@@ -1,18 +1,19 @@
 //! The node's one way through: every block (miner, RPC, later the network) passes the
 //! stateless checks, then the chain under the lock, then the mempool follows the tip.
 
+pub use crate::chain::ImportError;
 use crate::chain::{Accepted, Chain, ChainError, CheckedBlock, Prepared, TipChange};
-use crate::events::{BlockBrief, Events, NodeEvent, TxBrief};
+use crate::events::{BlockBrief, Events, NodeEvent, OurTip, TxBrief};
 use crate::health::Health;
 use crate::mempool::log::MempoolLog;
 use crate::mempool::{Mempool, MempoolConfig, MempoolError, VerifiedTx};
 use crate::metrics::metrics;
-use crate::sync::OurTip;
+pub use crate::time::now_ms;
 use crate::warmer::{Warmer, WARM_AFTER_READS};
 
 /// Blocks of an import checked at once, ahead of the one connecting (`connect_in_order`).
 const CHECKS_AHEAD: usize = 8;
-use apiary_core::encoding::{decode_exact, DecodeError};
+use apiary_core::encoding::decode_exact;
 use apiary_core::tx::KeyCache;
 use apiary_core::{
     Block, BlockHash, ChainSpec, CompactBlock, Height, SignedTransaction, TxId, Work,
@@ -20,14 +21,6 @@ use apiary_core::{
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-/// Milliseconds since the Unix epoch by this machine's clock.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// What the node tells the network about: its new tips and the transactions it accepted
 /// (with their ids, so the network can skip what it already relayed without encoding it).
@@ -50,15 +43,6 @@ enum Durability {
     Now,
     /// By the end of its run (`connect_in_order`: sync, import, reindex).
     Deferred,
-}
-
-/// Why `Node::connect_in_order` stopped before the last block.
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
-    #[error(transparent)]
-    Chain(#[from] ChainError),
 }
 
 /// A block `Node::connect_in_order` refused, after connecting every block before it.
@@ -118,7 +102,6 @@ pub struct Node {
     /// network's event loop).
     tip: tokio::sync::watch::Sender<OurTip>,
     events: Events,
-    templates: crate::miner::templates::Templates,
 }
 
 /// The tip's figures as `Node::published_tip` reads them (its locator left behind).
@@ -162,18 +145,12 @@ impl Node {
             mempool_log: Mutex::new(None),
             tip,
             events: Events::default(),
-            templates: Default::default(),
         })
     }
 
     /// The account state at the tip, read without the node's lock.
     pub fn ledger(&self) -> &Arc<crate::state::StateDb> {
         &self.ledger
-    }
-
-    /// The block templates handed to miners outside the node.
-    pub fn templates(&self) -> &crate::miner::templates::Templates {
-        &self.templates
     }
 
     /// Changes of tip, accepted transactions and the mempool's size, for watchers.
@@ -523,6 +500,9 @@ impl Node {
         };
         if let Some(error) = chain.take_flush_error() {
             self.note_error(error);
+        }
+        if let Some(seconds) = chain.take_flush_seconds() {
+            metrics().flushed(seconds);
         }
         match &accepted {
             Ok(outcome) => metrics().block_accepted(outcome, started.elapsed().as_secs_f64()),

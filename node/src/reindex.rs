@@ -66,7 +66,7 @@ pub struct Rebuilt {
 }
 
 fn seconds_now() -> u64 {
-    crate::now_ms() / 1000
+    crate::time::now_ms() / 1000
 }
 
 /// Finishes a rebuild that completed but was interrupted before its store took the old

@@ -3,7 +3,7 @@
 //! say — claims it cannot back, headers no honest node sends, frames no honest codec makes.
 
 use apiary_core::{Block, BlockHash, CompactBlock};
-use apiary_node::p2p::protocol::{sync_protocol, SyncRequest, SyncResponse};
+use apiary_node::protocol::{sync_protocol, SyncRequest, SyncResponse};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
 use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};

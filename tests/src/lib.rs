@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 pub mod browser;
 pub mod metrics;
 pub mod pool;
+pub mod structure;
 pub mod ws;
 
 pub const CHAIN_ID: &str = "apiary-systest";

@@ -9,7 +9,7 @@ use apiary_core::*;
 use apiary_node::chain::Chain;
 use apiary_node::mempool::MempoolConfig;
 use apiary_node::miner::{build_template, search_nonce};
-use apiary_node::p2p::protocol::{Status, SyncRequest, SyncResponse};
+use apiary_node::protocol::{Status, SyncRequest, SyncResponse};
 use apiary_node::store::Store;
 use apiary_node::Node;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! truth: not syncing, and the best known height is the node's own.
 
 use apiary_core::{Address, BlockHash, BlockHeader, CompactTarget, Hash256, Height, Target, Work};
-use apiary_node::p2p::protocol::{Status, SyncRequest, SyncResponse};
+use apiary_node::protocol::{Status, SyncRequest, SyncResponse};
 use apiary_system_tests::hostile::{Answer, Hostile};
 use apiary_system_tests::*;
 use std::time::Duration;

@@ -46,6 +46,12 @@ pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 #[serde(transparent)]
 pub struct Nonce(pub u64);
 
+impl fmt::Display for Nonce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 impl fmt::Debug for Nonce {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Nonce({})", self.0)

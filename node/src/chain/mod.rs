@@ -71,6 +71,15 @@ pub enum ChainError {
     StateUnreadable(#[from] SourceError),
 }
 
+/// Why `Node::connect_in_order` stopped before the last block.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Decode(#[from] apiary_core::DecodeError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
 impl ChainError {
     /// A short name for why the block was not taken, for metrics labels.
     /// The reasons of the chain's own refusals, beside `BlockError::REASONS`.
@@ -221,6 +230,8 @@ pub struct Chain {
     flushed_height: Height,
     /// Why the last periodic flush failed, until someone asks (`take_flush_error`).
     flush_error: Option<ChainError>,
+    /// How long the last flush took, until someone asks (`take_flush_seconds`).
+    flush_seconds: Option<f64>,
     /// The state's share of `--cache-mb` for changes not yet flushed.
     flush_after_state_bytes: usize,
     /// Set during `accept_block_deferred`: the switch's batch is written without waiting
@@ -256,6 +267,7 @@ impl Chain {
             unflushed: Unflushed::default(),
             flushed_height: Height(0),
             flush_error: None,
+            flush_seconds: None,
         }
     }
 
@@ -453,12 +465,17 @@ impl Chain {
         self.state.flush(&self.tip())?;
         self.unflushed = Unflushed::default();
         self.flushed_height = self.height();
-        crate::metrics::metrics().flushed(started.elapsed().as_secs_f64());
+        self.flush_seconds = Some(started.elapsed().as_secs_f64());
         Ok(())
     }
 
     pub fn spec(&self) -> &ChainSpec {
         &self.spec
+    }
+
+    /// How long the last state flush took, once (for the metrics, which sit above).
+    pub fn take_flush_seconds(&mut self) -> Option<f64> {
+        self.flush_seconds.take()
     }
 
     /// Why the last periodic state flush failed, once.

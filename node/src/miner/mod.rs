@@ -4,7 +4,8 @@
 
 use crate::chain::{Accepted, ChainError};
 use crate::health::CoreTask;
-use crate::node::{now_ms, Node, NodeState};
+use crate::node::{Node, NodeState};
+use crate::time::now_ms;
 use apiary_core::block::{target_words, HeaderHasher, BLOCK_VERSION, HEADER_BYTES};
 use apiary_core::state::{tree, SourceError, StateDelta, StateSource};
 use apiary_core::validate::{apply_tx, pay_miner, required_bits};

@@ -4,7 +4,8 @@
 
 use super::build_template;
 use crate::chain::{Accepted, ChainError};
-use crate::node::{now_ms, Node};
+use crate::node::Node;
+use crate::time::now_ms;
 use apiary_core::{Address, Amount, Block, BlockHash};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

@@ -3,12 +3,12 @@
 //! network loop, before gossipsub may forward it.
 
 use super::peers::{Flood, Misbehaviour};
-use super::protocol::SyncRequest;
 use super::swarm::Behaviour;
 use super::{Pending, Service, Verdict};
 use crate::chain::{Accepted, ChainError, CheckedBlock};
 use crate::mempool::MempoolError;
 use crate::node::{Announcement, Node, SubmitError};
+use crate::protocol::SyncRequest;
 use apiary_core::encoding::decode_exact;
 use apiary_core::tx::MAX_TX_BYTES;
 use apiary_core::{Block, BlockError, BlockHash, CompactBlock, SignedTransaction};
@@ -237,7 +237,8 @@ impl Service {
         self.report(swarm, &message_id, source, judgement.acceptance);
         // A node catching up is not at the frontier: the blocks it takes may be old.
         if let Some(stamped) = judgement.block_time_ms.filter(|_| !self.sync.is_behind()) {
-            self.clock.observe(source, stamped, crate::now_ms(), now);
+            self.clock
+                .observe(source, stamped, crate::time::now_ms(), now);
             self.handle.set_clock_warning(self.clock.warning(now));
         }
         if let Some(why) = judgement.misbehaviour {

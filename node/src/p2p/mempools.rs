@@ -8,11 +8,11 @@
 
 use super::gossip::judge_submitted;
 use super::peers::{Flood, Misbehaviour};
-use super::protocol::{
-    Inbound, MempoolRequest, MempoolResponse, MAX_INVENTORY, MAX_TXS_PER_REQUEST,
-};
 use super::swarm::Behaviour;
 use super::{Service, Verdict};
+use crate::protocol::{
+    Inbound, MempoolRequest, MempoolResponse, MAX_INVENTORY, MAX_TXS_PER_REQUEST,
+};
 use apiary_core::{SignedTransaction, TxId};
 use libp2p::gossipsub::MessageAcceptance;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};

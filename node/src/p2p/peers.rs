@@ -4,15 +4,11 @@
 //! what happened and does what the book says.
 
 use super::allowance::{self, Allowance, PeerBudget, Rate};
-use crate::chain::ChainError;
-use crate::node::ImportError;
-use apiary_core::{BlockError, HeaderError, TxError};
+pub use crate::misbehaviour::{Flood, Misbehaviour, BAN_SCORE};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-/// A peer whose score reaches this is banned.
-pub const BAN_SCORE: u32 = 100;
 /// How long a ban lasts.
 pub const BAN_TIME: Duration = Duration::from_secs(600);
 /// The longest ban an operator may ask for (`net_disconnect`): a year.
@@ -20,135 +16,6 @@ pub const MAX_BAN: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Scores are forgiven at this many points per tick, so rare honest mistakes (a race, a
 /// stale transaction) never add up to a ban.
 pub const DECAY_PER_TICK: u32 = 5;
-
-/// Something a peer did that an honest node does not (or does rarely, by accident).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Misbehaviour {
-    #[error("invalid block: {0}")]
-    InvalidBlock(BlockError),
-    #[error("a block on a branch already found invalid")]
-    InvalidAncestor,
-    #[error("invalid transaction: {0}")]
-    InvalidTx(TxError),
-    #[error("bytes that do not decode as the message they must be")]
-    Undecodable,
-    #[error("a sync request that does not decode")]
-    MalformedRequest,
-    #[error("invalid header: {0}")]
-    InvalidHeader(BlockError),
-    #[error("headers that do not build on each other or on what was asked")]
-    DisconnectedHeaders,
-    #[error("headers that build on no block we know, although we said where we stand")]
-    OrphanHeaders,
-    #[error("it claimed more chain work than the headers it then delivered")]
-    ClaimNotDelivered,
-    #[error("more headers than asked for")]
-    TooManyHeaders,
-    #[error("a header chain with no more work than ours, kept on past the limit")]
-    LowWorkChain,
-    #[error("no answer in time")]
-    NoAnswer,
-    #[error("blocks nobody asked for, or not the ones asked for")]
-    Unrequested,
-    #[error("over its allowance: {0}")]
-    Flood(Flood),
-    #[error("it runs another chain")]
-    OtherChain,
-    #[error("its gossip score ({0}) fell below the graylist threshold")]
-    Graylisted(i64),
-}
-
-/// Which allowance a peer went over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
-pub enum Flood {
-    #[error("gossiped transactions")]
-    Transactions,
-    #[error("useless transactions (known, stale, unpayable)")]
-    UselessTransactions,
-    #[error("block requests")]
-    BlockRequests,
-    #[error("requests at once")]
-    ConcurrentRequests,
-    #[error("mempool inventories")]
-    MempoolInventories,
-}
-
-impl Flood {
-    fn rate(self) -> Rate {
-        match self {
-            Flood::Transactions => allowance::TX_MESSAGES,
-            Flood::UselessTransactions => allowance::USELESS_TXS,
-            Flood::BlockRequests => allowance::SYNC_REQUESTS,
-            // Counted by requests in flight, not by a bucket.
-            Flood::ConcurrentRequests => allowance::SYNC_REQUESTS,
-            Flood::MempoolInventories => allowance::MEMPOOL_INVENTORIES,
-        }
-    }
-}
-
-impl Misbehaviour {
-    /// Points it costs the peer; `BAN_SCORE` bans at once.
-    pub fn score(&self) -> u32 {
-        match self {
-            Misbehaviour::InvalidBlock(error) | Misbehaviour::InvalidHeader(error) => {
-                error.misbehavior_score()
-            }
-            // Gossipsub has judged it already (and ignores what it sends): what would keep
-            // it connected is only the chance to be judged again.
-            Misbehaviour::InvalidAncestor
-            | Misbehaviour::OtherChain
-            | Misbehaviour::Graylisted(_) => BAN_SCORE,
-            Misbehaviour::InvalidTx(
-                TxError::BadSignature | TxError::SenderNotAKey | TxError::WrongChain { .. },
-            ) => 20,
-            // Stale, replaced or unpayable: may be honest; never forwarded, costs nothing.
-            Misbehaviour::InvalidTx(_) => 0,
-            Misbehaviour::Undecodable
-            | Misbehaviour::MalformedRequest
-            | Misbehaviour::DisconnectedHeaders
-            | Misbehaviour::TooManyHeaders
-            | Misbehaviour::LowWorkChain
-            | Misbehaviour::Unrequested => BAN_SCORE / 2,
-            // Three lies in a row ban; one honest race (a reorg between status and
-            // headers) does not.
-            Misbehaviour::ClaimNotDelivered => 35,
-            Misbehaviour::OrphanHeaders => 20,
-            Misbehaviour::NoAnswer => 10,
-            Misbehaviour::Flood(Flood::Transactions) => 1,
-            Misbehaviour::Flood(_) => 5,
-        }
-    }
-
-    /// What a block the chain refused says of whoever sent it (None: our own trouble, or
-    /// nothing wrong with it).
-    pub fn of_chain_error(error: &ChainError) -> Option<Misbehaviour> {
-        match error {
-            ChainError::Invalid { error, .. } => Some(Misbehaviour::InvalidBlock(error.clone())),
-            ChainError::KnownInvalid(_) | ChainError::InvalidAncestor { .. } => {
-                Some(Misbehaviour::InvalidAncestor)
-            }
-            _ => None,
-        }
-    }
-
-    /// What a refused import says of the peer that sent the blocks.
-    pub fn of_import_error(error: &ImportError) -> Option<Misbehaviour> {
-        match error {
-            ImportError::Decode(_) => Some(Misbehaviour::Undecodable),
-            ImportError::Chain(error) => Misbehaviour::of_chain_error(error),
-        }
-    }
-
-    /// What a header that stopped a run says of the peer that sent it (None: early, not
-    /// wrong).
-    pub fn of_header_error(error: &HeaderError) -> Option<Misbehaviour> {
-        match error {
-            HeaderError::DoesNotFollow { .. } => Some(Misbehaviour::DisconnectedHeaders),
-            HeaderError::Invalid { error, .. } => Some(Misbehaviour::InvalidHeader(error.clone())),
-            HeaderError::NotYet { .. } => None,
-        }
-    }
-}
 
 /// What the book decided about a peer after a penalty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,7 +84,7 @@ impl<P: Copy + Eq + Hash> PeerBook<P> {
 
     /// Takes one unit of `peer`'s allowance for `what`; false when it has none left.
     pub fn allow(&mut self, peer: P, what: Flood, now: Instant) -> bool {
-        self.allowance(peer, what, now).take(what.rate(), now)
+        self.allowance(peer, what, now).take(rate(what), now)
     }
 
     fn allowance(&mut self, peer: P, what: Flood, now: Instant) -> &mut Allowance {
@@ -243,7 +110,7 @@ impl<P: Copy + Eq + Hash> PeerBook<P> {
         max_wait: Duration,
     ) -> Option<Duration> {
         self.allowance(peer, what, now)
-            .take_within(what.rate(), now, max_wait)
+            .take_within(rate(what), now, max_wait)
     }
 
     /// The peer's connection closed: its budgets go (its score and any ban stay).
@@ -258,6 +125,18 @@ impl<P: Copy + Eq + Hash> PeerBook<P> {
             *score = score.saturating_sub(DECAY_PER_TICK);
             *score > 0
         });
+    }
+}
+
+/// The allowance a kind of flood is measured against.
+fn rate(flood: Flood) -> Rate {
+    match flood {
+        Flood::Transactions => allowance::TX_MESSAGES,
+        Flood::UselessTransactions => allowance::USELESS_TXS,
+        Flood::BlockRequests => allowance::SYNC_REQUESTS,
+        // Counted by requests in flight, not by a bucket.
+        Flood::ConcurrentRequests => allowance::SYNC_REQUESTS,
+        Flood::MempoolInventories => allowance::MEMPOOL_INVENTORIES,
     }
 }
 
@@ -289,43 +168,6 @@ mod tests {
         assert_eq!(book.score(&2), 5);
         book.tick(now);
         assert_eq!(book.score(&2), 0);
-    }
-
-    #[test]
-    fn scores_come_from_the_typed_errors() {
-        let early = BlockError::TimestampTooFarAhead {
-            timestamp_ms: 2,
-            limit_ms: 1,
-        };
-        assert_eq!(Misbehaviour::InvalidBlock(early.clone()).score(), 0);
-        assert_eq!(Misbehaviour::InvalidHeader(early).score(), 0);
-        let bad_work = BlockError::InsufficientWork(apiary_core::BlockHash::ZERO);
-        assert_eq!(Misbehaviour::InvalidHeader(bad_work).score(), BAN_SCORE);
-        assert_eq!(Misbehaviour::InvalidTx(TxError::BadSignature).score(), 20);
-        assert_eq!(
-            Misbehaviour::InvalidTx(TxError::BadNonce {
-                expected: 1,
-                found: 0
-            })
-            .score(),
-            0
-        );
-        // An undecodable message costs the same whichever way it came.
-        assert_eq!(
-            Misbehaviour::of_import_error(&ImportError::Decode(
-                apiary_core::DecodeError::TrailingBytes {
-                    what: "block",
-                    extra: 1
-                }
-            )),
-            Some(Misbehaviour::Undecodable)
-        );
-        let not_yet = HeaderError::NotYet {
-            hash: apiary_core::BlockHash::ZERO,
-            ahead_ms: 1,
-            valid_from_ms: 1,
-        };
-        assert_eq!(Misbehaviour::of_header_error(&not_yet), None);
     }
 
     #[test]

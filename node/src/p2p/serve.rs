@@ -4,12 +4,12 @@
 //! (`PeerLimits::max_requests_per_peer`) and within its allowance of block requests.
 
 use super::peers::{Flood, Misbehaviour};
-use super::protocol::{
+use super::swarm::Behaviour;
+use super::{Service, Verdict};
+use crate::protocol::{
     Inbound, SyncRequest, SyncResponse, MAX_BODIES_PER_REQUEST, MAX_HEADERS_PER_RESPONSE,
     RESPONSE_BYTES_TARGET,
 };
-use super::swarm::Behaviour;
-use super::{Service, Verdict};
 use libp2p::request_response::ResponseChannel;
 use libp2p::{PeerId, Swarm};
 use std::time::{Duration, Instant};

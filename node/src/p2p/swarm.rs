@@ -5,11 +5,11 @@
 //! `docs/protocol.md`.
 
 use super::ip_limits::IpLimits;
-use super::protocol::{
+use super::{NetworkConfig, NetworkError};
+use crate::protocol::{
     mempool_protocol, sync_protocol, MempoolCodec, SyncCodec, MAX_MEMPOOL_RESPONSE_BYTES,
     RESPONSE_BYTES_TARGET,
 };
-use super::{NetworkConfig, NetworkError};
 use apiary_core::BlockHash;
 use apiary_files::write_private_file;
 use libp2p::core::upgrade::Version;

@@ -5,10 +5,10 @@
 
 use super::gossip::Fetch;
 use super::peers::Misbehaviour;
-use super::protocol::{Inbound, Status, SyncRequest, SyncResponse, MAX_HEADERS_PER_RESPONSE};
 use super::swarm::Behaviour;
 use super::{Service, Verdict};
 use crate::node::Node;
+use crate::protocol::{Inbound, Status, SyncRequest, SyncResponse, MAX_HEADERS_PER_RESPONSE};
 use crate::sync::{Action, HeadersChecked, Request};
 use apiary_core::{check_headers, BlockHash, BlockHeader, HeaderAncestry, HeaderError};
 use libp2p::request_response::{OutboundFailure, OutboundRequestId};
@@ -260,7 +260,7 @@ fn check_peer_headers(
     let Some(mut ancestry) = ancestry else {
         return HeadersChecked::Orphan;
     };
-    let now_ms = crate::now_ms();
+    let now_ms = crate::time::now_ms();
     let checked = check_headers(&mut ancestry, headers, now_ms, node.spec());
     HeadersChecked::Checked {
         checked,

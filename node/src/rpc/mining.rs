@@ -82,8 +82,8 @@ pub(super) fn mining_template(
     let miner = parse_address(context, &params.address)?;
     let node = &context.node;
     let with_txs = params.txs.unwrap_or(false);
-    let template = node
-        .templates()
+    let template = context
+        .templates
         .build(node, miner)
         .map_err(|e| chain_error(context, e))?;
     let Some(waiting_on) = params.longpoll_id else {
@@ -115,8 +115,8 @@ pub(super) fn mining_template(
         if tip_moved {
             break;
         }
-        let fees = node
-            .templates()
+        let fees = context
+            .templates
             .fees_now(node, miner)
             .map_err(|e| chain_error(context, e))?;
         let gained = (fees.base_units() as u128)
@@ -126,8 +126,8 @@ pub(super) fn mining_template(
             break;
         }
     }
-    let template = node
-        .templates()
+    let template = context
+        .templates
         .build(node, miner)
         .map_err(|e| chain_error(context, e))?;
     Ok(template_json(node, &template, with_txs))
@@ -164,7 +164,8 @@ pub(super) fn mining_submit(context: &RpcContext, params: SubmitParams) -> Resul
                     RpcError::invalid_params("nonce: a whole number from 0 to 2^64-1")
                 })?,
             };
-            node.templates()
+            context
+                .templates
                 .submit(node, id, nonce, params.timestamp_ms)
         }
         (None, None, Some(hex)) => {

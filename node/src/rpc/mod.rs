@@ -78,6 +78,8 @@ pub struct RpcContext {
     pub miner_address: Option<Address>,
     pub mine_threads: usize,
     pub network: Option<crate::p2p::NetworkHandle>,
+    /// The block templates handed to miners outside the node.
+    pub templates: crate::miner::templates::Templates,
 }
 
 /// Writes a fresh random cookie to `<datadir>/rpc.cookie` (mode 0600) and returns it.

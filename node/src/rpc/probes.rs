@@ -3,7 +3,7 @@
 //! `/metrics` is for Prometheus. The same routes are served on `--metrics-addr`.
 
 use super::RpcContext;
-use crate::metrics::metrics;
+use crate::metrics::{metrics, Figures, NetworkFigures};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -117,11 +117,38 @@ async fn ready(State(context): State<Arc<RpcContext>>) -> Response {
     }
 }
 
+/// The state figures of a scrape, read from the node and its network.
+fn figures(context: &RpcContext) -> Figures {
+    let node = &context.node;
+    let tip = node.published_tip();
+    let (mempool_txs, mempool_bytes) = {
+        let guard = node.lock();
+        (guard.mempool.len(), guard.mempool.bytes())
+    };
+    let network = context.network.as_ref().map(|network| {
+        let peers = network.peers();
+        let inbound = peers.iter().filter(|p| p.inbound).count();
+        let progress = network.sync_progress();
+        NetworkFigures {
+            inbound,
+            outbound: peers.len() - inbound,
+            syncing: network.is_syncing(),
+            best_known_height: progress.best_known_height,
+            blocks_per_s: progress.blocks_per_s,
+        }
+    });
+    Figures {
+        height: tip.height,
+        tip_timestamp_ms: tip.timestamp_ms,
+        mempool_txs,
+        mempool_bytes,
+        network,
+        store_path: node.health().store_path(),
+    }
+}
+
 async fn prometheus(State(context): State<Arc<RpcContext>>) -> Response {
-    let rendered = tokio::task::spawn_blocking(move || {
-        metrics().render(&context.node, context.network.as_ref())
-    })
-    .await;
+    let rendered = tokio::task::spawn_blocking(move || metrics().render(figures(&context))).await;
     match rendered {
         Ok(body) => (
             StatusCode::OK,

@@ -402,7 +402,7 @@ impl Store {
         batch.put_cf(
             self.db().cf(CF_META),
             KEY_PROBE,
-            crate::now_ms().to_le_bytes(),
+            crate::time::now_ms().to_le_bytes(),
         );
         self.write_raw(batch, true)
     }

@@ -13,8 +13,9 @@ mod progress;
 pub use download::{Chunk, CHUNK_BLOCKS, CHUNK_TIMEOUT, WINDOW_CHUNKS};
 pub use progress::SyncProgress;
 
-use crate::p2p::peers::Misbehaviour;
-use crate::p2p::protocol::{Status, MAX_HEADERS_PER_RESPONSE};
+pub use crate::events::OurTip;
+use crate::misbehaviour::Misbehaviour;
+use crate::protocol::{Status, MAX_HEADERS_PER_RESPONSE};
 use apiary_core::{
     BlockHash, BlockHeader, CheckedHeaders, HeaderAncestry, HeaderError, Height, Work,
 };
@@ -31,18 +32,6 @@ pub const HEADERS_TIMEOUT: Duration = Duration::from_secs(15);
 /// spirit of Bitcoin Core's minimum chain work: low-work headers cost no storage and no
 /// body downloads).
 pub const MAX_PENDING_HEADERS: usize = 20_000;
-
-/// Where our main chain stands, as the chain last told the network.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OurTip {
-    pub hash: BlockHash,
-    pub height: Height,
-    pub work: Work,
-    /// The tip header's timestamp.
-    pub timestamp_ms: u64,
-    /// Main-chain hashes from the tip back, ever further apart, ending at genesis.
-    pub locator: Vec<BlockHash>,
-}
 
 /// What the service must do for the machine.
 #[derive(Clone, Debug, PartialEq, Eq)]

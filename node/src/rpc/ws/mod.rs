@@ -307,10 +307,10 @@ impl Connection {
         if due.is_empty() {
             return Vec::new();
         }
-        let node = self.context.node.clone();
+        let context = self.context.clone();
         tokio::task::spawn_blocking(move || {
             due.into_iter()
-                .filter_map(|(id, miner)| template_notification(&node, id, miner))
+                .filter_map(|(id, miner)| template_notification(&context, id, miner))
                 .collect()
         })
         .await
@@ -543,11 +543,12 @@ fn render_tips(event: &NodeEvent, prefix: &AddressPrefix) -> Vec<String> {
 /// A fresh template paying `miner`, as a `templates` notification (none while the state
 /// cannot be read: the next tip tries again).
 fn template_notification(
-    node: &crate::node::Node,
+    context: &RpcContext,
     id: u64,
     miner: apiary_core::Address,
 ) -> Option<String> {
-    let template = match node.templates().build(node, miner) {
+    let node = &context.node;
+    let template = match context.templates.build(node, miner) {
         Ok(template) => template,
         Err(error) => {
             tracing::warn!(%error, "no template for a subscriber");
