@@ -82,11 +82,12 @@ pub(crate) fn bench_template_latency() -> Result<Value> {
     // Arrivals keep the last 64 blocks: read them while the miner runs.
     let mut accepted: std::collections::HashMap<u64, u64> = Default::default();
     while miner.try_wait()?.is_none() {
-        if let Ok(arrivals) = node.client.call("block_arrivals", json!({})) {
-            for a in arrivals.as_array().into_iter().flatten() {
-                if let (Some(h), Some(us)) = (a["height"].as_u64(), a["received_us"].as_u64()) {
-                    accepted.insert(h, us);
-                }
+        if let Ok(arrivals) = node
+            .client
+            .ask::<apiary_api::BlockArrivals>(&apiary_api::NoParams {})
+        {
+            for arrival in arrivals {
+                accepted.insert(arrival.height.0, arrival.received_us);
             }
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -41,9 +41,10 @@ fn height(datadir: &str) -> Result<u64> {
         addr.trim(),
         Some(&cookie),
     )]);
-    client.call("chain_tip", json!({}))?["height"]
-        .as_u64()
-        .context("chain_tip without a height")
+    Ok(client
+        .ask::<apiary_api::ChainTip>(&apiary_api::NoParams {})?
+        .height
+        .0)
 }
 
 pub(crate) fn bench_idle_testnet() -> Result<Value> {

@@ -69,9 +69,11 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn notification_latencies(node: &NodeProc, subscribers: usize, blocks: u64) -> Result<Vec<f64>> {
     // Each subscriber records (height, µs received) on its own thread.
     let (sender, receiver) = std::sync::mpsc::channel::<(u64, u64)>();
-    let first = node.client.call("chain_tip", json!({}))?["height"]
-        .as_u64()
-        .context("a height")?;
+    let first = node
+        .client
+        .ask::<apiary_api::ChainTip>(&apiary_api::NoParams {})?
+        .height
+        .0;
     let mut threads = Vec::new();
     for _ in 0..subscribers {
         let mut socket = node.subscriber()?;
@@ -103,15 +105,9 @@ fn notification_latencies(node: &NodeProc, subscribers: usize, blocks: u64) -> R
         mined += batch;
         for arrival in node
             .client
-            .call("block_arrivals", json!({}))?
-            .as_array()
-            .context("arrivals")?
+            .ask::<apiary_api::BlockArrivals>(&apiary_api::NoParams {})?
         {
-            if let (Some(h), Some(us)) =
-                (arrival["height"].as_u64(), arrival["received_us"].as_u64())
-            {
-                accepted.insert(h, us);
-            }
+            accepted.insert(arrival.height.0, arrival.received_us);
         }
     }
     for thread in threads {

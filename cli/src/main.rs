@@ -6,7 +6,7 @@ mod params;
 
 use anyhow::anyhow;
 use apiary_client::{Client, ClientError, Endpoint};
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -69,9 +69,7 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
-    apiary_cmdline::end_quietly_on_closed_pipe();
-    apiary_cmdline::serve_docs(Args::command);
-    let args = Args::parse();
+    let args: Args = apiary_cmdline::start();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -177,60 +175,45 @@ fn from_datadir(datadir: &Path) -> Result<Endpoint, Failure> {
 /// `help`: the methods the node serves; `help METHOD`: one of them in full.
 fn help(client: &Client, wanted: &[String]) -> Result<(), Failure> {
     let methods = client
-        .call("rpc_methods", Value::Object(Default::default()))
+        .ask::<apiary_api::RpcMethods>(&apiary_api::NoParams {})
         .map_err(|e| match e {
             e @ ClientError::Rpc { .. } => Failure::Refused(e.into()),
             e => Failure::Unreachable(e.into()),
         })?;
-    let methods = methods.as_array().cloned().unwrap_or_default();
-    let name = |m: &Value| m["name"].as_str().unwrap_or("").to_string();
     match wanted {
         [] => {
-            let width = methods.iter().map(|m| name(m).len()).max().unwrap_or(0);
+            let width = methods.iter().map(|m| m.name.len()).max().unwrap_or(0);
             for method in &methods {
-                println!(
-                    "{:<width$}  {}",
-                    name(method),
-                    method["about"].as_str().unwrap_or("")
-                );
+                println!("{:<width$}  {}", method.name, method.about);
             }
             println!("\n`apiary-cli help METHOD` shows its parameters and result.");
             Ok(())
         }
         [wanted] => {
-            let Some(method) = methods.iter().find(|m| name(m) == *wanted) else {
-                let names: Vec<String> = methods.iter().map(name).collect();
-                let hint = apiary_cmdline::nearest(wanted, &names)
+            let Some(method) = methods.iter().find(|m| m.name == *wanted) else {
+                let names: Vec<&str> = methods.iter().map(|m| m.name.as_str()).collect();
+                let hint = apiary_cmdline::nearest(wanted, names)
                     .map(|n| format!("; did you mean {n:?}?"))
                     .unwrap_or_default();
                 return Err(Failure::Usage(anyhow!(
                     "the node has no method {wanted:?}{hint} (`apiary-cli help` lists them)"
                 )));
             };
-            println!(
-                "{} — {}",
-                name(method),
-                method["about"].as_str().unwrap_or("")
-            );
-            let params = method["params"].as_array().cloned().unwrap_or_default();
-            if params.is_empty() {
+            println!("{} — {}", method.name, method.about);
+            if method.params.is_empty() {
                 println!("\nno parameters");
             } else {
                 println!("\nparameters:");
-                for p in &params {
+                for p in &method.params {
                     println!(
                         "  {}{}  {}",
-                        p["name"].as_str().unwrap_or(""),
-                        if p["required"] == true {
-                            ""
-                        } else {
-                            " (optional)"
-                        },
-                        p["about"].as_str().unwrap_or("")
+                        p.name,
+                        if p.required { "" } else { " (optional)" },
+                        p.about
                     );
                 }
             }
-            println!("\nresult: {}", method["result"].as_str().unwrap_or(""));
+            println!("\nresult: {}", method.result);
             Ok(())
         }
         _ => Err(Failure::Usage(anyhow!("usage: apiary-cli help [METHOD]"))),

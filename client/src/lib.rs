@@ -24,6 +24,8 @@ pub enum ClientError {
         code: i64,
         message: String,
     },
+    #[error("the node's answer to {method} is not what this program reads ({why}): is the node another version?")]
+    Unreadable { method: String, why: String },
     #[error("{cookies} RPC cookies for {urls} nodes: give one per --rpc, or one for all")]
     CookieCount { cookies: usize, urls: usize },
 }
@@ -151,6 +153,19 @@ impl Client {
                 .build(),
             preferred: Cell::new(0),
         }
+    }
+
+    /// Calls `M` with typed params and reads its typed result.
+    pub fn ask<M: apiary_api::Method>(&self, params: &M::Params) -> Result<M::Result, ClientError> {
+        let params = serde_json::to_value(params).map_err(|e| ClientError::Unreadable {
+            method: M::NAME.to_string(),
+            why: e.to_string(),
+        })?;
+        let result = self.call(M::NAME, params)?;
+        serde_json::from_value(result).map_err(|e| ClientError::Unreadable {
+            method: M::NAME.to_string(),
+            why: e.to_string(),
+        })
     }
 
     pub fn call(&self, method: &str, params: Value) -> Result<Value, ClientError> {

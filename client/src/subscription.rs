@@ -94,6 +94,19 @@ fn open(
 }
 
 impl Subscription {
+    /// `next`, read as `T` (an error when the node sends something else).
+    pub fn next_as<T: serde::de::DeserializeOwned>(
+        &mut self,
+        limit: Duration,
+    ) -> Result<Option<T>, String> {
+        match self.next(limit)? {
+            Some(value) => serde_json::from_value(value)
+                .map(Some)
+                .map_err(|e| format!("a notification this program cannot read: {e}")),
+            None => Ok(None),
+        }
+    }
+
     /// The next notification's result, or None when `limit` passes without one. An error
     /// when the node closed the socket (it stopped, or cut this client off).
     pub fn next(&mut self, limit: Duration) -> Result<Option<Value>, String> {

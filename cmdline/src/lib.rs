@@ -51,6 +51,23 @@ pub fn write_stdout_or_exit(bytes: &[u8]) {
     }
 }
 
+/// What a command does first: ends quietly on a closed pipe, answers `--manpage` and
+/// `--completions`, and parses its arguments (clap explains bad ones and exits 2).
+pub fn start<A: clap::Parser>() -> A {
+    end_quietly_on_closed_pipe();
+    serve_docs(A::command);
+    A::parse()
+}
+
+/// What a command does last: a failure is one line on stderr (no backtrace: it is about
+/// the user's input, files or nodes) and exit status 1.
+pub fn finish(result: anyhow::Result<()>) {
+    if let Err(error) = result {
+        say!("error: {}", error_line(&error));
+        std::process::exit(1);
+    }
+}
+
 /// Handles `--manpage` or `--completions SHELL` when it is the only argument: prints what
 /// was asked for and exits. Call it before parsing, with the program's command.
 pub fn serve_docs(command: impl FnOnce() -> Command) {

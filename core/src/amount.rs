@@ -1,7 +1,6 @@
 //! Amounts of coin. Stored and sent as integer base units; typed and shown to people as
 //! decimal coins, converted with exact integer arithmetic (never floats).
 
-use borsh::{BorshDeserialize, BorshSerialize};
 use std::fmt;
 use std::str::FromStr;
 
@@ -10,22 +9,10 @@ pub const COIN_DECIMALS: u32 = 8;
 /// Base units in one coin.
 pub const COIN: u64 = 10u64.pow(COIN_DECIMALS);
 
-#[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    BorshSerialize,
-    BorshDeserialize,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(transparent)]
-pub struct Amount(u64);
+crate::unit_newtype! {
+    /// Coins, as base units (`COIN` a coin).
+    pub struct Amount(u64);
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {

@@ -9,33 +9,15 @@ use crate::tx::SignedTransaction;
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::fmt;
 
-/// Height of a block above genesis (which is 0).
-#[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    BorshSerialize,
-    BorshDeserialize,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(transparent)]
-pub struct Height(pub u64);
+crate::unit_newtype! {
+    shown as is:
+    /// Height of a block above genesis (which is 0).
+    pub struct Height(pub u64);
+}
 
 impl Height {
     pub fn next(self) -> Height {
         Height(self.0 + 1)
-    }
-}
-
-impl fmt::Display for Height {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
     }
 }
 

@@ -9,6 +9,7 @@ use crate::block::{BlockHeader, Height};
 use crate::hash::BlockHash;
 use crate::pow::{CompactTarget, Work};
 use crate::spec::ChainSpec;
+use crate::units::TimestampMs;
 use crate::validate::{
     check_header_context, check_header_pow, median_time_past, BlockError, ParentContext,
 };
@@ -125,7 +126,7 @@ pub enum HeaderError {
     NotYet {
         hash: BlockHash,
         ahead_ms: u64,
-        valid_from_ms: u64,
+        valid_from_ms: TimestampMs,
     },
 }
 
@@ -172,8 +173,12 @@ pub fn check_headers(
             }) => {
                 return stop(HeaderError::NotYet {
                     hash,
-                    ahead_ms: timestamp_ms - limit_ms,
-                    valid_from_ms: timestamp_ms.saturating_sub(spec.consensus.max_future_drift_ms),
+                    ahead_ms: timestamp_ms.ms_since(limit_ms),
+                    valid_from_ms: TimestampMs(
+                        timestamp_ms
+                            .0
+                            .saturating_sub(spec.consensus.max_future_drift_ms),
+                    ),
                 })
             }
             Err(error) => return stop(HeaderError::Invalid { hash, error }),
@@ -331,7 +336,7 @@ mod tests {
         let Some((0, HeaderError::NotYet { valid_from_ms, .. })) = checked.stopped else {
             panic!("{checked:?}");
         };
-        assert_eq!(valid_from_ms, ahead - spec.consensus.max_future_drift_ms);
+        assert_eq!(valid_from_ms.0, ahead - spec.consensus.max_future_drift_ms);
 
         let headers = run(&spec, 12);
         let old = child(

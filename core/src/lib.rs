@@ -13,6 +13,7 @@ pub mod pow;
 pub mod spec;
 pub mod state;
 pub mod tx;
+pub mod units;
 pub mod validate;
 
 pub use address::{Address, AddressError, AddressPrefix};
@@ -27,4 +28,5 @@ pub use pow::{CompactTarget, Target, Work};
 pub use spec::{ChainId, ChainSpec, ConsensusParams};
 pub use state::{Account, MemoryState, Nonce, StateUndo};
 pub use tx::{SignedTransaction, Transaction};
+pub use units::TimestampMs;
 pub use validate::{BlockError, ParentContext, TxError};

@@ -13,6 +13,7 @@ use crate::state::{
 };
 pub use crate::tx::TxError;
 use crate::tx::{verify_signatures, KeyCache, SignedTransaction};
+use crate::units::TimestampMs;
 use std::collections::HashSet;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,9 +42,15 @@ pub enum BlockError {
     #[error("height {found} does not follow the parent's {expected}", expected = expected.0 - 1)]
     BadHeight { expected: Height, found: Height },
     #[error("timestamp {timestamp_ms} is not after the median time past {median_ms}")]
-    TimestampTooOld { timestamp_ms: u64, median_ms: u64 },
+    TimestampTooOld {
+        timestamp_ms: TimestampMs,
+        median_ms: TimestampMs,
+    },
     #[error("timestamp {timestamp_ms} is more than the allowed drift ahead of now ({limit_ms})")]
-    TimestampTooFarAhead { timestamp_ms: u64, limit_ms: u64 },
+    TimestampTooFarAhead {
+        timestamp_ms: TimestampMs,
+        limit_ms: TimestampMs,
+    },
     #[error("transaction {index} ({txid}): {source}")]
     InvalidTx {
         index: usize,
@@ -247,15 +254,15 @@ pub fn check_header_context(
     }
     if header.timestamp_ms <= parent.median_time_past_ms {
         return Err(BlockError::TimestampTooOld {
-            timestamp_ms: header.timestamp_ms,
-            median_ms: parent.median_time_past_ms,
+            timestamp_ms: TimestampMs(header.timestamp_ms),
+            median_ms: TimestampMs(parent.median_time_past_ms),
         });
     }
     let limit_ms = now_ms.saturating_add(spec.consensus.max_future_drift_ms);
     if header.timestamp_ms > limit_ms {
         return Err(BlockError::TimestampTooFarAhead {
-            timestamp_ms: header.timestamp_ms,
-            limit_ms,
+            timestamp_ms: TimestampMs(header.timestamp_ms),
+            limit_ms: TimestampMs(limit_ms),
         });
     }
     Ok(())

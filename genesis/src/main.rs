@@ -85,13 +85,7 @@ struct NewArgs {
 }
 
 fn main() {
-    apiary_cmdline::end_quietly_on_closed_pipe();
-    apiary_cmdline::serve_docs(<Cli as clap::CommandFactory>::command);
-    // One line, no backtrace: every failure here is about the user's input or files.
-    if let Err(error) = run(Cli::parse()) {
-        eprintln!("error: {}", apiary_cmdline::error_line(&error));
-        std::process::exit(1);
-    }
+    apiary_cmdline::finish(run(apiary_cmdline::start()));
 }
 
 fn run(cli: Cli) -> Result<()> {

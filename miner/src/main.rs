@@ -91,13 +91,7 @@ fn payout_address(text: &str) -> Result<String, String> {
 }
 
 fn main() {
-    apiary_cmdline::end_quietly_on_closed_pipe();
-    apiary_cmdline::serve_docs(<Args as clap::CommandFactory>::command);
-    let args = Args::parse();
-    if let Err(error) = run(args) {
-        eprintln!("error: {}", apiary_cmdline::error_line(&error));
-        std::process::exit(1);
-    }
+    apiary_cmdline::finish(run(apiary_cmdline::start()));
 }
 
 fn endpoints(args: &Args) -> Result<Vec<Endpoint>> {
@@ -108,7 +102,10 @@ fn run(args: Args) -> Result<()> {
     if args.pool.is_none() {
         // The address is checked once, by a node, before any hashing.
         Client::new(endpoints(&args)?)
-            .call("mining_template", json!({"address": args.address}))
+            .ask::<apiary_api::MiningTemplate>(&apiary_api::TemplateParams {
+                address: args.address.clone(),
+                ..Default::default()
+            })
             .with_context(|| format!("cannot mine for {:?}", args.address))?;
     }
     let threads = args.threads.map_or_else(
@@ -241,38 +238,42 @@ fn report(counters: &Counters, board: &work::Board, rate: f64, threads: usize, j
 }
 
 fn submit(client: &Client, counters: &Counters, found: &hashing::Found, json_lines: bool) {
-    let reply = client.call(
-        "mining_submit",
-        json!({"id": found.id, "nonce": found.nonce.to_string(), "timestamp_ms": found.timestamp_ms}),
-    );
-    let (status, detail) = match &reply {
-        Ok(reply) => (
-            reply["status"].as_str().unwrap_or("refused").to_string(),
-            reply.clone(),
-        ),
-        Err(error) => ("refused".to_string(), json!({"reason": error.to_string()})),
+    use apiary_api::{SubmitResult, SubmitStatus};
+    let reply = client.ask::<apiary_api::MiningSubmit>(&apiary_api::SubmitParams {
+        id: Some(found.id.clone()),
+        nonce: Some(apiary_api::NonceParam::Text(found.nonce.to_string())),
+        timestamp_ms: Some(found.timestamp_ms),
+        block: None,
+    });
+    let detail = reply.unwrap_or_else(|error| SubmitResult {
+        status: SubmitStatus::Refused,
+        hash: None,
+        reason: Some(error.to_string()),
+        reason_code: None,
+    });
+    match detail.status {
+        SubmitStatus::Accepted => counters.accepted.fetch_add(1, Ordering::Relaxed),
+        SubmitStatus::Stale => counters.stale.fetch_add(1, Ordering::Relaxed),
+        SubmitStatus::Refused => counters.refused.fetch_add(1, Ordering::Relaxed),
     };
-    match status.as_str() {
-        "accepted" => counters.accepted.fetch_add(1, Ordering::Relaxed),
-        "stale" => counters.stale.fetch_add(1, Ordering::Relaxed),
-        _ => counters.refused.fetch_add(1, Ordering::Relaxed),
-    };
+    let status = json!(detail.status);
+    let status = status.as_str().unwrap_or("refused");
     if json_lines {
         println!(
             "{}",
             json!({"event": "submit", "height": found.height, "status": status, "reply": detail})
         );
-    } else if status != "accepted" {
+    } else if detail.status != SubmitStatus::Accepted {
         eprintln!(
             "block at height {} {status}: {}",
             found.height,
-            detail["reason"].as_str().unwrap_or("")
+            detail.reason.as_deref().unwrap_or("")
         );
     } else {
         eprintln!(
             "block at height {} accepted: {}",
             found.height,
-            detail["hash"].as_str().unwrap_or("")
+            detail.hash.map(|h| h.to_string()).unwrap_or_default()
         );
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{anyhow, Context, Result};
 use apiary_client::Client;
 use apiary_core::block::target_words;
 use apiary_core::BlockHeader;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,12 +26,9 @@ pub struct Work {
 }
 
 impl Work {
-    pub fn from_template(template: &Value) -> Result<Work> {
-        let id = template["id"]
-            .as_str()
-            .context("a template without an id")?
-            .to_string();
-        let bytes = hex::decode(template["header"].as_str().context("no header")?)?;
+    pub fn from_template(template: &apiary_api::Template) -> Result<Work> {
+        let id = template.id.clone();
+        let bytes = hex::decode(&template.header).context("a header that is not hex")?;
         let header: BlockHeader = borsh::from_slice(&bytes).context("an undecodable header")?;
         let target = target_words(
             &header
@@ -39,10 +36,7 @@ impl Work {
                 .to_target()
                 .map_err(|e| anyhow!("the template's bits: {e}"))?,
         );
-        let reward = template["reward"]
-            .as_str()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(0);
+        let reward = template.reward.0.base_units();
         Ok(Work {
             id,
             height: header.height.0,
@@ -88,7 +82,7 @@ pub fn feed(client: &Client, address: &str, board: &Board, on_work: &dyn Fn(&Wor
     loop {
         if let Ok(mut subscription) = client.subscribe(params.clone()) {
             loop {
-                match subscription.next(Duration::from_secs(60)) {
+                match subscription.next_as::<apiary_api::Template>(Duration::from_secs(60)) {
                     Ok(Some(template)) => publish(board, &template, on_work, &subscription.url),
                     Ok(None) => {}
                     Err(_) => break,
@@ -99,13 +93,14 @@ pub fn feed(client: &Client, address: &str, board: &Board, on_work: &dyn Fn(&Wor
         // No node takes a socket: long polls, each answering when the tip changes.
         let mut longpoll_id: Option<String> = None;
         loop {
-            let mut request = json!({"address": address});
-            if let Some(id) = &longpoll_id {
-                request["longpoll_id"] = json!(id);
-            }
-            match client.call("mining_template", request) {
+            let request = apiary_api::TemplateParams {
+                address: address.to_string(),
+                longpoll_id: longpoll_id.take(),
+                txs: None,
+            };
+            match client.ask::<apiary_api::MiningTemplate>(&request) {
                 Ok(template) => {
-                    longpoll_id = template["longpoll_id"].as_str().map(str::to_string);
+                    longpoll_id = Some(template.longpoll_id.clone());
                     publish(board, &template, on_work, "long poll");
                 }
                 Err(error) => {
@@ -118,7 +113,12 @@ pub fn feed(client: &Client, address: &str, board: &Board, on_work: &dyn Fn(&Wor
     }
 }
 
-fn publish(board: &Board, template: &Value, on_work: &dyn Fn(&Work, &str), from: &str) {
+fn publish(
+    board: &Board,
+    template: &apiary_api::Template,
+    on_work: &dyn Fn(&Work, &str),
+    from: &str,
+) {
     match Work::from_template(template) {
         Ok(work) => {
             on_work(&work, from);

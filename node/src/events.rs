@@ -3,7 +3,9 @@
 //! mempool's size. One broadcast ring for all of them: a watcher that falls a whole ring
 //! behind learns it (`Lagged`) and is cut off, so a slow one costs nothing but its place.
 
-use apiary_core::{Address, Amount, Block, BlockHash, Height, SignedTransaction, TxId, Work};
+use apiary_core::{
+    Address, Amount, Block, BlockHash, Height, SignedTransaction, TimestampMs, TxId, Work,
+};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -41,9 +43,9 @@ impl TxBrief {
 /// A block on the main chain, as watchers see it.
 #[derive(Debug, Clone)]
 pub struct BlockBrief {
-    pub height: u64,
+    pub height: Height,
     pub hash: BlockHash,
-    pub timestamp_ms: u64,
+    pub timestamp_ms: TimestampMs,
     pub miner: Address,
     pub txs: Vec<TxBrief>,
 }
@@ -51,9 +53,9 @@ pub struct BlockBrief {
 impl BlockBrief {
     pub fn of(block: &Block, txids: &[TxId]) -> BlockBrief {
         BlockBrief {
-            height: block.header.height.0,
+            height: block.header.height,
             hash: block.hash(),
-            timestamp_ms: block.header.timestamp_ms,
+            timestamp_ms: TimestampMs(block.header.timestamp_ms),
             miner: block.header.miner,
             txs: txids
                 .iter()
@@ -78,16 +80,7 @@ pub enum NodeEvent {
     TxAccepted(TxBrief),
 }
 
-/// When this node first had each recent main-chain block.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Arrival {
-    pub height: u64,
-    pub hash: String,
-    pub timestamp_ms: u64,
-    pub received_ms: u64,
-    /// The same instant in microseconds, for latencies below a millisecond.
-    pub received_us: u64,
-}
+pub use apiary_api::Arrival;
 
 pub struct Events {
     sender: tokio::sync::broadcast::Sender<Arc<NodeEvent>>,
@@ -123,10 +116,10 @@ impl Events {
             arrivals.pop_front();
         }
         arrivals.push_back(Arrival {
-            height: block.header.height.0,
-            hash: block.hash().to_string(),
-            timestamp_ms: block.header.timestamp_ms,
-            received_ms: received_us / 1000,
+            height: block.header.height,
+            hash: block.hash(),
+            timestamp_ms: TimestampMs(block.header.timestamp_ms),
+            received_ms: TimestampMs(received_us / 1000),
             received_us,
         });
     }
@@ -145,7 +138,7 @@ pub struct OurTip {
     pub height: Height,
     pub work: Work,
     /// The tip header's timestamp.
-    pub timestamp_ms: u64,
+    pub timestamp_ms: TimestampMs,
     /// Main-chain hashes from the tip back, ever further apart, ending at genesis.
     pub locator: Vec<BlockHash>,
 }

@@ -1,5 +1,7 @@
-//! The Apiary full node: storage (RocksDB), chain (fork choice, reorg), mempool, miner and
-//! JSON-RPC, around the pure consensus rules of `apiary-core`.
+//! The Apiary full node around the consensus rules of `apiary-core`: the store (RocksDB)
+//! and the state tree in it, the chain (fork choice, reorg), the mempool, the miner, the
+//! sync machine, the libp2p network, JSON-RPC and WebSocket, and metrics. The README's
+//! "Layout" names the layers; `tests/tests/structure.rs` keeps them free of circles.
 
 pub mod cache;
 pub mod chain;

@@ -1,5 +1,6 @@
-//! `apiary-node`: the full node binary. Parses flags, opens the store, and runs the RPC
-//! server and (with --mine) the miner until SIGINT or SIGTERM.
+//! `apiary-node`: the full node binary. Reads flags and the config file, opens the store,
+//! and runs the network, the RPC server (and the metrics server, if asked) and, with
+//! --mine, the miner, until SIGINT or SIGTERM.
 
 use anyhow::{anyhow, Context, Result};
 use apiary_core::{Address, ChainSpec};
@@ -14,6 +15,11 @@ use apiary_node::{reindex, Node};
 use libp2p::Multiaddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// Threads of the async runtime (network, RPC, subscriptions). Two: its tasks only wait
+/// and route; the work of a node (checks, blocks, templates) runs on rayon's pool and on
+/// blocking threads, which must keep the cores.
+const RUNTIME_THREADS: usize = 2;
 
 /// The state tree copies and frees pages of about 2 KiB by the thousand per block: glibc
 /// serves those sizes from its slow bins (a fifth of block connection went there), mimalloc
@@ -380,7 +386,7 @@ fn run(args: Args) -> Result<()> {
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(RUNTIME_THREADS)
         .enable_all()
         .build()?;
     let network = NetworkConfig {

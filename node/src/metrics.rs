@@ -50,7 +50,7 @@ pub struct Metrics {
 /// The figures that are state, read at each scrape.
 pub struct Figures {
     pub height: Height,
-    pub tip_timestamp_ms: u64,
+    pub tip_timestamp_ms: apiary_core::TimestampMs,
     pub mempool_txs: usize,
     pub mempool_bytes: usize,
     /// None for a node without a network (tests, benchmarks).
@@ -260,7 +260,7 @@ impl Metrics {
     pub fn render(&self, figures: Figures) -> String {
         self.height.set(figures.height.0 as i64);
         self.tip_age
-            .set(now_ms().saturating_sub(figures.tip_timestamp_ms) as f64 / 1000.0);
+            .set(now_ms().saturating_sub(figures.tip_timestamp_ms.0) as f64 / 1000.0);
         self.mempool_txs.set(figures.mempool_txs as i64);
         self.mempool_bytes.set(figures.mempool_bytes as i64);
         if let Some(network) = figures.network {

@@ -131,8 +131,8 @@ mod tests {
     #[test]
     fn scores_come_from_the_typed_errors() {
         let early = BlockError::TimestampTooFarAhead {
-            timestamp_ms: 2,
-            limit_ms: 1,
+            timestamp_ms: apiary_core::TimestampMs(2),
+            limit_ms: apiary_core::TimestampMs(1),
         };
         assert_eq!(Misbehaviour::InvalidBlock(early.clone()).score(), 0);
         assert_eq!(Misbehaviour::InvalidHeader(early).score(), 0);
@@ -160,7 +160,7 @@ mod tests {
         let not_yet = HeaderError::NotYet {
             hash: apiary_core::BlockHash::ZERO,
             ahead_ms: 1,
-            valid_from_ms: 1,
+            valid_from_ms: apiary_core::TimestampMs(1),
         };
         assert_eq!(Misbehaviour::of_header_error(&not_yet), None);
     }

@@ -1,5 +1,7 @@
-//! The node's one way through: every block (miner, RPC, later the network) passes the
-//! stateless checks, then the chain under the lock, then the mempool follows the tip.
+//! The hub: every block (miner, RPC, gossip, sync, import) takes one way through it —
+//! the stateless checks, its state worked out before the lock, then the chain under the
+//! lock — and the mempool follows the tip. It publishes what readers need without the
+//! lock (the tip, the ledger, events) and hands announcements to the network.
 
 pub use crate::chain::ImportError;
 use crate::chain::{Accepted, Chain, ChainError, CheckedBlock, Prepared, TipChange};
@@ -16,7 +18,7 @@ const CHECKS_AHEAD: usize = 8;
 use apiary_core::encoding::decode_exact;
 use apiary_core::tx::KeyCache;
 use apiary_core::{
-    Block, BlockHash, ChainSpec, CompactBlock, Height, SignedTransaction, TxId, Work,
+    Block, BlockHash, ChainSpec, CompactBlock, Height, SignedTransaction, TimestampMs, TxId, Work,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -85,6 +87,8 @@ pub struct NodeState {
 
 pub struct Node {
     spec: Arc<ChainSpec>,
+    /// The spec's genesis hash, worked out once (it builds the genesis state).
+    genesis_hash: BlockHash,
     state: Mutex<NodeState>,
     /// The chain's account state, for work that must not take the lock.
     ledger: Arc<crate::state::StateDb>,
@@ -110,7 +114,7 @@ pub struct PublishedTip {
     pub hash: BlockHash,
     pub height: Height,
     pub work: Work,
-    pub timestamp_ms: u64,
+    pub timestamp_ms: TimestampMs,
 }
 
 /// The tip as `Node::tip_watch` publishes it.
@@ -120,7 +124,7 @@ fn our_tip(chain: &Chain) -> OurTip {
         hash: chain.tip(),
         height: entry.header.height,
         work: entry.total_work,
-        timestamp_ms: entry.header.timestamp_ms,
+        timestamp_ms: TimestampMs(entry.header.timestamp_ms),
         locator: chain.locator(),
     }
 }
@@ -131,6 +135,9 @@ impl Node {
         health.watch_store(chain.store_path());
         let tip = tokio::sync::watch::Sender::new(our_tip(&chain));
         Arc::new(Node {
+            genesis_hash: chain
+                .main_hash(Height(0))
+                .expect("a chain holds its genesis"),
             spec: chain.shared_spec(),
             ledger: chain.state().clone(),
             state: Mutex::new(NodeState {
@@ -235,6 +242,11 @@ impl Node {
 
     pub fn spec(&self) -> &ChainSpec {
         &self.spec
+    }
+
+    /// The chain's genesis hash (the spec's, which the store was opened with).
+    pub fn genesis_hash(&self) -> BlockHash {
+        self.genesis_hash
     }
 
     pub fn lock(&self) -> MutexGuard<'_, NodeState> {

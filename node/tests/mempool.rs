@@ -59,9 +59,9 @@ fn pool_orders_by_fee_keeps_nonce_order_and_refuses_what_cannot_be_mined() {
     assert!(matches!(
         add(&mut pool, transfer(&spec, 1, addr(10), 1, 17), state, &spec),
         Err(MempoolError::NonceTooFarAhead {
-            expected: 0,
-            found: 17,
-            limit: 16
+            expected: apiary_core::Nonce(0),
+            found: apiary_core::Nonce(17),
+            limit: apiary_core::Nonce(16)
         })
     ));
     // Replacement needs a higher fee.

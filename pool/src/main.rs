@@ -187,13 +187,21 @@ impl Pool {
         let pool = self.clone();
         let (work, params) = (work.clone(), params.clone());
         let _ = tokio::task::spawn_blocking(move || {
-            let reply = pool.client().call(
-                "mining_submit",
-                json!({"id": work.id, "nonce": params[2], "timestamp_ms": params[3]}),
-            );
+            // The miner's share, as Stratum's positional params carry it.
+            let submit = apiary_api::SubmitParams {
+                id: Some(work.id.clone()),
+                nonce: serde_json::from_value(params[2].clone()).ok(),
+                timestamp_ms: params[3].as_u64(),
+                block: None,
+            };
+            let reply = pool.client().ask::<apiary_api::MiningSubmit>(&submit);
             match reply {
-                Ok(reply) if reply["status"] == "accepted" => {
-                    let hash = reply["hash"].as_str().unwrap_or_default().to_string();
+                Ok(apiary_api::SubmitResult {
+                    status: apiary_api::SubmitStatus::Accepted,
+                    hash: Some(hash),
+                    ..
+                }) => {
+                    let hash = hash.to_string();
                     apiary_cmdline::say!("block {} found at height {}", hash, work.height);
                     pool.books
                         .lock()
@@ -202,7 +210,11 @@ impl Pool {
                     pool.mark_dirty();
                 }
                 Ok(reply) => {
-                    apiary_cmdline::say!("block at height {} not taken: {reply}", work.height)
+                    apiary_cmdline::say!(
+                        "block at height {} not taken: {}",
+                        work.height,
+                        json!(reply)
+                    )
                 }
                 Err(error) => {
                     apiary_cmdline::say!("block at height {} not submitted: {error}", work.height)
@@ -249,10 +261,10 @@ fn run(args: Args) -> Result<()> {
         .with_context(|| format!("cannot create {}", args.datadir.display()))?;
     let endpoints = Endpoint::pair(&args.rpc, &args.rpc_cookie)?;
     let info = Client::new(endpoints.clone())
-        .call("node_info", json!({}))
+        .ask::<apiary_api::NodeInfo>(&apiary_api::NoParams {})
         .context("the pool needs its node")?;
-    let prefix = AddressPrefix::new(info["address_prefix"].as_str().unwrap_or_default())?;
-    let chain_id = apiary_core::spec::ChainId::new(info["chain_id"].as_str().unwrap_or_default())?;
+    let prefix = AddressPrefix::new(&info.address_prefix)?;
+    let chain_id = apiary_core::spec::ChainId::new(&info.chain_id)?;
     let key = pool_key(&args.datadir)?;
     let address = apiary_core::hd::address_of(&key);
     let books_path = books::path(&args.datadir);

@@ -7,8 +7,8 @@
 
 use crate::books::{BlockState, Payout, PayoutState};
 use crate::Pool;
+use apiary_api as api;
 use apiary_core::{Address, Amount, Nonce, Transaction};
-use serde_json::json;
 use std::time::Duration;
 
 pub fn run(pool: &Pool, runtime: &tokio::runtime::Handle) {
@@ -21,18 +21,12 @@ pub fn run(pool: &Pool, runtime: &tokio::runtime::Handle) {
     }
 }
 
-fn amount(value: &serde_json::Value) -> u64 {
-    apiary_client::amount_of(value).map_or(0, |a| a.base_units())
-}
-
 fn round(
     pool: &Pool,
     client: &apiary_client::Client,
     runtime: &tokio::runtime::Handle,
 ) -> anyhow::Result<()> {
-    let tip = client.call("chain_tip", json!({}))?["height"]
-        .as_u64()
-        .unwrap_or(0);
+    let tip = client.ask::<api::ChainTip>(&api::NoParams {})?.height.0;
     // Mature blocks: credit or void.
     let immature: Vec<(usize, String, u64)> = {
         let books = pool.books.lock().unwrap_or_else(|e| e.into_inner());
@@ -49,10 +43,14 @@ fn round(
     };
     let mut changed = false;
     for (index, hash, _) in immature {
-        let on_main = client
-            .call("block_get", json!({"hash": hash}))
-            .map(|b| b["main_chain"] == true)
-            .unwrap_or(false);
+        let asked = api::BlockGetParams {
+            hash: hash.parse().ok(),
+            ..Default::default()
+        };
+        let on_main = matches!(
+            client.ask::<api::BlockGet>(&asked),
+            Ok(api::BlockAnswer::Fields(block)) if block.main_chain
+        );
         let mut books = pool.books.lock().unwrap_or_else(|e| e.into_inner());
         let block = books.blocks[index].clone();
         if on_main {
@@ -77,17 +75,20 @@ fn round(
             .collect()
     };
     for (index, txid, hex) in sent {
-        let status = client.call("tx_get", json!({"txid": txid}))?;
-        match status["status"].as_str() {
-            Some("confirmed") => {
+        let Ok(txid) = txid.parse() else {
+            continue;
+        };
+        let status = client.ask::<api::TxGet>(&api::TxGetParams { txid, raw: false })?;
+        match status.status {
+            api::TxStatus::Confirmed => {
                 pool.books.lock().unwrap_or_else(|e| e.into_inner()).payouts[index].state =
                     PayoutState::Confirmed;
                 changed = true;
             }
-            Some("unknown") => {
-                let _ = client.call("tx_submit", json!({"tx": hex}));
+            api::TxStatus::Unknown => {
+                let _ = client.ask::<api::TxSubmit>(&api::TxSubmitParams { tx: hex });
             }
-            _ => {}
+            api::TxStatus::Pending => {}
         }
     }
     if changed {
@@ -95,17 +96,20 @@ fn round(
     }
     archive(pool, runtime)?;
     // New payouts, each written down before it is sent.
-    let fee = amount(&client.call("fee_estimate", json!({}))?["fee"]);
-    let account = client.call(
-        "account_get",
-        json!({"address": pool.address.to_text(&pool.prefix)}),
-    )?;
-    let node_next = account["pending"]["next_nonce"]
-        .as_u64()
-        .or_else(|| account["nonce"].as_u64())
-        .unwrap_or(0);
-    let mut spendable =
-        amount(&account["balance"]).saturating_sub(amount(&account["pending"]["spend"]));
+    let fee = client
+        .ask::<api::FeeEstimate>(&api::NoParams {})?
+        .fee
+        .0
+        .base_units();
+    let account = client.ask::<api::AccountGet>(&api::AccountParams {
+        address: pool.address.to_text(&pool.prefix),
+    })?;
+    let node_next = account.pending.next_nonce.0;
+    let mut spendable = account
+        .balance
+        .0
+        .base_units()
+        .saturating_sub(account.pending.spend().base_units());
     let owed: Vec<(String, u64)> = {
         let books = pool.books.lock().unwrap_or_else(|e| e.into_inner());
         books
@@ -153,7 +157,10 @@ fn round(
             anyhow::bail!("the books could not be written; nothing sent");
         }
         spendable -= owed;
-        if let Err(error) = client.call("tx_submit", json!({"tx": payout.tx_hex})) {
+        let submit = api::TxSubmitParams {
+            tx: payout.tx_hex.clone(),
+        };
+        if let Err(error) = client.ask::<api::TxSubmit>(&submit) {
             apiary_cmdline::say!("payout {} to {miner} not taken yet: {error}", payout.txid);
         }
     }

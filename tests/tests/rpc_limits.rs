@@ -220,7 +220,11 @@ fn a_burst_of_two_thousand_calls_is_answered_every_one() {
                 head.to_ascii_lowercase().contains("retry-after: 1"),
                 "{answer}"
             );
-            assert_eq!(reply["error"]["code"], -32000, "{answer}");
+            assert_eq!(
+                reply["error"]["code"],
+                apiary_api::codes::SERVER_BUSY,
+                "{answer}"
+            );
             busy += 1;
         }
     }
@@ -275,7 +279,7 @@ fn a_full_server_answers_busy_with_retry_after_and_the_id() {
     let refused = refusal.unwrap();
     assert_eq!(
         (refused.http_status, refused.code),
-        (503, -32000),
+        (503, apiary_api::codes::SERVER_BUSY),
         "{refused:?}"
     );
     assert!(refused.message.contains("busy"), "{refused:?}");

@@ -257,9 +257,7 @@ fn home() -> PathBuf {
 }
 
 fn main() {
-    apiary_cmdline::end_quietly_on_closed_pipe();
-    apiary_cmdline::serve_docs(<Args as clap::CommandFactory>::command);
-    let args = Args::parse();
+    let args: Args = apiary_cmdline::start();
     let json = args.options.json;
     if let Err(error) = run(args) {
         if json {
@@ -468,8 +466,8 @@ impl Wallet {
     /// A client whose node runs the keystore's chain.
     fn client_for(&self, keystore: &Keystore) -> Result<Client> {
         let client = self.client()?;
-        let info = client.call("node_info", json!({}))?;
-        let chain = info["chain_id"].as_str().unwrap_or_default();
+        let info = client.ask::<apiary_api::NodeInfo>(&apiary_api::NoParams {})?;
+        let chain = info.chain_id;
         if chain != keystore.chain_id() {
             bail!(
                 "the node runs chain {chain:?}, this wallet is for {:?}",
@@ -495,7 +493,7 @@ impl Wallet {
             (chain, prefix) => {
                 let info = self
                     .client()?
-                    .call("node_info", json!({}))
+                    .ask::<apiary_api::NodeInfo>(&apiary_api::NoParams {})
                     .map_err(|e| match e {
                         ClientError::Unreachable(_) => anyhow!(
                             "{e}; to create a wallet offline give --chain-id and --address-prefix"
@@ -503,10 +501,8 @@ impl Wallet {
                         other => other.into(),
                     })?;
                 (
-                    chain.unwrap_or_else(|| info["chain_id"].as_str().unwrap_or_default().into()),
-                    prefix.unwrap_or_else(|| {
-                        info["address_prefix"].as_str().unwrap_or_default().into()
-                    }),
+                    chain.unwrap_or(info.chain_id),
+                    prefix.unwrap_or(info.address_prefix),
                 )
             }
         };

@@ -4,11 +4,11 @@
 //! the wallet signs anything new, so a new payment never takes the nonce of a lost one.
 
 use crate::client::{Client, ClientError};
+use apiary_api as api;
 use apiary_core::encoding::decode_exact;
 use apiary_core::tx::MAX_TX_BYTES;
 use apiary_core::{AddressPrefix, SignedTransaction};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::path::{Path, PathBuf};
 
 /// A sent transaction this deep in the chain leaves the outbox.
@@ -142,23 +142,30 @@ impl Outbox {
                 fates.push((sent.txid.clone(), Fate::Replaced));
                 continue;
             };
-            let status = client.call("tx_get", json!({"txid": sent.txid}))?;
-            let fate = match status["status"].as_str() {
-                Some("confirmed") => {
-                    if status["confirmations"].as_u64().unwrap_or(0) >= FINAL_CONFIRMATIONS {
+            let status = client.ask::<api::TxGet>(&api::TxGetParams {
+                txid: stx.txid(),
+                raw: false,
+            })?;
+            let resend = api::TxSubmitParams {
+                tx: sent.tx.clone(),
+            };
+            let fate = match status.status {
+                api::TxStatus::Confirmed => {
+                    if status.confirmations >= FINAL_CONFIRMATIONS {
                         Fate::Final
                     } else {
                         Fate::Known
                     }
                 }
-                Some("pending") => Fate::Known,
-                _ => match client.call("tx_submit", json!({"tx": sent.tx})) {
+                api::TxStatus::Pending => Fate::Known,
+                api::TxStatus::Unknown => match client.ask::<api::TxSubmit>(&resend) {
                     Ok(_) => Fate::Resent,
                     Err(ClientError::Rpc { message, .. }) => {
-                        let from = stx.tx.from.to_text(prefix);
-                        let account = client.call("account_get", json!({"address": from}))?;
+                        let address = stx.tx.from.to_text(prefix);
+                        let account =
+                            client.ask::<api::AccountGet>(&api::AccountParams { address })?;
                         // The chain moved past its nonce without it: never confirmable.
-                        if account["nonce"].as_u64().unwrap_or(0) > stx.tx.nonce.0 {
+                        if account.nonce > stx.tx.nonce {
                             Fate::Replaced
                         } else {
                             Fate::Refused(message)

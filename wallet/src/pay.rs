@@ -3,8 +3,9 @@
 
 use crate::{parse_coins, Wallet};
 use anyhow::{anyhow, bail, Context, Result};
+use apiary_api as api;
 use apiary_core::{Address, Amount, ChainId, Nonce, SignedTransaction, Transaction};
-use apiary_wallet::client::{amount_of, Client, ClientError};
+use apiary_wallet::client::{Client, ClientError};
 use apiary_wallet::keystore::Keystore;
 use apiary_wallet::outbox::{Fate, Outbox};
 use serde_json::{json, Value};
@@ -75,14 +76,15 @@ impl Wallet {
         let mut outbox = Outbox::load(&self.dir)?;
         self.rebroadcast_with(&client, &keystore, &mut outbox, false)?;
         let from_text = draft.from.to_text(keystore.prefix());
-        let state = client.call("account_get", json!({"address": from_text}))?;
+        let state = client.ask::<api::AccountGet>(&api::AccountParams {
+            address: from_text.clone(),
+        })?;
         let fee = match fee {
             Some(fee) => fee,
-            None => amount_of(&client.call("fee_estimate", json!({}))?["fee"])
-                .ok_or_else(|| anyhow!("the node's fee_estimate has no fee"))?,
+            None => client.ask::<api::FeeEstimate>(&api::NoParams {})?.fee.0,
         };
-        let balance = amount_of(&state["balance"]).unwrap_or(Amount::ZERO);
-        let pending = amount_of(&state["pending"]["spend"]).unwrap_or(Amount::ZERO);
+        let balance = state.balance.0;
+        let pending = state.pending.spend();
         let needed = draft
             .amount
             .checked_add(fee)
@@ -101,24 +103,22 @@ impl Wallet {
                 draft.amount,
             );
         }
-        let nonce = state["pending"]["next_nonce"]
-            .as_u64()
-            .or_else(|| state["nonce"].as_u64())
-            .ok_or_else(|| anyhow!("the node's account_get has no nonce"))?;
+        let nonce = state.pending.next_nonce;
         let tx = Transaction {
             fee,
-            nonce: Nonce(nonce),
+            nonce,
             ..draft
         };
         let stx = self.sign(&keystore, tx, account)?;
-        let txid = client.call("tx_submit", json!({"tx": hex::encode(stx.encode())}))?["txid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let txid = client
+            .ask::<api::TxSubmit>(&api::TxSubmitParams {
+                tx: hex::encode(stx.encode()),
+            })?
+            .txid;
         outbox.add(&stx)?;
         let Some(confirmations) = wait else {
             self.print(
-                json!({"txid": txid, "status": "pending", "fee": fee.base_units().to_string(), "nonce": nonce}),
+                json!({"txid": txid, "status": "pending", "fee": fee.base_units().to_string(), "nonce": nonce.0}),
                 || {
                     format!(
                         "sent {} coins to {to} (fee {fee})\ntxid: {txid}",
@@ -129,10 +129,10 @@ impl Wallet {
             return Ok(());
         };
         let result = self.wait_for(&client, &stx, &from_text, confirmations.max(1), timeout)?;
-        self.print(result.clone(), || {
+        self.print(json!(result), || {
             format!(
                 "sent {} coins to {to} (fee {fee})\ntxid: {txid}\nconfirmed in block {} at height {} ({} confirmation(s))",
-                stx.tx.amount, result["block_hash"].as_str().unwrap_or("?"), result["height"], result["confirmations"]
+                stx.tx.amount, result.block_hash, result.height, result.confirmations
             )
         });
         Ok(())
@@ -149,7 +149,7 @@ impl Wallet {
         from: &str,
         confirmations: u64,
         timeout: u64,
-    ) -> Result<Value> {
+    ) -> Result<Confirmed> {
         let txid = &stx.txid().to_string();
         let spinner = if self.options.json || !std::io::stderr().is_terminal() {
             indicatif::ProgressBar::hidden()
@@ -164,31 +164,38 @@ impl Wallet {
         let topic = json!({"topic": "address", "address": from, "confirmations": confirmations});
         let mut live = client.subscribe(topic.clone()).ok();
         loop {
-            let status = match client.call("tx_get", json!({"txid": txid})) {
-                Ok(status) => status,
+            let asked = api::TxGetParams {
+                txid: stx.txid(),
+                raw: false,
+            };
+            let status = match client.ask::<api::TxGet>(&asked) {
+                Ok(status) => Some(status),
                 // Every node down for a moment: keep trying until the deadline.
                 Err(ClientError::Unreachable(why)) => {
                     spinner.set_message(format!("no node answers ({} tried); retrying", why.len()));
-                    json!({"status": "retry"})
+                    None
                 }
                 Err(other) => return Err(other.into()),
             };
-            match status["status"].as_str() {
-                Some("confirmed") => {
-                    let have = status["confirmations"].as_u64().unwrap_or(0);
-                    if have >= confirmations {
+            match status.as_ref().map(|s| (s.status, s)) {
+                Some((api::TxStatus::Confirmed, status)) => {
+                    let have = status.confirmations;
+                    if let (true, Some(height), Some(block_hash)) =
+                        (have >= confirmations, status.height, status.block_hash)
+                    {
                         spinner.finish_and_clear();
-                        return Ok(status);
+                        return Ok(Confirmed::new(stx.txid(), height.0, block_hash, have));
                     }
                     spinner.set_message(format!("{txid}: {have}/{confirmations} confirmations"));
                 }
-                Some("pending") => {
+                Some((api::TxStatus::Pending, _)) => {
                     spinner.set_message(format!("{txid}: pending, waiting for a block"))
                 }
-                Some("unknown") => {
-                    if let Err(refused) =
-                        client.call("tx_submit", json!({"tx": hex::encode(stx.encode())}))
-                    {
+                Some((api::TxStatus::Unknown, _)) => {
+                    let again = api::TxSubmitParams {
+                        tx: hex::encode(stx.encode()),
+                    };
+                    if let Err(refused) = client.ask::<api::TxSubmit>(&again) {
                         spinner.finish_and_clear();
                         bail!(
                             "transaction {txid} was dropped: the node no longer has it and \
@@ -197,7 +204,7 @@ impl Wallet {
                     }
                     spinner.set_message(format!("{txid}: the node had lost it; sent again"));
                 }
-                _ => {}
+                None => {}
             }
             if deadline.is_some_and(|deadline| Instant::now() > deadline) {
                 spinner.finish_and_clear();
@@ -221,18 +228,17 @@ impl Wallet {
             let quiet_until = Instant::now() + Duration::from_secs(5);
             loop {
                 let left = quiet_until.saturating_duration_since(Instant::now());
-                match subscription.next(left) {
-                    Ok(Some(event)) if event["txid"] == txid.as_str() => {
-                        let have = event["confirmations"].as_u64().unwrap_or(0);
-                        if event["event"] == "confirmed" && have >= confirmations {
+                match subscription.next_as::<api::AddressEvent>(left) {
+                    Ok(Some(event)) if event.txid == stx.txid() => {
+                        let have = event.confirmations.unwrap_or(0);
+                        if let (api::AddressEventKind::Confirmed, true, Some(height), Some(hash)) = (
+                            event.event,
+                            have >= confirmations,
+                            event.height,
+                            event.block_hash,
+                        ) {
                             spinner.finish_and_clear();
-                            return Ok(json!({
-                                "txid": txid,
-                                "status": "confirmed",
-                                "height": event["height"],
-                                "block_hash": event["block_hash"],
-                                "confirmations": have,
-                            }));
+                            return Ok(Confirmed::new(event.txid, height.0, hash, have));
                         }
                         break;
                     }
@@ -291,13 +297,13 @@ impl Wallet {
             Some(keystore) => self.client_for(keystore)?,
             None => self.client()?,
         };
-        let reply = client.call("tx_submit", json!({"tx": hex::encode(stx.encode())}))?;
+        let reply = client.ask::<api::TxSubmit>(&api::TxSubmitParams {
+            tx: hex::encode(stx.encode()),
+        })?;
         if keystore.is_some() {
             Outbox::load(&self.dir)?.add(&stx)?;
         }
-        self.print(reply.clone(), || {
-            format!("submitted {}", reply["txid"].as_str().unwrap_or("?"))
-        });
+        self.print(json!(reply), || format!("submitted {}", reply.txid));
         Ok(())
     }
 
@@ -369,10 +375,8 @@ struct TipWatch {
 impl TipWatch {
     fn new(client: &Client) -> TipWatch {
         let block_time_ms = client
-            .call("node_info", json!({}))
-            .ok()
-            .and_then(|info| info["target_block_time_ms"].as_u64())
-            .unwrap_or(10_000);
+            .ask::<api::NodeInfo>(&api::NoParams {})
+            .map_or(10_000, |info| info.target_block_time_ms);
         TipWatch {
             height: 0,
             since: Instant::now(),
@@ -383,10 +387,9 @@ impl TipWatch {
 
     /// How long the tip has not moved, once that is past patience.
     fn stalled(&mut self, client: &Client) -> Option<Duration> {
-        if let Some(height) = client
-            .call("chain_tip", json!({}))
-            .ok()
-            .and_then(|tip| tip["height"].as_u64())
+        if let Ok(height) = client
+            .ask::<api::ChainTip>(&api::NoParams {})
+            .map(|tip| tip.height.0)
         {
             if height != self.height {
                 self.height = height;
@@ -395,5 +398,32 @@ impl TipWatch {
         }
         let still = self.since.elapsed();
         (still > self.patience).then_some(still)
+    }
+}
+
+/// A payment confirmed deep enough, as `send --wait` reports it.
+#[derive(serde::Serialize)]
+struct Confirmed {
+    txid: apiary_core::TxId,
+    status: &'static str,
+    height: u64,
+    block_hash: apiary_core::BlockHash,
+    confirmations: u64,
+}
+
+impl Confirmed {
+    fn new(
+        txid: apiary_core::TxId,
+        height: u64,
+        block_hash: apiary_core::BlockHash,
+        confirmations: u64,
+    ) -> Confirmed {
+        Confirmed {
+            txid,
+            status: "confirmed",
+            height,
+            block_hash,
+            confirmations,
+        }
     }
 }

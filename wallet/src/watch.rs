@@ -4,9 +4,10 @@
 
 use crate::Wallet;
 use anyhow::Result;
-use apiary_core::Amount;
-use apiary_wallet::client::{amount_of, Client};
-use serde_json::{json, Value};
+use apiary_api::{self as api, AddressEvent, AddressEventKind};
+use apiary_core::TxId;
+use apiary_wallet::client::Client;
+use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -27,8 +28,8 @@ impl Wallet {
         let params =
             json!({"topic": "address", "address": address, "confirmations": confirmations});
         let mut shown = 0usize;
-        let mut show = |event: &Value| -> bool {
-            self.print(event.clone(), || describe(event, &address));
+        let mut show = |event: &AddressEvent| -> bool {
+            self.print(json!(event), || describe(event, &address));
             shown += 1;
             count.is_some_and(|n| shown >= n)
         };
@@ -41,7 +42,7 @@ impl Wallet {
                     );
                 }
                 loop {
-                    match subscription.next(Duration::from_secs(30)) {
+                    match subscription.next_as::<AddressEvent>(Duration::from_secs(30)) {
                         Ok(Some(event)) => {
                             if show(&event) {
                                 return Ok(());
@@ -79,48 +80,54 @@ fn poll_history(
     client: &Client,
     address: &str,
     confirmations: u64,
-    show: &mut dyn FnMut(&Value) -> bool,
+    show: &mut dyn FnMut(&AddressEvent) -> bool,
 ) -> Result<()> {
-    // txid → what was last reported: "pending", or the confirmations.
-    let mut known: HashMap<String, Value> = HashMap::new();
+    // txid → what was last reported: None while pending, or the confirmations.
+    let mut known: HashMap<TxId, Option<u64>> = HashMap::new();
     let mut first = true;
+    let params = api::AccountHistoryParams {
+        address: address.to_string(),
+        limit: Some(50),
+        cursor: None,
+    };
     loop {
-        let page = client.call("account_history", json!({"address": address, "limit": 50}))?;
-        let entries = page["pending"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .chain(page["txs"].as_array().into_iter().flatten())
-            .filter(|e| e["kind"] == "transfer");
+        let page = client.ask::<api::AccountHistory>(&params)?;
+        let entries = page
+            .pending
+            .iter()
+            .chain(&page.txs)
+            .filter(|e| e.kind == api::EntryKind::Transfer);
         for entry in entries {
-            let Some(txid) = entry["txid"].as_str() else {
+            let Some(txid) = entry.txid else {
                 continue;
             };
-            let state = match entry["confirmations"].as_u64() {
-                Some(n) if entry["status"] == "confirmed" => json!(n.min(confirmations)),
-                _ => json!("pending"),
+            let state = match entry.confirmations {
+                Some(n) if entry.status == api::EntryStatus::Confirmed => {
+                    Some(n.min(confirmations))
+                }
+                _ => None,
             };
-            let before = known.insert(txid.to_string(), state.clone());
+            let before = known.insert(txid, state);
             // What was already confirmed when watching began is history, not news; what
             // is still pending is in flight and shown.
-            if (first && state != "pending") || before.as_ref() == Some(&state) {
+            if (first && state.is_some()) || before == Some(state) {
                 continue;
             }
-            let mut event = json!({
-                "txid": txid,
-                "from": entry["from"],
-                "to": entry["to"],
-                "amount": entry["amount"],
-                "fee": entry["fee"],
-            });
-            if state == "pending" {
-                event["event"] = json!("pending");
-            } else {
-                event["event"] = json!("confirmed");
-                event["height"] = entry["height"].clone();
-                event["block_hash"] = entry["block_hash"].clone();
-                event["confirmations"] = state;
-            }
+            let event = AddressEvent {
+                event: match state {
+                    None => AddressEventKind::Pending,
+                    Some(_) => AddressEventKind::Confirmed,
+                },
+                txid,
+                from: entry.from.clone(),
+                to: Some(entry.to.clone()),
+                amount: Some(entry.amount),
+                fee: Some(entry.fee),
+                height: state.and(entry.height),
+                block_hash: state.and(entry.block_hash),
+                confirmations: state,
+                reason: None,
+            };
             if show(&event) {
                 return Ok(());
             }
@@ -130,23 +137,24 @@ fn poll_history(
     }
 }
 
-fn describe(event: &Value, address: &str) -> String {
-    let amount = amount_of(&event["amount"]).unwrap_or(Amount::ZERO);
-    let sign = if event["from"] == address && event["to"] != address {
+fn describe(event: &AddressEvent, address: &str) -> String {
+    let amount = event.amount.unwrap_or_default().0;
+    let sign = if event.from.as_deref() == Some(address) && event.to.as_deref() != Some(address) {
         "-"
     } else {
         "+"
     };
-    let txid = event["txid"].as_str().unwrap_or("");
-    match event["event"].as_str().unwrap_or("") {
-        "confirmed" => format!(
+    let txid = event.txid;
+    match event.event {
+        AddressEventKind::Confirmed => format!(
             "confirmed ({}) {sign}{amount} coins  {txid}  height {}",
-            event["confirmations"], event["height"]
+            event.confirmations.unwrap_or(0),
+            event.height.unwrap_or_default()
         ),
-        "dropped" => format!(
+        AddressEventKind::Dropped => format!(
             "dropped   {txid}: {}",
-            event["reason"].as_str().unwrap_or("")
+            event.reason.as_deref().unwrap_or("")
         ),
-        other => format!("{other:<13} {sign}{amount} coins  {txid}"),
+        AddressEventKind::Pending => format!("{:<13} {sign}{amount} coins  {txid}", "pending"),
     }
 }

@@ -137,9 +137,11 @@ pub(crate) fn bench_sync_empty() -> Result<Value> {
     )?;
     let mut last_report = Instant::now();
     loop {
-        let height = client.client.call("chain_tip", json!({}))?["height"]
-            .as_u64()
-            .unwrap_or(0);
+        let height = client
+            .client
+            .ask::<apiary_api::ChainTip>(&apiary_api::NoParams {})?
+            .height
+            .0;
         if height >= blocks {
             break;
         }

@@ -186,11 +186,14 @@ fn process(ledger: &Ledger, empty_ready_ms: f64) -> Result<Vec<(String, Value)>>
         let mut peak = 0;
         for (i, block) in blocks.iter().enumerate() {
             let due = Instant::now() + Duration::from_secs(1);
-            let answer = node
-                .client
-                .call("mining_submit", json!({ "block": hex::encode(block) }))?;
-            if answer["status"] != "accepted" {
-                bail!("measured block {i} was not accepted: {answer}");
+            let answer =
+                node.client
+                    .ask::<apiary_api::MiningSubmit>(&apiary_api::SubmitParams {
+                        block: Some(hex::encode(block)),
+                        ..Default::default()
+                    })?;
+            if answer.status != apiary_api::SubmitStatus::Accepted {
+                bail!("measured block {i} was not accepted: {answer:?}");
             }
             peak = peak.max(node.rss()?.0);
             std::thread::sleep(due.saturating_duration_since(Instant::now()));

@@ -28,27 +28,16 @@ use std::fmt;
 /// takes thousands of times.
 pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// A sender's count of transactions so far; the next one must carry exactly this.
-#[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    BorshSerialize,
-    BorshDeserialize,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(transparent)]
-pub struct Nonce(pub u64);
+crate::unit_newtype! {
+    shown as is:
+    /// A sender's count of transactions so far; the next one must carry exactly this.
+    pub struct Nonce(pub u64);
+}
 
-impl fmt::Display for Nonce {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+impl Nonce {
+    /// `n` nonces later (the largest nonce, if past it: no account gets there).
+    pub fn saturating_add(self, n: u64) -> Nonce {
+        Nonce(self.0.saturating_add(n))
     }
 }
 

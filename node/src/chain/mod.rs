@@ -107,15 +107,6 @@ impl ChainError {
             ChainError::Store(_) | ChainError::StateUnreadable(_) => "store_error",
         }
     }
-
-    /// How much a peer that sent the block should be penalised (100 = ban).
-    pub fn misbehavior_score(&self) -> u32 {
-        match self {
-            ChainError::Invalid { error, .. } => error.misbehavior_score(),
-            ChainError::KnownInvalid(_) | ChainError::InvalidAncestor { .. } => 100,
-            _ => 0,
-        }
-    }
 }
 
 /// A block that passed every check that needs no state. Only `CheckedBlock::check` makes

@@ -6,7 +6,7 @@ pub mod log;
 
 use apiary_core::state::AccountSource;
 use apiary_core::validate::check_chain_id;
-use apiary_core::{Address, Amount, ChainSpec, SignedTransaction, TxError, TxId};
+use apiary_core::{Address, Amount, ChainSpec, Nonce, SignedTransaction, TxError, TxId};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -40,12 +40,12 @@ pub enum MempoolError {
     #[error("transaction {0} is already pending")]
     Duplicate(TxId),
     #[error("nonce {found} is already used; the sender's next nonce is {expected}")]
-    NonceUsed { expected: u64, found: u64 },
+    NonceUsed { expected: Nonce, found: Nonce },
     #[error("nonce {found} is too far ahead: the sender's next nonce is {expected}, at most {limit} may wait")]
     NonceTooFarAhead {
-        expected: u64,
-        found: u64,
-        limit: u64,
+        expected: Nonce,
+        found: Nonce,
+        limit: Nonce,
     },
     #[error(
         "fee {offered} does not beat the pending transaction's fee {existing} for the same nonce"
@@ -89,7 +89,7 @@ pub struct Mempool {
     config: MempoolConfig,
     txs: HashMap<TxId, PoolEntry>,
     /// Each sender's pending transactions by nonce.
-    by_sender: HashMap<Address, BTreeMap<u64, TxId>>,
+    by_sender: HashMap<Address, BTreeMap<Nonce, TxId>>,
     /// Every pending transaction, cheapest first: where eviction looks.
     by_fee: BTreeSet<(Amount, TxId)>,
     bytes: usize,
@@ -165,6 +165,20 @@ impl Mempool {
         self.config.min_fee
     }
 
+    /// `sender`'s pending transactions with consecutive nonces from `next` (its account's
+    /// nonce): those a block could take now, in order; the rest wait for a gap to fill.
+    pub fn run_from(&self, sender: &Address, next: Nonce) -> impl Iterator<Item = &TxId> + '_ {
+        self.by_sender
+            .get(sender)
+            .into_iter()
+            .flat_map(move |queue| {
+                (next.0..)
+                    .zip(queue.range(next..))
+                    .take_while(|(expected, (nonce, _))| *expected == nonce.0)
+                    .map(|(_, (_, txid))| txid)
+            })
+    }
+
     /// `sender`'s pending transactions, lowest nonce first.
     pub fn pending_from(&self, sender: &Address) -> Vec<&SignedTransaction> {
         self.by_sender
@@ -183,7 +197,7 @@ impl Mempool {
             .map(|entry| &entry.tx)
             .filter(|stx| stx.tx.from == *address || stx.tx.to == *address)
             .collect();
-        found.sort_by_key(|stx| (stx.tx.from, stx.tx.nonce.0));
+        found.sort_by_key(|stx| (stx.tx.from, stx.tx.nonce));
         found
     }
 
@@ -252,22 +266,22 @@ impl Mempool {
             .account(&tx.from)
             .map_err(|e| MempoolError::StateUnreadable(e.to_string()))?
             .unwrap_or_default();
-        if tx.nonce.0 < account.nonce.0 {
+        if tx.nonce < account.nonce {
             return Err(MempoolError::NonceUsed {
-                expected: account.nonce.0,
-                found: tx.nonce.0,
+                expected: account.nonce,
+                found: tx.nonce,
             });
         }
-        let limit = account.nonce.0.saturating_add(self.config.max_nonce_ahead);
-        if new && tx.nonce.0 > limit {
+        let limit = account.nonce.saturating_add(self.config.max_nonce_ahead);
+        if new && tx.nonce > limit {
             return Err(MempoolError::NonceTooFarAhead {
-                expected: account.nonce.0,
-                found: tx.nonce.0,
+                expected: account.nonce,
+                found: tx.nonce,
                 limit,
             });
         }
         let queue = self.by_sender.get(&tx.from);
-        let replaced = queue.and_then(|q| q.get(&tx.nonce.0)).copied();
+        let replaced = queue.and_then(|q| q.get(&tx.nonce)).copied();
         if let Some(old) = replaced {
             let existing = self.txs[&old].tx.tx.fee;
             if tx.fee <= existing {
@@ -311,7 +325,7 @@ impl Mempool {
         self.by_sender
             .entry(tx.from)
             .or_default()
-            .insert(tx.nonce.0, txid);
+            .insert(tx.nonce, txid);
         self.by_fee.insert((tx.fee, txid));
         self.bytes += size;
         self.txs.insert(
@@ -346,7 +360,7 @@ impl Mempool {
             }
             let entry = &self.txs[victim];
             let sender = entry.tx.tx.from;
-            let is_tail = self.by_sender[&sender].keys().next_back() == Some(&entry.tx.tx.nonce.0);
+            let is_tail = self.by_sender[&sender].keys().next_back() == Some(&entry.tx.tx.nonce);
             if Some(*victim) == keep || !is_tail || !taken.insert(sender) {
                 continue;
             }
@@ -365,7 +379,7 @@ impl Mempool {
         self.by_fee.remove(&(entry.tx.tx.fee, *txid));
         let from = entry.tx.tx.from;
         if let Some(queue) = self.by_sender.get_mut(&from) {
-            queue.remove(&entry.tx.tx.nonce.0);
+            queue.remove(&entry.tx.tx.nonce);
             if queue.is_empty() {
                 self.by_sender.remove(&from);
             }
@@ -478,13 +492,9 @@ impl Mempool {
         let Ok(accounts) = state.accounts(&senders) else {
             return Vec::new();
         };
-        for ((sender, queue), account) in self.by_sender.iter().zip(accounts) {
-            let next = account.unwrap_or_default().nonce.0;
-            let run: Vec<TxId> = (next..)
-                .zip(queue.range(next..))
-                .take_while(|(expected, (nonce, _))| expected == *nonce)
-                .map(|(_, (_, txid))| *txid)
-                .collect();
+        for (sender, account) in senders.iter().zip(accounts) {
+            let next = account.unwrap_or_default().nonce;
+            let run: Vec<TxId> = self.run_from(sender, next).copied().collect();
             let mut run = run.into_iter();
             if let Some(first) = run.next() {
                 heap.push((self.txs[&first].tx.tx.fee, first));

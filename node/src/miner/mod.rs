@@ -1,6 +1,7 @@
-//! The miner: a block template from the mempool's best transactions, then a nonce search
-//! on N threads that starts over whenever the tip changes. Found blocks take the same way
-//! in as every other block (`Node::submit_block`).
+//! The miner: a block template from the mempool's best transactions, worked out on an
+//! overlay of the state (the live state never changes for it), then a nonce search on N
+//! threads that starts over whenever the tip changes. A found block is announced at once
+//! and takes the same way in as every other block (`Node::submit_mined_block`).
 
 use crate::chain::{Accepted, ChainError};
 use crate::health::CoreTask;

@@ -366,7 +366,7 @@ fn judge_checked(node: &Node, checked: Result<CheckedBlock, ChainError>) -> Judg
         Err(ChainError::Invalid {
             error: BlockError::TimestampTooFarAhead { timestamp_ms, .. },
             ..
-        }) => Judgement::ignore().at(timestamp_ms),
+        }) => Judgement::ignore().at(timestamp_ms.0),
         // Our trouble, not the sender's (a full disk pauses writing; damage stops the node).
         Err(ChainError::StorageFull(_)) => Judgement::ignore(),
         Err(error @ ChainError::Store(_)) | Err(error @ ChainError::Inconsistent(_)) => {

@@ -8,26 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// What RPC can see of a peer.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct PeerInfo {
-    pub peer_id: String,
-    pub addr: String,
-    /// It dialled us.
-    pub inbound: bool,
-    /// The height its last status claimed.
-    pub height: Option<u64>,
-    /// Misbehaviour points it has now (a ban at `peers::BAN_SCORE`).
-    pub score: u32,
-    /// Gossipsub's own score of it (below −80 its messages are ignored).
-    pub gossip_score: Option<f64>,
-    /// The gossip topics it has subscribed to: blocks and transactions reach it by gossip
-    /// only once it has (a peer connected a moment ago may not have yet).
-    pub topics: Vec<String>,
-    /// Its answer to our last ping, in ms (None before the first, or if it does not speak
-    /// ping).
-    pub rtt_ms: Option<u64>,
-}
+pub use apiary_api::PeerInfo;
 
 /// Operator commands (admin RPC), carried out by the network's event loop.
 #[derive(Debug)]

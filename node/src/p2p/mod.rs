@@ -105,7 +105,7 @@ pub struct NetworkConfig {
 /// Starts the network on the current tokio runtime.
 pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, NetworkError> {
     let keypair = load_or_create_identity(&config.datadir)?;
-    let genesis = node.spec().genesis_hash();
+    let genesis = node.genesis_hash();
     let max_block = node.spec().consensus.max_block_bytes as usize;
     let (block_topic, tx_topic) = topics(&genesis);
     let mut swarm = swarm::build(keypair, genesis, max_block, &config)?;

@@ -212,8 +212,9 @@ impl Service {
             return;
         };
         if let Some((_, HeaderError::NotYet { valid_from_ms, .. })) = &checked.stopped {
-            let stamped =
-                valid_from_ms.saturating_add(self.node.spec().consensus.max_future_drift_ms);
+            let stamped = valid_from_ms
+                .0
+                .saturating_add(self.node.spec().consensus.max_future_drift_ms);
             self.clock.observe(peer, stamped, *now_ms, now);
             self.handle.set_clock_warning(self.clock.warning(now));
         }

@@ -2,10 +2,10 @@
 //! `apiary-cli help` shows) read the same table, so the documentation cannot drift from
 //! what the node serves.
 
-use super::methods::{self, parse, NoParams};
+use super::methods::{self, answer, parse, NoParams};
 use super::mining;
 use super::{RpcContext, RpcError, METHOD_NOT_FOUND};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub struct Param {
     pub name: &'static str,
@@ -45,7 +45,7 @@ pub const METHODS: &[Method] = &[
         result: "[{name, about, params: [{name, required, about}], result}]",
         run: |_, params| {
             parse::<NoParams>(params)?;
-            Ok(describe())
+            answer(Ok(describe()))
         },
     },
     Method {
@@ -56,14 +56,14 @@ pub const METHODS: &[Method] = &[
                  height, syncing, \
                  sync: {best_known_height, blocks_per_s, eta_s, download_peers, held_back_until_ms}, clock_warning, \
                  storage_full}; syncing and best_known_height come from checked headers only",
-        run: |c, p| methods::node_info(c, parse(p)?),
+        run: |c, p| answer(methods::node_info(c, parse(p)?)),
     },
     Method {
         name: "chain_tip",
         about: "The tip of the best chain",
         params: &[],
         result: "{height, hash, total_work, timestamp_ms}",
-        run: |c, p| methods::chain_tip(c, parse(p)?),
+        run: |c, p| answer(methods::chain_tip(c, parse(p)?)),
     },
     Method {
         name: "block_get",
@@ -74,14 +74,14 @@ pub const METHODS: &[Method] = &[
             optional("raw", "true: {hash, hex} with the block's borsh bytes"),
         ],
         result: "header fields, hash, total_work, status, main_chain, confirmations, size, txs",
-        run: |c, p| methods::block_get(c, parse(p)?),
+        run: |c, p| answer(methods::block_get(c, parse(p)?)),
     },
     Method {
         name: "account_get",
         about: "An account's balance and nonce, and what it has pending",
         params: &[required("address", "bech32m address")],
         result: "{address, balance, nonce, pending: {count, next_nonce, spend}}",
-        run: |c, p| methods::account_get(c, parse(p)?),
+        run: |c, p| answer(methods::account_get(c, parse(p)?)),
     },
     Method {
         name: "account_totals",
@@ -91,7 +91,7 @@ pub const METHODS: &[Method] = &[
                  genesis; received counts block rewards, sent counts fees (allocated + received \
                  - sent = balance); entries: its transfers and rewards (at most 20,000 are added \
                  up: error -32040 past them)",
-        run: |c, p| methods::account_totals(c, parse(p)?),
+        run: |c, p| answer(methods::account_totals(c, parse(p)?)),
     },
     Method {
         name: "account_history",
@@ -103,14 +103,14 @@ pub const METHODS: &[Method] = &[
         ],
         result: "{address, txs, next_cursor, pending}: each kind transfer (txid, from, to, \
                  amount, fee, nonce) or reward, with height, block_hash, confirmations",
-        run: |c, p| methods::account_history(c, parse(p)?),
+        run: |c, p| answer(methods::account_history(c, parse(p)?)),
     },
     Method {
         name: "fee_estimate",
         about: "A fee that makes the next block as things stand",
         params: &[],
         result: "{fee, min_fee, pending}",
-        run: |c, p| methods::fee_estimate(c, parse(p)?),
+        run: |c, p| answer(methods::fee_estimate(c, parse(p)?)),
     },
     Method {
         name: "tx_submit",
@@ -120,7 +120,7 @@ pub const METHODS: &[Method] = &[
             "hex of the signed transaction's borsh bytes",
         )],
         result: "{txid}",
-        run: |c, p| methods::tx_submit(c, parse(p)?),
+        run: |c, p| answer(methods::tx_submit(c, parse(p)?)),
     },
     Method {
         name: "tx_get",
@@ -134,14 +134,14 @@ pub const METHODS: &[Method] = &[
         ],
         result: "{txid, status: pending|confirmed|unknown, height, block_hash, confirmations, \
                  tx: {txid, from, to, amount, fee, nonce, chain_id, signature}}",
-        run: |c, p| methods::tx_get(c, parse(p)?),
+        run: |c, p| answer(methods::tx_get(c, parse(p)?)),
     },
     Method {
         name: "mempool_info",
         about: "The mempool's size and the lowest fee it takes",
         params: &[],
         result: "{count, bytes, min_fee}",
-        run: |c, p| methods::mempool_info(c, parse(p)?),
+        run: |c, p| answer(methods::mempool_info(c, parse(p)?)),
     },
     Method {
         name: "mempool_txs",
@@ -149,7 +149,7 @@ pub const METHODS: &[Method] = &[
         params: &[optional("limit", "how many, 1 to 500 (default 50)")],
         result: "{count, txs: [{txid, from, to, amount, fee, nonce, chain_id, signature, \
                  age_ms}]}",
-        run: |c, p| methods::mempool_txs(c, parse(p)?),
+        run: |c, p| answer(methods::mempool_txs(c, parse(p)?)),
     },
     Method {
         name: "block_arrivals",
@@ -157,7 +157,7 @@ pub const METHODS: &[Method] = &[
         params: &[],
         result: "[{height, hash, timestamp_ms, received_ms, received_us}], newest first; \
                  received by this node's clock",
-        run: |c, p| methods::block_arrivals(c, parse(p)?),
+        run: |c, p| answer(methods::block_arrivals(c, parse(p)?)),
     },
     Method {
         name: "net_peers",
@@ -167,14 +167,14 @@ pub const METHODS: &[Method] = &[
                  as its status claims, score its misbehaviour points (a ban at 100), topics the \
                  gossip topics it subscribed to (blocks and txs reach it by gossip only once it \
                  has), rtt_ms its answer to our last ping",
-        run: |c, p| methods::net_peers(c, parse(p)?),
+        run: |c, p| answer(methods::net_peers(c, parse(p)?)),
     },
     Method {
         name: "net_connect",
         about: "Lifts any ban on a peer and dials it",
         params: &[required("addr", "multiaddr ending in /p2p/<peer id>")],
         result: "{dialing}",
-        run: |c, p| methods::net_connect(c, parse(p)?),
+        run: |c, p| answer(methods::net_connect(c, parse(p)?)),
     },
     Method {
         name: "net_disconnect",
@@ -187,7 +187,7 @@ pub const METHODS: &[Method] = &[
             ),
         ],
         result: "{disconnected, ban_seconds}",
-        run: |c, p| methods::net_disconnect(c, parse(p)?),
+        run: |c, p| answer(methods::net_disconnect(c, parse(p)?)),
     },
     Method {
         name: "mining_template",
@@ -207,7 +207,7 @@ pub const METHODS: &[Method] = &[
         result: "{id, height, prev_hash, bits, target, timestamp_ms, header (hex, 160 bytes, \
                  nonce 0), nonce_offset, timestamp_offset, reward, fees, tx_count, longpoll_id, \
                  txs?}",
-        run: |c, p| mining::mining_template(c, parse(p)?),
+        run: |c, p| answer(mining::mining_template(c, parse(p)?)),
     },
     Method {
         name: "mining_submit",
@@ -222,7 +222,7 @@ pub const METHODS: &[Method] = &[
             optional("block", "or a whole block's borsh bytes (hex)"),
         ],
         result: "{status: accepted|stale|refused, hash, reason, reason_code}",
-        run: |c, p| mining::mining_submit(c, parse(p)?),
+        run: |c, p| answer(mining::mining_submit(c, parse(p)?)),
     },
     Method {
         name: "dev_mine",
@@ -232,7 +232,7 @@ pub const METHODS: &[Method] = &[
             optional("address", "who is paid (default: --miner-address)"),
         ],
         result: "{hashes}",
-        run: |c, p| methods::dev_mine(c, parse(p)?),
+        run: |c, p| answer(methods::dev_mine(c, parse(p)?)),
     },
 ];
 
@@ -261,25 +261,96 @@ pub fn call(context: &RpcContext, name: &str, params: Value) -> Result<Value, Rp
     }
 }
 
-fn describe() -> Value {
-    Value::Array(
-        METHODS
-            .iter()
-            .map(|m| {
-                let params: Vec<Value> = m
-                    .params
-                    .iter()
-                    .map(|p| json!({"name": p.name, "required": p.required, "about": p.about}))
-                    .collect();
-                json!({"name": m.name, "about": m.about, "params": params, "result": m.result})
-            })
-            .collect(),
-    )
+fn describe() -> Vec<apiary_api::MethodDoc> {
+    METHODS
+        .iter()
+        .map(|m| apiary_api::MethodDoc {
+            name: m.name.into(),
+            about: m.about.into(),
+            params: m
+                .params
+                .iter()
+                .map(|p| apiary_api::ParamDoc {
+                    name: p.name.into(),
+                    required: p.required,
+                    about: p.about.into(),
+                })
+                .collect(),
+            result: m.result.into(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use apiary_api::{self as api, param_names};
+
+    /// The catalog's name and parameter names of `M`, against its params type.
+    fn agrees<M: api::Method>() -> &'static str {
+        let method = find(M::NAME).unwrap_or_else(|| panic!("{} is not in the catalog", M::NAME));
+        let mut documented: Vec<&str> = method.params.iter().map(|p| p.name).collect();
+        let typed = param_names::<M::Params>();
+        let mut typed: Vec<&str> = typed.iter().map(String::as_str).collect();
+        documented.sort_unstable();
+        typed.sort_unstable();
+        assert_eq!(
+            documented,
+            typed,
+            "{}: the catalog's params against the typed ones",
+            M::NAME
+        );
+        M::NAME
+    }
+
+    #[test]
+    fn the_readme_lists_exactly_the_methods_the_catalog_serves() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("the README beside the node");
+        let table: std::collections::BTreeSet<&str> = readme
+            .lines()
+            .skip_while(|line| !line.starts_with("| method | params | result |"))
+            .skip(2)
+            .take_while(|line| line.starts_with("| `"))
+            .filter_map(|line| line.strip_prefix("| `")?.split('`').next())
+            .collect();
+        let served: std::collections::BTreeSet<&str> = METHODS.iter().map(|m| m.name).collect();
+        assert_eq!(
+            table, served,
+            "the README's method table against the catalog"
+        );
+    }
+
+    #[test]
+    fn every_method_is_typed_and_the_catalog_names_its_params() {
+        let typed = [
+            agrees::<api::RpcMethods>(),
+            agrees::<api::NodeInfo>(),
+            agrees::<api::ChainTip>(),
+            agrees::<api::BlockGet>(),
+            agrees::<api::AccountGet>(),
+            agrees::<api::AccountTotals>(),
+            agrees::<api::AccountHistory>(),
+            agrees::<api::FeeEstimate>(),
+            agrees::<api::TxSubmit>(),
+            agrees::<api::TxGet>(),
+            agrees::<api::MempoolInfo>(),
+            agrees::<api::MempoolTxs>(),
+            agrees::<api::BlockArrivals>(),
+            agrees::<api::NetPeers>(),
+            agrees::<api::NetConnect>(),
+            agrees::<api::NetDisconnect>(),
+            agrees::<api::MiningTemplate>(),
+            agrees::<api::MiningSubmit>(),
+            agrees::<api::DevMine>(),
+        ];
+        let served: Vec<&str> = METHODS.iter().map(|m| m.name).collect();
+        assert_eq!(
+            typed.to_vec(),
+            served,
+            "one typed method per catalog entry, in its order"
+        );
+    }
 
     #[test]
     fn a_typo_finds_the_method_meant() {

@@ -9,21 +9,17 @@ use crate::chain::Chain;
 use crate::miner::{block_tx_budget, mine_block, MineError};
 use crate::node::SubmitError;
 use crate::store::{AddressTx, IndexEntry};
+use apiary_api as api;
+use apiary_api::Units;
 use apiary_core::encoding::decode_exact;
 use apiary_core::tx::MAX_TX_BYTES;
 use apiary_core::{Address, Amount, Block, BlockHash, Height, SignedTransaction, TxId};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Value};
+
+use serde_json::Value;
 
 /// `dev_mine` mines at most this many blocks per call.
 const MAX_DEV_MINE_BLOCKS: u32 = 10_000;
-
-/// An amount as JSON: a decimal string of base units, which JavaScript's numbers (exact
-/// only to 2^53) cannot round.
-pub(super) fn units(amount: Amount) -> Value {
-    Value::String(amount.base_units().to_string())
-}
 
 /// Named params into `T`; a wrong one is named in the error ("blocks: invalid type…").
 pub(super) fn parse<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
@@ -53,57 +49,57 @@ fn internal(error: impl std::fmt::Display) -> RpcError {
     RpcError::new(INTERNAL_ERROR, format!("internal error: {error}"))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NoParams {}
+pub(super) use apiary_api::NoParams;
+
+/// A typed answer as JSON.
+pub(super) fn answer<T: serde::Serialize>(result: Result<T, RpcError>) -> Result<Value, RpcError> {
+    result.and_then(|value| serde_json::to_value(value).map_err(internal))
+}
 
 pub(super) fn parse_address(context: &RpcContext, text: &str) -> Result<Address, RpcError> {
     Address::parse(text, &context.node.spec().address_prefix).map_err(RpcError::invalid_params)
 }
 
-pub(super) fn node_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
+pub(super) fn node_info(
+    context: &RpcContext,
+    _: NoParams,
+) -> Result<api::NodeInfoResult, RpcError> {
     let spec = context.node.spec();
     let height = context.node.published_tip().height;
     let network = context.network.as_ref();
-    Ok(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "chain_id": spec.chain_id.as_str(),
-        "genesis_hash": spec.genesis_hash(),
-        "address_prefix": spec.address_prefix.as_str(),
-        "target_block_time_ms": spec.consensus.target_block_time_ms,
-        "peer_id": network.map(|n| n.peer_id.to_string()),
-        "syncing": network.is_some_and(|n| n.is_syncing()),
-        "sync": network.map(|n| n.sync_progress()),
-        // Set when the blocks of several peers disagree with this machine's clock.
-        "clock_warning": network.and_then(|n| n.clock_warning()),
-        "height": height,
-        // Why writing is paused (a full disk), or null.
-        "storage_full": context.node.health().storage_full(),
-    }))
+    Ok(api::NodeInfoResult {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        chain_id: spec.chain_id.to_string(),
+        genesis_hash: context.node.genesis_hash(),
+        address_prefix: spec.address_prefix.as_str().to_string(),
+        target_block_time_ms: spec.consensus.target_block_time_ms,
+        peer_id: network.map(|n| n.peer_id.to_string()),
+        syncing: network.is_some_and(|n| n.is_syncing()),
+        sync: network.map(|n| n.sync_progress()),
+        clock_warning: network.and_then(|n| n.clock_warning()),
+        height,
+        storage_full: context.node.health().storage_full(),
+    })
 }
 
-pub(super) fn chain_tip(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
+pub(super) fn chain_tip(
+    context: &RpcContext,
+    _: NoParams,
+) -> Result<api::ChainTipResult, RpcError> {
     // The published tip: never waits for a block being connected.
     let tip = context.node.published_tip();
-    Ok(json!({
-        "height": tip.height,
-        "hash": tip.hash,
-        "total_work": tip.work.to_string(),
-        "timestamp_ms": tip.timestamp_ms,
-    }))
+    Ok(api::ChainTipResult {
+        height: tip.height,
+        hash: tip.hash,
+        total_work: tip.work.to_string(),
+        timestamp_ms: tip.timestamp_ms,
+    })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct BlockGet {
-    height: Option<u64>,
-    hash: Option<BlockHash>,
-    /// The block's borsh bytes as hex instead of its fields.
-    #[serde(default)]
-    raw: bool,
-}
-
-pub(super) fn block_get(context: &RpcContext, params: BlockGet) -> Result<Value, RpcError> {
+pub(super) fn block_get(
+    context: &RpcContext,
+    params: api::BlockGetParams,
+) -> Result<api::BlockAnswer, RpcError> {
     let guard = context.node.lock();
     let chain = &guard.chain;
     let hash = match (params.height, params.hash) {
@@ -128,12 +124,22 @@ pub(super) fn block_get(context: &RpcContext, params: BlockGet) -> Result<Value,
         .ok_or_else(|| RpcError::new(NOT_FOUND, format!("block {hash} is not known")))?;
     let block = chain.body(&hash).map_err(|e| chain_error(context, e))?;
     if params.raw {
-        return Ok(json!({"hash": hash, "hex": hex::encode(block.encode())}));
+        return Ok(api::BlockAnswer::Raw {
+            hash,
+            hex: hex::encode(block.encode()),
+        });
     }
-    Ok(block_json(chain, &hash, entry, &block))
+    Ok(api::BlockAnswer::Fields(Box::new(block_info(
+        chain, &hash, entry, &block,
+    ))))
 }
 
-fn block_json(chain: &Chain, hash: &BlockHash, entry: &IndexEntry, block: &Block) -> Value {
+fn block_info(
+    chain: &Chain,
+    hash: &BlockHash,
+    entry: &IndexEntry,
+    block: &Block,
+) -> api::BlockInfo {
     let prefix = &chain.spec().address_prefix;
     let header = &block.header;
     let main = chain.is_main(hash);
@@ -142,49 +148,69 @@ fn block_json(chain: &Chain, hash: &BlockHash, entry: &IndexEntry, block: &Block
     } else {
         0
     };
-    let txs: Vec<Value> = block.txs.iter().map(|stx| tx_json(chain, stx)).collect();
-    json!({
-        "hash": hash,
-        "height": header.height,
-        "version": header.version,
-        "prev_hash": header.prev_hash,
-        "tx_root": header.tx_root.to_string(),
-        "state_root": header.state_root.to_string(),
-        "miner": header.miner.to_text(prefix),
-        "timestamp_ms": header.timestamp_ms,
-        "bits": format!("{:08x}", header.bits.0),
-        "nonce": header.nonce,
-        "total_work": entry.total_work.to_string(),
-        "status": format!("{:?}", entry.status).to_lowercase(),
-        "main_chain": main,
-        "confirmations": confirmations,
-        "size": block.encode().len(),
-        "txs": txs,
-    })
+    api::BlockInfo {
+        hash: *hash,
+        height: header.height,
+        version: header.version,
+        prev_hash: header.prev_hash,
+        tx_root: header.tx_root.to_string(),
+        state_root: header.state_root.to_string(),
+        miner: header.miner.to_text(prefix),
+        timestamp_ms: header.timestamp_ms,
+        bits: format!("{:08x}", header.bits.0),
+        nonce: header.nonce,
+        total_work: entry.total_work.to_string(),
+        status: format!("{:?}", entry.status).to_lowercase(),
+        main_chain: main,
+        confirmations,
+        size: block.encode().len(),
+        txs: block.txs.iter().map(|stx| tx_info(chain, stx)).collect(),
+    }
 }
 
-fn tx_json(chain: &Chain, stx: &SignedTransaction) -> Value {
+pub(super) fn tx_info(chain: &Chain, stx: &SignedTransaction) -> api::TxInfo {
     let prefix = &chain.spec().address_prefix;
     let tx = &stx.tx;
-    json!({
-        "txid": stx.txid(),
-        "from": tx.from.to_text(prefix),
-        "to": tx.to.to_text(prefix),
-        "amount": units(tx.amount),
-        "fee": units(tx.fee),
-        "nonce": tx.nonce.0,
-        "chain_id": tx.chain_id.as_str(),
-        "signature": hex::encode(stx.signature),
-    })
+    api::TxInfo {
+        txid: stx.txid(),
+        from: tx.from.to_text(prefix),
+        to: tx.to.to_text(prefix),
+        amount: Units(tx.amount),
+        fee: Units(tx.fee),
+        nonce: tx.nonce,
+        chain_id: tx.chain_id.to_string(),
+        signature: hex::encode(stx.signature),
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct AccountGet {
-    address: String,
+/// A transfer in an account's history, confirmed or pending.
+fn transfer_entry(
+    chain: &Chain,
+    stx: &SignedTransaction,
+    status: api::EntryStatus,
+) -> api::HistoryEntry {
+    let tx = tx_info(chain, stx);
+    api::HistoryEntry {
+        kind: api::EntryKind::Transfer,
+        txid: Some(tx.txid),
+        from: Some(tx.from),
+        to: tx.to,
+        amount: tx.amount,
+        fee: tx.fee,
+        nonce: Some(tx.nonce),
+        chain_id: Some(tx.chain_id),
+        signature: Some(tx.signature),
+        status,
+        height: None,
+        block_hash: None,
+        confirmations: None,
+    }
 }
 
-pub(super) fn account_get(context: &RpcContext, params: AccountGet) -> Result<Value, RpcError> {
+pub(super) fn account_get(
+    context: &RpcContext,
+    params: api::AccountParams,
+) -> Result<api::AccountInfo, RpcError> {
     let address = parse_address(context, &params.address)?;
     // The state is read without the node's lock; the lock only for the mempool's part.
     let account = context
@@ -195,28 +221,31 @@ pub(super) fn account_get(context: &RpcContext, params: AccountGet) -> Result<Va
     let guard = context.node.lock();
     let pending = guard.mempool.pending_from(&address);
     // The nonce a new transaction takes: after the run of pending ones from the account's.
-    let mut next_nonce = account.nonce.0;
-    for stx in &pending {
-        if stx.tx.nonce.0 == next_nonce {
-            next_nonce += 1;
-        }
-    }
+    let ready = guard.mempool.run_from(&address, account.nonce).count();
+    let next_nonce = account.nonce.saturating_add(ready as u64);
     let spend: u128 = pending
         .iter()
         .map(|stx| u128::from(stx.tx.amount.base_units()) + u128::from(stx.tx.fee.base_units()))
         .sum();
-    Ok(json!({
-        "address": params.address,
-        "balance": units(account.balance),
-        "nonce": account.nonce.0,
-        "pending": {"count": pending.len(), "next_nonce": next_nonce, "spend": spend.to_string()},
-    }))
+    Ok(api::AccountInfo {
+        address: params.address,
+        balance: Units(account.balance),
+        nonce: account.nonce,
+        pending: api::PendingSpend {
+            count: pending.len(),
+            next_nonce,
+            spend: spend.to_string(),
+        },
+    })
 }
 
 /// Most index entries `account_totals` adds up (the chain is held meanwhile: ~10 ms).
 pub const MAX_TOTALED: u64 = 20_000;
 
-pub(super) fn account_totals(context: &RpcContext, params: AccountGet) -> Result<Value, RpcError> {
+pub(super) fn account_totals(
+    context: &RpcContext,
+    params: api::AccountParams,
+) -> Result<api::AccountTotalsResult, RpcError> {
     let address = parse_address(context, &params.address)?;
     let guard = context.node.lock();
     let totals = match guard.chain.address_totals(&address, MAX_TOTALED) {
@@ -245,32 +274,23 @@ pub(super) fn account_totals(context: &RpcContext, params: AccountGet) -> Result
         .filter(|(to, _)| *to == address)
         .try_fold(Amount::ZERO, |sum, (_, coins)| sum.checked_add(*coins))
         .ok_or_else(|| internal("allocations overflow"))?;
-    Ok(json!({
-        "address": address.to_text(&spec.address_prefix),
-        "allocated": units(allocated),
-        "received": units(totals.received),
-        "sent": units(totals.sent),
-        "entries": totals.entries,
-        "balance": units(balance),
-    }))
+    Ok(api::AccountTotalsResult {
+        address: address.to_text(&spec.address_prefix),
+        allocated: Units(allocated),
+        received: Units(totals.received),
+        sent: Units(totals.sent),
+        entries: totals.entries,
+        balance: Units(balance),
+    })
 }
 
 /// Most history entries one call returns.
 const MAX_HISTORY_PAGE: usize = 500;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct AccountHistory {
-    address: String,
-    limit: Option<usize>,
-    /// `next_cursor` of the previous page: "HEIGHT:INDEX".
-    cursor: Option<String>,
-}
-
 pub(super) fn account_history(
     context: &RpcContext,
-    params: AccountHistory,
-) -> Result<Value, RpcError> {
+    params: api::AccountHistoryParams,
+) -> Result<api::AccountHistoryResult, RpcError> {
     let address = parse_address(context, &params.address)?;
     let limit = params.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_HISTORY_PAGE {
@@ -308,15 +328,23 @@ pub(super) fn account_history(
         let hash = chain
             .main_hash(entry.height)
             .ok_or_else(|| internal("indexed height is above the tip"))?;
-        let mut json = if entry.is_reward() {
+        let mut found = if entry.is_reward() {
             // New coins plus the fees of the block's transactions, as the index holds.
-            json!({
-                "kind": "reward",
-                "txid": null,
-                "to": address.to_text(&chain.spec().address_prefix),
-                "amount": units(value.received),
-                "fee": "0",
-            })
+            api::HistoryEntry {
+                kind: api::EntryKind::Reward,
+                txid: None,
+                from: None,
+                to: address.to_text(&chain.spec().address_prefix),
+                amount: Units(value.received),
+                fee: Units(Amount::ZERO),
+                nonce: None,
+                chain_id: None,
+                signature: None,
+                status: api::EntryStatus::Confirmed,
+                height: None,
+                block_hash: None,
+                confirmations: None,
+            }
         } else {
             if block.as_ref().is_none_or(|(h, _)| *h != hash) {
                 block = Some((
@@ -329,16 +357,14 @@ pub(super) fn account_history(
                 .txs
                 .get(entry.index as usize)
                 .ok_or_else(|| internal("indexed tx is not in its block"))?;
-            let mut json = tx_json(chain, stx);
-            json["kind"] = json!("transfer");
-            json["txid"] = json!(TxId(value.id));
-            json
+            let mut found = transfer_entry(chain, stx, api::EntryStatus::Confirmed);
+            found.txid = Some(TxId(value.id));
+            found
         };
-        json["height"] = json!(entry.height);
-        json["block_hash"] = json!(hash);
-        json["confirmations"] = json!(chain.height().0 - entry.height.0 + 1);
-        json["status"] = json!("confirmed");
-        txs.push(json);
+        found.height = Some(entry.height);
+        found.block_hash = Some(hash);
+        found.confirmations = Some(chain.height().0 - entry.height.0 + 1);
+        txs.push(found);
     }
     let next_cursor = (page.len() == limit)
         .then(|| {
@@ -347,50 +373,44 @@ pub(super) fn account_history(
         })
         .flatten();
     // Pending ones come with the first page only.
-    let pending: Vec<Value> = if before.is_none() {
+    let pending = if before.is_none() {
         guard
             .mempool
             .involving(&address)
             .into_iter()
-            .map(|stx| {
-                let mut json = tx_json(chain, stx);
-                json["kind"] = json!("transfer");
-                json["status"] = json!("pending");
-                json
-            })
+            .map(|stx| transfer_entry(chain, stx, api::EntryStatus::Pending))
             .collect()
     } else {
         Vec::new()
     };
-    Ok(json!({
-        "address": params.address,
-        "txs": txs,
-        "next_cursor": next_cursor,
-        "pending": pending,
-    }))
+    Ok(api::AccountHistoryResult {
+        address: params.address,
+        txs,
+        next_cursor,
+        pending,
+    })
 }
 
-pub(super) fn fee_estimate(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
+pub(super) fn fee_estimate(
+    context: &RpcContext,
+    _: NoParams,
+) -> Result<api::FeeEstimateResult, RpcError> {
     let guard = context.node.lock();
     let spec = guard.chain.spec();
     let fee = guard
         .mempool
         .fee_for_next_block(spec.consensus.max_block_txs as usize, block_tx_budget(spec));
-    Ok(json!({
-        "fee": units(fee),
-        "min_fee": units(guard.mempool.min_fee()),
-        "pending": guard.mempool.len(),
-    }))
+    Ok(api::FeeEstimateResult {
+        fee: Units(fee),
+        min_fee: Units(guard.mempool.min_fee()),
+        pending: guard.mempool.len(),
+    })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct TxSubmit {
-    /// Hex of the signed transaction's borsh bytes.
-    tx: String,
-}
-
-pub(super) fn tx_submit(context: &RpcContext, params: TxSubmit) -> Result<Value, RpcError> {
+pub(super) fn tx_submit(
+    context: &RpcContext,
+    params: api::TxSubmitParams,
+) -> Result<api::TxSubmitResult, RpcError> {
     let bytes = hex::decode(params.tx.trim())
         .map_err(|e| RpcError::invalid_params(format!("tx is not hex: {e}")))?;
     let stx: SignedTransaction =
@@ -402,19 +422,13 @@ pub(super) fn tx_submit(context: &RpcContext, params: TxSubmit) -> Result<Value,
             RpcError::new(TX_REJECTED, format!("transaction rejected: {e}"))
         }
     })?;
-    Ok(json!({"txid": txid}))
+    Ok(api::TxSubmitResult { txid })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct TxGet {
-    txid: TxId,
-    /// The signed transaction's borsh bytes as hex in `hex` as well.
-    #[serde(default)]
-    raw: bool,
-}
-
-pub(super) fn tx_get(context: &RpcContext, params: TxGet) -> Result<Value, RpcError> {
+pub(super) fn tx_get(
+    context: &RpcContext,
+    params: api::TxGetParams,
+) -> Result<api::TxGetResult, RpcError> {
     let guard = context.node.lock();
     let chain = &guard.chain;
     if let Some(location) = chain
@@ -432,51 +446,57 @@ pub(super) fn tx_get(context: &RpcContext, params: TxGet) -> Result<Value, RpcEr
             .txs
             .get(location.index as usize)
             .ok_or_else(|| internal("indexed tx is not in its block"))?;
-        let mut found = json!({
-            "txid": params.txid,
-            "status": "confirmed",
-            "height": height,
-            "block_hash": location.block,
-            "confirmations": chain.height().0 - height.0 + 1,
-            "tx": tx_json(chain, stx),
+        return Ok(api::TxGetResult {
+            txid: params.txid,
+            status: api::TxStatus::Confirmed,
+            height: Some(height),
+            block_hash: Some(location.block),
+            confirmations: chain.height().0 - height.0 + 1,
+            tx: Some(tx_info(chain, stx)),
+            hex: params.raw.then(|| hex::encode(stx.encode())),
         });
-        if params.raw {
-            found["hex"] = json!(hex::encode(stx.encode()));
-        }
-        return Ok(found);
     }
     if let Some(stx) = guard.mempool.get(&params.txid) {
-        let mut found = json!({
-            "txid": params.txid, "status": "pending", "height": null, "block_hash": null,
-            "confirmations": 0, "tx": tx_json(chain, stx),
+        return Ok(api::TxGetResult {
+            txid: params.txid,
+            status: api::TxStatus::Pending,
+            height: None,
+            block_hash: None,
+            confirmations: 0,
+            tx: Some(tx_info(chain, stx)),
+            hex: params.raw.then(|| hex::encode(stx.encode())),
         });
-        if params.raw {
-            found["hex"] = json!(hex::encode(stx.encode()));
-        }
-        return Ok(found);
     }
-    Ok(
-        json!({"txid": params.txid, "status": "unknown", "height": null, "block_hash": null, "confirmations": 0}),
-    )
+    Ok(api::TxGetResult {
+        txid: params.txid,
+        status: api::TxStatus::Unknown,
+        height: None,
+        block_hash: None,
+        confirmations: 0,
+        tx: None,
+        hex: None,
+    })
 }
 
-pub(super) fn mempool_info(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
+pub(super) fn mempool_info(
+    context: &RpcContext,
+    _: NoParams,
+) -> Result<api::MempoolInfoResult, RpcError> {
     let guard = context.node.lock();
-    Ok(
-        json!({"count": guard.mempool.len(), "bytes": guard.mempool.bytes(), "min_fee": units(guard.mempool.min_fee())}),
-    )
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct MempoolTxs {
-    limit: Option<usize>,
+    Ok(api::MempoolInfoResult {
+        count: guard.mempool.len(),
+        bytes: guard.mempool.bytes(),
+        min_fee: Units(guard.mempool.min_fee()),
+    })
 }
 
 /// Most transactions `mempool_txs` lists.
 const MAX_MEMPOOL_LIST: usize = 500;
 
-pub(super) fn mempool_txs(context: &RpcContext, params: MempoolTxs) -> Result<Value, RpcError> {
+pub(super) fn mempool_txs(
+    context: &RpcContext,
+    params: api::MempoolTxsParams,
+) -> Result<api::MempoolTxsResult, RpcError> {
     let limit = params.limit.unwrap_or(50);
     if !(1..=MAX_MEMPOOL_LIST).contains(&limit) {
         return Err(RpcError::invalid_params(format!(
@@ -487,29 +507,33 @@ pub(super) fn mempool_txs(context: &RpcContext, params: MempoolTxs) -> Result<Va
     let mut entries: Vec<_> = guard.mempool.entries().collect();
     entries.sort_by_key(|(_, added)| std::cmp::Reverse(*added));
     let now = std::time::Instant::now();
-    let txs: Vec<Value> = entries
+    let txs = entries
         .into_iter()
         .take(limit)
-        .map(|(stx, added)| {
-            let mut tx = tx_json(&guard.chain, stx);
-            tx["age_ms"] = json!(now.saturating_duration_since(added).as_millis() as u64);
-            tx
+        .map(|(stx, added)| api::MempoolTx {
+            tx: tx_info(&guard.chain, stx),
+            age_ms: now.saturating_duration_since(added).as_millis() as u64,
         })
         .collect();
-    Ok(json!({"count": guard.mempool.len(), "txs": txs}))
+    Ok(api::MempoolTxsResult {
+        count: guard.mempool.len(),
+        txs,
+    })
 }
 
-pub(super) fn block_arrivals(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
-    Ok(json!(context.node.events().arrivals()))
+pub(super) fn block_arrivals(
+    context: &RpcContext,
+    _: NoParams,
+) -> Result<Vec<api::Arrival>, RpcError> {
+    Ok(context.node.events().arrivals())
 }
 
-pub(super) fn net_peers(context: &RpcContext, _: NoParams) -> Result<Value, RpcError> {
-    let peers = context
+pub(super) fn net_peers(context: &RpcContext, _: NoParams) -> Result<Vec<api::PeerInfo>, RpcError> {
+    Ok(context
         .network
         .as_ref()
         .map(|n| n.peers())
-        .unwrap_or_default();
-    Ok(json!(peers))
+        .unwrap_or_default())
 }
 
 fn network(context: &RpcContext) -> Result<&crate::p2p::NetworkHandle, RpcError> {
@@ -519,35 +543,24 @@ fn network(context: &RpcContext) -> Result<&crate::p2p::NetworkHandle, RpcError>
         .ok_or_else(|| internal("the network is not running"))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NetConnect {
-    /// Multiaddr ending in /p2p/<peer id>.
-    addr: String,
-}
-
-pub(super) fn net_connect(context: &RpcContext, params: NetConnect) -> Result<Value, RpcError> {
+pub(super) fn net_connect(
+    context: &RpcContext,
+    params: api::NetConnectParams,
+) -> Result<api::NetConnectResult, RpcError> {
     let addr: libp2p::Multiaddr = params
         .addr
         .parse()
         .map_err(|e| RpcError::invalid_params(format!("addr: {e}")))?;
     network(context)?.command(crate::p2p::NetCommand::Connect(addr));
-    Ok(json!({"dialing": params.addr}))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NetDisconnect {
-    peer_id: String,
-    /// Refuse the peer for this long (0: it may come back at once).
-    #[serde(default)]
-    ban_seconds: u64,
+    Ok(api::NetConnectResult {
+        dialing: params.addr,
+    })
 }
 
 pub(super) fn net_disconnect(
     context: &RpcContext,
-    params: NetDisconnect,
-) -> Result<Value, RpcError> {
+    params: api::NetDisconnectParams,
+) -> Result<api::NetDisconnectResult, RpcError> {
     let peer: libp2p::PeerId = params
         .peer_id
         .parse()
@@ -561,17 +574,16 @@ pub(super) fn net_disconnect(
         )));
     }
     network(context)?.command(crate::p2p::NetCommand::Disconnect { peer, ban });
-    Ok(json!({"disconnected": params.peer_id, "ban_seconds": params.ban_seconds}))
+    Ok(api::NetDisconnectResult {
+        disconnected: params.peer_id,
+        ban_seconds: params.ban_seconds,
+    })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct DevMine {
-    blocks: u32,
-    address: Option<String>,
-}
-
-pub(super) fn dev_mine(context: &RpcContext, params: DevMine) -> Result<Value, RpcError> {
+pub(super) fn dev_mine(
+    context: &RpcContext,
+    params: api::DevMineParams,
+) -> Result<api::DevMineResult, RpcError> {
     if params.blocks == 0 || params.blocks > MAX_DEV_MINE_BLOCKS {
         return Err(RpcError::invalid_params(format!(
             "blocks must be 1 to {MAX_DEV_MINE_BLOCKS}"
@@ -594,5 +606,5 @@ pub(super) fn dev_mine(context: &RpcContext, params: DevMine) -> Result<Value, R
         })?;
         hashes.push(hash);
     }
-    Ok(json!({"hashes": hashes}))
+    Ok(api::DevMineResult { hashes })
 }

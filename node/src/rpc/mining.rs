@@ -2,15 +2,14 @@
 //! `mining_submit`, as bitcoind's getblocktemplate/submitblock and CKB's
 //! get_block_template/submit_block.
 
-use super::methods::{chain_error, parse_address, units};
+use super::methods::{chain_error, parse_address};
 use super::{RpcContext, RpcError};
 use crate::miner::templates::{SubmitError, Submitted, Template};
 use crate::node::Node;
+use apiary_api::{self as api, NonceParam, SubmitParams, SubmitStatus, TemplateParams, Units};
 use apiary_core::block::HEADER_BYTES;
 use apiary_core::encoding::decode_exact;
 use apiary_core::{Amount, Block};
-use serde::Deserialize;
-use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 /// Where the nonce (8 bytes, little-endian) sits in the 160-byte header.
@@ -23,15 +22,6 @@ pub const LONGPOLL_MAX: Duration = Duration::from_secs(25);
 /// A long poll also answers once a fresh template would pay this much more in fees.
 const LONGPOLL_FEE_GAIN_PERCENT: u128 = 10;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct TemplateParams {
-    address: String,
-    longpoll_id: Option<String>,
-    /// Include each transaction's bytes (a pool wants them; a miner does not).
-    txs: Option<bool>,
-}
-
 /// What a long poll waits on: the tip it was built on and its fees.
 fn longpoll_id(template: &Template) -> String {
     format!(
@@ -41,7 +31,7 @@ fn longpoll_id(template: &Template) -> String {
     )
 }
 
-pub(super) fn template_json(node: &Node, template: &Template, with_txs: bool) -> Value {
+pub(super) fn template_json(node: &Node, template: &Template, with_txs: bool) -> api::Template {
     let header = &template.block.header;
     let reward = node.spec().block_reward(header.height);
     let target = header
@@ -49,36 +39,35 @@ pub(super) fn template_json(node: &Node, template: &Template, with_txs: bool) ->
         .to_target()
         .map(|t| t.to_hex())
         .unwrap_or_default();
-    let mut json = json!({
-        "id": format!("{:016x}", template.id),
-        "height": header.height,
-        "prev_hash": header.prev_hash,
-        "bits": format!("{:08x}", header.bits.0),
-        "target": target,
-        "timestamp_ms": header.timestamp_ms,
-        "header": hex::encode(borsh::to_vec(header).expect("a header encodes")),
-        "nonce_offset": NONCE_OFFSET,
-        "timestamp_offset": TIMESTAMP_OFFSET,
-        "reward": units(reward.checked_add(template.fees).unwrap_or(reward)),
-        "fees": units(template.fees),
-        "tx_count": template.block.txs.len(),
-        "longpoll_id": longpoll_id(template),
-    });
-    if with_txs {
-        json["txs"] = template
-            .block
-            .txs
-            .iter()
-            .map(|tx| Value::String(hex::encode(tx.encode())))
-            .collect();
+    api::Template {
+        id: format!("{:016x}", template.id),
+        height: header.height,
+        prev_hash: header.prev_hash,
+        bits: format!("{:08x}", header.bits.0),
+        target,
+        timestamp_ms: header.timestamp_ms,
+        header: hex::encode(borsh::to_vec(header).expect("a header encodes")),
+        nonce_offset: NONCE_OFFSET,
+        timestamp_offset: TIMESTAMP_OFFSET,
+        reward: Units(reward.checked_add(template.fees).unwrap_or(reward)),
+        fees: Units(template.fees),
+        tx_count: template.block.txs.len(),
+        longpoll_id: longpoll_id(template),
+        txs: with_txs.then(|| {
+            template
+                .block
+                .txs
+                .iter()
+                .map(|tx| hex::encode(tx.encode()))
+                .collect()
+        }),
     }
-    json
 }
 
 pub(super) fn mining_template(
     context: &RpcContext,
     params: TemplateParams,
-) -> Result<Value, RpcError> {
+) -> Result<api::Template, RpcError> {
     let miner = parse_address(context, &params.address)?;
     let node = &context.node;
     let with_txs = params.txs.unwrap_or(false);
@@ -133,34 +122,18 @@ pub(super) fn mining_template(
     Ok(template_json(node, &template, with_txs))
 }
 
-/// A nonce as a JSON number or a decimal string (JavaScript cannot say every u64).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Nonce {
-    Number(u64),
-    Text(String),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SubmitParams {
-    /// The template's id, with `nonce`.
-    id: Option<String>,
-    nonce: Option<Nonce>,
-    timestamp_ms: Option<u64>,
-    /// Or a whole block's borsh bytes in hex.
-    block: Option<String>,
-}
-
-pub(super) fn mining_submit(context: &RpcContext, params: SubmitParams) -> Result<Value, RpcError> {
+pub(super) fn mining_submit(
+    context: &RpcContext,
+    params: SubmitParams,
+) -> Result<api::SubmitResult, RpcError> {
     let node = &context.node;
     let outcome = match (params.id, params.nonce, params.block) {
         (Some(id), Some(nonce), None) => {
             let id = u64::from_str_radix(&id, 16)
                 .map_err(|_| RpcError::invalid_params("id: the template's id (16 hex digits)"))?;
             let nonce = match nonce {
-                Nonce::Number(n) => n,
-                Nonce::Text(text) => text.parse().map_err(|_| {
+                NonceParam::Number(n) => n,
+                NonceParam::Text(text) => text.parse().map_err(|_| {
                     RpcError::invalid_params("nonce: a whole number from 0 to 2^64-1")
                 })?,
             };
@@ -194,12 +167,20 @@ pub(super) fn mining_submit(context: &RpcContext, params: SubmitParams) -> Resul
         }
     };
     Ok(match outcome {
-        Ok(Submitted::Accepted(hash)) => json!({"status": "accepted", "hash": hash}),
-        Ok(Submitted::Stale(hash)) => json!({
-            "status": "stale",
-            "hash": hash,
-            "reason": "valid, but another block took this height first; mine on the new tip",
-        }),
+        Ok(Submitted::Accepted(hash)) => api::SubmitResult {
+            status: SubmitStatus::Accepted,
+            hash: Some(hash),
+            reason: None,
+            reason_code: None,
+        },
+        Ok(Submitted::Stale(hash)) => api::SubmitResult {
+            status: SubmitStatus::Stale,
+            hash: Some(hash),
+            reason: Some(
+                "valid, but another block took this height first; mine on the new tip".into(),
+            ),
+            reason_code: None,
+        },
         Err(error) => {
             let code = match &error {
                 SubmitError::UnknownTemplate(_) => "unknown_template",
@@ -207,7 +188,12 @@ pub(super) fn mining_submit(context: &RpcContext, params: SubmitParams) -> Resul
                 SubmitError::InsufficientWork(_) => "insufficient_work",
                 SubmitError::Refused(chain) => chain.reason(),
             };
-            json!({"status": "refused", "reason": error.to_string(), "reason_code": code})
+            api::SubmitResult {
+                status: SubmitStatus::Refused,
+                hash: None,
+                reason: Some(error.to_string()),
+                reason_code: Some(code.to_string()),
+            }
         }
     })
 }

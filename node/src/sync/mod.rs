@@ -293,9 +293,9 @@ impl<P: Copy + Eq + Hash + std::fmt::Debug> Sync<P> {
             Some((_, HeaderError::NotYet { valid_from_ms, .. })) => {
                 // Early, not wrong: take what came before it, and ask again when its time
                 // comes (by our clock).
-                let wait = Duration::from_millis(valid_from_ms.saturating_sub(now_ms));
+                let wait = Duration::from_millis(valid_from_ms.0.saturating_sub(now_ms));
                 self.not_before.insert(peer, now + wait);
-                self.held_back_from_ms.insert(peer, valid_from_ms);
+                self.held_back_from_ms.insert(peer, valid_from_ms.0);
                 following.done = true;
                 following.early = true;
             }

@@ -2,22 +2,7 @@
 
 use std::time::Instant;
 
-/// How far behind the best proved chain the node is, and how fast it is catching up.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct SyncProgress {
-    /// Height of the best chain a peer has proved with checked headers.
-    pub best_known_height: u64,
-    /// Blocks connected per second while syncing (0 when not syncing).
-    pub blocks_per_s: f64,
-    /// Seconds left at that rate, when syncing.
-    pub eta_s: Option<u64>,
-    /// Peers that have sent block bodies in the current (or last) download.
-    pub download_peers: usize,
-    /// A peer's chain goes on with headers stamped ahead of this machine's clock: they are
-    /// held back until this time by it (ms since the epoch). Far off, it is usually this
-    /// clock that is wrong (`clock_warning` says so when most peers agree).
-    pub held_back_until_ms: Option<u64>,
-}
+pub use apiary_api::SyncProgress;
 
 /// The figures shown, and what they are worked out from.
 #[derive(Default)]

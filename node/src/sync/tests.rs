@@ -24,7 +24,7 @@ fn ours(height: u64, units: u8) -> OurTip {
         hash: hash(height),
         height: Height(height),
         work: work(units),
-        timestamp_ms: 0,
+        timestamp_ms: apiary_core::TimestampMs(0),
         locator: vec![hash(height)],
     }
 }
@@ -235,7 +235,7 @@ fn an_early_header_is_not_yet_not_wrong() {
                 HeaderError::NotYet {
                     hash: hash(13),
                     ahead_ms: 3_600_000,
-                    valid_from_ms: 3_600_000,
+                    valid_from_ms: apiary_core::TimestampMs(3_600_000),
                 },
             )),
         },

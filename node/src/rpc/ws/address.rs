@@ -2,8 +2,8 @@
 //! each block, up to the depth asked for) and dropped.
 
 use crate::events::{BlockBrief, TxBrief};
-use apiary_core::{Address, AddressPrefix, BlockHash, TxId};
-use serde_json::{json, Value};
+use apiary_api::{AddressEvent, AddressEventKind, Units};
+use apiary_core::{Address, AddressPrefix, BlockHash, Height, TxId};
 use std::collections::{HashMap, HashSet};
 
 pub(super) struct AddressWatch {
@@ -11,28 +11,56 @@ pub(super) struct AddressWatch {
     /// Seen entering the mempool, not yet in a block.
     pub(super) pending: HashSet<TxId>,
     /// In a main-chain block: (height, block) until reported `max_confirmations` deep.
-    pub(super) confirmed: HashMap<TxId, (u64, BlockHash, TxBrief)>,
+    pub(super) confirmed: HashMap<TxId, (Height, BlockHash, TxBrief)>,
     pub(super) max_confirmations: u64,
 }
 
-pub(super) fn tx_json(tx: &TxBrief, event: &str, prefix: &AddressPrefix) -> Value {
-    json!({
-        "event": event,
-        "txid": tx.txid.to_string(),
-        "from": tx.from.to_text(prefix),
-        "to": tx.to.to_text(prefix),
-        "amount": tx.amount.base_units().to_string(),
-        "fee": tx.fee.base_units().to_string(),
-    })
+pub(super) fn tx_event(
+    tx: &TxBrief,
+    event: AddressEventKind,
+    prefix: &AddressPrefix,
+) -> AddressEvent {
+    AddressEvent {
+        event,
+        txid: tx.txid,
+        from: Some(tx.from.to_text(prefix)),
+        to: Some(tx.to.to_text(prefix)),
+        amount: Some(Units(tx.amount)),
+        fee: Some(Units(tx.fee)),
+        height: None,
+        block_hash: None,
+        confirmations: None,
+        reason: None,
+    }
+}
+
+/// A pending transaction that left the mempool without a block.
+fn dropped_event(txid: TxId, reason: &str) -> AddressEvent {
+    AddressEvent {
+        event: AddressEventKind::Dropped,
+        txid,
+        from: None,
+        to: None,
+        amount: None,
+        fee: None,
+        height: None,
+        block_hash: None,
+        confirmations: None,
+        reason: Some(reason.to_string()),
+    }
 }
 
 impl AddressWatch {
     /// A transaction entered the mempool: pending, if it is this address's and new.
-    pub(super) fn accepted(&mut self, tx: &TxBrief, prefix: &AddressPrefix) -> Option<Value> {
+    pub(super) fn accepted(
+        &mut self,
+        tx: &TxBrief,
+        prefix: &AddressPrefix,
+    ) -> Option<AddressEvent> {
         let new = tx.touches(&self.address)
             && !self.confirmed.contains_key(&tx.txid)
             && self.pending.insert(tx.txid);
-        new.then(|| tx_json(tx, "pending", prefix))
+        new.then(|| tx_event(tx, AddressEventKind::Pending, prefix))
     }
 
     /// What a change of tip means for this address's transactions: those that left the
@@ -44,7 +72,7 @@ impl AddressWatch {
         dropped: &[(TxId, String)],
         in_mempool: &mut dyn FnMut(&TxId) -> bool,
         prefix: &AddressPrefix,
-    ) -> Vec<Value> {
+    ) -> Vec<AddressEvent> {
         let mut out = Vec::new();
         let reconnected: HashSet<TxId> = connected
             .iter()
@@ -60,21 +88,22 @@ impl AddressWatch {
                 }
                 if in_mempool(&tx.txid) {
                     self.pending.insert(tx.txid);
-                    out.push(tx_json(tx, "pending", prefix));
+                    out.push(tx_event(tx, AddressEventKind::Pending, prefix));
                 } else {
-                    let mut dropped = tx_json(tx, "dropped", prefix);
-                    dropped["reason"] =
-                        json!("its block left the main chain and it is not valid on the new one");
+                    let mut dropped = tx_event(tx, AddressEventKind::Dropped, prefix);
+                    dropped.reason = Some(
+                        "its block left the main chain and it is not valid on the new one".into(),
+                    );
                     out.push(dropped);
                 }
             }
         }
         for (txid, reason) in dropped {
             if self.pending.remove(txid) {
-                out.push(json!({"event": "dropped", "txid": txid.to_string(), "reason": reason}));
+                out.push(dropped_event(*txid, reason));
             }
         }
-        let tip = connected.last().map_or(0, |b| b.height);
+        let tip = connected.last().map_or(Height(0), |b| b.height);
         for block in connected {
             for tx in &block.txs {
                 if tx.touches(&self.address) {
@@ -87,11 +116,11 @@ impl AddressWatch {
         // Deeper: every tracked confirmation, the new ones included (1 on arrival).
         let max = self.max_confirmations;
         self.confirmed.retain(|_, (height, hash, tx)| {
-            let confirmations = tip.saturating_sub(*height) + 1;
-            let mut confirmed = tx_json(tx, "confirmed", prefix);
-            confirmed["height"] = json!(height);
-            confirmed["block_hash"] = json!(hash.to_string());
-            confirmed["confirmations"] = json!(confirmations);
+            let confirmations = tip.0.saturating_sub(height.0) + 1;
+            let mut confirmed = tx_event(tx, AddressEventKind::Confirmed, prefix);
+            confirmed.height = Some(*height);
+            confirmed.block_hash = Some(*hash);
+            confirmed.confirmations = Some(confirmations);
             out.push(confirmed);
             confirmations < max
         });
@@ -105,11 +134,10 @@ impl AddressWatch {
                 .collect();
             for txid in gone {
                 self.pending.remove(&txid);
-                out.push(json!({
-                    "event": "dropped",
-                    "txid": txid.to_string(),
-                    "reason": "it left the mempool without a block (replaced, evicted or expired)",
-                }));
+                out.push(dropped_event(
+                    txid,
+                    "it left the mempool without a block (replaced, evicted or expired)",
+                ));
             }
         }
         out
@@ -133,9 +161,9 @@ mod tests {
 
     fn block(height: u64, n: u8, txs: Vec<TxBrief>) -> BlockBrief {
         BlockBrief {
-            height,
+            height: Height(height),
             hash: BlockHash(Hash256([n; 32])),
-            timestamp_ms: 0,
+            timestamp_ms: apiary_core::TimestampMs(0),
             miner: Address([0; 32]),
             txs,
         }
@@ -150,13 +178,14 @@ mod tests {
         }
     }
 
-    fn events(values: &[Value]) -> Vec<(String, String)> {
+    fn events(values: &[AddressEvent]) -> Vec<(String, String)> {
         values
             .iter()
             .map(|v| {
+                let kind = serde_json::to_value(v.event).unwrap();
                 (
-                    v["event"].as_str().unwrap().to_string(),
-                    v["txid"].as_str().unwrap()[..2].to_string(),
+                    kind.as_str().unwrap().to_string(),
+                    v.txid.to_string()[..2].to_string(),
                 )
             })
             .collect()
@@ -202,9 +231,9 @@ mod tests {
         let paid = tx(1, 9, 7);
         let b1 = block(1, 0xb1, vec![paid]);
         let first = w.follow(&[b1], &[], &[], &mut |_| false, &prefix);
-        assert_eq!(first[0]["confirmations"], 1);
+        assert_eq!(first[0].confirmations, Some(1));
         let second = w.follow(&[block(2, 0xb2, vec![])], &[], &[], &mut |_| false, &prefix);
-        assert_eq!(second[0]["confirmations"], 2);
+        assert_eq!(second[0].confirmations, Some(2));
         let third = w.follow(&[block(3, 0xb3, vec![])], &[], &[], &mut |_| false, &prefix);
         assert!(third.is_empty(), "{third:?}");
     }

@@ -220,7 +220,7 @@ fn error_text(error: RpcError) -> String {
     serde_json::to_string(&super::error_response(null_id(), error)).expect("a reply is JSON")
 }
 
-fn notification(id: u64, topic: &str, result: Value) -> String {
+fn notification(id: u64, topic: &str, result: impl serde::Serialize) -> String {
     json!({
         "jsonrpc": "2.0",
         "method": "subscription",
@@ -558,7 +558,7 @@ fn template_notification(
     Some(notification(
         id,
         "templates",
-        super::mining::template_json(node, &template, false),
+        serde_json::to_value(super::mining::template_json(node, &template, false)).ok()?,
     ))
 }
 
