@@ -22,18 +22,26 @@ impl fmt::Debug for Address {
 #[derive(Clone, PartialEq, Eq, Debug, BorshSerialize)]
 pub struct AddressPrefix(String);
 
+/// Text that is not an address of this chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
+    /// Not bech32m (the text, and why).
     #[error("{0:?} is not a bech32m address: {1}")]
     Malformed(String, String),
+    /// An address of another chain.
     #[error("address {address:?} is for a chain with prefix {found:?}, this chain's prefix is {expected:?}")]
     WrongPrefix {
+        /// The text.
         address: String,
+        /// This chain's prefix.
         expected: String,
+        /// The address's.
         found: String,
     },
+    /// Bech32m of other than 32 bytes (the text, and its byte count).
     #[error("address {0:?} holds {1} bytes, an address holds 32")]
     WrongLength(String, usize),
+    /// A prefix that no chain may have.
     #[error(
         "address prefix {0:?} must be 1 to 16 lowercase letters or digits, starting with a letter"
     )]
@@ -41,6 +49,7 @@ pub enum AddressError {
 }
 
 impl AddressPrefix {
+    /// `prefix`, if a chain may have it.
     pub fn new(prefix: &str) -> Result<AddressPrefix, AddressError> {
         let ok = (1..=16).contains(&prefix.len())
             && prefix.starts_with(|c: char| c.is_ascii_lowercase())
@@ -53,6 +62,7 @@ impl AddressPrefix {
         Ok(AddressPrefix(prefix.to_string()))
     }
 
+    /// The prefix as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -71,6 +81,7 @@ impl BorshDeserialize for AddressPrefix {
 }
 
 impl Address {
+    /// Bech32m with `prefix`, as people and RPC see it.
     pub fn to_text(&self, prefix: &AddressPrefix) -> String {
         bech32::encode_lower::<Bech32m>(prefix.hrp(), &self.0).expect("32 bytes always fit bech32m")
     }

@@ -14,36 +14,47 @@ crate::unit_newtype! {
     pub struct Amount(u64);
 }
 
+/// Text that is not an amount of coins.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {
+    /// Not digits with at most one point.
     #[error("{0:?} is not an amount of coins: use digits with at most one '.', like 1.5")]
     Malformed(String),
+    /// Finer than a base unit.
     #[error("{0:?} has more than {COIN_DECIMALS} decimal places")]
     TooPrecise(String),
+    /// More than an amount holds.
     #[error("{0:?} is more coins than can exist")]
     TooLarge(String),
 }
 
 impl Amount {
+    /// Nothing.
     pub const ZERO: Amount = Amount(0);
+    /// The most an amount holds.
     pub const MAX: Amount = Amount(u64::MAX);
 
+    /// `units` base units.
     pub const fn from_base_units(units: u64) -> Amount {
         Amount(units)
     }
 
+    /// In base units.
     pub const fn base_units(self) -> u64 {
         self.0
     }
 
+    /// `coins` whole coins, or None past the largest amount.
     pub fn from_coins(coins: u64) -> Option<Amount> {
         coins.checked_mul(COIN).map(Amount)
     }
 
+    /// The sum, or None past the largest amount.
     pub fn checked_add(self, other: Amount) -> Option<Amount> {
         self.0.checked_add(other.0).map(Amount)
     }
 
+    /// The difference, or None below zero.
     pub fn checked_sub(self, other: Amount) -> Option<Amount> {
         self.0.checked_sub(other.0).map(Amount)
     }

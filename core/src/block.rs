@@ -16,6 +16,7 @@ crate::unit_newtype! {
 }
 
 impl Height {
+    /// The height after this one.
     pub fn next(self) -> Height {
         Height(self.0 + 1)
     }
@@ -27,14 +28,18 @@ impl fmt::Debug for Height {
     }
 }
 
+/// The header version these rules know.
 pub const BLOCK_VERSION: u32 = 1;
 
 /// The header. Field order is chosen so that the nonce sits in the last 32 bytes: a miner
 /// hashes the first 128 bytes once and then needs two SHA-256 compressions per nonce.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct BlockHeader {
+    /// `BLOCK_VERSION`.
     pub version: u32,
+    /// Its parent's plus one.
     pub height: Height,
+    /// Its parent's hash.
     pub prev_hash: BlockHash,
     /// Merkle root of the txids (for genesis: the hash of the chain spec).
     pub tx_root: Hash256,
@@ -42,8 +47,12 @@ pub struct BlockHeader {
     pub state_root: Hash256,
     /// Receives the block reward and the fees.
     pub miner: Address,
+    /// When it was mined, by its miner's clock (after the median time past, at most the
+    /// allowed drift ahead of a validating node's clock).
     pub timestamp_ms: u64,
+    /// Its target, compact (the retarget decides it).
     pub bits: CompactTarget,
+    /// What the miner varies until the hash meets the target.
     pub nonce: u64,
 }
 
@@ -51,10 +60,12 @@ pub struct BlockHeader {
 pub const HEADER_BYTES: usize = 160;
 
 impl BlockHeader {
+    /// Double SHA-256 of the header's bytes.
     pub fn hash(&self) -> BlockHash {
         BlockHash(sha256d(&self.encode()))
     }
 
+    /// Its borsh bytes: fixed size, the nonce last.
     pub fn encode(&self) -> [u8; HEADER_BYTES] {
         let bytes = borsh::to_vec(self).expect("writing to a Vec cannot fail");
         bytes
@@ -63,9 +74,12 @@ impl BlockHeader {
     }
 }
 
+/// A block: its header, and the transactions the header commits to.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize)]
 pub struct Block {
+    /// Its header.
     pub header: BlockHeader,
+    /// Its transactions, in the order they apply.
     pub txs: Vec<SignedTransaction>,
 }
 
@@ -82,14 +96,17 @@ impl BorshDeserialize for Block {
 }
 
 impl Block {
+    /// Double SHA-256 of the header's bytes.
     pub fn hash(&self) -> BlockHash {
         self.header.hash()
     }
 
+    /// Its borsh bytes: what is sent and stored.
     pub fn encode(&self) -> Vec<u8> {
         borsh::to_vec(self).expect("writing to a Vec cannot fail")
     }
 
+    /// Its transactions' ids, in order (hashed on all cores).
     pub fn txids(&self) -> Vec<TxId> {
         use rayon::prelude::*;
         self.txs.par_iter().map(SignedTransaction::txid).collect()
@@ -108,7 +125,9 @@ impl Block {
 /// instead of ~150. It starts with the header's bytes, like a full block.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize)]
 pub struct CompactBlock {
+    /// The block's header.
     pub header: BlockHeader,
+    /// Its transactions' ids, in block order.
     pub txids: Vec<TxId>,
 }
 
@@ -130,6 +149,7 @@ impl CompactBlock {
         }
     }
 
+    /// The block's hash (its header's).
     pub fn hash(&self) -> BlockHash {
         self.header.hash()
     }
@@ -139,11 +159,13 @@ impl CompactBlock {
         HEADER_BYTES + 4 + 32 * max_txs
     }
 
+    /// Its borsh bytes, as relayed.
     pub fn encode(&self) -> Vec<u8> {
         borsh::to_vec(self).expect("writing to a Vec cannot fail")
     }
 }
 
+/// The Merkle root of a block's txids (`docs/protocol.md`), which its header carries.
 pub fn tx_merkle_root(txids: &[TxId]) -> Hash256 {
     let leaves: Vec<Hash256> = txids.iter().map(|t| t.0).collect();
     merkle_root(&leaves)
@@ -162,6 +184,7 @@ pub struct HeaderHasher {
 const NONCE_OFFSET_IN_TAIL: usize = HEADER_BYTES - 8 - 128;
 
 impl HeaderHasher {
+    /// Hashes the first 128 bytes of `header` once.
     pub fn new(header: &BlockHeader) -> HeaderHasher {
         let bytes = header.encode();
         let mut midstate = SHA256_IV;

@@ -20,9 +20,11 @@ pub struct ChainId {
     bytes: [u8; MAX_CHAIN_ID_LEN],
 }
 
+/// The longest chain id, in bytes.
 pub const MAX_CHAIN_ID_LEN: usize = 32;
 
 impl ChainId {
+    /// `name`, if it is 1 to 32 of `a-z`, `0-9`, `-`.
     pub fn new(name: &str) -> Result<ChainId, BadChainId> {
         let ok = (1..=MAX_CHAIN_ID_LEN).contains(&name.len())
             && name
@@ -39,6 +41,7 @@ impl ChainId {
         })
     }
 
+    /// The name.
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.bytes[..self.len as usize])
             .expect("a chain id is checked ASCII when made")

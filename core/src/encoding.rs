@@ -5,18 +5,35 @@
 use borsh::BorshDeserialize;
 use std::io::{self, Read};
 
+/// Bytes that are not the one encoding of what they must be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// Over the size limit, before any decoding.
     #[error("{what} is {size} bytes, more than the limit of {max}")]
     TooLarge {
+        /// What was decoded ("block", "transaction", …).
         what: &'static str,
+        /// Its bytes.
         size: usize,
+        /// The limit.
         max: usize,
     },
+    /// Not its encoding.
     #[error("{what} could not be decoded: {reason}")]
-    Malformed { what: &'static str, reason: String },
+    Malformed {
+        /// What was decoded.
+        what: &'static str,
+        /// Why not.
+        reason: String,
+    },
+    /// Its encoding and more: the encoding is canonical, so the bytes are refused.
     #[error("{what} has {extra} bytes left over after decoding")]
-    TrailingBytes { what: &'static str, extra: usize },
+    TrailingBytes {
+        /// What was decoded.
+        what: &'static str,
+        /// The bytes after it.
+        extra: usize,
+    },
 }
 
 /// Decodes exactly one `T` from `bytes`, which may be at most `max` bytes long.

@@ -13,8 +13,10 @@ use std::str::FromStr;
 pub struct Hash256(pub [u8; 32]);
 
 impl Hash256 {
+    /// All zeros (the parent of genesis, an empty subtree).
     pub const ZERO: Hash256 = Hash256([0; 32]);
 
+    /// The 32 bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
@@ -32,6 +34,7 @@ impl fmt::Debug for Hash256 {
     }
 }
 
+/// Text that is not 64 hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("expected 64 hex characters for a hash, got {0:?}")]
 pub struct ParseHashError(pub String);
@@ -85,8 +88,11 @@ pub fn sha256_short(message: &[u8]) -> Hash256 {
 
 /// Domain tags of every tagged hash in the protocol.
 pub mod tag {
+    /// A node of a block's transaction Merkle tree.
     pub const MERKLE_NODE: u8 = 0x01;
+    /// An account's leaf in the state tree.
     pub const ACCOUNT_LEAF: u8 = 0x02;
+    /// An inner node of the state tree.
     pub const STATE_NODE: u8 = 0x03;
 }
 
@@ -127,7 +133,9 @@ macro_rules! hash_newtype {
         pub struct $name(pub Hash256);
 
         impl $name {
+            /// All zeros.
             pub const ZERO: $name = $name(Hash256::ZERO);
+            /// The 32 bytes.
             pub fn as_bytes(&self) -> &[u8; 32] {
                 &self.0 .0
             }

@@ -11,8 +11,10 @@ use sha2::Sha512;
 pub const COIN_TYPE: u32 = 7877;
 const HARDENED: u32 = 0x8000_0000;
 
+/// Words that are not a BIP39 mnemonic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MnemonicError {
+    /// Why not (a word, the count, the checksum).
     #[error("not a valid BIP39 mnemonic: {0}")]
     Invalid(String),
 }
@@ -63,6 +65,7 @@ pub fn account_key(seed: &[u8], index: u32) -> SigningKey {
     SigningKey::from_bytes(&secret)
 }
 
+/// The address of `key`: its ed25519 public key.
 pub fn address_of(key: &SigningKey) -> Address {
     Address(key.verifying_key().to_bytes())
 }

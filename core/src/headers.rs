@@ -60,10 +60,12 @@ impl HeaderAncestry {
         }
     }
 
+    /// The hash of the last header taken.
     pub fn hash(&self) -> BlockHash {
         self.hash
     }
 
+    /// The height of the last header taken.
     pub fn height(&self) -> Height {
         self.height
     }
@@ -113,19 +115,30 @@ pub enum HeaderError {
     /// to follow).
     #[error("header {hash} builds on {found}, not on {expected}")]
     DoesNotFollow {
+        /// The header's hash.
         hash: BlockHash,
+        /// The hash it should build on.
         expected: BlockHash,
+        /// Its `prev_hash`.
         found: BlockHash,
     },
     /// It breaks a rule of the chain.
     #[error("header {hash}: {error}")]
-    Invalid { hash: BlockHash, error: BlockError },
+    Invalid {
+        /// The header's hash.
+        hash: BlockHash,
+        /// The rule it breaks.
+        error: BlockError,
+    },
     /// It is further ahead of this node's clock than the chain allows: not invalid, not
     /// yet; its time comes at `valid_from_ms` by this clock.
     #[error("header {hash} is {ahead_ms} ms ahead of the allowed drift; it may be taken from {valid_from_ms}")]
     NotYet {
+        /// The header's hash.
         hash: BlockHash,
+        /// How far past the allowed drift its timestamp is.
         ahead_ms: u64,
+        /// When this node's clock will take it.
         valid_from_ms: TimestampMs,
     },
 }

@@ -1,6 +1,9 @@
 //! Apiary consensus: what is a valid block and transaction, and what a valid block does
 //! to the ledger. Pure and deterministic: no I/O, no clock, no async.
 
+// Everything public here is what another implementation must agree with: say what it is.
+#![warn(missing_docs)]
+
 pub mod address;
 pub mod amount;
 pub mod block;

@@ -5,7 +5,8 @@ use crate::hash::Hash256;
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::fmt;
 
-#[allow(clippy::manual_div_ceil, clippy::assign_op_pattern)]
+// The macro's own methods carry no docs of ours.
+#[allow(clippy::manual_div_ceil, clippy::assign_op_pattern, missing_docs)]
 mod uints {
     uint::construct_uint! {
         /// 256-bit unsigned integer for targets and work.
@@ -49,17 +50,22 @@ impl fmt::Debug for CompactTarget {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub struct Target(U256);
 
+/// Bits or text that are no target.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
+    /// Compact bits that expand to no positive 256-bit number.
     #[error("compact target {0:#010x} is negative, zero or overflows 256 bits")]
     BadCompact(u32),
+    /// Text that is not 32 bytes of hex.
     #[error("target {0:?} is not 64 hex characters")]
     BadHex(String),
+    /// Zero, which no hash meets.
     #[error("target is zero: no hash could ever meet it")]
     Zero,
 }
 
 impl Target {
+    /// `value` as a target (not zero).
     pub fn from_u256(value: U256) -> Result<Target, TargetError> {
         if value.is_zero() {
             return Err(TargetError::Zero);
@@ -67,6 +73,7 @@ impl Target {
         Ok(Target(value))
     }
 
+    /// The number.
     pub fn as_u256(&self) -> U256 {
         self.0
     }
@@ -77,6 +84,7 @@ impl Target {
         Target((U256::MAX / hashes).max(U256::one()))
     }
 
+    /// A target from 64 hex digits, big-endian.
     pub fn from_hex(text: &str) -> Result<Target, TargetError> {
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(text, &mut bytes)
@@ -84,10 +92,12 @@ impl Target {
         Target::from_u256(U256::from_big_endian(&bytes))
     }
 
+    /// 64 hex digits, big-endian.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0.to_big_endian())
     }
 
+    /// Whether `hash`, read as a big-endian number, is at most this target.
     pub fn is_met_by(&self, hash: &Hash256) -> bool {
         U256::from_big_endian(&hash.0) <= self.0
     }
@@ -114,6 +124,7 @@ impl Target {
         CompactTarget(mantissa | (size << 24))
     }
 
+    /// The hashes a block at this target is expected to take: 2^256 / (target + 1).
     pub fn work(&self) -> Work {
         // 2^256 / (target + 1), computed without 257-bit numbers.
         Work((!self.0 / (self.0 + U256::one())) + U256::one())
@@ -121,6 +132,7 @@ impl Target {
 }
 
 impl CompactTarget {
+    /// The full target (Bitcoin's compact form: a byte of size, 23 bits of mantissa).
     pub fn to_target(self) -> Result<Target, TargetError> {
         let bad = TargetError::BadCompact(self.0);
         let size = self.0 >> 24;
@@ -150,20 +162,25 @@ impl CompactTarget {
 pub struct Work(U256);
 
 impl Work {
+    /// No work.
     pub const ZERO: Work = Work(U256::zero());
 
+    /// The sum, or None past 2^256.
     pub fn checked_add(self, other: Work) -> Option<Work> {
         self.0.checked_add(other.0).map(Work)
     }
 
+    /// 32 bytes, big-endian (as stored).
     pub fn to_be_bytes(&self) -> [u8; 32] {
         self.0.to_big_endian()
     }
 
+    /// From 32 bytes, big-endian.
     pub fn from_be_bytes(bytes: &[u8; 32]) -> Work {
         Work(U256::from_big_endian(bytes))
     }
 
+    /// The number.
     pub fn as_u256(&self) -> U256 {
         self.0
     }
@@ -192,8 +209,11 @@ impl BorshDeserialize for Work {
 /// Parameters of the retarget, from the chain spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetargetParams {
+    /// The interval blocks should come at.
     pub target_block_time_ms: u64,
+    /// How long a chain must run late (early) for the difficulty to halve (double).
     pub half_life_ms: u64,
+    /// The easiest target.
     pub pow_limit: Target,
 }
 

@@ -12,8 +12,10 @@ use std::collections::HashSet;
 
 pub use crate::chain_id::{BadChainId, ChainId, MAX_CHAIN_ID_LEN};
 
+/// The rules' numbers: block time, difficulty, sizes, rewards.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct ConsensusParams {
+    /// The block interval the difficulty aims at.
     pub target_block_time_ms: u64,
     /// ASERT half-life: how long blocks must run late (or early) to halve (double) difficulty.
     pub asert_half_life_ms: u64,
@@ -21,12 +23,15 @@ pub struct ConsensusParams {
     pub pow_limit: CompactTarget,
     /// The target of block 1.
     pub genesis_bits: CompactTarget,
+    /// The largest block encoding.
     pub max_block_bytes: u32,
+    /// The most transactions a block holds.
     pub max_block_txs: u32,
     /// How far past the validating node's clock a block's timestamp may be.
     pub max_future_drift_ms: u64,
     /// A block's timestamp must exceed the median of this many previous timestamps.
     pub median_time_span: u32,
+    /// New coins for each block's miner, before any halving.
     pub initial_reward: Amount,
     /// Blocks between halvings of the reward; 0 keeps the reward constant.
     pub halving_interval: u64,
@@ -34,32 +39,52 @@ pub struct ConsensusParams {
     pub max_reorg_depth: u64,
 }
 
+/// A chain: its name, its rules and who holds what at genesis. The genesis block commits
+/// to all of it, so two specs that differ in anything are two chains.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct ChainSpec {
+    /// The name every transaction carries.
     pub chain_id: ChainId,
+    /// The human-readable part of its addresses.
     pub address_prefix: AddressPrefix,
+    /// The genesis block's timestamp.
     pub genesis_timestamp_ms: u64,
+    /// The rules' numbers.
     pub consensus: ConsensusParams,
+    /// The accounts at genesis and their coins.
     pub allocations: Vec<(Address, Amount)>,
 }
 
+/// Why a spec is no chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
+    /// A name that is not a chain id.
     #[error(transparent)]
     BadChainId(#[from] BadChainId),
+    /// A number that must be positive is 0.
     #[error("{field} must be greater than zero")]
-    Zero { field: &'static str },
+    Zero {
+        /// Which.
+        field: &'static str,
+    },
+    /// Bits that are no target.
     #[error("{field}: {source}")]
     Target {
+        /// Which.
         field: &'static str,
+        /// Why.
         source: TargetError,
     },
+    /// Block 1 would be easier than any block may be.
     #[error("genesis_bits is easier than pow_limit")]
     GenesisEasierThanLimit,
+    /// Blocks too small for a header and a transaction.
     #[error("max_block_bytes {0} cannot hold a header and one transaction")]
     BlockTooSmall(u32),
+    /// One address allocated twice.
     #[error("address {0} is allocated twice")]
     DuplicateAllocation(String),
+    /// More coins at genesis than an amount holds.
     #[error("allocations add up to more than the largest possible amount")]
     AllocationOverflow,
 }
@@ -147,6 +172,7 @@ impl ChainSpec {
         crate::state::root_of_sorted(&self.genesis_accounts())
     }
 
+    /// Block 0: it pays nobody and commits to the whole spec and the genesis state.
     pub fn genesis_block(&self) -> Block {
         let header = BlockHeader {
             version: BLOCK_VERSION,
@@ -165,6 +191,7 @@ impl ChainSpec {
         }
     }
 
+    /// The genesis block's hash: the chain's identity on the network.
     pub fn genesis_hash(&self) -> BlockHash {
         self.genesis_block().hash()
     }
@@ -179,6 +206,7 @@ impl ChainSpec {
         Amount::from_base_units(c.initial_reward.base_units() >> halvings)
     }
 
+    /// What the difficulty adjustment (ASERT) needs.
     pub fn retarget_params(&self) -> RetargetParams {
         RetargetParams {
             target_block_time_ms: self.consensus.target_block_time_ms,
@@ -187,6 +215,7 @@ impl ChainSpec {
         }
     }
 
+    /// The easiest target, expanded.
     pub fn pow_limit(&self) -> Target {
         self.consensus
             .pow_limit

@@ -20,39 +20,65 @@ use std::sync::Mutex;
 /// Why a transaction is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TxError {
+    /// Signed for another chain. Boxed: an error is returned on hot paths, and two inline
+    /// names would double its size.
     #[error("transaction is for chain \"{found}\", this chain is \"{expected}\"")]
-    // Boxed: an error is returned on hot paths, and two inline names would double its size.
     WrongChain {
+        /// This chain.
         expected: Box<ChainId>,
+        /// The transaction's.
         found: Box<ChainId>,
     },
+    /// The sender's address is not an ed25519 public key.
     #[error("sender is not a valid ed25519 public key")]
     SenderNotAKey,
+    /// The signature does not verify (strictly: `docs/protocol.md`).
     #[error("signature does not verify")]
     BadSignature,
+    /// Not the sender's next nonce.
     #[error("nonce {found} is not the sender's next nonce {expected}")]
-    BadNonce { expected: Nonce, found: Nonce },
+    BadNonce {
+        /// The sender's account nonce.
+        expected: Nonce,
+        /// The transaction's.
+        found: Nonce,
+    },
+    /// The sender cannot pay amount and fee.
     #[error("sender has {balance} coins, the transaction spends {needed}")]
-    Overdraft { balance: Amount, needed: Amount },
+    Overdraft {
+        /// The sender's balance.
+        balance: Amount,
+        /// Amount plus fee.
+        needed: Amount,
+    },
+    /// Amount plus fee, or the receiver's new balance, is more than an amount holds.
     #[error("amount plus fee, or the receiver's balance, overflows")]
     AmountOverflow,
 }
 
+/// A payment: `amount` from `from` to `to`, `fee` to the miner.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Transaction {
     /// Binds the signature to one chain, so it cannot be replayed on another.
     pub chain_id: ChainId,
+    /// The sender: its ed25519 public key, which signs.
     pub from: Address,
+    /// The receiver.
     pub to: Address,
+    /// What the receiver gets.
     pub amount: Amount,
+    /// What the block's miner gets.
     pub fee: Amount,
     /// Must equal the sender's nonce; orders a sender's transactions and stops replays.
     pub nonce: Nonce,
 }
 
+/// A transaction and the sender's signature of its borsh bytes.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct SignedTransaction {
+    /// What is signed.
     pub tx: Transaction,
+    /// ed25519 over `tx.signing_bytes()`.
     pub signature: [u8; 64],
 }
 
@@ -64,10 +90,12 @@ pub const MAX_TX_BYTES: usize = 256;
 pub const SIGNATURE_BATCH: usize = 256;
 
 impl Transaction {
+    /// What the sender signs: the transaction's borsh bytes.
     pub fn signing_bytes(&self) -> Vec<u8> {
         borsh::to_vec(self).expect("writing to a Vec cannot fail")
     }
 
+    /// Signed by `key` (the sender's).
     pub fn sign(self, key: &SigningKey) -> SignedTransaction {
         let signature = key.sign(&self.signing_bytes()).to_bytes();
         SignedTransaction {
@@ -78,10 +106,12 @@ impl Transaction {
 }
 
 impl SignedTransaction {
+    /// Its borsh bytes: what is sent, stored and hashed.
     pub fn encode(&self) -> Vec<u8> {
         borsh::to_vec(self).expect("writing to a Vec cannot fail")
     }
 
+    /// Its id: double SHA-256 of its bytes.
     pub fn txid(&self) -> TxId {
         TxId(sha256d(&self.encode()))
     }
@@ -185,6 +215,7 @@ fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl KeyCache {
+    /// A cache of at most `capacity` keys and as many verified signatures.
     pub fn new(capacity: usize) -> KeyCache {
         KeyCache {
             keys: Mutex::new(HashMap::new()),

@@ -16,49 +16,101 @@ use crate::tx::{verify_signatures, KeyCache, SignedTransaction};
 use crate::units::TimestampMs;
 use std::collections::HashSet;
 
+/// Why a block (or a header) is invalid. Each says what the rules wanted (`expected`,
+/// a limit) and what the block has (`found`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BlockError {
+    /// Its encoding is larger than the chain allows.
     #[error("block is {size} bytes, the limit is {max}")]
-    TooLarge { size: usize, max: usize },
+    TooLarge {
+        /// Bytes of its encoding.
+        size: usize,
+        /// The chain's `max_block_bytes`.
+        max: usize,
+    },
+    /// It holds more transactions than the chain allows.
     #[error("block has {count} transactions, the limit is {max}")]
-    TooManyTxs { count: usize, max: usize },
+    TooManyTxs {
+        /// Its transactions.
+        count: usize,
+        /// The chain's `max_block_txs`.
+        max: usize,
+    },
+    /// A header version these rules do not know.
     #[error("unknown block version {0}")]
     BadVersion(u32),
+    /// Bits that are no target.
     #[error("bad target: {0}")]
     BadBits(#[from] TargetError),
+    /// Bits other than the retarget requires.
     #[error("target {found:?} is not the required {expected:?}")]
     WrongBits {
+        /// What the retarget (ASERT) gives.
         expected: CompactTarget,
+        /// What the header says.
         found: CompactTarget,
     },
+    /// A target easier than the chain's proof-of-work limit.
     #[error("target {0:?} is easier than the chain's proof-of-work limit")]
     BitsAboveLimit(CompactTarget),
+    /// The header's hash is above its target.
     #[error("block hash {0} does not meet its target")]
     InsufficientWork(BlockHash),
+    /// The header commits to other transactions than the block holds.
     #[error("Merkle root {found} in header, {expected} from the transactions")]
-    BadTxRoot { expected: Hash256, found: Hash256 },
+    BadTxRoot {
+        /// The root of the block's transactions.
+        expected: Hash256,
+        /// The header's.
+        found: Hash256,
+    },
+    /// The same transaction twice.
     #[error("transaction {0} appears twice")]
     DuplicateTx(TxId),
+    /// A height that is not its parent's plus one.
     #[error("height {found} does not follow the parent's {expected}", expected = expected.0 - 1)]
-    BadHeight { expected: Height, found: Height },
+    BadHeight {
+        /// The parent's height plus one.
+        expected: Height,
+        /// The header's.
+        found: Height,
+    },
+    /// A timestamp not after the median of the last ones.
     #[error("timestamp {timestamp_ms} is not after the median time past {median_ms}")]
     TimestampTooOld {
+        /// The header's.
         timestamp_ms: TimestampMs,
+        /// The median time past it must be after.
         median_ms: TimestampMs,
     },
+    /// A timestamp further ahead of this node's clock than the chain allows (not wrong
+    /// for ever: valid once its time comes).
     #[error("timestamp {timestamp_ms} is more than the allowed drift ahead of now ({limit_ms})")]
     TimestampTooFarAhead {
+        /// The header's.
         timestamp_ms: TimestampMs,
+        /// Now plus the chain's `max_future_drift_ms`.
         limit_ms: TimestampMs,
     },
+    /// One of its transactions is invalid where it stands.
     #[error("transaction {index} ({txid}): {source}")]
     InvalidTx {
+        /// Its position in the block.
         index: usize,
+        /// Its id.
         txid: TxId,
+        /// Why it is invalid.
         source: TxError,
     },
+    /// The header's state root is not the state the block leads to.
     #[error("state root {found} in header, {expected} after applying the block")]
-    BadStateRoot { expected: Hash256, found: Hash256 },
+    BadStateRoot {
+        /// The root after applying the block.
+        expected: Hash256,
+        /// The header's.
+        found: Hash256,
+    },
+    /// The miner's reward would take its balance past what an amount holds.
     #[error("miner's balance would overflow")]
     RewardOverflow,
 }
@@ -117,9 +169,13 @@ impl BlockError {
 /// What the rules need to know of a block's parent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParentContext {
+    /// The parent's hash.
     pub hash: BlockHash,
+    /// The parent's height.
     pub height: Height,
+    /// The parent's target.
     pub bits: CompactTarget,
+    /// The parent's timestamp.
     pub timestamp_ms: u64,
     /// parent.timestamp − grandparent.timestamp; None when the parent is genesis.
     pub solve_time_ms: Option<i64>,
@@ -221,6 +277,7 @@ pub fn check_header_pow(header: &BlockHeader, spec: &ChainSpec) -> Result<(), Bl
     Ok(())
 }
 
+/// Whether `stx` was signed for this chain.
 pub fn check_chain_id(stx: &SignedTransaction, spec: &ChainSpec) -> Result<(), TxError> {
     if stx.tx.chain_id != spec.chain_id {
         return Err(TxError::WrongChain {
@@ -356,8 +413,11 @@ pub fn pay_miner(
 /// pages. Nothing is changed until the caller keeps it.
 #[derive(Debug)]
 pub struct Connected {
+    /// Each changed account's new value (None: removed), sorted by address.
     pub changes: Vec<(Address, Option<Account>)>,
+    /// What puts the accounts back.
     pub undo: StateUndo,
+    /// The tree's new root and the pages to write.
     pub tree: TreeUpdate,
 }
 
@@ -365,8 +425,10 @@ pub struct Connected {
 /// (which says nothing of the block).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {
+    /// The block is invalid.
     #[error(transparent)]
     Invalid(#[from] BlockError),
+    /// The state could not be read: no verdict on the block.
     #[error(transparent)]
     Unreadable(#[from] SourceError),
 }

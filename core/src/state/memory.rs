@@ -10,6 +10,7 @@ use crate::hash::Hash256;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// A whole state in memory, its tree's pages kept: genesis, tests, tools.
 #[derive(Clone)]
 pub struct MemoryState {
     layout: Layout,
@@ -36,10 +37,12 @@ impl std::fmt::Debug for MemoryState {
 }
 
 impl MemoryState {
+    /// No accounts, in the node's page layout.
     pub fn new() -> MemoryState {
         MemoryState::with_layout(Layout::NODE)
     }
 
+    /// No accounts, in `layout` (narrower pages, to compare designs).
     pub fn with_layout(layout: Layout) -> MemoryState {
         MemoryState {
             layout,
@@ -80,14 +83,17 @@ impl MemoryState {
         state
     }
 
+    /// Accounts held.
     pub fn len(&self) -> usize {
         self.accounts.len()
     }
 
+    /// Whether it holds no account.
     pub fn is_empty(&self) -> bool {
         self.accounts.is_empty()
     }
 
+    /// The account at `address` (None: absent, which is the same as empty).
     pub fn get(&self, address: &Address) -> Option<Account> {
         self.accounts.get(address).copied()
     }

@@ -47,9 +47,12 @@ impl fmt::Debug for Nonce {
     }
 }
 
+/// What the ledger holds for an address.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, BorshSerialize, BorshDeserialize)]
 pub struct Account {
+    /// Its coins.
     pub balance: Amount,
+    /// The transactions it has sent.
     pub nonce: Nonce,
 }
 
@@ -64,12 +67,14 @@ impl Account {
 /// Applying it restores the exact prior state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct StateUndo {
+    /// Each touched account as it was (None: absent).
     pub previous: Vec<(Address, Option<Account>)>,
 }
 
 /// Where accounts are read from: a state in memory, or a node's store through its
 /// caches. A read may fail (I/O): never taken for an absent account.
 pub trait AccountSource: Sync {
+    /// The account at `address` (None: absent).
     fn account(&self, address: &Address) -> Result<Option<Account>, SourceError>;
 
     /// Several at once (a store answers a batch faster than one at a time).

@@ -31,10 +31,12 @@ impl Layout {
         (1..=4).contains(&bits).then_some(Layout { bits })
     }
 
+    /// Address bits a page covers.
     pub fn bits(self) -> usize {
         self.bits as usize
     }
 
+    /// Slots a page has.
     pub fn slots(self) -> usize {
         1 << self.bits
     }
@@ -64,6 +66,7 @@ impl std::hash::Hash for PageKey {
 }
 
 impl PageKey {
+    /// The root page's.
     pub const ROOT: PageKey = PageKey {
         depth: 0,
         prefix: [0; 32],
@@ -84,6 +87,7 @@ impl PageKey {
         }
     }
 
+    /// Its depth in address bits.
     pub fn depth(&self) -> usize {
         self.depth as usize
     }
@@ -118,6 +122,7 @@ impl PageKey {
         key
     }
 
+    /// A key from its record key (`encode`), or None if it is not one.
     pub fn decode(bytes: &[u8]) -> Option<PageKey> {
         let (&depth, rest) = bytes.split_first()?;
         if rest.len() != (depth as usize).div_ceil(8) {
@@ -135,12 +140,16 @@ impl PageKey {
 /// above it is rehashed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Leaf {
+    /// Whose.
     pub address: Address,
+    /// What it holds.
     pub account: Account,
+    /// Its leaf hash (`docs/protocol.md`).
     pub hash: Hash256,
 }
 
 impl Leaf {
+    /// The leaf of `account` at `address`, hashed.
     pub fn new(address: Address, account: Account) -> Leaf {
         Leaf {
             address,
@@ -153,11 +162,13 @@ impl Leaf {
 /// One slot of a page: the subtree of the address bits below it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slot {
+    /// No account.
     Empty,
     /// Exactly one account.
     Leaf(Leaf),
-    /// Two or more accounts: a page of their own, with this hash.
+    /// Two or more accounts: a page of their own.
     Child {
+        /// The child page's hash.
         hash: Hash256,
     },
 }
@@ -165,16 +176,21 @@ pub enum Slot {
 /// What a binary subtree holds, for hashing it with the one-account shortcut.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Summary {
+    /// No account.
     Empty,
-    /// Exactly one account: the slot it is in (so its address can be found) and its hash.
+    /// Exactly one account.
     One {
+        /// The slot it is in (so its address can be found).
         slot: u16,
+        /// Its leaf hash.
         hash: Hash256,
     },
+    /// Two or more: the subtree's node hash.
     Many(Hash256),
 }
 
 impl Summary {
+    /// The subtree's hash (zero when empty; a lone account's leaf hash).
     pub fn hash(&self) -> Hash256 {
         match self {
             Summary::Empty => EMPTY,
@@ -227,6 +243,7 @@ pub struct Page {
 pub struct PageDecodeError(pub String);
 
 impl Page {
+    /// A page with every slot empty.
     pub fn empty(layout: Layout) -> Page {
         Page {
             count: layout.slots() as u8,
@@ -258,10 +275,12 @@ impl Page {
         page
     }
 
+    /// Its slots, as many as its layout has.
     pub fn slots(&self) -> &[Slot] {
         &self.slots[..self.count as usize]
     }
 
+    /// Slot `index`.
     pub fn slot(&self, index: usize) -> &Slot {
         &self.slots[index]
     }
@@ -339,6 +358,7 @@ impl Page {
         bytes
     }
 
+    /// A page from its stored bytes (`encode`), its summaries worked out again.
     pub fn decode(layout: Layout, bytes: &[u8]) -> Result<Page, PageDecodeError> {
         let error = |what: &str| PageDecodeError(what.to_string());
         let map_len = layout.slots().div_ceil(8);

@@ -19,34 +19,54 @@ pub enum ProofEnd {
     /// An empty subtree.
     Empty,
     /// A subtree holding exactly this account (the one asked about, or another).
-    Leaf { address: Address, account: Account },
+    Leaf {
+        /// Its address.
+        address: Address,
+        /// What it holds.
+        account: Account,
+    },
 }
 
 /// The path of one address from the root: the sibling of each node on it, from the top
 /// (`siblings[i]` is the other child of the path's node at depth i), and where it ends.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct AccountProof {
+    /// The sibling hashes, from the top.
     pub siblings: Vec<Hash256>,
+    /// What the path ends in.
     pub end: ProofEnd,
 }
 
 /// The accounts between two addresses, proved by the paths of both.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct RangeProof {
+    /// The path of the range's first address.
     pub first: AccountProof,
+    /// The path of its last.
     pub last: AccountProof,
 }
 
+/// Why a proof does not prove what it is offered for.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProofError {
+    /// It hashes to another root.
     #[error("the proof leads to root {found}, not {expected}")]
-    WrongRoot { expected: Hash256, found: Hash256 },
+    WrongRoot {
+        /// The root it must prove against (a header's state root).
+        expected: Hash256,
+        /// The root it hashes to.
+        found: Hash256,
+    },
+    /// More siblings than an address has bits.
     #[error("the proof's path is longer than an address")]
     TooDeep,
+    /// It ends at an account whose address leaves the path.
     #[error("the account the path ends at is not on the address's path")]
     OffPath,
+    /// The range's accounts are out of order, repeated or outside it.
     #[error("the accounts of a range must be sorted, distinct, and within it")]
     BadRange,
+    /// The range's accounts and its paths tell different stories.
     #[error("the accounts listed do not agree with where the range's paths end")]
     Inconsistent,
 }

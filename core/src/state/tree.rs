@@ -25,6 +25,7 @@ pub struct SourceError(pub String);
 
 /// Where a tree's pages are read from.
 pub trait PageSource: Sync {
+    /// The page at `key` (None: no page there).
     fn page(&self, key: &PageKey) -> Result<Option<Arc<Page>>, SourceError>;
 
     /// How its pages are laid out.
@@ -41,6 +42,7 @@ pub struct Remembering<'a, S> {
 }
 
 impl<'a, S: PageSource> Remembering<'a, S> {
+    /// Remembers the pages `source` hands out.
     pub fn new(source: &'a S) -> Remembering<'a, S> {
         Remembering {
             source,
@@ -84,7 +86,9 @@ pub type PageWrites = Vec<(PageKey, Option<Arc<Page>>)>;
 /// What a batch of changes does to the tree.
 #[derive(Clone, Debug, Default)]
 pub struct TreeUpdate {
+    /// The new root.
     pub root: Hash256,
+    /// The pages to write (None: delete).
     pub pages: PageWrites,
     /// Node hashes it took (what it costs; for benchmarks).
     pub hashes: usize,
