@@ -50,7 +50,7 @@ pub struct BlockInfo {
     pub tx_root: String,
     pub state_root: String,
     pub miner: String,
-    pub timestamp_ms: u64,
+    pub timestamp_ms: apiary_core::TimestampMs,
     /// The compact target, 8 hex digits.
     pub bits: String,
     pub nonce: u64,

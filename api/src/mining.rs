@@ -33,7 +33,7 @@ pub struct Template {
     pub bits: String,
     /// The target, 64 hex digits.
     pub target: String,
-    pub timestamp_ms: u64,
+    pub timestamp_ms: apiary_core::TimestampMs,
     /// The header's borsh bytes, hex.
     pub header: String,
     pub nonce_offset: usize,

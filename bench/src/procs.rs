@@ -175,7 +175,7 @@ pub(crate) fn bench_header(bits: apiary_core::CompactTarget) -> BlockHeader {
         tx_root: Default::default(),
         state_root: Default::default(),
         miner: Address([1; 32]),
-        timestamp_ms: now_ms(),
+        timestamp_ms: apiary_core::TimestampMs(now_ms()),
         bits,
         nonce: 0,
     }

@@ -22,7 +22,7 @@ fn spec() -> ChainSpec {
     ChainSpec {
         chain_id: ChainId::new("apiary-bench").unwrap(),
         address_prefix: AddressPrefix::new("apbench").unwrap(),
-        genesis_timestamp_ms: 0,
+        genesis_timestamp_ms: apiary_core::TimestampMs(0),
         consensus: ConsensusParams {
             target_block_time_ms: 1000,
             asert_half_life_ms: 1_000_000,
@@ -90,7 +90,7 @@ fn block_on(state: &MemoryState, spec: &ChainSpec, txs: Vec<SignedTransaction>) 
             tx_root: tx_merkle_root(&txids),
             state_root: Hash256::ZERO,
             miner: address_of(0),
-            timestamp_ms: 1,
+            timestamp_ms: apiary_core::TimestampMs(1),
             bits: spec.consensus.pow_limit,
             nonce: 0,
         },

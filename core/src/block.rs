@@ -6,6 +6,7 @@ use crate::encoding::read_bounded_vec;
 use crate::hash::{merkle_root, sha256d, BlockHash, Hash256, TxId, SHA256_IV};
 use crate::pow::CompactTarget;
 use crate::tx::SignedTransaction;
+use crate::units::TimestampMs;
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::fmt;
 
@@ -49,7 +50,7 @@ pub struct BlockHeader {
     pub miner: Address,
     /// When it was mined, by its miner's clock (after the median time past, at most the
     /// allowed drift ahead of a validating node's clock).
-    pub timestamp_ms: u64,
+    pub timestamp_ms: TimestampMs,
     /// Its target, compact (the retarget decides it).
     pub bits: CompactTarget,
     /// What the miner varies until the hash meets the target.
@@ -251,7 +252,7 @@ mod tests {
             tx_root: sha256d(b"txs"),
             state_root: sha256d(b"state"),
             miner: Address([9; 32]),
-            timestamp_ms,
+            timestamp_ms: TimestampMs(timestamp_ms),
             bits: CompactTarget(0x1f00ffff),
             nonce,
         }

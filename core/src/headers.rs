@@ -23,7 +23,7 @@ pub struct HeaderAncestry {
     height: Height,
     bits: CompactTarget,
     /// Up to `median_time_span` timestamps ending with this block's, oldest first.
-    timestamps: VecDeque<u64>,
+    timestamps: VecDeque<TimestampMs>,
     /// This block's timestamp minus its parent's; None for genesis.
     solve_time_ms: Option<i64>,
     total_work: Work,
@@ -35,12 +35,12 @@ impl HeaderAncestry {
     pub fn new(
         hash: BlockHash,
         header: &BlockHeader,
-        timestamps_newest_first: &[u64],
+        timestamps_newest_first: &[TimestampMs],
         total_work: Work,
         spec: &ChainSpec,
     ) -> HeaderAncestry {
         let span = spec.consensus.median_time_span.max(1) as usize;
-        let timestamps: VecDeque<u64> = timestamps_newest_first
+        let timestamps: VecDeque<TimestampMs> = timestamps_newest_first
             .iter()
             .take(span)
             .rev()
@@ -49,7 +49,7 @@ impl HeaderAncestry {
         let solve_time_ms = (header.height.0 > 0)
             .then(|| timestamps_newest_first.get(1))
             .flatten()
-            .map(|parent| header.timestamp_ms as i64 - *parent as i64);
+            .map(|parent| header.timestamp_ms.signed_ms_since(*parent));
         HeaderAncestry {
             hash,
             height: header.height,
@@ -81,7 +81,7 @@ impl HeaderAncestry {
             hash: self.hash,
             height: self.height,
             bits: self.bits,
-            timestamp_ms: self.timestamps.back().copied().unwrap_or(0),
+            timestamp_ms: self.timestamps.back().copied().unwrap_or_default(),
             solve_time_ms: self.solve_time_ms,
             median_time_past_ms: median_time_past(
                 &self.timestamps.iter().copied().collect::<Vec<_>>(),
@@ -96,7 +96,7 @@ impl HeaderAncestry {
             .back()
             .copied()
             .unwrap_or(header.timestamp_ms);
-        self.solve_time_ms = Some(header.timestamp_ms as i64 - parent_time as i64);
+        self.solve_time_ms = Some(header.timestamp_ms.signed_ms_since(parent_time));
         self.timestamps.push_back(header.timestamp_ms);
         while self.timestamps.len() > span {
             self.timestamps.pop_front();
@@ -157,7 +157,7 @@ pub struct CheckedHeaders {
 pub fn check_headers(
     ancestry: &mut HeaderAncestry,
     headers: &[BlockHeader],
-    now_ms: u64,
+    now: TimestampMs,
     spec: &ChainSpec,
 ) -> CheckedHeaders {
     let span = spec.consensus.median_time_span.max(1) as usize;
@@ -178,7 +178,7 @@ pub fn check_headers(
         if let Err(error) = check_header_pow(header, spec) {
             return stop(HeaderError::Invalid { hash, error });
         }
-        match check_header_context(header, &ancestry.context(), now_ms, spec) {
+        match check_header_context(header, &ancestry.context(), now, spec) {
             Ok(()) => {}
             Err(BlockError::TimestampTooFarAhead {
                 timestamp_ms,
@@ -220,7 +220,7 @@ mod tests {
     use crate::spec::tests::test_spec;
 
     /// A header on `parent` at `timestamp_ms` with `bits`, its proof of work found.
-    fn child(parent: &BlockHeader, timestamp_ms: u64, bits: CompactTarget) -> BlockHeader {
+    fn child(parent: &BlockHeader, timestamp_ms: TimestampMs, bits: CompactTarget) -> BlockHeader {
         let mut header = BlockHeader {
             version: BLOCK_VERSION,
             height: parent.height.next(),
@@ -268,7 +268,7 @@ mod tests {
         )
     }
 
-    const NOW: u64 = 1_767_225_600_000 + 1_000_000;
+    const NOW: TimestampMs = TimestampMs(1_767_225_600_000 + 1_000_000);
 
     #[test]
     fn a_valid_run_passes_and_adds_its_work() {
@@ -349,7 +349,10 @@ mod tests {
         let Some((0, HeaderError::NotYet { valid_from_ms, .. })) = checked.stopped else {
             panic!("{checked:?}");
         };
-        assert_eq!(valid_from_ms.0, ahead - spec.consensus.max_future_drift_ms);
+        assert_eq!(
+            valid_from_ms.0,
+            ahead.0 - spec.consensus.max_future_drift_ms
+        );
 
         let headers = run(&spec, 12);
         let old = child(

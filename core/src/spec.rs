@@ -48,7 +48,7 @@ pub struct ChainSpec {
     /// The human-readable part of its addresses.
     pub address_prefix: AddressPrefix,
     /// The genesis block's timestamp.
-    pub genesis_timestamp_ms: u64,
+    pub genesis_timestamp_ms: crate::units::TimestampMs,
     /// The rules' numbers.
     pub consensus: ConsensusParams,
     /// The accounts at genesis and their coins.
@@ -235,7 +235,7 @@ pub(crate) mod tests {
         ChainSpec {
             chain_id: ChainId::new("apiary-test").unwrap(),
             address_prefix: AddressPrefix::new("aptest").unwrap(),
-            genesis_timestamp_ms: 1_767_225_600_000,
+            genesis_timestamp_ms: crate::TimestampMs(1_767_225_600_000),
             consensus: ConsensusParams {
                 target_block_time_ms: 1_000,
                 asert_half_life_ms: 3_600_000,

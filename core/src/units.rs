@@ -50,9 +50,24 @@ impl TimestampMs {
         self.0.checked_add(ms).map(TimestampMs)
     }
 
+    /// Milliseconds from `earlier` to this moment, negative if `earlier` is later (a
+    /// block's solve time: timestamps need not increase).
+    pub fn signed_ms_since(self, earlier: TimestampMs) -> i64 {
+        self.0 as i64 - earlier.0 as i64
+    }
+
     /// Milliseconds from `earlier` to this moment (0 if `earlier` is later).
     pub fn ms_since(self, earlier: TimestampMs) -> u64 {
         self.0.saturating_sub(earlier.0)
+    }
+}
+
+/// A moment plus milliseconds (for tests and tools: consensus code adds with
+/// `checked_add_ms`).
+impl std::ops::Add<u64> for TimestampMs {
+    type Output = TimestampMs;
+    fn add(self, ms: u64) -> TimestampMs {
+        TimestampMs(self.0 + ms)
     }
 }
 

@@ -176,18 +176,18 @@ pub struct ParentContext {
     /// The parent's target.
     pub bits: CompactTarget,
     /// The parent's timestamp.
-    pub timestamp_ms: u64,
+    pub timestamp_ms: TimestampMs,
     /// parent.timestamp − grandparent.timestamp; None when the parent is genesis.
     pub solve_time_ms: Option<i64>,
     /// Median of the last `median_time_span` timestamps up to and including the parent.
-    pub median_time_past_ms: u64,
+    pub median_time_past_ms: TimestampMs,
 }
 
 /// Median of up to `median_time_span` recent timestamps (any order).
-pub fn median_time_past(timestamps: &[u64]) -> u64 {
+pub fn median_time_past(timestamps: &[TimestampMs]) -> TimestampMs {
     let mut sorted = timestamps.to_vec();
     sorted.sort_unstable();
-    sorted.get(sorted.len() / 2).copied().unwrap_or(0)
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
 }
 
 /// The target every child of `parent` must carry.
@@ -292,7 +292,7 @@ pub fn check_chain_id(stx: &SignedTransaction, spec: &ChainSpec) -> Result<(), T
 pub fn check_header_context(
     header: &BlockHeader,
     parent: &ParentContext,
-    now_ms: u64,
+    now: TimestampMs,
     spec: &ChainSpec,
 ) -> Result<(), BlockError> {
     let expected_height = parent.height.next();
@@ -311,15 +311,15 @@ pub fn check_header_context(
     }
     if header.timestamp_ms <= parent.median_time_past_ms {
         return Err(BlockError::TimestampTooOld {
-            timestamp_ms: TimestampMs(header.timestamp_ms),
-            median_ms: TimestampMs(parent.median_time_past_ms),
+            timestamp_ms: header.timestamp_ms,
+            median_ms: parent.median_time_past_ms,
         });
     }
-    let limit_ms = now_ms.saturating_add(spec.consensus.max_future_drift_ms);
+    let limit_ms = TimestampMs(now.0.saturating_add(spec.consensus.max_future_drift_ms));
     if header.timestamp_ms > limit_ms {
         return Err(BlockError::TimestampTooFarAhead {
-            timestamp_ms: TimestampMs(header.timestamp_ms),
-            limit_ms: TimestampMs(limit_ms),
+            timestamp_ms: header.timestamp_ms,
+            limit_ms,
         });
     }
     Ok(())

@@ -49,7 +49,7 @@ fn vector_spec() -> ChainSpec {
     ChainSpec {
         chain_id: ChainId::new("apiary-vectors").unwrap(),
         address_prefix: AddressPrefix::new(PREFIX).unwrap(),
-        genesis_timestamp_ms: 1_767_225_600_000,
+        genesis_timestamp_ms: apiary_core::TimestampMs(1_767_225_600_000),
         consensus: ConsensusParams {
             target_block_time_ms: 2_000,
             asert_half_life_ms: 40_000,

@@ -126,7 +126,7 @@ pub fn parse_spec(text: &str) -> Result<ChainSpec, SpecFileError> {
     let spec = ChainSpec {
         chain_id,
         address_prefix,
-        genesis_timestamp_ms: file.genesis_timestamp_ms,
+        genesis_timestamp_ms: apiary_core::TimestampMs(file.genesis_timestamp_ms),
         consensus,
         allocations,
     };
@@ -164,7 +164,7 @@ pub fn spec_to_toml(spec: &ChainSpec) -> String {
     let file = SpecFile {
         chain_id: Spanned::new(0..0, spec.chain_id.to_string()),
         address_prefix: Spanned::new(0..0, spec.address_prefix.as_str().to_string()),
-        genesis_timestamp_ms: spec.genesis_timestamp_ms,
+        genesis_timestamp_ms: spec.genesis_timestamp_ms.0,
         consensus: Spanned::new(
             0..0,
             ConsensusFile {
@@ -228,7 +228,7 @@ impl NewSpec {
         let spec = ChainSpec {
             chain_id: self.chain_id,
             address_prefix: self.address_prefix,
-            genesis_timestamp_ms: self.genesis_timestamp_ms,
+            genesis_timestamp_ms: apiary_core::TimestampMs(self.genesis_timestamp_ms),
             consensus: ConsensusParams {
                 target_block_time_ms: self.target_block_time_ms,
                 asert_half_life_ms: half_life,

@@ -12,6 +12,7 @@
 use crate::work::Board;
 use crate::Counters;
 use apiary_core::block::{target_words, HeaderHasher};
+use apiary_core::TimestampMs;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
@@ -71,7 +72,7 @@ pub fn search(board: &Board, counters: &Counters, index: u64, threads: u64, foun
             continue;
         };
         let mut header = work.header.clone();
-        header.timestamp_ms = header.timestamp_ms.max(now_ms());
+        header.timestamp_ms = header.timestamp_ms.max(TimestampMs(now_ms()));
         let mut hasher = HeaderHasher::new(&header);
         let block_target = header.bits.to_target().map_or([0; 8], |t| target_words(&t));
         let mut rolled = Instant::now();
@@ -84,7 +85,7 @@ pub fn search(board: &Board, counters: &Counters, index: u64, threads: u64, foun
                         id: work.id.clone(),
                         height: work.height,
                         nonce,
-                        timestamp_ms: header.timestamp_ms,
+                        timestamp_ms: header.timestamp_ms.0,
                         found_us: crate::now_us(),
                         block: hash <= block_target,
                     });
@@ -112,7 +113,7 @@ pub fn search(board: &Board, counters: &Counters, index: u64, threads: u64, foun
                 break;
             }
             if rolled.elapsed() >= ROLL_TIMESTAMP {
-                header.timestamp_ms = now_ms().max(header.timestamp_ms);
+                header.timestamp_ms = TimestampMs(now_ms()).max(header.timestamp_ms);
                 hasher = HeaderHasher::new(&header);
                 rolled = Instant::now();
             }

@@ -55,7 +55,7 @@ impl BlockBrief {
         BlockBrief {
             height: block.header.height,
             hash: block.hash(),
-            timestamp_ms: TimestampMs(block.header.timestamp_ms),
+            timestamp_ms: block.header.timestamp_ms,
             miner: block.header.miner,
             txs: txids
                 .iter()
@@ -118,7 +118,7 @@ impl Events {
         arrivals.push_back(Arrival {
             height: block.header.height,
             hash: block.hash(),
-            timestamp_ms: TimestampMs(block.header.timestamp_ms),
+            timestamp_ms: block.header.timestamp_ms,
             received_ms: TimestampMs(received_us / 1000),
             received_us,
         });

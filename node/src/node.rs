@@ -124,7 +124,7 @@ fn our_tip(chain: &Chain) -> OurTip {
         hash: chain.tip(),
         height: entry.header.height,
         work: entry.total_work,
-        timestamp_ms: TimestampMs(entry.header.timestamp_ms),
+        timestamp_ms: entry.header.timestamp_ms,
         locator: chain.locator(),
     }
 }

@@ -348,14 +348,14 @@ fn check_share(
         .get(job_id)
         .ok_or((STALE_JOB, "a job not given to this connection".to_string()))?;
     let now_ms = apiary_miner::now_us() / 1000;
-    if timestamp_ms < work.header.timestamp_ms || timestamp_ms > now_ms + 60_000 {
+    if timestamp_ms < work.header.timestamp_ms.0 || timestamp_ms > now_ms + 60_000 {
         return Err((
             OTHER,
             "timestamp_ms: not between the job's and a minute from now".into(),
         ));
     }
     let mut header = work.header.clone();
-    header.timestamp_ms = timestamp_ms;
+    header.timestamp_ms = apiary_core::TimestampMs(timestamp_ms);
     let hash = HeaderHasher::new(&header).hash_words(nonce);
     // The hardest target given for this job that the hash meets sets its weight.
     let weight = given

@@ -265,7 +265,7 @@ pub fn solve(job: &Value, from: u64) -> (u64, u64) {
             hash <= target && hash > block
         })
         .unwrap();
-    (nonce, header.timestamp_ms)
+    (nonce, header.timestamp_ms.0)
 }
 
 /// A nonce that misses `job`'s share target.
@@ -280,5 +280,5 @@ pub fn miss(job: &Value) -> u64 {
 pub fn job_timestamp(job: &Value) -> u64 {
     let header: BlockHeader =
         borsh::from_slice(&hex::decode(job[1].as_str().unwrap()).unwrap()).unwrap();
-    header.timestamp_ms
+    header.timestamp_ms.0
 }

@@ -56,7 +56,7 @@ fn real_chain(spec: &Arc<ChainSpec>, dir: &Path) -> Vec<Block> {
             node.submit_tx(transfer(spec, from, from % 4 + 1, 1_000 + height, height))
                 .unwrap();
         }
-        let time = spec.genesis_timestamp_ms + 2_000 * (height + 1);
+        let time = spec.genesis_timestamp_ms.0 + 2_000 * (height + 1);
         let miner = Address(key(5).verifying_key().to_bytes());
         let mut block = build_template(&node.lock(), miner, time).unwrap();
         block.header.nonce = search_nonce(&block.header, 0, 1, || false).unwrap();

@@ -24,7 +24,7 @@ fn block_on_genesis(pair: &Pair) -> Block {
         },
         address(9),
         vec![],
-        genesis.header.timestamp_ms + 1,
+        genesis.header.timestamp_ms.0 + 1,
     )
     .unwrap()
 }

@@ -4,6 +4,7 @@
 //! so the witness gets each as fast as gossip brings it. Afterwards `node_info` tells the
 //! truth: not syncing, and the best known height is the node's own.
 
+use apiary_core::TimestampMs;
 use apiary_core::{Address, BlockHash, BlockHeader, CompactTarget, Hash256, Height, Target, Work};
 use apiary_node::protocol::{Status, SyncRequest, SyncResponse};
 use apiary_system_tests::hostile::{Answer, Hostile};
@@ -24,7 +25,7 @@ fn huge_claim(genesis: BlockHash) -> Status {
 }
 
 /// A header on `parent` at `timestamp_ms` with `bits`, its proof of work found.
-fn mined(parent: &BlockHeader, timestamp_ms: u64, bits: CompactTarget) -> BlockHeader {
+fn mined(parent: &BlockHeader, timestamp_ms: TimestampMs, bits: CompactTarget) -> BlockHeader {
     let mut header = BlockHeader {
         version: apiary_core::block::BLOCK_VERSION,
         height: parent.height.next(),

@@ -68,7 +68,7 @@ fn chain(cache: &Path, blocks: u64) -> Result<(PathBuf, Arc<ChainSpec>)> {
     let started = Instant::now();
     for height in 1..=blocks {
         let context = chain.parent_context(&chain.tip()).expect("tip is indexed");
-        let timestamp = spec.genesis_timestamp_ms + height;
+        let timestamp = spec.genesis_timestamp_ms.0 + height;
         let mut block = assemble_block(
             &**chain.state(),
             &spec,

@@ -273,7 +273,7 @@ fn take(
 ) -> Result<Vec<u8>> {
     let count = txs.len();
     let context = chain.parent_context(&chain.tip()).expect("tip is indexed");
-    let timestamp = spec.genesis_timestamp_ms + height * 1_000;
+    let timestamp = spec.genesis_timestamp_ms.0 + height * 1_000;
     let mut block = assemble_block(&**chain.state(), spec, &context, miner, txs, timestamp)?;
     if block.txs.len() != count {
         bail!(

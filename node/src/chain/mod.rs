@@ -729,7 +729,8 @@ impl Chain {
         let context = self
             .parent_context(&parent_hash)
             .expect("parent is indexed");
-        if let Err(error) = check_header_context(&block.header, &context, now_ms, &self.spec) {
+        let now = apiary_core::TimestampMs(now_ms);
+        if let Err(error) = check_header_context(&block.header, &context, now, &self.spec) {
             return Err(ChainError::Invalid { hash, error });
         }
         let total_work = parent_work

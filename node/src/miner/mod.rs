@@ -69,7 +69,7 @@ pub fn assemble_block(
         tx_root: Hash256::ZERO,
         state_root: Hash256::ZERO,
         miner,
-        timestamp_ms: now_ms.max(context.median_time_past_ms + 1),
+        timestamp_ms: apiary_core::TimestampMs(now_ms).max(context.median_time_past_ms + 1),
         bits: required_bits(context, spec),
         nonce: 0,
     };
@@ -201,7 +201,7 @@ fn wait_for_slot(node: &Node, interval: Duration) -> bool {
         if node.is_shutting_down() {
             return false;
         }
-        let tip_ms = node.lock().chain.tip_entry().header.timestamp_ms;
+        let tip_ms = node.lock().chain.tip_entry().header.timestamp_ms.0;
         let due_ms = tip_ms.saturating_add(interval_ms);
         let now = now_ms();
         if now >= due_ms {

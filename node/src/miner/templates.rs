@@ -95,13 +95,13 @@ impl Templates {
         if let Some(timestamp_ms) = timestamp_ms {
             // The template's own timestamp is at least the median time past plus one: an
             // earlier one can only be refused.
-            if timestamp_ms < block.header.timestamp_ms {
+            if timestamp_ms < block.header.timestamp_ms.0 {
                 return Err(SubmitError::TooEarly {
                     given: timestamp_ms,
-                    earliest: block.header.timestamp_ms,
+                    earliest: block.header.timestamp_ms.0,
                 });
             }
-            block.header.timestamp_ms = timestamp_ms;
+            block.header.timestamp_ms = apiary_core::TimestampMs(timestamp_ms);
         }
         block.header.nonce = nonce;
         let hash = block.hash();

@@ -353,8 +353,8 @@ fn judge_checked(node: &Node, checked: Result<CheckedBlock, ChainError>) -> Judg
     match checked.and_then(|checked| node.accept_block(checked)) {
         Ok(Accepted::NewTip(_)) => match timestamp_ms {
             Ok(timestamp_ms) => {
-                crate::metrics::metrics().block_propagated(timestamp_ms);
-                Judgement::accept().at(timestamp_ms)
+                crate::metrics::metrics().block_propagated(timestamp_ms.0);
+                Judgement::accept().at(timestamp_ms.0)
             }
             Err(()) => Judgement::accept(),
         },

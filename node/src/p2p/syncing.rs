@@ -262,7 +262,8 @@ fn check_peer_headers(
         return HeadersChecked::Orphan;
     };
     let now_ms = crate::time::now_ms();
-    let checked = check_headers(&mut ancestry, headers, now_ms, node.spec());
+    let now = apiary_core::TimestampMs(now_ms);
+    let checked = check_headers(&mut ancestry, headers, now, node.spec());
     HeadersChecked::Checked {
         checked,
         ancestry: Box::new(ancestry),

@@ -212,7 +212,7 @@ mod tests {
             tx_root: Hash256([2; 32]),
             state_root: Hash256([3; 32]),
             miner: Address([4; 32]),
-            timestamp_ms: 0x0102_0304_0506_0708,
+            timestamp_ms: apiary_core::TimestampMs(0x0102_0304_0506_0708),
             bits: apiary_core::pow::CompactTarget(0x1f00_ffff),
             nonce: 0x1112_1314_1516_1718,
         };
@@ -224,7 +224,7 @@ mod tests {
         );
         assert_eq!(
             bytes[TIMESTAMP_OFFSET..TIMESTAMP_OFFSET + 8],
-            header.timestamp_ms.to_le_bytes()
+            header.timestamp_ms.0.to_le_bytes()
         );
     }
 }

@@ -888,7 +888,7 @@ mod tests {
                 tx_root: Hash256::ZERO,
                 state_root: Hash256::ZERO,
                 miner: Address([0; 32]),
-                timestamp_ms: 0,
+                timestamp_ms: apiary_core::TimestampMs(0),
                 bits: apiary_core::CompactTarget(0),
                 nonce: 0,
             },

@@ -48,7 +48,7 @@ fn ancestry(height: u64, units: u8) -> HeaderAncestry {
         tx_root: Hash256::ZERO,
         state_root: Hash256::ZERO,
         miner: Address([0; 32]),
-        timestamp_ms: 1_000 * height,
+        timestamp_ms: apiary_core::TimestampMs(1_000 * height),
         bits: CompactTarget(0),
         nonce: 0,
     };
