@@ -30,6 +30,7 @@ fn rpc() -> &'static Rpc {
             miner_address: None,
             mine_threads: 1,
             network: None,
+            templates: Default::default(),
         });
         Rpc {
             runtime: tokio::runtime::Builder::new_current_thread()

@@ -33,29 +33,25 @@ fn a_deliberate_circle_is_found() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path();
     std::fs::create_dir_all(src.join("hub")).unwrap();
-    std::fs::write(src.join("lib.rs"), "mod low;\nmod hub;\nmod top;\n").unwrap();
-    // low -> hub::inner (through a path in a body), hub -> low (through a use): a circle.
-    std::fs::write(
-        src.join("low.rs"),
-        "pub fn f() { crate::hub::inner::g(); }\n#[cfg(test)]\nmod tests { use crate::top::T; }\n",
-    )
-    .unwrap();
-    std::fs::write(
-        src.join("hub/mod.rs"),
-        "pub mod inner;\nuse crate::low::f;\n",
-    )
-    .unwrap();
-    std::fs::write(
-        src.join("hub/inner.rs"),
-        "pub fn g() { super::super::top::h(); }\n",
-    )
-    .unwrap();
-    // top -> low: no circle with it, and the test module's use of top is left out.
-    std::fs::write(
-        src.join("top.rs"),
-        "pub struct T;\npub fn h() { let _ = format!(\"{}\", 1); crate::low::f(); }\n",
-    )
-    .unwrap();
+    // low -> hub::inner (a path in a body), hub -> low (a use): a circle. hub::inner ->
+    // top (through super::super) and top -> low join it; low's test module's use of top
+    // is left out.
+    let files = [
+        ("lib.rs", "mod low;\nmod hub;\nmod top;\n"),
+        (
+            "low.rs",
+            "pub fn f() { crate::hub::inner::g(); }\n#[cfg(test)]\nmod tests { use crate::top::T; }\n",
+        ),
+        ("hub/mod.rs", "pub mod inner;\nuse crate::low::f;\n"),
+        ("hub/inner.rs", "pub fn g() { super::super::top::h(); }\n"),
+        (
+            "top.rs",
+            "pub struct T;\npub fn h() { let _ = format!(\"{}\", 1); crate::low::f(); }\n",
+        ),
+    ];
+    for (path, text) in files {
+        std::fs::write(src.join(path), text).unwrap();
+    }
     let imports = read_crate(&src.join("lib.rs")).unwrap();
     let found = circles(&imports);
     assert_eq!(
