@@ -82,12 +82,6 @@ impl<'de> Deserialize<'de> for Units {
     }
 }
 
-impl From<apiary_core::Amount> for Units {
-    fn from(amount: apiary_core::Amount) -> Units {
-        Units(amount)
-    }
-}
-
 /// The field names a params type takes, for checking the catalog against the types: a
 /// strict type names them all when it refuses an unknown one.
 pub fn param_names<P: DeserializeOwned>() -> Vec<String> {

@@ -42,3 +42,21 @@ pub struct AddressEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+impl AddressEvent {
+    /// `event` for `txid`, every other field absent (fill in what the event knows).
+    pub fn bare(event: AddressEventKind, txid: TxId) -> AddressEvent {
+        AddressEvent {
+            event,
+            txid,
+            from: None,
+            to: None,
+            amount: None,
+            fee: None,
+            height: None,
+            block_hash: None,
+            confirmations: None,
+            reason: None,
+        }
+    }
+}

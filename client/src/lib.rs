@@ -1,7 +1,8 @@
 //! A JSON-RPC client for several nodes: each call goes to the first node that answers, so
 //! one node going down does not stop a payment. A node that answers with an error (a
 //! rejected tx, say) has answered: its error is the result, not a reason to ask another.
-//! Amounts come as decimal strings of base units (`amount_of` reads them).
+//! Answers are read as the types of `apiary-api` (`Client::ask`), which also read amounts
+//! (decimal strings of base units).
 
 mod subscription;
 
@@ -28,16 +29,6 @@ pub enum ClientError {
     Unreadable { method: String, why: String },
     #[error("{cookies} RPC cookies for {urls} nodes: give one per --rpc, or one for all")]
     CookieCount { cookies: usize, urls: usize },
-}
-
-/// An amount as the node gives it: a decimal string of base units (a number from nodes
-/// before amounts were strings). None when it is neither.
-pub fn amount_of(value: &Value) -> Option<apiary_core::Amount> {
-    let units = match value {
-        Value::String(text) => text.parse().ok()?,
-        other => other.as_u64()?,
-    };
-    Some(apiary_core::Amount::from_base_units(units))
 }
 
 /// What to do when no node is listening where asked.

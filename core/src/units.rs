@@ -45,9 +45,10 @@ unit_newtype! {
 }
 
 impl TimestampMs {
-    /// `ms` milliseconds later, or None past the last representable moment.
-    pub fn checked_add_ms(self, ms: u64) -> Option<TimestampMs> {
-        self.0.checked_add(ms).map(TimestampMs)
+    /// `ms` milliseconds later, or the last representable moment (a clock plus a drift
+    /// taken from a spec must not overflow).
+    pub fn saturating_add_ms(self, ms: u64) -> TimestampMs {
+        TimestampMs(self.0.saturating_add(ms))
     }
 
     /// Milliseconds from `earlier` to this moment, negative if `earlier` is later (a
@@ -63,7 +64,7 @@ impl TimestampMs {
 }
 
 /// A moment plus milliseconds (for tests and tools: consensus code adds with
-/// `checked_add_ms`).
+/// `saturating_add_ms`).
 impl std::ops::Add<u64> for TimestampMs {
     type Output = TimestampMs;
     fn add(self, ms: u64) -> TimestampMs {

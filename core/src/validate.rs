@@ -315,7 +315,7 @@ pub fn check_header_context(
             median_ms: parent.median_time_past_ms,
         });
     }
-    let limit_ms = TimestampMs(now.0.saturating_add(spec.consensus.max_future_drift_ms));
+    let limit_ms = now.saturating_add_ms(spec.consensus.max_future_drift_ms);
     if header.timestamp_ms > limit_ms {
         return Err(BlockError::TimestampTooFarAhead {
             timestamp_ms: header.timestamp_ms,

@@ -113,12 +113,11 @@ fn poll_history(
             if (first && state.is_some()) || before == Some(state) {
                 continue;
             }
+            let kind = match state {
+                None => AddressEventKind::Pending,
+                Some(_) => AddressEventKind::Confirmed,
+            };
             let event = AddressEvent {
-                event: match state {
-                    None => AddressEventKind::Pending,
-                    Some(_) => AddressEventKind::Confirmed,
-                },
-                txid,
                 from: entry.from.clone(),
                 to: Some(entry.to.clone()),
                 amount: Some(entry.amount),
@@ -126,7 +125,7 @@ fn poll_history(
                 height: state.and(entry.height),
                 block_hash: state.and(entry.block_hash),
                 confirmations: state,
-                reason: None,
+                ..AddressEvent::bare(kind, txid)
             };
             if show(&event) {
                 return Ok(());

@@ -21,32 +21,19 @@ pub(super) fn tx_event(
     prefix: &AddressPrefix,
 ) -> AddressEvent {
     AddressEvent {
-        event,
-        txid: tx.txid,
         from: Some(tx.from.to_text(prefix)),
         to: Some(tx.to.to_text(prefix)),
         amount: Some(Units(tx.amount)),
         fee: Some(Units(tx.fee)),
-        height: None,
-        block_hash: None,
-        confirmations: None,
-        reason: None,
+        ..AddressEvent::bare(event, tx.txid)
     }
 }
 
 /// A pending transaction that left the mempool without a block.
 fn dropped_event(txid: TxId, reason: &str) -> AddressEvent {
     AddressEvent {
-        event: AddressEventKind::Dropped,
-        txid,
-        from: None,
-        to: None,
-        amount: None,
-        fee: None,
-        height: None,
-        block_hash: None,
-        confirmations: None,
         reason: Some(reason.to_string()),
+        ..AddressEvent::bare(AddressEventKind::Dropped, txid)
     }
 }
 

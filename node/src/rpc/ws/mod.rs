@@ -558,7 +558,7 @@ fn template_notification(
     Some(notification(
         id,
         "templates",
-        serde_json::to_value(super::mining::template_json(node, &template, false)).ok()?,
+        super::mining::template_json(node, &template, false),
     ))
 }
 
