@@ -7,6 +7,8 @@
 //! - `mining`: the miner's nonces per second on one thread, against the raw rate of the two
 //!   SHA-256 compressions every nonce needs.
 //! - `scale`: the ledger at 100 k, 1 M and 10 M accounts (see `scale/mod.rs`).
+//! - `hosts`: blocks across network namespaces behind rate-limited links (root; see
+//!   `hosts.rs`).
 
 use anyhow::{bail, Context, Result};
 use apiary_core::block::HEADER_BYTES;
@@ -33,6 +35,7 @@ use std::time::Instant;
 mod accept;
 mod connect;
 mod external;
+mod hosts;
 mod idle;
 mod liar;
 mod live;
@@ -79,6 +82,7 @@ enum Bench {
     PoolStaleRate,
     Scale,
     SyncEmpty,
+    Hosts,
 }
 
 #[derive(clap::Parser)]
@@ -179,6 +183,7 @@ fn main() -> Result<()> {
         ("template_latency", external::bench_template_latency),
         ("pool_shares", pool::bench_pool_shares),
         ("pool_stale_rate", pool::bench_pool_stale_rate),
+        ("hosts", hosts::bench_hosts),
     ] {
         if names.iter().any(|n| n == name) {
             eprintln!("== {name}");

@@ -27,7 +27,8 @@ const DEVNET_DIR: &str = ".apiary/apiary-devnet";
         apiary-cli tx_get txid=3f2a… raw=true\n  \
         apiary-cli account_history '{\"address\": \"ap1…\", \"limit\": 10}'\n  \
         apiary-cli --datadir /tmp/apiary-testnet/node0 net_peers\n  \
-        apiary-cli --wait --datadir ~/.apiary/mychain chain_tip   (a node just started)\n\n\
+        apiary-cli --wait --datadir ~/.apiary/mychain chain_tip   (a node just started)\n  \
+        apiary-cli --probe ready              exit 0 when the node is ready (health checks)\n\n\
         Parameters: key=value, the value taken as JSON when it is a number, true, false, \
         null, an object or an array, else as a string (key='\"5\"' forces a string); or one \
         JSON object.\n\n\
@@ -36,8 +37,13 @@ const DEVNET_DIR: &str = ".apiary/apiary-devnet";
 )]
 struct Args {
     /// The node's data dir: its rpc.addr and rpc.cookie are used [default: the devnet's,
-    /// ~/.apiary/apiary-devnet]
-    #[arg(long, value_name = "DIR", conflicts_with = "rpc")]
+    /// ~/.apiary/apiary-devnet; the image sets APIARY_DATADIR=/data]
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "rpc",
+        env = "APIARY_DATADIR"
+    )]
     datadir: Option<PathBuf>,
     /// The node's RPC URL instead (http://HOST:PORT; the scheme may be left out)
     #[arg(long, value_name = "URL")]
@@ -52,13 +58,25 @@ struct Args {
     /// bitcoin-cli's -rpcwait [default when given alone: 60]
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "60")]
     wait: Option<u64>,
+    /// Instead of a method, ask the node's /ready or /healthy (no cookie needed): exit 0
+    /// when it says yes, 1 when it says no; for container and orchestrator health checks
+    #[arg(long, value_enum, conflicts_with_all = ["method", "params"])]
+    probe: Option<Probe>,
     /// The method to call; `help [METHOD]` lists them (`--completions bash|zsh|fish` prints
     /// a shell completion script, `--manpage` the man page)
-    #[arg(value_name = "METHOD")]
-    method: String,
+    #[arg(value_name = "METHOD", required_unless_present = "probe")]
+    method: Option<String>,
     /// Named parameters: key=value ... or one JSON object
     #[arg(value_name = "PARAMS", allow_hyphen_values = true)]
     params: Vec<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Probe {
+    /// Has a peer and is within a few blocks of the best chain it knows
+    Ready,
+    /// Running without a fatal fault
+    Healthy,
 }
 
 /// How the command ended, as its exit status.
@@ -102,16 +120,36 @@ fn run(args: &Args) -> Result<(), Failure> {
 
 fn run_once(args: &Args) -> Result<(), Failure> {
     let client = client(args)?;
-    if args.method == "help" {
+    let method = match (args.probe, &args.method) {
+        (Some(probe), _) => return run_probe(&client, probe),
+        (None, Some(method)) => method,
+        (None, None) => return Err(Failure::Usage(anyhow!("name a method (or --probe)"))),
+    };
+    if method == "help" {
         return help(&client, &args.params);
     }
     let params = params::parse(&args.params).map_err(Failure::Usage)?;
-    match client.call(&args.method, params) {
+    match client.call(method, params) {
         Ok(result) => {
             print(&result, args.raw);
             Ok(())
         }
         Err(error @ ClientError::Rpc { .. }) => Err(Failure::Refused(error.into())),
+        Err(error) => Err(Failure::Unreachable(error.into())),
+    }
+}
+
+fn run_probe(client: &Client, probe: Probe) -> Result<(), Failure> {
+    let path = match probe {
+        Probe::Ready => "/ready",
+        Probe::Healthy => "/healthy",
+    };
+    match client.probe(path) {
+        Ok(answer) => {
+            println!("{}", answer.trim());
+            Ok(())
+        }
+        Err(error @ ClientError::ProbeFailed { .. }) => Err(Failure::Refused(error.into())),
         Err(error) => Err(Failure::Unreachable(error.into())),
     }
 }

@@ -27,6 +27,12 @@ pub enum ClientError {
     },
     #[error("the node's answer to {method} is not what this program reads ({why}): is the node another version?")]
     Unreadable { method: String, why: String },
+    #[error("{url}{path}: {answer}")]
+    ProbeFailed {
+        url: String,
+        path: &'static str,
+        answer: String,
+    },
     #[error("{cookies} RPC cookies for {urls} nodes: give one per --rpc, or one for all")]
     CookieCount { cookies: usize, urls: usize },
 }
@@ -157,6 +163,31 @@ impl Client {
             method: M::NAME.to_string(),
             why: e.to_string(),
         })
+    }
+
+    /// `GET path` (`/healthy` or `/ready`, which need no cookie) of the first node that
+    /// answers: its text when 200, `ProbeFailed` with its text when it says no (503).
+    pub fn probe(&self, path: &'static str) -> Result<String, ClientError> {
+        let mut failures = Vec::new();
+        for endpoint in &self.endpoints {
+            let url = endpoint.url.trim_end_matches('/');
+            match self.agent.get(&format!("{url}{path}")).call() {
+                Ok(response) => return Ok(response.into_string().unwrap_or_default()),
+                Err(ureq::Error::Status(_, response)) => {
+                    return Err(ClientError::ProbeFailed {
+                        url: url.to_string(),
+                        path,
+                        answer: response
+                            .into_string()
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string(),
+                    })
+                }
+                Err(e) => failures.push((endpoint.url.clone(), e.to_string())),
+            }
+        }
+        Err(ClientError::Unreachable(failures))
     }
 
     pub fn call(&self, method: &str, params: Value) -> Result<Value, ClientError> {

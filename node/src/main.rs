@@ -162,8 +162,11 @@ fn listen_addr(text: &str) -> Result<Multiaddr, String> {
 }
 
 fn peer_addr(text: &str) -> Result<Multiaddr, String> {
-    text.parse()
-        .map_err(|e| format!("{e}: a libp2p multiaddr, e.g. /ip4/192.0.2.7/tcp/9798/p2p/12D3KooW… (the peer's p2p.addr)"))
+    let addr: Multiaddr = text
+        .parse()
+        .map_err(|e| format!("{e}: a libp2p multiaddr, e.g. /ip4/192.0.2.7/tcp/9798/p2p/12D3KooW… or /dns4/node-1/tcp/9798/p2p/12D3KooW… (the peer's p2p.addr)"))?;
+    p2p::check_dialable(&addr)?;
+    Ok(addr)
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -500,3 +500,22 @@ fn a_bad_listen_address_gets_an_example() {
     assert!(message.contains("e.g. /ip4/0.0.0.0/tcp/9798"), "{message}");
     assert!(!datadir.exists(), "nothing was created");
 }
+
+/// `--probe` is what a container's health check runs: the exit status is the answer.
+#[test]
+fn cli_probes_health_and_readiness_by_exit_status() {
+    let dir = TempDir::new().unwrap();
+    let node = one_node(dir.path(), &[]);
+    let healthy = cli(&node.datadir, &["--probe", "healthy"]);
+    assert_eq!(healthy.status.code(), Some(0), "{}", stderr(&healthy));
+    // Alone, the node has no peer: not ready, and says why.
+    let ready = cli(&node.datadir, &["--probe", "ready"]);
+    assert_eq!(ready.status.code(), Some(1));
+    assert!(stderr(&ready).contains("/ready"), "{}", stderr(&ready));
+    let both = cli(&node.datadir, &["--probe", "ready", "chain_tip"]);
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "a probe and a method is bad usage"
+    );
+}

@@ -151,3 +151,27 @@ fn a_stop_right_after_start_is_clean() {
     let node = NodeProcess::start(&datadir, Some(&spec), &[]).unwrap();
     assert_eq!(node.tip().0, 0);
 }
+
+#[test]
+fn a_peer_address_the_node_cannot_dial_is_refused_at_start() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let datadir = dir.path().join("n");
+    for (peer, reason) in [
+        ("/ip4/192.0.2.7/udp/9798/quic-v1", "/udp is not a transport"),
+        ("/dns4/node-1/tcp/0", "port 0"),
+        ("/dns4/node-1", "no /tcp/<port>"),
+    ] {
+        let message = node_fails_on(&spec, &datadir, &["--peer", peer]);
+        let first = message.lines().next().unwrap_or_default();
+        assert!(
+            first.contains(reason) && first.contains(peer),
+            "{peer}: {message}"
+        );
+    }
+    // The same rule for a peer in the config file.
+    let config = dir.path().join("apiary.toml");
+    std::fs::write(&config, "peer = [\"/ip4/192.0.2.7/tcp/9798/ws\"]\n").unwrap();
+    let message = node_fails_on(&spec, &datadir, &["--config", config.to_str().unwrap()]);
+    assert!(message.contains("/ws is not a transport"), "{message}");
+}

@@ -101,3 +101,124 @@ fn every_program_has_a_man_page_and_completions() {
         }
     }
 }
+
+fn call(dir: &Path, index: &str, method: &str, params: &str) -> serde_json::Value {
+    serde_json::from_str(&succeeded(testnet(dir, &["rpc", index, method, params]))).unwrap()
+}
+
+fn height(dir: &Path, index: &str) -> u64 {
+    call(dir, index, "chain_tip", "{}")["height"]
+        .as_u64()
+        .unwrap()
+}
+
+fn hash_at(dir: &Path, index: &str, height: u64) -> String {
+    let block = call(
+        dir,
+        index,
+        "block_get",
+        &format!("{{\"height\": {height}}}"),
+    );
+    block["hash"].as_str().unwrap().to_string()
+}
+
+/// What `ip` and `iptables` list of a testnet's hosts: namespaces, links, forwarding rules.
+fn hosts_left(tag_of_namespace: &str) -> Vec<String> {
+    let tag = tag_of_namespace
+        .trim_start_matches("apn")
+        .split('-')
+        .next()
+        .unwrap();
+    let mut left = Vec::new();
+    let listings = [
+        ("ip", &["netns", "list"][..]),
+        ("ip", &["-o", "link", "show"][..]),
+        ("iptables", &["-S", "FORWARD"][..]),
+    ];
+    for (program, args) in listings {
+        let Ok(out) = Command::new(program).args(args).output() else {
+            continue;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if line.contains(&format!("apn{tag}-"))
+                || line.contains(&format!("apv{tag}-"))
+                || line.contains(&format!("apb{tag}"))
+            {
+                left.push(line.to_string());
+            }
+        }
+    }
+    left
+}
+
+/// Three nodes each in a network namespace of its own, links at 10 Mbit/s: they converge,
+/// a partition made by dropping packets forks them, healing it joins them on one chain, and
+/// `down` leaves no namespace, link or qdisc behind.
+#[test]
+fn a_hosts_testnet_converges_and_heals_a_real_partition() {
+    assert!(
+        is_root(),
+        "this test needs root (network namespaces, veth, tc); CI runs as root"
+    );
+    let dir = tempfile::TempDir::new().unwrap();
+    let net = dir.path().join("net");
+    let _down = Down(&net);
+    let shape = [
+        "up",
+        "--nodes",
+        "3",
+        "--miners",
+        "2",
+        "--hosts",
+        "--link-rate",
+        "10mbit",
+    ];
+    succeeded(testnet(&net, &shape));
+    let launch: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(net.join("launch.json")).unwrap()).unwrap();
+    let ns = launch[0]["netns"].as_str().unwrap().to_string();
+    let ips: Vec<&str> = (0..3).map(|i| launch[i]["ip"].as_str().unwrap()).collect();
+    assert!(ips[0] != ips[1] && !ips[0].starts_with("127."), "{ips:?}");
+    let qdisc = Command::new("ip")
+        .args(["netns", "exec", &ns, "tc", "qdisc", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&qdisc.stdout).contains("htb"));
+
+    let wait = std::time::Duration::from_secs(90);
+    wait_until(wait, "every node past height 2", || {
+        ["0", "1", "2"].iter().all(|i| height(&net, i) >= 2)
+    });
+    succeeded(testnet(&net, &["partition", "0", "1,2"]));
+    let split_at = ["0", "1", "2"]
+        .iter()
+        .map(|i| height(&net, i))
+        .max()
+        .unwrap();
+    // Both sides mine on: a branch each, which no packet carries across.
+    wait_until(wait, "both sides four blocks on", || {
+        height(&net, "0") >= split_at + 4 && height(&net, "2") >= split_at + 4
+    });
+    assert_ne!(
+        hash_at(&net, "0", split_at + 3),
+        hash_at(&net, "2", split_at + 3),
+        "the sides exchanged blocks through the partition"
+    );
+    succeeded(testnet(&net, &["heal"]));
+    wait_until(wait, "one chain again", || {
+        let tips: Vec<serde_json::Value> = ["0", "1", "2"]
+            .iter()
+            .map(|i| call(&net, i, "chain_tip", "{}")["hash"].clone())
+            .collect();
+        tips.iter().all(|t| *t == tips[0]) && height(&net, "0") > split_at + 4
+    });
+    succeeded(testnet(&net, &["down"]));
+    assert_eq!(hosts_left(&ns), Vec::<String>::new());
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}

@@ -47,6 +47,11 @@ impl Service {
                     let _ = swarm.disconnect_peer_id(peer_id);
                     return;
                 }
+                if let libp2p::core::ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    if self.bootnodes.contains(address) {
+                        self.bootnode_peers.insert(address.clone(), peer_id);
+                    }
+                }
                 let addr = endpoint.get_remote_address().to_string();
                 let score = self.book.score(&peer_id);
                 let mut shared = self.handle.shared();

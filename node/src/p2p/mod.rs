@@ -22,7 +22,7 @@ mod syncing;
 
 pub use handle::{NetCommand, NetworkHandle, PeerInfo};
 pub use peers::MAX_BAN;
-pub use swarm::{load_or_create_identity, topics};
+pub use swarm::{check_dialable, load_or_create_identity, topics};
 
 use crate::health::CoreTask;
 use crate::node::{Announcement, Node};
@@ -151,6 +151,7 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         block_topic,
         tx_topic,
         bootnodes: config.bootnodes,
+        bootnode_peers: HashMap::new(),
         datadir: config.datadir,
         handle: handle.clone(),
         tip,
@@ -221,6 +222,9 @@ struct Service {
     block_topic: IdentTopic,
     tx_topic: IdentTopic,
     bootnodes: Vec<Multiaddr>,
+    /// Who answered at a bootnode address that names no peer id (`/dns4/node0/tcp/9798`,
+    /// as in compose): while that peer is connected the address is not dialled again.
+    bootnode_peers: HashMap<Multiaddr, PeerId>,
     datadir: PathBuf,
     announcements: mpsc::UnboundedReceiver<Announcement>,
     commands: mpsc::UnboundedReceiver<NetCommand>,
@@ -432,7 +436,7 @@ impl Service {
             self.ask_status(swarm, peer);
         }
         for addr in &self.bootnodes {
-            let peer = peer_of(addr);
+            let peer = peer_of(addr).or_else(|| self.bootnode_peers.get(addr).copied());
             if peer.is_some_and(|p| swarm.is_connected(&p) || self.book.is_banned(&p, now)) {
                 continue;
             }

@@ -22,8 +22,8 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    connection_limits, identify, kad, mdns, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol,
-    Swarm, Transport,
+    connection_limits, dns, identify, kad, mdns, noise, tcp, yamux, Multiaddr, PeerId,
+    StreamProtocol, Swarm, Transport,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -165,6 +165,26 @@ fn gossip_scoring(genesis: &BlockHash) -> (PeerScoreParams, PeerScoreThresholds)
     (params, thresholds)
 }
 
+/// How long a resolved name is believed: a peer restarted at a new address (a container
+/// given a new IP) is found again at the next dial after this, whatever TTL the server gave.
+const DNS_ANSWER_LIFETIME: Duration = Duration::from_secs(5);
+
+/// TCP with /dns, /dns4, /dns6 and /dnsaddr names resolved at dial time through the
+/// system's resolver configuration (/etc/resolv.conf and /etc/hosts). Without one, names do
+/// not resolve and each such dial says so; IP addresses work as before.
+fn tcp_with_dns() -> dns::tokio::Transport<tcp::tokio::Transport> {
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    let (config, mut options) =
+        hickory_resolver::system_conf::read_system_conf().unwrap_or_else(|error| {
+            tracing::warn!(%error, "no DNS configuration: peers given by name will not resolve");
+            let none = dns::ResolverConfig::from_name_servers(Vec::new());
+            (none, dns::ResolverOpts::default())
+        });
+    options.positive_max_ttl = Some(DNS_ANSWER_LIFETIME);
+    options.negative_max_ttl = Some(DNS_ANSWER_LIFETIME);
+    dns::tokio::Transport::custom(tcp, config, options)
+}
+
 /// Builds the swarm of `config` for the chain of `genesis`.
 pub(super) fn build(
     keypair: Keypair,
@@ -191,13 +211,11 @@ pub(super) fn build(
         .with_other_transport(|key| {
             let noise = noise::Config::new(key)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
-            Ok(
-                tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-                    .upgrade(Version::V1Lazy)
-                    .authenticate(noise)
-                    .multiplex(yamux::Config::default())
-                    .timeout(handshake_timeout),
-            )
+            Ok(tcp_with_dns()
+                .upgrade(Version::V1Lazy)
+                .authenticate(noise)
+                .multiplex(yamux::Config::default())
+                .timeout(handshake_timeout))
         })
         .map_err(|e| setup(&e))?
         .with_behaviour(|key| {
@@ -281,6 +299,47 @@ pub fn check_port_free(addr: &Multiaddr) -> Result<(), NetworkError> {
         })
 }
 
+/// Whether this node's transport can dial `addr`: TCP to an IP or a DNS name
+/// (`/ip4|/ip6|/dns|/dns4|/dns6/<host>/tcp/<port>`), or a `/dnsaddr/<name>`, then at most
+/// a `/p2p/<id>`. Anything else (QUIC, WebSockets, a port 0) would only fail at every dial,
+/// so a peer given at start or through `net_connect` is refused with the reason instead.
+pub fn check_dialable(addr: &Multiaddr) -> Result<(), String> {
+    use libp2p::multiaddr::Protocol;
+    const FORM: &str = "this node dials TCP only: /ip4|/ip6|/dns|/dns4|/dns6/<host>/tcp/<port>[/p2p/<peer id>] or /dnsaddr/<name>";
+    let mut parts = addr.iter();
+    match parts.next() {
+        Some(Protocol::Dnsaddr(_)) => {}
+        Some(Protocol::Ip4(_) | Protocol::Ip6(_) | Protocol::Dns(_))
+        | Some(Protocol::Dns4(_) | Protocol::Dns6(_)) => match parts.next() {
+            Some(Protocol::Tcp(0)) => {
+                return Err("port 0 cannot be dialled: give the peer's port".into())
+            }
+            Some(Protocol::Tcp(_)) => {}
+            Some(other) => {
+                return Err(format!(
+                    "/{} is not a transport of this node: {FORM}",
+                    other.tag()
+                ))
+            }
+            None => return Err(format!("no /tcp/<port>: {FORM}")),
+        },
+        Some(other) => {
+            return Err(format!(
+                "/{} cannot start a peer's address: {FORM}",
+                other.tag()
+            ))
+        }
+        None => return Err(format!("an empty address: {FORM}")),
+    }
+    match parts.collect::<Vec<_>>().as_slice() {
+        [] | [Protocol::P2p(_)] => Ok(()),
+        [Protocol::P2p(_), other, ..] | [other, ..] => Err(format!(
+            "/{} is not a transport of this node: {FORM}",
+            other.tag()
+        )),
+    }
+}
+
 /// The peer id at the end of a multiaddr (`/p2p/<id>`), if any.
 pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     addr.iter().find_map(|p| match p {
@@ -292,6 +351,36 @@ pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peers_by_ip_or_name_over_tcp_are_dialable_and_nothing_else() {
+        let id = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
+        for good in [
+            format!("/ip4/192.0.2.7/tcp/9798/p2p/{id}"),
+            "/ip6/::1/tcp/9798".into(),
+            format!("/dns4/node-1/tcp/9798/p2p/{id}"),
+            "/dns6/node-1.example/tcp/1".into(),
+            "/dns/apiary-0.apiary/tcp/9798".into(),
+            format!("/dnsaddr/bootstrap.example/p2p/{id}"),
+        ] {
+            let addr: Multiaddr = good.parse().unwrap();
+            assert_eq!(check_dialable(&addr), Ok(()), "{good}");
+        }
+        for (bad, reason) in [
+            ("/ip4/192.0.2.7/udp/9798/quic-v1", "/udp is not a transport"),
+            ("/ip4/192.0.2.7/tcp/9798/ws", "/ws is not a transport"),
+            ("/ip4/192.0.2.7/tcp/0", "port 0"),
+            ("/ip4/192.0.2.7", "no /tcp/<port>"),
+            ("/tcp/9798", "/tcp cannot start"),
+            (
+                &format!("/ip4/192.0.2.7/tcp/1/p2p/{id}/p2p-circuit"),
+                "/p2p-circuit is not a transport",
+            ),
+        ] {
+            let error = check_dialable(&bad.parse().unwrap()).unwrap_err();
+            assert!(error.contains(reason), "{bad}: {error}");
+        }
+    }
 
     #[test]
     fn the_genesis_of_a_protocol_name_is_read_only_from_apiary_names() {

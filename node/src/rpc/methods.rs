@@ -551,6 +551,8 @@ pub(super) fn net_connect(
         .addr
         .parse()
         .map_err(|e| RpcError::invalid_params(format!("addr: {e}")))?;
+    crate::p2p::check_dialable(&addr)
+        .map_err(|e| RpcError::invalid_params(format!("addr: {e}")))?;
     network(context)?.command(crate::p2p::NetCommand::Connect(addr));
     Ok(api::NetConnectResult {
         dialing: params.addr,

@@ -1,0 +1,342 @@
+//! `hosts`: five release nodes, each in a network namespace of its own on one bridge (its
+//! own IP and TCP stack, made by `scripts/netns.py`), every link limited by tc to 100 and
+//! then 10 Mbit/s each way. Root only.
+//!
+//! - Propagation: each round, 1,000 transfers reach every mempool, node 0 mines a block of
+//!   them, and each other node's delay is when it had the block minus when node 0 had it
+//!   (`block_arrivals`; one machine, one clock). The block travels compact (header + txids,
+//!   ~32 kB); the limit is the link's time for that many bytes times the hops each node is
+//!   from node 0 (from `net_peers`).
+//! - Whole blocks: a sixth node joins node 0 alone and syncs every block of the run, each
+//!   sent whole (~150 kB); its time per block against the link's time for the bytes.
+
+use super::*;
+use procs::{sibling, wait_for_file};
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const NODES: usize = 5;
+const RATES_MBIT: [u64; 2] = [100, 10];
+
+/// `scripts/netns.py` run with `code` after `import netns`.
+fn netns(code: &str) -> Result<String> {
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sys; sys.path.insert(0, {:?}); import netns; {code}",
+            scripts
+        ))
+        .output()
+        .context("python3")?;
+    if !output.status.success() {
+        bail!("netns: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// The namespaces of one run, removed however it ends.
+struct Hosts {
+    tag: String,
+    count: usize,
+}
+
+impl Hosts {
+    fn create(count: usize, rate: &str) -> Result<Hosts> {
+        let tag = format!("{:04x}", std::process::id() & 0xffff);
+        netns(&format!("netns.create({tag:?}, {count}, {rate:?})"))?;
+        Ok(Hosts { tag, count })
+    }
+
+    fn set_rate(&self, rate: &str) -> Result<()> {
+        let tag = &self.tag;
+        netns(&format!(
+            "[(netns.shape(netns.veth({tag:?}, i), {rate:?}), netns.shape('eth0', {rate:?}, netns.namespace({tag:?}, i))) for i in range({})]",
+            self.count
+        ))?;
+        Ok(())
+    }
+
+    fn namespace(&self, index: usize) -> String {
+        format!("apn{}-{index}", self.tag)
+    }
+
+    fn ip(&self, index: usize) -> Result<String> {
+        netns(&format!("print(netns.ip_of({:?}, {index}))", self.tag))
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        let _ = netns(&format!("netns.cleanup({:?})", self.tag));
+    }
+}
+
+/// A release node in host `index`'s namespace, killed on drop.
+struct HostNode {
+    child: Child,
+    _dir: tempfile::TempDir,
+    client: apiary_client::Client,
+    p2p: String,
+}
+
+impl HostNode {
+    fn start(hosts: &Hosts, index: usize, spec: &Path, peers: &[&str]) -> Result<HostNode> {
+        let dir = tempfile::tempdir()?;
+        let datadir = dir.path().join("node");
+        let ip = hosts.ip(index)?;
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &hosts.namespace(index)])
+            .arg(sibling("apiary-node")?)
+            .arg("--datadir")
+            .arg(&datadir)
+            .arg("--genesis")
+            .arg(spec)
+            .args(["--rpc-addr", &format!("{ip}:9797")])
+            .args(["--listen", &format!("/ip4/{ip}/tcp/9798")]);
+        for peer in peers {
+            command.args(["--peer", peer]);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting apiary-node in its namespace")?;
+        let cookie = datadir.join("rpc.cookie");
+        wait_for_file(&cookie)?;
+        let host = wait_for_file(&datadir.join("rpc.addr"))?;
+        let p2p = wait_for_file(&datadir.join("p2p.addr"))?;
+        let client = apiary_client::Client::new(vec![apiary_client::Endpoint::with_cookie(
+            &host,
+            Some(&cookie),
+        )]);
+        Ok(HostNode {
+            child,
+            _dir: dir,
+            client,
+            p2p,
+        })
+    }
+
+    fn peer_id(&self) -> &str {
+        self.p2p.rsplit('/').next().unwrap_or_default()
+    }
+
+    fn peers(&self) -> Result<Vec<String>> {
+        let peers = self.client.call("net_peers", json!({}))?;
+        Ok(peers
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|p| p["peer_id"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn mempool_len(&self) -> u64 {
+        self.client
+            .call("mempool_info", json!({}))
+            .map(|info| info["count"].as_u64().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    fn height(&self) -> u64 {
+        self.client
+            .call("chain_tip", json!({}))
+            .map(|tip| tip["height"].as_u64().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// When this node had block `hash`, in µs by the machine's clock.
+    fn received_us(&self, hash: &str) -> Result<Option<u64>> {
+        let arrivals = self.client.call("block_arrivals", json!({}))?;
+        Ok(arrivals.as_array().and_then(|list| {
+            list.iter()
+                .find(|a| a["hash"].as_str() == Some(hash))
+                .and_then(|a| a["received_us"].as_u64())
+        }))
+    }
+}
+
+impl Drop for HostNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Hops from node 0 to each node, over the links `net_peers` shows.
+fn hops(nodes: &[HostNode]) -> Result<Vec<usize>> {
+    let ids: Vec<&str> = nodes.iter().map(HostNode::peer_id).collect();
+    let mut links: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for peer in node.peers()? {
+            if let Some(j) = ids.iter().position(|id| *id == peer) {
+                links.entry(i).or_default().push(j);
+                links.entry(j).or_default().push(i);
+            }
+        }
+    }
+    let mut distance = vec![usize::MAX; nodes.len()];
+    distance[0] = 0;
+    let mut queue = VecDeque::from([0]);
+    while let Some(i) = queue.pop_front() {
+        for &j in links.get(&i).into_iter().flatten() {
+            if distance[j] == usize::MAX {
+                distance[j] = distance[i] + 1;
+                queue.push_back(j);
+            }
+        }
+    }
+    Ok(distance)
+}
+
+/// Milliseconds to send `bytes` at `mbit` Mbit/s.
+fn link_ms(bytes: usize, mbit: u64) -> f64 {
+    bytes as f64 * 8.0 / (mbit as f64 * 1e6) * 1e3
+}
+
+pub(crate) fn bench_hosts() -> Result<Value> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("`hosts` needs root: network namespaces, veth pairs and tc");
+    }
+    let rounds = env_size("BENCH_HOSTS_ROUNDS", 20)?;
+    let txs_per_block = env_size("BENCH_TXS", 1000)?;
+    let params = ConnectParams {
+        blocks: rounds,
+        txs_per_block,
+        accounts: txs_per_block,
+    };
+    let accounts = Accounts::derive(txs_per_block);
+    let spec = bench_spec(&accounts.addresses, &params)?;
+    let spec_dir = tempfile::tempdir()?;
+    let spec_path = spec_dir.path().join("spec.toml");
+    std::fs::write(&spec_path, apiary_genesis::spec_to_toml(&spec))?;
+
+    let first_rate = format!("{}mbit", RATES_MBIT[0]);
+    let hosts = Hosts::create(NODES + 1, &first_rate)?;
+    let mut nodes: Vec<HostNode> = Vec::new();
+    for index in 0..NODES {
+        // A line: each knows the one before it (discovery may add more links; hops are
+        // read from what the nodes report).
+        let peer = nodes.last().map(|n: &HostNode| n.p2p.clone());
+        let peers: Vec<&str> = peer.iter().map(String::as_str).collect();
+        nodes.push(HostNode::start(&hosts, index, &spec_path, &peers)?);
+    }
+    wait_for("every node to have a peer", STEP_LIMIT, || {
+        nodes.iter().all(|n| n.peers().is_ok_and(|p| !p.is_empty()))
+    })?;
+
+    let mut by_rate = Map::new();
+    let mut round = 0u64;
+    let mut compact_bytes = 0usize;
+    let mut whole_bytes = 0usize;
+    for mbit in RATES_MBIT {
+        hosts.set_rate(&format!("{mbit}mbit"))?;
+        let distance = hops(&nodes)?;
+        let mut delays = Vec::new();
+        let mut limits = Vec::new();
+        for _ in 0..rounds {
+            let txs: Vec<SignedTransaction> = (0..txs_per_block)
+                .into_par_iter()
+                .map(|j| accounts.transfer(&spec, j, (j + 1) % txs_per_block, round))
+                .collect();
+            compact_bytes = HEADER_BYTES + 4 + 32 * txs.len();
+            whole_bytes = HEADER_BYTES
+                + 4
+                + txs
+                    .iter()
+                    .map(|t| borsh::to_vec(t).map_or(0, |b| b.len()))
+                    .sum::<usize>();
+            for (j, stx) in txs.iter().enumerate() {
+                nodes[j % NODES]
+                    .client
+                    .call("tx_submit", json!({"tx": hex::encode(borsh::to_vec(stx)?)}))?;
+            }
+            wait_for("the transfers to reach every mempool", STEP_LIMIT, || {
+                nodes
+                    .iter()
+                    .all(|n| n.mempool_len() == txs_per_block as u64)
+            })?;
+            let mined = nodes[0].client.call("dev_mine", json!({"blocks": 1}))?;
+            let hash = mined["hashes"][0]
+                .as_str()
+                .context("dev_mine's answer names no block")?
+                .to_string();
+            let mut arrived = [None; NODES];
+            wait_for("the block to reach every node", STEP_LIMIT, || {
+                for (i, node) in nodes.iter().enumerate() {
+                    if arrived[i].is_none() {
+                        arrived[i] = node.received_us(&hash).ok().flatten();
+                    }
+                }
+                arrived.iter().all(Option::is_some)
+            })?;
+            let mined_at = arrived[0].unwrap_or(0);
+            for i in 1..NODES {
+                delays.push(arrived[i].unwrap_or(0).saturating_sub(mined_at) as f64 / 1e3);
+                limits.push(distance[i] as f64 * link_ms(compact_bytes, mbit));
+            }
+            round += 1;
+        }
+        delays.sort_by(f64::total_cmp);
+        limits.sort_by(f64::total_cmp);
+        let p50 = live::percentile(&delays, 0.5);
+        let limit = live::percentile(&limits, 0.5);
+        eprintln!("{mbit} Mbit/s: p50 {p50:.1} ms against {limit:.1} ms (hops {distance:?})");
+        by_rate.insert(
+            format!("{mbit}mbit"),
+            json!({
+                "p50_ms": round3(p50),
+                "p90_ms": round3(live::percentile(&delays, 0.9)),
+                "max_ms": round3(delays.last().copied().unwrap_or(0.0)),
+                "hops_x_compact_link_ms_p50": round3(limit),
+                "ratio": round3(p50 / limit),
+                "hops": distance[1..].to_vec(),
+            }),
+        );
+    }
+
+    // Whole blocks: a node that lacks every block syncs them from node 0 alone, at the
+    // last rate.
+    let mbit = RATES_MBIT[RATES_MBIT.len() - 1];
+    let target = nodes[0].height();
+    let started = Instant::now();
+    let joiner = HostNode::start(&hosts, NODES, &spec_path, &[&nodes[0].p2p])?;
+    wait_for("the new node to sync every block", SYNC_LIMIT, || {
+        joiner.height() >= target
+    })?;
+    let per_block_ms = started.elapsed().as_secs_f64() * 1e3 / target as f64;
+    let whole_limit = link_ms(whole_bytes, mbit);
+    let p50_10 = by_rate[&format!("{mbit}mbit")]["p50_ms"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let limit_10 = by_rate[&format!("{mbit}mbit")]["hops_x_compact_link_ms_p50"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    Ok(json!({
+        "value": round3(p50_10),
+        "unit": format!("ms (p50 block propagation, {mbit} Mbit/s links)"),
+        "limit": round3(limit_10),
+        "ratio": round3(p50_10 / limit_10),
+        "params": {
+            "nodes": NODES,
+            "rounds_per_rate": rounds,
+            "txs_per_block": txs_per_block,
+            "compact_block_bytes": compact_bytes,
+            "whole_block_bytes": whole_bytes,
+            "propagation": by_rate,
+            "whole_blocks_sync": {
+                "blocks": target,
+                "ms_per_block": round3(per_block_ms),
+                "link_ms_per_whole_block": round3(whole_limit),
+                "ratio": round3(per_block_ms / whole_limit),
+                "rate_mbit": mbit,
+            },
+            "limit_is": "hops from the miner x the link's time for the compact block, p50 over nodes and rounds",
+        },
+    }))
+}

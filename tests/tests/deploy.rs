@@ -1,0 +1,246 @@
+//! Apiary beyond one machine's loopback: the container image built without a registry and
+//! smoke-tested (`scripts/image`), a compose testnet of three containers that finds its
+//! peers by service name and survives a `docker kill`, and the Kubernetes manifests checked
+//! offline. Each needs root and Docker (CI has both): without them a test fails and says
+//! why, never skips silently. The image is built from the tests' own binaries.
+
+use apiary_system_tests::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn succeeded(what: &str, output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The image of this test run's binaries, tagged uniquely, built once for every test here
+/// through `scripts/image --prebuilt` (which also runs its smoke test). Its result is the
+/// tag, or why the build failed.
+fn image() -> &'static Result<String, String> {
+    static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        // One tag, replaced by each run: no image piles up from run to run.
+        let tag = "apiary-test".to_string();
+        let _ = docker(&["rmi", "-f", &tag]);
+        let context = tempfile::TempDir::new().unwrap();
+        let output = Command::new(root().join("scripts/image"))
+            .args(["--prebuilt", "--tag", &tag])
+            .env("APIARY_BIN_DIR", bin("apiary-node").parent().unwrap())
+            .env("APIARY_IMAGE_CONTEXT", context.path())
+            .output()
+            .map_err(|e| format!("scripts/image: {e}"))?;
+        if output.status.success() {
+            Ok(tag)
+        } else {
+            Err(format!(
+                "scripts/image --prebuilt failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    })
+}
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker").args(args).output().expect("docker")
+}
+
+#[test]
+fn the_image_builds_without_a_registry_and_passes_its_smoke_test() {
+    let tag = image().as_ref().unwrap();
+    let user = succeeded(
+        "docker inspect",
+        docker(&["image", "inspect", "-f", "{{.Config.User}}", tag]),
+    );
+    assert_eq!(user.trim(), "apiary");
+    // Only the six programs in /usr/local/bin, and no extra CA certificate from the host.
+    let listed = succeeded(
+        "ls in the image",
+        docker(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "find",
+            tag,
+            "/usr/local/bin",
+            "/usr/local/share",
+            "-type",
+            "f",
+        ]),
+    );
+    let mut programs: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.strip_prefix("/usr/local/bin/"))
+        .collect();
+    programs.sort();
+    assert_eq!(
+        programs,
+        [
+            "apiary-cli",
+            "apiary-genesis",
+            "apiary-miner",
+            "apiary-node",
+            "apiary-pool",
+            "apiary-wallet"
+        ]
+    );
+    assert!(!listed.contains(".crt"), "{listed}");
+}
+
+/// A compose project of its own (name and ports), taken down with its volumes however the
+/// test ends.
+struct Compose {
+    project: String,
+    env: Vec<(String, String)>,
+}
+
+impl Compose {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("docker-compose")
+            .arg("-p")
+            .arg(&self.project)
+            .arg("-f")
+            .arg(root().join("deploy/compose.yaml"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("docker-compose (Debian's docker-compose package)")
+    }
+
+    fn cli(&self, node: &str, method: &str) -> Option<Value> {
+        let output = self.run(&["exec", "-T", node, "apiary-cli", "--raw", method]);
+        output
+            .status
+            .success()
+            .then(|| serde_json::from_slice(&output.stdout).ok())
+            .flatten()
+    }
+
+    fn height(&self, node: &str) -> u64 {
+        self.cli(node, "chain_tip")
+            .and_then(|tip| tip["height"].as_u64())
+            .unwrap_or(0)
+    }
+
+    fn tip(&self, node: &str) -> Option<String> {
+        self.cli(node, "chain_tip")
+            .and_then(|tip| tip["hash"].as_str().map(String::from))
+    }
+}
+
+impl Drop for Compose {
+    fn drop(&mut self) {
+        let _ = self.run(&["down", "-v", "-t", "5"]);
+    }
+}
+
+fn free_port() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string()
+}
+
+#[test]
+fn a_compose_testnet_converges_survives_a_kill_and_catches_up() {
+    let tag = image().as_ref().unwrap();
+    let compose = Compose {
+        project: format!("apiarytest{}", std::process::id()),
+        env: vec![
+            ("APIARY_IMAGE".into(), tag.clone()),
+            ("APIARY_NODE0_PORT".into(), free_port()),
+            ("APIARY_NODE1_PORT".into(), free_port()),
+            ("APIARY_NODE2_PORT".into(), free_port()),
+            ("APIARY_PROMETHEUS_PORT".into(), free_port()),
+        ],
+    };
+    succeeded(
+        "docker-compose up",
+        compose.run(&["up", "-d", "node0", "node1", "node2"]),
+    );
+    let wait = Duration::from_secs(120);
+    // Peers were given by service name only: reaching one chain proves they resolved.
+    wait_until(wait, "all three past height 3 on one tip", || {
+        let tips: Vec<Option<String>> = ["node0", "node1", "node2"]
+            .iter()
+            .map(|n| compose.tip(n))
+            .collect();
+        compose.height("node2") >= 3 && tips.iter().all(|t| t.is_some() && *t == tips[0])
+    });
+    let peers = compose.cli("node1", "net_peers").unwrap();
+    assert_eq!(peers.as_array().unwrap().len(), 2, "{peers}");
+    // The explorer of node 0 is published on this machine's loopback.
+    let port = &compose.env[1].1;
+    let url = format!("http://127.0.0.1:{port}/explorer/api/chain_tip");
+    let published = Command::new("python3")
+        .args([
+            "-c",
+            "import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1],timeout=5).read().decode())",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&published.stdout).contains("height"),
+        "{published:?}"
+    );
+
+    succeeded("docker-compose kill", compose.run(&["kill", "node2"]));
+    let killed_at = compose.height("node0");
+    wait_until(wait, "node0 to mine on without node2", || {
+        compose.height("node0") >= killed_at + 2
+    });
+    succeeded("docker-compose start", compose.run(&["start", "node2"]));
+    wait_until(wait, "node2 to catch up", || {
+        let target = compose.height("node0");
+        compose.height("node2") >= target && compose.tip("node2").is_some()
+    });
+}
+
+#[test]
+fn the_kubernetes_manifests_validate_offline() {
+    let dir = root().join("deploy/k8s");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    let output = Command::new("kubernetes-validate")
+        .args(["--strict", "-k", "1.30.0"])
+        .args(&files)
+        .output()
+        .expect("kubernetes-validate (scripts/setup installs it from PyPI)");
+    succeeded("kubernetes-validate", output);
+    let kinds: Vec<String> = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .flat_map(|text| {
+            text.lines()
+                .filter_map(|l| l.strip_prefix("kind: ").map(String::from))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for kind in ["StatefulSet", "Service", "PodDisruptionBudget"] {
+        assert!(kinds.iter().any(|k| k == kind), "no {kind} in {kinds:?}");
+    }
+}
