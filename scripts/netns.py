@@ -58,13 +58,24 @@ def parse_rate(text):
     return text
 
 
+def rate_bytes(rate):
+    number, unit = re.fullmatch(r"(\d+)(kbit|mbit|gbit)", rate).groups()
+    return int(number) * {"kbit": 1e3, "mbit": 1e6, "gbit": 1e9}[unit] / 8
+
+
 def shape(device, rate, ns=None):
-    """At most `rate` out of `device`. htb, not tbf: veth hands over segments of up to 64 kB
-    (GSO), which tbf drops when they exceed its burst; htb charges them and holds the next."""
+    """At most `rate` out of `device`, as a real link would: htb with a burst of a
+    millisecond at the rate (3 kB at least), and segments no larger than a packet (by
+    default veth hands over up to 64 kB at once, which would leave any shaper half a
+    block late or early)."""
     prefix = ["ip", "netns", "exec", ns] if ns else []
-    run(*prefix, "tc", "qdisc", "replace", "dev", device, "root", "handle", "1:", "htb", "default", "10")
+    run(*prefix, "ip", "link", "set", "dev", device, "gso_max_size", "1500", "gso_max_segs", "1")
+    burst = str(max(3000, int(rate_bytes(rate) / 1000)))
+    # The htb root stays once there (replacing it with itself is refused); its class sets the rate.
+    subprocess.run([*prefix, "tc", "qdisc", "replace", "dev", device, "root", "handle", "1:", "htb", "default", "10"],
+                   capture_output=True)
     run(*prefix, "tc", "class", "replace", "dev", device, "parent", "1:", "classid", "1:10", "htb",
-        "rate", rate, "ceil", rate, "burst", "15k", "cburst", "15k")
+        "rate", rate, "ceil", rate, "burst", burst, "cburst", burst)
 
 
 def create(tag, count, rate=None):

@@ -17,6 +17,42 @@ method!(
     AccountHistory, "account_history", AccountHistoryParams => AccountHistoryResult
 );
 
+method!(
+    /// An account (or its absence) with a proof against the state root of a header.
+    AccountProof, "account_proof", AccountProofParams => AccountProofResult
+);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountProofParams {
+    pub address: String,
+    /// The block whose state to prove against; only the tip's state is kept, so this
+    /// must be the tip's height (or left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u64>,
+}
+
+/// What `account_proof` proves: the account at `address` in the state after block
+/// `block_hash` (`height`), whose header's `state_root` the proof leads to.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccountProofResult {
+    pub address: String,
+    pub height: Height,
+    pub block_hash: BlockHash,
+    /// The header's state root (hex), which the proof leads to.
+    pub state_root: String,
+    /// The account, or None where there is none (balance 0 and nonce 0).
+    pub account: Option<ProvedAccount>,
+    /// Hex of the borsh bytes of `AccountProof` (docs/protocol.md, "The state commitment").
+    pub proof: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvedAccount {
+    pub balance: Units,
+    pub nonce: Nonce,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountParams {

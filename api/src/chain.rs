@@ -21,6 +21,29 @@ method!(
     MempoolTxs, "mempool_txs", MempoolTxsParams => MempoolTxsResult
 );
 
+method!(
+    /// Main-chain headers from a height on, as their bytes (a light client's chain).
+    HeadersGet, "headers_get", HeadersGetParams => HeadersGetResult
+);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadersGetParams {
+    pub from: u64,
+    /// At most 2,000.
+    pub count: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HeadersGetResult {
+    /// The first header's height.
+    pub from: Height,
+    /// Hex of each header's 160 bytes, in height order; fewer than asked at the tip.
+    pub headers: Vec<String>,
+    /// The main chain's height now.
+    pub tip_height: Height,
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockGetParams {

@@ -82,7 +82,7 @@ struct HostNode {
 }
 
 impl HostNode {
-    fn start(hosts: &Hosts, index: usize, spec: &Path, peers: &[&str]) -> Result<HostNode> {
+    fn start(hosts: &Hosts, index: usize, spec: &Path, extra: &[&str]) -> Result<HostNode> {
         let dir = tempfile::tempdir()?;
         let datadir = dir.path().join("node");
         let ip = hosts.ip(index)?;
@@ -96,16 +96,19 @@ impl HostNode {
             .arg(spec)
             .args(["--rpc-addr", &format!("{ip}:9797")])
             .args(["--listen", &format!("/ip4/{ip}/tcp/9798")]);
-        for peer in peers {
-            command.args(["--peer", peer]);
-        }
+        command.args(extra);
+        let log = std::fs::File::create(dir.path().join("node.log"))?;
         let child = command
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .context("starting apiary-node in its namespace")?;
         let cookie = datadir.join("rpc.cookie");
-        wait_for_file(&cookie)?;
+        wait_for_file(&cookie).map_err(|e| {
+            let log = std::fs::read_to_string(dir.path().join("node.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            anyhow::anyhow!("node {index}: {e}; its log ends: {tail:?}")
+        })?;
         let host = wait_for_file(&datadir.join("rpc.addr"))?;
         let p2p = wait_for_file(&datadir.join("p2p.addr"))?;
         let client = apiary_client::Client::new(vec![apiary_client::Endpoint::with_cookie(
@@ -199,50 +202,78 @@ fn link_ms(bytes: usize, mbit: u64) -> f64 {
     bytes as f64 * 8.0 / (mbit as f64 * 1e6) * 1e3
 }
 
-pub(crate) fn bench_hosts() -> Result<Value> {
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("`hosts` needs root: network namespaces, veth pairs and tc");
-    }
-    let rounds = env_size("BENCH_HOSTS_ROUNDS", 20)?;
-    let txs_per_block = env_size("BENCH_TXS", 1000)?;
-    let params = ConnectParams {
-        blocks: rounds,
-        txs_per_block,
-        accounts: txs_per_block,
-    };
-    let accounts = Accounts::derive(txs_per_block);
-    let spec = bench_spec(&accounts.addresses, &params)?;
-    let spec_dir = tempfile::tempdir()?;
-    let spec_path = spec_dir.path().join("spec.toml");
-    std::fs::write(&spec_path, apiary_genesis::spec_to_toml(&spec))?;
+/// How the five nodes are linked.
+#[derive(Clone, Copy)]
+enum Topology {
+    /// As they find each other (a full mesh at five): the miner's one uplink carries a copy
+    /// to each of its peers.
+    Mesh,
+    /// A line held by `--max-peers` (1 at the ends, 2 inside): each node passes the block
+    /// to the next, one copy per link, and a block takes up to four hops.
+    Line,
+}
 
-    let first_rate = format!("{}mbit", RATES_MBIT[0]);
-    let hosts = Hosts::create(NODES + 1, &first_rate)?;
+impl Topology {
+    fn name(self) -> &'static str {
+        match self {
+            Topology::Mesh => "mesh",
+            Topology::Line => "line",
+        }
+    }
+}
+
+/// What the run measures with: its chain, keys, and sizes.
+struct Run {
+    accounts: Accounts,
+    spec: ChainSpec,
+    spec_path: PathBuf,
+    rounds: usize,
+    txs_per_block: usize,
+}
+
+/// Five nodes linked as `topology`, started in order, each knowing the one before it.
+fn start_nodes(hosts: &Hosts, run: &Run, topology: Topology) -> Result<Vec<HostNode>> {
     let mut nodes: Vec<HostNode> = Vec::new();
     for index in 0..NODES {
-        // A line: each knows the one before it (discovery may add more links; hops are
-        // read from what the nodes report).
-        let peer = nodes.last().map(|n: &HostNode| n.p2p.clone());
-        let peers: Vec<&str> = peer.iter().map(String::as_str).collect();
-        nodes.push(HostNode::start(&hosts, index, &spec_path, &peers)?);
+        let before = nodes.last().map(|n: &HostNode| n.p2p.clone());
+        let mut args: Vec<String> = before
+            .into_iter()
+            .flat_map(|p| ["--peer".into(), p])
+            .collect();
+        if let Topology::Line = topology {
+            let ends = index == 0 || index == NODES - 1;
+            args.extend(["--max-peers".into(), if ends { "1" } else { "2" }.into()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        nodes.push(HostNode::start(hosts, index, &run.spec_path, &args)?);
     }
-    wait_for("every node to have a peer", STEP_LIMIT, || {
-        nodes.iter().all(|n| n.peers().is_ok_and(|p| !p.is_empty()))
+    wait_for("every node to be linked", STEP_LIMIT, || {
+        hops(&nodes).is_ok_and(|d| d.iter().all(|&h| h != usize::MAX))
     })?;
+    Ok(nodes)
+}
 
+/// Rounds of 1,000-transfer blocks mined by node 0 at each link rate: per rate, the
+/// other nodes' delays against hops x the compact block's link time. Returns the figures
+/// and the bytes of a compact and a whole block.
+fn propagation(
+    hosts: &Hosts,
+    run: &Run,
+    nodes: &[HostNode],
+) -> Result<(Map<String, Value>, usize, usize)> {
     let mut by_rate = Map::new();
+    let (mut compact_bytes, mut whole_bytes) = (0, 0);
     let mut round = 0u64;
-    let mut compact_bytes = 0usize;
-    let mut whole_bytes = 0usize;
     for mbit in RATES_MBIT {
         hosts.set_rate(&format!("{mbit}mbit"))?;
-        let distance = hops(&nodes)?;
+        let distance = hops(nodes)?;
         let mut delays = Vec::new();
         let mut limits = Vec::new();
-        for _ in 0..rounds {
-            let txs: Vec<SignedTransaction> = (0..txs_per_block)
+        for _ in 0..run.rounds {
+            let n = run.txs_per_block;
+            let txs: Vec<SignedTransaction> = (0..n)
                 .into_par_iter()
-                .map(|j| accounts.transfer(&spec, j, (j + 1) % txs_per_block, round))
+                .map(|j| run.accounts.transfer(&run.spec, j, (j + 1) % n, round))
                 .collect();
             compact_bytes = HEADER_BYTES + 4 + 32 * txs.len();
             whole_bytes = HEADER_BYTES
@@ -257,9 +288,7 @@ pub(crate) fn bench_hosts() -> Result<Value> {
                     .call("tx_submit", json!({"tx": hex::encode(borsh::to_vec(stx)?)}))?;
             }
             wait_for("the transfers to reach every mempool", STEP_LIMIT, || {
-                nodes
-                    .iter()
-                    .all(|n| n.mempool_len() == txs_per_block as u64)
+                nodes.iter().all(|node| node.mempool_len() == n as u64)
             })?;
             let mined = nodes[0].client.call("dev_mine", json!({"blocks": 1}))?;
             let hash = mined["hashes"][0]
@@ -299,43 +328,86 @@ pub(crate) fn bench_hosts() -> Result<Value> {
             }),
         );
     }
+    Ok((by_rate, compact_bytes, whole_bytes))
+}
 
-    // Whole blocks: a node that lacks every block syncs them from node 0 alone, at the
-    // last rate.
-    let mbit = RATES_MBIT[RATES_MBIT.len() - 1];
-    let target = nodes[0].height();
-    let started = Instant::now();
-    let joiner = HostNode::start(&hosts, NODES, &spec_path, &[&nodes[0].p2p])?;
-    wait_for("the new node to sync every block", SYNC_LIMIT, || {
-        joiner.height() >= target
-    })?;
-    let per_block_ms = started.elapsed().as_secs_f64() * 1e3 / target as f64;
-    let whole_limit = link_ms(whole_bytes, mbit);
-    let p50_10 = by_rate[&format!("{mbit}mbit")]["p50_ms"]
-        .as_f64()
-        .unwrap_or(f64::NAN);
-    let limit_10 = by_rate[&format!("{mbit}mbit")]["hops_x_compact_link_ms_p50"]
-        .as_f64()
-        .unwrap_or(f64::NAN);
+pub(crate) fn bench_hosts() -> Result<Value> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("`hosts` needs root: network namespaces, veth pairs and tc");
+    }
+    let rounds = env_size("BENCH_HOSTS_ROUNDS", 20)?;
+    let txs_per_block = env_size("BENCH_TXS", 1000)?;
+    let params = ConnectParams {
+        blocks: rounds,
+        txs_per_block,
+        accounts: txs_per_block,
+    };
+    let accounts = Accounts::derive(txs_per_block);
+    let spec = bench_spec(&accounts.addresses, &params)?;
+    let spec_dir = tempfile::tempdir()?;
+    let spec_path = spec_dir.path().join("spec.toml");
+    std::fs::write(&spec_path, apiary_genesis::spec_to_toml(&spec))?;
+    let run = Run {
+        accounts,
+        spec,
+        spec_path,
+        rounds,
+        txs_per_block,
+    };
+
+    let hosts = Hosts::create(NODES + 1, &format!("{}mbit", RATES_MBIT[0]))?;
+    let mut topologies = Map::new();
+    let (mut compact_bytes, mut whole_bytes) = (0, 0);
+    let mut sync = Value::Null;
+    for topology in [Topology::Line, Topology::Mesh] {
+        eprintln!("-- {}", topology.name());
+        let nodes = start_nodes(&hosts, &run, topology)?;
+        let (figures, compact, whole) = propagation(&hosts, &run, &nodes)?;
+        (compact_bytes, whole_bytes) = (compact, whole);
+        topologies.insert(topology.name().into(), Value::Object(figures));
+        if let Topology::Mesh = topology {
+            // Whole blocks: a node lacking every block syncs them from node 0 alone, at
+            // the last rate.
+            let mbit = RATES_MBIT[RATES_MBIT.len() - 1];
+            let target = nodes[0].height();
+            let started = Instant::now();
+            let joiner =
+                HostNode::start(&hosts, NODES, &run.spec_path, &["--peer", &nodes[0].p2p])?;
+            wait_for("the new node to sync every block", SYNC_LIMIT, || {
+                joiner.height() >= target
+            })?;
+            let per_block_ms = started.elapsed().as_secs_f64() * 1e3 / target as f64;
+            let limit = link_ms(whole_bytes, mbit);
+            sync = json!({
+                "blocks": target,
+                "ms_per_block": round3(per_block_ms),
+                "link_ms_per_whole_block": round3(limit),
+                "ratio": round3(per_block_ms / limit),
+                "rate_mbit": mbit,
+            });
+        }
+    }
+    let slow = format!("{}mbit", RATES_MBIT[RATES_MBIT.len() - 1]);
+    let line = &topologies["line"][&slow];
+    let (value, limit) = (
+        line["p50_ms"].as_f64().unwrap_or(f64::NAN),
+        line["hops_x_compact_link_ms_p50"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+    );
     Ok(json!({
-        "value": round3(p50_10),
-        "unit": format!("ms (p50 block propagation, {mbit} Mbit/s links)"),
-        "limit": round3(limit_10),
-        "ratio": round3(p50_10 / limit_10),
+        "value": round3(value),
+        "unit": format!("ms (p50 block propagation, a line of 5 hosts, {slow} links)"),
+        "limit": round3(limit),
+        "ratio": round3(value / limit),
         "params": {
             "nodes": NODES,
             "rounds_per_rate": rounds,
             "txs_per_block": txs_per_block,
             "compact_block_bytes": compact_bytes,
             "whole_block_bytes": whole_bytes,
-            "propagation": by_rate,
-            "whole_blocks_sync": {
-                "blocks": target,
-                "ms_per_block": round3(per_block_ms),
-                "link_ms_per_whole_block": round3(whole_limit),
-                "ratio": round3(per_block_ms / whole_limit),
-                "rate_mbit": mbit,
-            },
+            "propagation": topologies,
+            "whole_blocks_sync": sync,
             "limit_is": "hops from the miner x the link's time for the compact block, p50 over nodes and rounds",
         },
     }))

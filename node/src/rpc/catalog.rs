@@ -4,6 +4,7 @@
 
 use super::methods::{self, answer, parse, NoParams};
 use super::mining;
+use super::proofs;
 use super::{RpcContext, RpcError, METHOD_NOT_FOUND};
 use serde_json::Value;
 
@@ -82,6 +83,27 @@ pub const METHODS: &[Method] = &[
         params: &[required("address", "bech32m address")],
         result: "{address, balance, nonce, pending: {count, next_nonce, spend}}",
         run: |c, p| answer(methods::account_get(c, parse(p)?)),
+    },
+    Method {
+        name: "account_proof",
+        about: "An account, or its absence, with a proof against the tip header's state root",
+        params: &[
+            required("address", "bech32m address"),
+            optional("height", "the tip's height (only the tip's state is kept)"),
+        ],
+        result: "{address, height, block_hash, state_root, account: {balance, nonce} or null, \
+                 proof}: proof is hex of the borsh AccountProof (docs/protocol.md)",
+        run: |c, p| answer(proofs::account_proof(c, parse(p)?)),
+    },
+    Method {
+        name: "headers_get",
+        about: "Main-chain headers from a height on, as their 160 bytes each",
+        params: &[
+            required("from", "the first header's height"),
+            required("count", "how many, 1 to 2,000 (fewer at the tip)"),
+        ],
+        result: "{from, headers: [hex], tip_height}",
+        run: |c, p| answer(proofs::headers_get(c, parse(p)?)),
     },
     Method {
         name: "account_totals",
@@ -329,6 +351,8 @@ mod tests {
             agrees::<api::ChainTip>(),
             agrees::<api::BlockGet>(),
             agrees::<api::AccountGet>(),
+            agrees::<api::AccountProof>(),
+            agrees::<api::HeadersGet>(),
             agrees::<api::AccountTotals>(),
             agrees::<api::AccountHistory>(),
             agrees::<api::FeeEstimate>(),

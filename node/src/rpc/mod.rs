@@ -6,6 +6,7 @@ pub mod explorer;
 mod methods;
 mod mining;
 pub mod probes;
+mod proofs;
 pub mod server;
 mod strict_json;
 mod ws;
