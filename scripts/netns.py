@@ -109,6 +109,15 @@ def forward_rule(tag):
             "-m", "comment", "--comment", f"apiary testnet {tag}"]
 
 
+def resolver(tag, index, nameserver):
+    """Node `index`'s own /etc/resolv.conf (`ip netns exec` mounts /etc/netns/<ns>/ over
+    /etc): its names are asked of `nameserver`."""
+    path = f"/etc/netns/{namespace(tag, index)}"
+    os.makedirs(path, exist_ok=True)
+    with open(f"{path}/resolv.conf", "w") as f:
+        f.write(f"nameserver {nameserver}\n")
+
+
 def exists(tag):
     return os.path.exists(f"/var/run/netns/{namespace(tag, 0)}")
 
@@ -125,6 +134,10 @@ def cleanup(tag):
         name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
         if name.startswith(f"apv{tag}-") or name == bridge(tag):
             subprocess.run(["ip", "link", "del", name], capture_output=True)
+    if os.path.isdir("/etc/netns"):
+        for name in os.listdir("/etc/netns"):
+            if name.startswith(f"apn{tag}-"):
+                shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
     if shutil.which("iptables"):
         while subprocess.run(["iptables", "-D", "FORWARD", *forward_rule(tag)],
                              capture_output=True).returncode == 0:
