@@ -118,10 +118,6 @@ def resolver(tag, index, nameserver):
         f.write(f"nameserver {nameserver}\n")
 
 
-def exists(tag):
-    return os.path.exists(f"/var/run/netns/{namespace(tag, 0)}")
-
-
 def cleanup(tag):
     """Removes every namespace, veth pair, qdisc and the bridge of `tag`, whatever is left."""
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

@@ -53,6 +53,22 @@ pub fn fixed_listen_addr() -> String {
     format!("/ip4/127.0.0.1/tcp/{port}")
 }
 
+/// The repository's top folder (scripts/, deploy/ …).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_path_buf()
+}
+
+/// Whether the tests run as root (namespaces, tc and Docker need it; CI runs as root).
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
 /// Polls `check` until it returns true, panicking with `what` after `limit`.
 pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;

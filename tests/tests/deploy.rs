@@ -6,17 +6,10 @@
 
 use apiary_system_tests::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn succeeded(what: &str, output: Output) -> String {
     assert!(
@@ -39,7 +32,7 @@ fn image() -> &'static Result<String, String> {
         let tag = "apiary-test".to_string();
         let _ = docker(&["rmi", "-f", &tag]);
         let context = tempfile::TempDir::new().unwrap();
-        let output = Command::new(root().join("scripts/image"))
+        let output = Command::new(repo_root().join("scripts/image"))
             .args(["--prebuilt", "--tag", &tag])
             .env("APIARY_BIN_DIR", bin("apiary-node").parent().unwrap())
             .env("APIARY_IMAGE_CONTEXT", context.path())
@@ -116,7 +109,7 @@ impl Compose {
             .arg("-p")
             .arg(&self.project)
             .arg("-f")
-            .arg(root().join("deploy/compose.yaml"))
+            .arg(repo_root().join("deploy/compose.yaml"))
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
@@ -245,7 +238,7 @@ fn a_compose_testnet_converges_survives_a_kill_and_catches_up() {
 
 #[test]
 fn the_kubernetes_manifests_validate_offline() {
-    let dir = root().join("deploy/k8s");
+    let dir = repo_root().join("deploy/k8s");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

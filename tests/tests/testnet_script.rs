@@ -7,10 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .join("scripts/testnet")
+    repo_root().join("scripts/testnet")
 }
 
 fn testnet(dir: &Path, args: &[&str]) -> Output {
@@ -214,11 +211,4 @@ fn a_hosts_testnet_converges_and_heals_a_real_partition() {
     });
     succeeded(testnet(&net, &["down"]));
     assert_eq!(hosts_left(&ns), Vec::<String>::new());
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }

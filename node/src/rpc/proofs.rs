@@ -7,7 +7,7 @@ use super::{RpcContext, RpcError, INTERNAL_ERROR, NOT_FOUND};
 use crate::protocol::MAX_HEADERS_PER_RESPONSE;
 use apiary_api as api;
 use apiary_api::Units;
-use apiary_core::state::proof::{prove, ProofEnd};
+use apiary_core::state::proof::prove;
 use apiary_core::Height;
 
 /// A proof is made without the chain's lock; a block connected meanwhile can leave it
@@ -40,7 +40,6 @@ pub(super) fn account_proof(
         let Ok(account) = proof.verify(&header.state_root, &address) else {
             continue;
         };
-        debug_assert!(matches!(proof.end, ProofEnd::Empty | ProofEnd::Leaf { .. }));
         return Ok(api::AccountProofResult {
             address: params.address,
             height: tip.height,
