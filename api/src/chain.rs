@@ -26,6 +26,44 @@ method!(
     HeadersGet, "headers_get", HeadersGetParams => HeadersGetResult
 );
 
+method!(
+    /// Where a confirmed transaction sits in its block: its bytes and the Merkle path of
+    /// its txid to the header's `tx_root` (a light client's proof of a payment).
+    TxProof, "tx_proof", TxProofParams => TxProofResult
+);
+method!(
+    /// The chain spec the node follows, whole (a client that believes no node checks it
+    /// against the genesis hash it knows, and checks headers by its rules).
+    ChainSpecGet, "chain_spec", crate::NoParams => ChainSpecResult
+);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TxProofParams {
+    pub txid: TxId,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TxProofResult {
+    pub txid: TxId,
+    pub height: Height,
+    pub block_hash: BlockHash,
+    /// Its place among the block's transactions, and how many the block holds.
+    pub index: u32,
+    pub tx_count: u32,
+    /// Hex of the sibling hashes from the bottom, where there is one (docs/protocol.md).
+    pub path: Vec<String>,
+    /// Hex of the signed transaction's borsh bytes (its txid is their double SHA-256).
+    pub tx: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChainSpecResult {
+    pub genesis_hash: BlockHash,
+    /// Hex of the spec's borsh bytes.
+    pub spec: String,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadersGetParams {

@@ -125,6 +125,63 @@ pub fn merkle_root(leaves: &[Hash256]) -> Hash256 {
     level[0]
 }
 
+/// The path of leaf `index` to the root of `merkle_root(leaves)`: its sibling at each level
+/// where it has one, from the bottom (an odd node carried up has none). None when `index`
+/// is not a leaf.
+pub fn merkle_path(leaves: &[Hash256], index: usize) -> Option<Vec<Hash256>> {
+    if index >= leaves.len() {
+        return None;
+    }
+    let mut path = Vec::new();
+    let mut level: Vec<Hash256> = leaves.to_vec();
+    let mut at = index;
+    while level.len() > 1 {
+        if let Some(sibling) = level.get(at ^ 1) {
+            path.push(*sibling);
+        }
+        level = level
+            .chunks(2)
+            .map(|pair| match pair {
+                [left, right] => tagged_hash(tag::MERKLE_NODE, &[&left.0, &right.0]),
+                [odd] => *odd,
+                _ => unreachable!("chunks(2) yields one or two"),
+            })
+            .collect();
+        at /= 2;
+    }
+    Some(path)
+}
+
+/// The root that `leaf`, at `index` of `count` leaves, reaches by `path` (`merkle_path`'s
+/// form); None when the path has the wrong length for that place. A client checks a
+/// transaction's place in a block with it, knowing only the header's `tx_root`.
+pub fn merkle_root_from_path(
+    leaf: Hash256,
+    index: u64,
+    count: u64,
+    path: &[Hash256],
+) -> Option<Hash256> {
+    if index >= count {
+        return None;
+    }
+    let (mut hash, mut at, mut width) = (leaf, index, count);
+    let mut siblings = path.iter();
+    while width > 1 {
+        let sibling_at = at ^ 1;
+        if sibling_at < width {
+            let sibling = siblings.next()?;
+            hash = if at % 2 == 0 {
+                tagged_hash(tag::MERKLE_NODE, &[&hash.0, &sibling.0])
+            } else {
+                tagged_hash(tag::MERKLE_NODE, &[&sibling.0, &hash.0])
+            };
+        }
+        at /= 2;
+        width = width.div_ceil(2);
+    }
+    siblings.next().is_none().then_some(hash)
+}
+
 /// Defines a hash newtype that reads and prints as hex and serialises to JSON as hex.
 macro_rules! hash_newtype {
     ($(#[$meta:meta])* $name:ident) => {
@@ -190,6 +247,22 @@ mod tests {
             sha256d(b"hello").to_string(),
             "9595c9df90075148eb06860365df33584b75bff782a510c6cd4883a419833d50"
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_leaf_proves_its_place_and_no_other(count in 1usize..70, pick in 0usize..70, other in 0u64..80) {
+            let leaves: Vec<Hash256> = (0..count).map(|i| sha256d(&i.to_le_bytes())).collect();
+            let index = pick % count;
+            let root = merkle_root(&leaves);
+            let path = merkle_path(&leaves, index).unwrap();
+            let count = count as u64;
+            proptest::prop_assert_eq!(merkle_root_from_path(leaves[index], index as u64, count, &path), Some(root));
+            if other != index as u64 {
+                proptest::prop_assert_ne!(merkle_root_from_path(leaves[index], other, count, &path), Some(root));
+            }
+            proptest::prop_assert_ne!(merkle_root_from_path(sha256d(b"not a leaf"), index as u64, count, &path), Some(root));
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 
 mod pay;
 mod query;
+mod verified;
 mod watch;
 
 const DEFAULT_RPC: &str = "http://127.0.0.1:9797";
@@ -58,6 +59,10 @@ struct Options {
     /// Print results as JSON, for scripts
     #[arg(long, global = true)]
     json: bool,
+    /// Take balances, nonces and confirmations on the node's word, without proving them
+    /// against this wallet's own chain of headers (<wallet-dir>/headers)
+    #[arg(long, global = true)]
+    trust_node: bool,
 }
 
 #[derive(Subcommand)]
@@ -430,6 +435,11 @@ impl Wallet {
 
     /// The nodes to talk to: --rpc flags, else the config file, else the local devnet.
     fn client(&self) -> Result<Client> {
+        Ok(Client::new(self.endpoints()?))
+    }
+
+    /// The nodes to talk to, in order of preference.
+    fn endpoints(&self) -> Result<Vec<Endpoint>> {
         let config_path = self
             .options
             .config
@@ -459,8 +469,7 @@ impl Wallet {
             };
             (vec![DEFAULT_RPC.to_string()], cookies)
         };
-        let endpoints = Endpoint::pair(&urls, &cookies)?;
-        Ok(Client::new(endpoints))
+        Ok(Endpoint::pair(&urls, &cookies)?)
     }
 
     /// A client whose node runs the keystore's chain.

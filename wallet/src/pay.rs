@@ -4,9 +4,12 @@
 use crate::{parse_coins, Wallet};
 use anyhow::{anyhow, bail, Context, Result};
 use apiary_api as api;
-use apiary_core::{Address, Amount, ChainId, Nonce, SignedTransaction, Transaction};
+use apiary_core::{
+    Address, Amount, BlockHash, ChainId, Height, Nonce, SignedTransaction, Transaction,
+};
 use apiary_wallet::client::{Client, ClientError};
 use apiary_wallet::keystore::Keystore;
+use apiary_wallet::light::Light;
 use apiary_wallet::outbox::{Fate, Outbox};
 use serde_json::{json, Value};
 use std::io::IsTerminal;
@@ -76,9 +79,7 @@ impl Wallet {
         let mut outbox = Outbox::load(&self.dir)?;
         self.rebroadcast_with(&client, &keystore, &mut outbox, false)?;
         let from_text = draft.from.to_text(keystore.prefix());
-        let state = client.ask::<api::AccountGet>(&api::AccountParams {
-            address: from_text.clone(),
-        })?;
+        let state = self.account_state(&keystore, &client, &from_text)?.info;
         let fee = match fee {
             Some(fee) => fee,
             None => client.ask::<api::FeeEstimate>(&api::NoParams {})?.fee.0,
@@ -128,7 +129,17 @@ impl Wallet {
             );
             return Ok(());
         };
-        let result = self.wait_for(&client, &stx, &from_text, confirmations.max(1), timeout)?;
+        let mut light = (!self.options.trust_node)
+            .then(|| self.light(&keystore))
+            .transpose()?;
+        let result = self.wait_for(
+            &client,
+            light.as_mut(),
+            &stx,
+            &from_text,
+            confirmations.max(1),
+            timeout,
+        )?;
         self.print(json!(result), || {
             format!(
                 "sent {} coins to {to} (fee {fee})\ntxid: {txid}\nconfirmed in block {} at height {} ({} confirmation(s))",
@@ -145,6 +156,7 @@ impl Wallet {
     fn wait_for(
         &self,
         client: &Client,
+        mut light: Option<&mut Light>,
         stx: &SignedTransaction,
         from: &str,
         confirmations: u64,
@@ -183,8 +195,15 @@ impl Wallet {
                     if let (true, Some(height), Some(block_hash)) =
                         (have >= confirmations, status.height, status.block_hash)
                     {
-                        spinner.finish_and_clear();
-                        return Ok(Confirmed::new(stx.txid(), height.0, block_hash, have));
+                        if let Some(done) = self.proved_enough(
+                            light.as_deref_mut(),
+                            stx,
+                            confirmations,
+                            (height, block_hash, have),
+                        )? {
+                            spinner.finish_and_clear();
+                            return Ok(done);
+                        }
                     }
                     spinner.set_message(format!("{txid}: {have}/{confirmations} confirmations"));
                 }
@@ -237,8 +256,15 @@ impl Wallet {
                             event.height,
                             event.block_hash,
                         ) {
-                            spinner.finish_and_clear();
-                            return Ok(Confirmed::new(event.txid, height.0, hash, have));
+                            if let Some(done) = self.proved_enough(
+                                light.as_deref_mut(),
+                                stx,
+                                confirmations,
+                                (height, hash, have),
+                            )? {
+                                spinner.finish_and_clear();
+                                return Ok(done);
+                            }
                         }
                         break;
                     }
@@ -252,6 +278,33 @@ impl Wallet {
                 }
             }
         }
+    }
+
+    /// A payment a node says is confirmed `claimed.2` deep: as it stands (trusting the
+    /// node), or only once proved in a block of the wallet's headers at least
+    /// `confirmations` deep; None until then.
+    fn proved_enough(
+        &self,
+        light: Option<&mut Light>,
+        stx: &SignedTransaction,
+        confirmations: u64,
+        claimed: (Height, BlockHash, u64),
+    ) -> Result<Option<Confirmed>> {
+        let Some(light) = light else {
+            let (height, hash, have) = claimed;
+            return Ok(Some(Confirmed::new(stx.txid(), height.0, hash, have)));
+        };
+        Ok(self
+            .proved_tx(light, &stx.txid())?
+            .filter(|proved| proved.confirmations >= confirmations)
+            .map(|proved| {
+                Confirmed::new(
+                    stx.txid(),
+                    proved.height.0,
+                    proved.block_hash,
+                    proved.confirmations,
+                )
+            }))
     }
 
     pub(crate) fn sign_offline(

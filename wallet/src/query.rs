@@ -13,12 +13,13 @@ impl Wallet {
         let address = self.address_or_default(&keystore, address)?;
         let client = self.client_for(&keystore)?;
         self.resend_lost(&client, &keystore)?;
-        let account = client.ask::<api::AccountGet>(&api::AccountParams {
-            address: address.clone(),
-        })?;
+        let state = self.account_state(&keystore, &client, &address)?;
+        let account = state.info;
         let balance = account.balance.0;
         let pending = account.pending.spend();
-        self.print(json!(account), || {
+        let mut value = json!(account);
+        value["proved"] = proved_at(state.proved.as_ref().map(|p| (p.height, p.block_hash)));
+        self.print(value, || {
             let mut text = format!("{address}\nbalance: {balance} coins");
             if pending > Amount::ZERO {
                 text.push_str(&format!(
@@ -26,6 +27,7 @@ impl Wallet {
                     account.pending.count
                 ));
             }
+            text.push_str(&proved_line(state.proved.as_ref().map(|p| p.height)));
             text
         });
         Ok(())
@@ -46,8 +48,14 @@ impl Wallet {
         };
         let client = self.client_for(&keystore)?;
         self.resend_lost(&client, &keystore)?;
-        let page = client.ask::<api::AccountHistory>(&params)?;
-        self.print(json!(page), || {
+        let page = if self.options.trust_node {
+            client.ask::<api::AccountHistory>(&params)?
+        } else {
+            self.proved_history(&keystore, &params)?
+        };
+        let mut value = json!(page);
+        value["proved"] = json!(!self.options.trust_node);
+        self.print(value, || {
             let mut lines = vec![format!(
                 "{:<10} {:<6} {:>20}  {:<18} counterparty",
                 "height", "", "amount", "txid"
@@ -90,11 +98,52 @@ impl Wallet {
             .parse()
             .map_err(|e| anyhow!("{txid:?} is not a txid (64 hex digits): {e}"))?;
         let keystore = self.keystore()?;
-        let status = self
+        let mut status = self
             .client_for(&keystore)?
             .ask::<api::TxGet>(&api::TxGetParams { txid, raw: false })?;
-        self.print(json!(status), || describe_tx(&status));
+        let mut proved = None;
+        if !self.options.trust_node {
+            let mut light = self.light(&keystore)?;
+            match self.proved_tx(&mut light, &txid)? {
+                Some(found) => {
+                    status.status = api::TxStatus::Confirmed;
+                    status.height = Some(found.height);
+                    status.block_hash = Some(found.block_hash);
+                    status.confirmations = found.confirmations;
+                    proved = Some((found.height, found.block_hash));
+                }
+                // Not proved in a block: whatever a node says, it is not confirmed.
+                None if status.status == api::TxStatus::Confirmed => {
+                    anyhow::bail!(
+                        "a node says {txid} is confirmed, but none proves it in a block of this \
+                         wallet's chain"
+                    )
+                }
+                None => {}
+            }
+        }
+        let mut value = json!(status);
+        value["proved"] = proved_at(proved);
+        self.print(value, || {
+            describe_tx(&status) + &proved_line(proved.map(|(height, _)| height))
+        });
         Ok(())
+    }
+}
+
+/// The `proved` field of an answer: where it was proved, or null on a node's word.
+fn proved_at(at: Option<(apiary_core::Height, apiary_core::BlockHash)>) -> serde_json::Value {
+    match at {
+        Some((height, block_hash)) => json!({"height": height, "block_hash": block_hash}),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// The line that says what a reader may believe of an answer.
+fn proved_line(height: Option<apiary_core::Height>) -> String {
+    match height {
+        Some(height) => format!("\nproved against block {height} of this wallet's headers"),
+        None => String::new(),
     }
 }
 

@@ -1,12 +1,14 @@
-//! What a client that trusts no node asks for: main-chain headers to check from genesis,
-//! and accounts with a proof against a header's state root (docs/protocol.md says how to
-//! verify both).
+//! What a client that trusts no node asks for: the chain spec (to check against the
+//! genesis hash it knows), main-chain headers to check from genesis, accounts with a proof
+//! against a header's state root, and transactions with their Merkle path to a header's
+//! tx root (docs/protocol.md says how to verify each).
 
 use super::methods::{chain_error, parse_address};
 use super::{RpcContext, RpcError, INTERNAL_ERROR, NOT_FOUND};
 use crate::protocol::MAX_HEADERS_PER_RESPONSE;
 use apiary_api as api;
 use apiary_api::Units;
+use apiary_core::hash::merkle_path;
 use apiary_core::state::proof::prove;
 use apiary_core::Height;
 
@@ -98,5 +100,65 @@ pub(super) fn headers_get(
         from: Height(params.from),
         headers,
         tip_height: tip,
+    })
+}
+
+pub(super) fn tx_proof(
+    context: &RpcContext,
+    params: api::TxProofParams,
+) -> Result<api::TxProofResult, RpcError> {
+    let internal = |what: &str| RpcError::new(INTERNAL_ERROR, format!("internal error: {what}"));
+    let guard = context.node.lock();
+    let chain = &guard.chain;
+    let Some(location) = chain
+        .tx_location(&params.txid)
+        .map_err(|e| chain_error(context, e))?
+    else {
+        return Err(RpcError::new(
+            NOT_FOUND,
+            format!(
+                "transaction {} is not in a block of the main chain (pending, unknown or dropped: tx_get says which)",
+                params.txid
+            ),
+        ));
+    };
+    let height = chain
+        .entry(&location.block)
+        .ok_or_else(|| internal("indexed block is not known"))?
+        .header
+        .height;
+    let block = chain
+        .body(&location.block)
+        .map_err(|e| chain_error(context, e))?;
+    drop(guard);
+    let index = location.index as usize;
+    let stx = block
+        .txs
+        .get(index)
+        .ok_or_else(|| internal("indexed tx is not in its block"))?;
+    let txids: Vec<apiary_core::Hash256> = block.txs.iter().map(|t| t.txid().0).collect();
+    let path = merkle_path(&txids, index).ok_or_else(|| internal("no path to the tx"))?;
+    Ok(api::TxProofResult {
+        txid: params.txid,
+        height,
+        block_hash: location.block,
+        index: location.index,
+        tx_count: block.txs.len() as u32,
+        path: path.iter().map(|h| h.to_string()).collect(),
+        tx: hex::encode(stx.encode()),
+    })
+}
+
+pub(super) fn chain_spec(
+    context: &RpcContext,
+    _: api::NoParams,
+) -> Result<api::ChainSpecResult, RpcError> {
+    let spec = context.node.spec();
+    Ok(api::ChainSpecResult {
+        genesis_hash: context.node.genesis_hash(),
+        spec: hex::encode(
+            borsh::to_vec(spec)
+                .map_err(|e| RpcError::new(INTERNAL_ERROR, format!("internal error: {e}")))?,
+        ),
     })
 }
