@@ -1,6 +1,7 @@
 // The explorer: one page, routed by its path (/explorer/block/12, /explorer/tx/<id>, ...;
 // the older #/block/12 links still work), so every page has a link of its own.
 import { api, subscribe, coins, num, short, ago, duration, el, copyButton } from "./common.js";
+import { provedAccount } from "./proof.js";
 
 const BASE = "/explorer";
 const view = document.getElementById("view");
@@ -177,6 +178,7 @@ async function addressPage(address, cursors) {
       ["Sent", total("sent"), "sent"],
       ["Nonce", num(account.nonce)],
       ["Pending", num(account.pending.count)],
+      ["Proof", el("span", { class: "muted" }, "checking…"), "proof"],
     ]),
     el("h2", {}, "History ", el("span", { class: "muted", id: "page-number" }, `page ${cursors.length}`)),
     entries.length === 0
@@ -187,6 +189,28 @@ async function addressPage(address, cursors) {
     // Something moved: the first page shows it; later pages stay as they are.
     if (cursors.length === 1) go(() => addressPage(address, cursors));
   });
+  checkProof(address, account, () => go(() => addressPage(address, cursors)));
+}
+
+/**
+ * Proves the balance and nonce shown against a block's state root, in this browser, and
+ * says so under "Proof". A block that came between the two answers makes them differ
+ * honestly: then the page is shown again with the node's new answer.
+ */
+async function checkProof(address, shown, again) {
+  const field = document.getElementById("proof");
+  const say = (text, status) => field.replaceChildren(el("span", { class: `status ${status}` }, text));
+  const matches = (a, proved) => String(a.balance) === proved.balance && String(a.nonce) === proved.nonce;
+  try {
+    const proved = await provedAccount(address);
+    if (matches(shown, proved)) return say(`verified against block ${num(proved.height)}`, "confirmed");
+    const now = await api("", "account_get", { address });
+    const newer = await provedAccount(address);
+    if (matches(now, newer)) return field.isConnected && again();
+    say(`failed: the node shows ${coins(now.balance)} coins (nonce ${now.nonce}), its proof at block ${num(newer.height)} says ${coins(newer.balance)} (nonce ${newer.nonce})`, "unknown");
+  } catch (error) {
+    say(`failed: ${error.message}`, "unknown");
+  }
 }
 
 async function mempoolPage() {

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""A lying node for the wallet's tests: forwards JSON-RPC to a real node and changes its
-answers in one way (--mode):
+"""A lying node for the wallet's and the explorer's tests: forwards JSON-RPC (POST) and the
+explorer (GET, its /explorer/api/<method> answers changed too) to a real node and changes
+its answers in one way (--mode):
 
   balance  account_proof and account_get say the account holds one base unit more
   history  account_history leaves out the oldest confirmed entry
@@ -12,6 +13,8 @@ Prints the port it listens on (127.0.0.1, ephemeral), then serves until killed."
 import argparse
 import json
 import sys
+import urllib.error
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -56,6 +59,24 @@ class Handler(BaseHTTPRequestHandler):
         out = json.dumps(reply).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def do_GET(self):
+        url = self.server.upstream.rstrip("/") + self.path
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                status, kind, out = response.status, response.headers.get("Content-Type"), response.read()
+        except urllib.error.HTTPError as error:
+            status, kind, out = error.code, error.headers.get("Content-Type"), error.read()
+        path = urllib.parse.urlsplit(self.path)
+        if status == 200 and path.path.startswith("/explorer/api/"):
+            method = path.path.rsplit("/", 1)[-1]
+            params = dict(urllib.parse.parse_qsl(path.query))
+            out = json.dumps(change(self.server.mode, method, params, json.loads(out))).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", kind or "application/octet-stream")
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
         self.wfile.write(out)

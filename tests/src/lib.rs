@@ -506,6 +506,7 @@ impl Drop for NodeProcess {
 }
 
 pub mod hostile;
+pub mod liar;
 
 /// How long a block may take to travel from one honest node to the next: gossip takes
 /// milliseconds (this leaves room for a loaded test machine); a node that missed it would

@@ -143,6 +143,36 @@ fn an_address_page_pages_through_its_history() {
     browser.wait_text("#page-number", WAIT, |t| t == "page 2");
 }
 
+#[test]
+fn an_address_page_proves_its_balance_in_the_browser_and_shows_a_lie_as_failed() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let node = NodeProcess::start(&dir.path().join("node"), Some(&spec), &[]).unwrap();
+    node.submit_tx(&transfer(1, address(31), 123_456, 10_000, 0));
+    node.rpc.call("dev_mine", json!({"blocks": 2})).unwrap();
+    let page = format!("/address/{}", address_text(31));
+    let browser = browser("explorer_proof");
+
+    browser.goto(&explorer(&node, &page));
+    browser.wait_text("#balance", WAIT, |t| t == "0.00123456 coins");
+    let proved = browser.wait_text("#proof", WAIT, |t| t != "checking…");
+    assert_eq!(proved, "verified against block 2");
+    browser.screenshot("verified");
+    // An address nobody paid is proved absent.
+    browser.goto(&explorer(&node, &format!("/address/{}", address_text(32))));
+    browser.wait_text("#balance", WAIT, |t| t == "0 coins");
+    let absent = browser.wait_text("#proof", WAIT, |t| t != "checking…");
+    assert_eq!(absent, "verified against block 2");
+
+    // The same page through a node that adds one base unit to every balance it shows.
+    let liar = apiary_system_tests::liar::Liar::start("balance", &node.rpc.url);
+    browser.goto(&format!("{}/explorer{page}", liar.url));
+    browser.wait_text("#balance", WAIT, |t| t == "0.00123457 coins");
+    let failed = browser.wait_text("#proof", WAIT, |t| t != "checking…");
+    assert!(failed.starts_with("failed:"), "{failed}");
+    browser.screenshot("failed");
+}
+
 /// The rows' `data-*` attribute `name`, one per node in order.
 fn per_node(browser: &Browser, name: &str) -> Vec<String> {
     browser

@@ -4,47 +4,15 @@
 //! after it, the wallet names the liar, fails over and shows the truth; with --trust-node
 //! it believes the lie (so each proxy does lie).
 
+use apiary_system_tests::liar::Liar;
 use apiary_system_tests::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 use tempfile::TempDir;
 
 const PASSWORD: &str = "correct horse battery staple";
-
-/// The proxy process, killed when dropped.
-struct Liar {
-    child: Child,
-    url: String,
-}
-
-impl Liar {
-    fn start(mode: &str, upstream: &str) -> Liar {
-        let mut child = Command::new("python3")
-            .arg(repo_root().join("tests/light/proxy.py"))
-            .args(["--mode", mode, "--upstream", upstream])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs the lying proxy");
-        let mut port = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut port)
-            .unwrap();
-        Liar {
-            child,
-            url: format!("http://127.0.0.1:{}", port.trim()),
-        }
-    }
-}
-
-impl Drop for Liar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Setup {
     _dir: TempDir,

@@ -23,6 +23,10 @@ pub const PUBLIC_METHODS: &[&str] = &[
     "account_get",
     "account_history",
     "account_totals",
+    "account_proof",
+    "headers_get",
+    "tx_proof",
+    "chain_spec",
     "mempool_info",
     "mempool_txs",
     "fee_estimate",
@@ -47,6 +51,11 @@ const ASSETS: &[Asset] = &[
         name: "dashboard.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../../explorer/dashboard.js"),
+    },
+    Asset {
+        name: "proof.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../explorer/proof.js"),
     },
     Asset {
         name: "common.js",
