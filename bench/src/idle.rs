@@ -8,18 +8,6 @@ use std::time::Duration;
 /// What an idle 3-node testnet may cost at most, in percent of one core (all nodes).
 const GOAL_PERCENT: f64 = 5.0;
 
-/// CPU seconds (user + system) `pid` has used so far.
-fn cpu_seconds(pid: u64) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (field 2) may hold spaces: count fields after its closing paren.
-    let after = &stat[stat.rfind(')').context("unreadable /proc stat")? + 2..];
-    let fields: Vec<&str> = after.split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok(ticks as f64 / per_second)
-}
-
 fn testnet(root: &std::path::Path, args: &[&str]) -> Result<String> {
     let output = Command::new(root.join("scripts/testnet"))
         .args(args)
@@ -76,11 +64,17 @@ pub(crate) fn bench_idle_testnet() -> Result<Value> {
             .to_string();
         // Start-up (opening stores, first dials) is not idling.
         std::thread::sleep(Duration::from_secs(10));
-        let before: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum::<Result<f64>>()?;
+        let before: f64 = pids
+            .iter()
+            .map(|p| super::procs::cpu_seconds(*p))
+            .sum::<Result<f64>>()?;
         let height_before = height(&datadir)?;
         let started = Instant::now();
         std::thread::sleep(window);
-        let after: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum::<Result<f64>>()?;
+        let after: f64 = pids
+            .iter()
+            .map(|p| super::procs::cpu_seconds(*p))
+            .sum::<Result<f64>>()?;
         let blocks = height(&datadir)? - height_before;
         let seconds = started.elapsed().as_secs_f64();
         let percent = 100.0 * (after - before) / seconds;

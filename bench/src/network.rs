@@ -212,6 +212,7 @@ pub(crate) fn bench_gossip() -> Result<Value> {
     let miner = accounts.addresses[0];
     let node_refs: Vec<&Arc<Node>> = nodes.iter().map(|(n, _)| n).collect();
     let started = Instant::now();
+    let cpu_before = super::procs::cpu_seconds(u64::from(std::process::id()))?;
     let submitted_at = std::sync::Mutex::new(vec![None::<Instant>; total]);
     let done = std::sync::atomic::AtomicBool::new(false);
     let mut confirmed_at: std::collections::HashMap<TxId, (usize, Instant)> =
@@ -295,6 +296,7 @@ pub(crate) fn bench_gossip() -> Result<Value> {
         mining.join().expect("the miner does not panic")?;
         Ok(())
     })?;
+    let cpu_seconds = super::procs::cpu_seconds(u64::from(std::process::id()))? - cpu_before;
     for (node, _) in &nodes {
         node.shutdown();
     }
@@ -330,6 +332,8 @@ pub(crate) fn bench_gossip() -> Result<Value> {
             "txs": total,
             "senders": senders,
             "refused_at_submission": refused,
+            // The whole process while the load ran (the submitter and the observer too).
+            "cpu_seconds_per_1000_txs_per_node": round3(cpu_seconds / (total as f64 / 1_000.0) / nodes_count as f64),
             "not_confirmed": total - confirmed,
             "p50_confirm_ms": percentile(0.5).round(),
             "p99_confirm_ms": percentile(0.99).round(),

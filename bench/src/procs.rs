@@ -215,3 +215,15 @@ pub(crate) fn rpc_round_trips_ms(node: &NodeProc, count: usize) -> Vec<f64> {
         })
         .collect()
 }
+
+/// CPU seconds (user + system) `pid` has used so far.
+pub(crate) fn cpu_seconds(pid: u64) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces: count fields after its closing paren.
+    let after = &stat[stat.rfind(')').context("unreadable /proc stat")? + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks as f64 / per_second)
+}

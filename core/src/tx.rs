@@ -116,12 +116,11 @@ impl SignedTransaction {
         TxId(sha256d(&self.encode()))
     }
 
-    /// Strict verification of this one signature (RFC 8032 with small-order keys and
-    /// non-canonical encodings refused).
-    /// The mempool's check: RFC 8032 verification with small-order keys and non-canonical
-    /// encodings refused (`verify_strict`). Stricter than the consensus rule (every
-    /// signature it accepts also satisfies the cofactored equation), so a transaction it
-    /// passed needs no second look when it arrives in a block.
+    /// RFC 8032 verification with small-order keys and non-canonical encodings refused
+    /// (`verify_strict`): stricter than the consensus rule (every signature it accepts
+    /// also satisfies the cofactored equation). Not a rule of the node's (the mempool
+    /// applies the consensus rule, in batches: docs/protocol.md); for tools and tests
+    /// that compare with RFC 8032.
     pub fn verify_signature(&self) -> Result<(), TxError> {
         let key = sender_key(&self.tx.from)?;
         key.verify_strict(
@@ -362,6 +361,45 @@ pub fn verify_signatures(
         Some(first) => Err(first),
         None => Ok(()),
     }
+}
+
+/// The verdict on each signature of `txs` by the consensus rule, in batches on all cores:
+/// a batch that holds settles all of its signatures at once, one that fails is checked one
+/// signature at a time (so a bad signature costs its sender's batch-mates nothing but
+/// time). Signatures `cache` saw verified are not checked again; those that pass now are
+/// remembered.
+pub fn signature_verdicts(
+    txs: &[SignedTransaction],
+    txids: &[TxId],
+    cache: &KeyCache,
+) -> Vec<Result<(), TxError>> {
+    let pending: Vec<usize> = (0..txs.len())
+        .filter(|&i| !cache.is_verified(&txids[i]))
+        .collect();
+    let mut verdicts: Vec<Result<(), TxError>> = vec![Ok(()); txs.len()];
+    let failed: Vec<(usize, TxError)> = pending
+        .par_chunks(SIGNATURE_BATCH)
+        .flat_map_iter(|chunk| {
+            let bad: Vec<(usize, TxError)> = if chunk_holds(txs, txids, chunk, cache) {
+                Vec::new()
+            } else {
+                chunk
+                    .iter()
+                    .filter_map(|&i| verify_chunk_at(txs, txids, i, cache).err().map(|e| (i, e)))
+                    .collect()
+            };
+            bad
+        })
+        .collect();
+    for (i, error) in failed {
+        verdicts[i] = Err(error);
+    }
+    for &i in &pending {
+        if verdicts[i].is_ok() {
+            cache.remember_verified(txids[i]);
+        }
+    }
+    verdicts
 }
 
 fn verify_chunk(

@@ -12,7 +12,7 @@
 //! a full block's, through a fresh key cache, a warm one, and one too small to hold a key.
 
 use apiary_core::spec::ChainId;
-use apiary_core::tx::{verify_signatures, KeyCache, SIGNATURE_BATCH};
+use apiary_core::tx::{signature_verdicts, verify_signatures, KeyCache, SIGNATURE_BATCH};
 use apiary_core::{Address, Amount, Nonce, SignedTransaction, Transaction, TxId};
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
@@ -280,7 +280,8 @@ fn each_signature_gets_the_oracles_verdict_with_our_documented_refusals() {
 }
 
 /// Whatever the batch — size, position of bad signatures, what the cache already holds —
-/// the verdict is the conjunction of the single verdicts and names the first bad one.
+/// the verdict is the conjunction of the single verdicts and names the first bad one, and
+/// the verdicts signature by signature (gossiped transactions) are the single ones.
 #[test]
 fn batches_of_every_size_agree_with_the_single_verdicts() {
     let cases = cases();
@@ -320,6 +321,15 @@ fn batches_of_every_size_agree_with_the_single_verdicts() {
             (&warm, "warm"),
             (&KeyCache::new(1), "tiny"),
         ] {
+            // The mempool's path: a verdict for every signature, each the single one.
+            let each = signature_verdicts(&batch, &txids, cache);
+            for (i, verdict) in each.iter().enumerate() {
+                assert_eq!(
+                    verdict.is_ok(),
+                    !bad_at.contains(&i),
+                    "size {size}, {name} cache: signature {i} of the batch"
+                );
+            }
             let verdict = verify_signatures(&batch, &txids, cache);
             match first_bad {
                 None => assert!(verdict.is_ok(), "size {size}, {name} cache: {verdict:?}"),

@@ -299,12 +299,14 @@ impl Node {
     /// against the tip, like one a reorganisation returns), then logs every transaction
     /// accepted from now on there.
     pub fn restore_mempool(&self, path: &std::path::Path) -> std::io::Result<Restored> {
-        use rayon::prelude::*;
         let (mut log, logged) = MempoolLog::open(path)?;
         let found = logged.len();
-        let mut verified: Vec<(u64, VerifiedTx)> = logged
-            .into_par_iter()
-            .filter_map(|l| Some((l.arrived_ms, VerifiedTx::check(l.tx).ok()?)))
+        let (arrivals, txs): (Vec<u64>, Vec<SignedTransaction>) =
+            logged.into_iter().map(|l| (l.arrived_ms, l.tx)).unzip();
+        let mut verified: Vec<(u64, VerifiedTx)> = arrivals
+            .into_iter()
+            .zip(VerifiedTx::check_all(txs, &self.keys))
+            .filter_map(|(arrived_ms, verdict)| Some((arrived_ms, verdict.ok()?)))
             .collect();
         verified.sort_by_key(|(_, v)| (v.tx().tx.from, v.tx().tx.nonce));
         let now = std::time::Instant::now();
@@ -619,15 +621,59 @@ impl Node {
     }
 
     fn admit_tx(&self, stx: SignedTransaction, announce: bool) -> Result<TxId, SubmitError> {
+        self.admit_all(vec![stx], announce)
+            .pop()
+            .expect("one verdict per transaction")
+    }
+
+    /// Transactions gossiped by peers, as they came while the last batch was checked: their
+    /// signatures verified in batches, the mempool locked once. One verdict each, in order.
+    pub fn take_gossiped_txs(&self, txs: Vec<SignedTransaction>) -> Vec<Result<TxId, SubmitError>> {
+        // Gossipsub forwards each one the node accepts: no announcement of our own.
+        self.admit_all(txs, false)
+    }
+
+    fn admit_all(
+        &self,
+        txs: Vec<SignedTransaction>,
+        announce: bool,
+    ) -> Vec<Result<TxId, SubmitError>> {
         if let Some(full) = self.health.storage_full() {
-            return Err(SubmitError::StorageFull(full));
+            return txs
+                .iter()
+                .map(|_| Err(SubmitError::StorageFull(full.clone())))
+                .collect();
         }
-        let verified = VerifiedTx::check(stx).map_err(MempoolError::from)?;
-        let stx = verified.tx().clone();
-        let mut guard = self.lock();
-        let NodeState { chain, mempool } = &mut *guard;
-        let txid = mempool.add(verified, &**chain.state(), &self.spec)?;
-        drop(guard);
+        let checked = VerifiedTx::check_all(txs, &self.keys);
+        let added: Vec<Result<(TxId, SignedTransaction), SubmitError>> = {
+            let mut guard = self.lock();
+            let NodeState { chain, mempool } = &mut *guard;
+            checked
+                .into_iter()
+                .map(|verdict| {
+                    let verified = verdict.map_err(MempoolError::from)?;
+                    let stx = verified.tx().clone();
+                    let txid = mempool.add(verified, &**chain.state(), &self.spec)?;
+                    Ok((txid, stx))
+                })
+                .collect()
+        };
+        added
+            .into_iter()
+            .map(|added| {
+                let (txid, stx) = added?;
+                self.admitted(txid, stx, announce)
+            })
+            .collect()
+    }
+
+    /// A transaction the mempool took: logged (or taken back out), then told.
+    fn admitted(
+        &self,
+        txid: TxId,
+        stx: SignedTransaction,
+        announce: bool,
+    ) -> Result<TxId, SubmitError> {
         // Accepted means kept: a transaction that cannot be logged is taken back out.
         if let Err(error) = self.log_accepted(&stx) {
             self.lock().mempool.evict(&txid);
@@ -640,8 +686,6 @@ impl Node {
             }
             return Err(SubmitError::NotLogged(message));
         }
-        // Its signature passed the mempool's strict check: a block carrying it skips it.
-        self.keys.remember_verified(txid);
         // Told after the log has it (a block may already have confirmed it: watchers
         // that saw that ignore this).
         if self.events.wanted() {

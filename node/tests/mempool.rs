@@ -14,7 +14,11 @@ fn add(
     state: &impl apiary_core::state::AccountSource,
     spec: &apiary_core::ChainSpec,
 ) -> Result<apiary_core::TxId, MempoolError> {
-    pool.add(VerifiedTx::check(stx)?, state, spec)
+    pool.add(
+        VerifiedTx::check(stx, &apiary_core::tx::KeyCache::default())?,
+        state,
+        spec,
+    )
 }
 
 fn with_fee(mut stx: SignedTransaction, from: u8, fee: u64) -> SignedTransaction {

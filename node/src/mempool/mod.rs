@@ -5,6 +5,7 @@
 pub mod log;
 
 use apiary_core::state::AccountSource;
+use apiary_core::tx::{signature_verdicts, KeyCache};
 use apiary_core::validate::check_chain_id;
 use apiary_core::{Address, Amount, ChainSpec, Nonce, SignedTransaction, TxError, TxId};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
@@ -62,15 +63,31 @@ pub enum MempoolError {
     StateUnreadable(String),
 }
 
-/// A transaction whose signature passed strict verification: the one check that needs no
-/// state, so it runs before the node's lock is taken (in parallel, and never making a block
-/// connect wait behind it). Only these enter the mempool.
+/// A transaction whose signature passed the consensus rule (docs/protocol.md,
+/// "Signatures"): the one check that needs no state, so it runs before the node's lock is
+/// taken (in batches on all cores, never making a block connect wait behind it). Only
+/// these enter the mempool, and a block carrying one skips its signature.
 pub struct VerifiedTx(SignedTransaction);
 
 impl VerifiedTx {
-    pub fn check(stx: SignedTransaction) -> Result<VerifiedTx, TxError> {
-        stx.verify_signature()?;
-        Ok(VerifiedTx(stx))
+    /// One transaction's check (`cache`: keys decoded before, signatures verified before).
+    pub fn check(stx: SignedTransaction, cache: &KeyCache) -> Result<VerifiedTx, TxError> {
+        Self::check_all(vec![stx], cache)
+            .pop()
+            .expect("one verdict per transaction")
+    }
+
+    /// Each of `txs` checked, in batches: one verdict per transaction, in order.
+    pub fn check_all(
+        txs: Vec<SignedTransaction>,
+        cache: &KeyCache,
+    ) -> Vec<Result<VerifiedTx, TxError>> {
+        let txids: Vec<apiary_core::TxId> = txs.iter().map(SignedTransaction::txid).collect();
+        let verdicts = signature_verdicts(&txs, &txids, cache);
+        txs.into_iter()
+            .zip(verdicts)
+            .map(|(stx, verdict)| verdict.map(|()| VerifiedTx(stx)))
+            .collect()
     }
 
     pub fn tx(&self) -> &SignedTransaction {

@@ -7,9 +7,9 @@ use apiary_core::block::HEADER_BYTES;
 use apiary_core::hash::sha256d;
 use apiary_core::BlockHash;
 
-/// A gossiped transaction.
+/// A gossiped transaction (a batch of one).
 pub fn judge_tx(node: &Node, bytes: &[u8]) -> String {
-    format!("{:?}", gossip::judge_tx(node, bytes))
+    format!("{:?}", gossip::judge_tx_batch(node, std::iter::once(bytes)))
 }
 
 /// A gossiped compact block.

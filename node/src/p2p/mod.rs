@@ -31,7 +31,7 @@ use crate::sync::{HeadersChecked, OurTip, Sync};
 use apiary_core::BlockHash;
 use clock::ClockWatch;
 use futures::StreamExt;
-use gossip::{Fetch, Judgement, Published};
+use gossip::{Fetch, GossipedTx, Judgement, Published};
 use handle::Shared;
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
@@ -166,6 +166,8 @@ pub fn start(node: Arc<Node>, config: NetworkConfig) -> Result<NetworkHandle, Ne
         sync_logged: Instant::now(),
         max_requests_per_peer: config.limits.max_requests_per_peer,
         from_gossip: HashSet::new(),
+        gossiped_txs: Vec::new(),
+        checking_txs: false,
         published: None,
         wrote_addr: false,
     };
@@ -184,6 +186,8 @@ enum Verdict {
         judgement: Judgement,
         is_block: bool,
     },
+    /// The verdicts on a batch of gossiped transactions.
+    TxsJudged(Vec<(gossipsub::MessageId, PeerId, Judgement)>),
     HeadersChecked {
         peer: PeerId,
         outcome: HeadersChecked,
@@ -250,6 +254,10 @@ struct Service {
     /// Ids of objects that came by gossip: gossipsub forwards them itself once accepted,
     /// so the node's own announcement of them is not published again.
     from_gossip: HashSet<Vec<u8>>,
+    /// Gossiped transactions waiting for the batch being checked to finish.
+    gossiped_txs: Vec<GossipedTx>,
+    /// Whether a batch of gossiped transactions is being checked.
+    checking_txs: bool,
     /// The last block this node published.
     published: Option<Published>,
     clock: ClockWatch<PeerId>,
@@ -339,6 +347,13 @@ impl Service {
                 judgement,
                 is_block,
             } => self.on_judged(swarm, message_id, source, judgement, is_block),
+            Verdict::TxsJudged(judged) => {
+                for (message_id, source, judgement) in judged {
+                    self.on_judged(swarm, message_id, source, judgement, false);
+                }
+                self.checking_txs = false;
+                self.check_gossiped_txs(verdicts);
+            }
             Verdict::HeadersChecked { peer, outcome } => {
                 self.note_held_back(peer, &outcome, now);
                 let actions = self.sync.headers_checked(peer, outcome, now);
