@@ -5,7 +5,7 @@
 #![no_main]
 
 use apiary_core::spec::ChainId;
-use apiary_core::tx::{verify_signatures, KeyCache};
+use apiary_core::tx::{signature_verdicts, verify_signatures, KeyCache};
 use apiary_core::{Address, Amount, Nonce, SignedTransaction, SigningKey, Transaction, TxId};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
@@ -111,10 +111,16 @@ fuzz_target!(|items: Vec<Item>| {
             verify_signatures(std::slice::from_ref(stx), &[stx.txid()], &KeyCache::new(4)).is_ok();
         assert_eq!(ours, *verdict, "{stx:?}");
         if stx.verify_signature().is_ok() {
-            assert!(ours, "the mempool's check is stricter than consensus");
+            assert!(ours, "RFC 8032's strict check is stricter than consensus");
         }
     }
     let txids: Vec<TxId> = batch.iter().map(SignedTransaction::txid).collect();
+    // The mempool's path: a verdict per signature, each the single one.
+    let each: Vec<bool> = signature_verdicts(&batch, &txids, &KeyCache::default())
+        .iter()
+        .map(Result::is_ok)
+        .collect();
+    assert_eq!(each, verdicts, "verdicts signature by signature");
     let first_bad = verdicts.iter().position(|v| !v);
     let found = verify_signatures(&batch, &txids, &KeyCache::default()).map_err(|(i, _)| i);
     match first_bad {

@@ -1,7 +1,7 @@
 //! A transaction as a peer gossips it or a user submits it: one encoding per transaction,
 //! its id the hash of exactly those bytes, our signature verdict the oracle's (with our
-//! documented refusals), the mempool's strict check never looser; then the node's gossip
-//! judge takes it.
+//! documented refusals), RFC 8032's strict check never looser; then the node's gossip
+//! judge takes it (the mempool's path, which applies the same rule in batches).
 #![no_main]
 
 use apiary_core::hash::sha256d;
@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
     .is_ok();
     assert_eq!(consensus, apiary_fuzz::expected_verdict(&stx));
     if stx.verify_signature().is_ok() {
-        assert!(consensus, "the mempool's check is stricter than consensus");
+        assert!(
+            consensus,
+            "RFC 8032's strict check is stricter than consensus"
+        );
     }
     apiary_node::p2p::fuzzing::judge_tx(apiary_fuzz::shared_node(), data);
 });
