@@ -81,3 +81,59 @@ fn accept_rate(spec: &Arc<ChainSpec>, txs: &[SignedTransaction], log: bool) -> R
     }
     Ok(txs.len() as f64 / seconds)
 }
+
+/// `template_build`: a block template of 20,000 transactions (10 from each of 2,000
+/// senders) chosen from the mempool and assembled with its state root, against the goal of
+/// 20 ms (issue 28). Median of 7 (`BENCH_TEMPLATE_ROUNDS`); the node's lock is held meanwhile, as the miner
+/// holds it.
+pub(crate) fn bench_template_build() -> Result<Value> {
+    const GOAL_MS: f64 = 20.0;
+    let senders = env_size("BENCH_TEMPLATE_SENDERS", 2_000)?;
+    let per_sender = 10;
+    let params = ConnectParams {
+        blocks: 0,
+        txs_per_block: senders * per_sender,
+        accounts: senders,
+    };
+    let accounts = Accounts::derive(senders);
+    let spec = Arc::new(bench_spec(&accounts.addresses, &params)?);
+    let txs: Vec<SignedTransaction> = (0..senders * per_sender)
+        .into_par_iter()
+        .map(|i| {
+            let (nonce, sender) = (i / senders, i % senders);
+            accounts.transfer(&spec, sender, (sender + 1) % senders, nonce as u64)
+        })
+        .collect();
+    let (node, _dir) = fresh_node(&spec)?;
+    for stx in txs {
+        node.submit_tx(stx)?;
+    }
+    let miner = accounts.addresses[0];
+    let mut times_ms = Vec::new();
+    let mut size = 0;
+    for _ in 0..env_size("BENCH_TEMPLATE_ROUNDS", 7)? {
+        let started = Instant::now();
+        let block = apiary_node::miner::build_template(&node, miner, now_ms())?;
+        times_ms.push(started.elapsed().as_secs_f64() * 1_000.0);
+        size = block.txs.len();
+    }
+    if size != senders * per_sender {
+        bail!(
+            "the template holds {size} transactions, not {}",
+            senders * per_sender
+        );
+    }
+    times_ms.sort_unstable_by(f64::total_cmp);
+    Ok(figure(
+        times_ms[times_ms.len() / 2],
+        "ms (median: a 20,000-tx template, selection and state root)",
+        GOAL_MS,
+        json!({
+            "txs": size,
+            "senders": senders,
+            "best_ms": round3(times_ms[0]),
+            "worst_ms": round3(times_ms[times_ms.len() - 1]),
+            "limit_is": "goal: a template of 20,000 transactions in 20 ms",
+        }),
+    ))
+}

@@ -90,7 +90,7 @@ fn propagation(liar: bool) -> Result<Value> {
         }
         // Mined = the moment the proof of work is found (assembling the template and
         // searching nonces come before); then the miner's own path takes it.
-        let mut block = apiary_node::miner::build_template(&nodes[0].0.lock(), miner, now_ms())?;
+        let mut block = apiary_node::miner::build_template(&nodes[0].0, miner, now_ms())?;
         block.header.nonce =
             search_nonce(&block.header, 0, 1, || false).context("the nonce space ran out")?;
         let hash = block.hash();

@@ -58,7 +58,7 @@ fn real_chain(spec: &Arc<ChainSpec>, dir: &Path) -> Vec<Block> {
         }
         let time = spec.genesis_timestamp_ms.0 + 2_000 * (height + 1);
         let miner = Address(key(5).verifying_key().to_bytes());
-        let mut block = build_template(&node.lock(), miner, time).unwrap();
+        let mut block = build_template(&node, miner, time).unwrap();
         block.header.nonce = search_nonce(&block.header, 0, 1, || false).unwrap();
         let bytes = block.encode();
         let checked = node.check_block(block.clone(), bytes).unwrap();

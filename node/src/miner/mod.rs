@@ -25,9 +25,48 @@ const TEMPLATE_REFRESH: Duration = Duration::from_secs(2);
 /// Nonces tried between looks at whether to stop.
 pub const NONCES_BETWEEN_CHECKS: u64 = 1 << 14;
 
+/// How many times a template is worked out again because a block connected meanwhile.
+const TEMPLATE_ATTEMPTS: usize = 8;
+
 /// Builds the next block on the tip, paying `miner`: valid transactions from the mempool,
-/// highest fee first, and the state root they lead to. The state is only read.
-pub fn build_template(
+/// highest fee first, and the state root they lead to. The node's lock is held only to
+/// choose the transactions; the block is worked out after, on the state, which readers
+/// read without the lock (a block that connects meanwhile changes the state: the template
+/// is made again on the new tip).
+pub fn build_template(node: &Node, miner: Address, now_ms: u64) -> Result<Block, SourceError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (state, spec, context, candidates, commits) = {
+            let guard = node.lock();
+            let NodeState { chain, mempool } = &*guard;
+            let spec = chain.shared_spec();
+            let state = chain.state().clone();
+            let commits = state.commits();
+            let context = chain
+                .parent_context(&chain.tip())
+                .expect("the tip is indexed");
+            let candidates = mempool.select(
+                &*state,
+                spec.consensus.max_block_txs as usize,
+                block_tx_budget(&spec),
+            );
+            (state, spec, context, candidates, commits)
+        };
+        let block = assemble_block(&*state, &spec, &context, miner, candidates, now_ms);
+        // The same state throughout, or it is done again (at last under the lock, where
+        // no block can connect).
+        if state.commits() == commits {
+            return block;
+        }
+        if attempt >= TEMPLATE_ATTEMPTS {
+            return build_template_locked(&node.lock(), miner, now_ms);
+        }
+    }
+}
+
+/// `build_template` with the node's lock held throughout.
+fn build_template_locked(
     state: &NodeState,
     miner: Address,
     now_ms: u64,
@@ -152,7 +191,7 @@ pub fn mine_block(node: &Node, miner: Address, threads: usize) -> Result<BlockHa
             return Err(MineError::StorageFull(full));
         }
         let generation = node.tip_generation();
-        let template = build_template(&node.lock(), miner, now_ms()).map_err(ChainError::from)?;
+        let template = build_template(node, miner, now_ms()).map_err(ChainError::from)?;
         let started = Instant::now();
         let found = AtomicBool::new(false);
         let winner = AtomicU64::new(0);

@@ -52,7 +52,7 @@ pub struct Templates {
 impl Templates {
     /// A new template on the tip, paying `miner`.
     pub fn build(&self, node: &Node, miner: Address) -> Result<Arc<Template>, ChainError> {
-        let block = build_template(&node.lock(), miner, now_ms())?;
+        let block = build_template(node, miner, now_ms())?;
         let fees = fees_of(&block);
         // Ids are random-looking but unique: a counter mixed with the process's start, so
         // a restarted node does not take an old id for a new template.
@@ -72,7 +72,7 @@ impl Templates {
     /// The fees a template built now would collect, without keeping it (a long poll
     /// looks every second; kept, those would push miners' templates out).
     pub fn fees_now(&self, node: &Node, miner: Address) -> Result<Amount, ChainError> {
-        Ok(fees_of(&build_template(&node.lock(), miner, now_ms())?))
+        Ok(fees_of(&build_template(node, miner, now_ms())?))
     }
 
     pub fn find(&self, id: u64) -> Option<Arc<Template>> {
