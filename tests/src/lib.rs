@@ -619,3 +619,25 @@ pub fn peer_entry(node: &NodeProcess, peer: &str) -> Option<Value> {
 pub fn score_of(node: &NodeProcess, peer: &str) -> Option<u64> {
     peer_entry(node, peer).map(|p| p["score"].as_u64().unwrap_or(0))
 }
+
+/// The JSON a successful `apiary-wallet --json` command printed.
+pub fn wallet_ok(output: std::process::Output) -> Value {
+    assert!(
+        output.status.success(),
+        "wallet failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("--json output")
+}
+
+/// The error of an `apiary-wallet --json` command that must fail.
+pub fn wallet_refused(output: std::process::Output) -> String {
+    assert!(
+        !output.status.success(),
+        "the wallet should have refused: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let reply: Value = serde_json::from_slice(&output.stdout).expect("--json error output");
+    reply["error"].as_str().unwrap().to_string()
+}

@@ -6,6 +6,7 @@
 
 use apiary_system_tests::liar::Liar;
 use apiary_system_tests::*;
+use apiary_system_tests::{wallet_ok as ok, wallet_refused as refused};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -99,27 +100,6 @@ impl Setup {
             .unwrap()
             .len()
     }
-}
-
-fn ok(output: Output) -> Value {
-    assert!(
-        output.status.success(),
-        "wallet failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("--json output")
-}
-
-/// The error of a command that must fail.
-fn refused(output: Output) -> String {
-    assert!(
-        !output.status.success(),
-        "the wallet believed a liar: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    let reply: Value = serde_json::from_slice(&output.stdout).expect("--json error output");
-    reply["error"].as_str().unwrap().to_string()
 }
 
 fn units(value: &Value) -> u64 {

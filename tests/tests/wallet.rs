@@ -2,6 +2,7 @@
 
 use apiary_core::AddressPrefix;
 use apiary_system_tests::*;
+use apiary_system_tests::{wallet_ok as ok, wallet_refused as refused};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -81,28 +82,6 @@ fn funded_wallet(dir: &Path, spec: &Path) -> (NodeProcess, PathBuf, [(String, Pa
         )
         .unwrap();
     (node, wallet_dir, at)
-}
-
-/// The JSON a successful command printed.
-fn ok(output: Output) -> Value {
-    assert!(
-        output.status.success(),
-        "wallet failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("--json output")
-}
-
-/// The error message of a command that must fail.
-fn refused(output: Output) -> String {
-    assert!(
-        !output.status.success(),
-        "the wallet should have refused: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    let reply: Value = serde_json::from_slice(&output.stdout).expect("--json error output");
-    reply["error"].as_str().unwrap().to_string()
 }
 
 #[test]
