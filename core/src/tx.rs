@@ -366,8 +366,8 @@ pub fn verify_signatures(
 /// The verdict on each signature of `txs` by the consensus rule, in batches on all cores:
 /// a batch that holds settles all of its signatures at once, one that fails is checked one
 /// signature at a time (so a bad signature costs its sender's batch-mates nothing but
-/// time). Signatures `cache` saw verified are not checked again; those that pass now are
-/// remembered.
+/// time). Signatures `cache` saw verified are not checked again (what to remember is the
+/// caller's choice: the node remembers the transactions its mempool takes).
 pub fn signature_verdicts(
     txs: &[SignedTransaction],
     txids: &[TxId],
@@ -393,11 +393,6 @@ pub fn signature_verdicts(
         .collect();
     for (i, error) in failed {
         verdicts[i] = Err(error);
-    }
-    for &i in &pending {
-        if verdicts[i].is_ok() {
-            cache.remember_verified(txids[i]);
-        }
     }
     verdicts
 }

@@ -686,6 +686,8 @@ impl Node {
             }
             return Err(SubmitError::NotLogged(message));
         }
+        // Its signature passed: a block carrying it skips it.
+        self.keys.remember_verified(txid);
         // Told after the log has it (a block may already have confirmed it: watchers
         // that saw that ignore this).
         if self.events.wanted() {

@@ -175,10 +175,8 @@ impl Service {
         let batch: Vec<GossipedTx> = self.gossiped_txs.drain(..take).collect();
         self.checking_txs = true;
         let node = self.node.clone();
-        let verdicts = verdicts.clone();
-        tokio::task::spawn_blocking(move || {
-            let _ = verdicts.send(Verdict::TxsJudged(judge_txs(&node, batch)));
-        });
+        let reply = BatchReply(Some(verdicts.clone()));
+        tokio::task::spawn_blocking(move || reply.send(judge_txs(&node, batch)));
     }
 
     /// The whole block a compact one left us to fetch, or its absence: either settles
@@ -406,6 +404,27 @@ fn judge_checked(node: &Node, checked: Result<CheckedBlock, ChainError>) -> Judg
 /// The most gossiped transactions checked in one batch (the mempool's lock is held while
 /// a batch is added: bounded, so a block waits for at most this many).
 const MAX_TX_BATCH: usize = 1_024;
+
+/// Where a batch's verdicts go. If the batch's work ends without them (a panic), an empty
+/// answer still goes, so the next batch is checked: the messages of that one are left to
+/// gossipsub's validation timeout, the node goes on.
+struct BatchReply(Option<mpsc::UnboundedSender<Verdict>>);
+
+impl BatchReply {
+    fn send(mut self, judged: Vec<(gossipsub::MessageId, PeerId, Judgement)>) {
+        if let Some(verdicts) = self.0.take() {
+            let _ = verdicts.send(Verdict::TxsJudged(judged));
+        }
+    }
+}
+
+impl Drop for BatchReply {
+    fn drop(&mut self) {
+        if let Some(verdicts) = self.0.take() {
+            let _ = verdicts.send(Verdict::TxsJudged(Vec::new()));
+        }
+    }
+}
 
 /// A transaction message waiting to be judged.
 pub(super) struct GossipedTx {
