@@ -1,4 +1,4 @@
-//! `accept`: a node taking transactions as fast as two threads can hand them over (strict
+//! `accept`: a node taking transactions as fast as two threads can hand them over (the
 //! signature check, mempool checks, and one append to its mempool log each), against the
 //! same node without the log in the same run: what keeping accepted transactions across a
 //! crash costs.
