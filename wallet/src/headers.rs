@@ -256,48 +256,65 @@ impl HeaderChain {
                 "its chain leaves this wallet's at height {meet}, deeper than the chain allows a reorganisation"
             ))
         })?;
-        // Their headers above the meeting point, checked as they come.
-        let mut theirs: Vec<BlockHeader> = Vec::new();
-        while meet.0 + (theirs.len() as u64) < their_tip.0 {
-            let from = meet.0 + 1 + theirs.len() as u64;
+        // Their headers above the meeting point, checked as they come. They are held only
+        // until their branch outweighs ours above it (at once when ours has nothing there),
+        // then taken and written batch by batch: a first sync of a million blocks never
+        // holds them all.
+        let mine = sum_work(self.recent.iter().filter(|h| h.height.0 > meet.0));
+        let (mut theirs, mut their_work, mut taken_up_to) = (Vec::new(), Work::ZERO, None);
+        let mut next = meet.0 + 1;
+        while next <= their_tip.0 {
             let batch = source
-                .headers(from, HEADERS_PER_REQUEST)
+                .headers(next, HEADERS_PER_REQUEST)
                 .map_err(SyncError::Unanswered)?;
             if batch.is_empty() {
                 break;
             }
             let checked = check_headers(&mut ancestry, &batch, now(), &self.spec);
-            let taken = checked.hashes.len();
-            theirs.extend(batch.into_iter().take(taken));
-            match checked.stopped {
-                // Ahead of our clock: not invalid, not yet; stop before it.
-                Some((_, HeaderError::NotYet { .. })) => break,
-                Some((index, error)) => {
+            if let Some((index, error)) = &checked.stopped {
+                if !matches!(error, HeaderError::NotYet { .. }) {
                     return Err(HeadersRefused::Invalid(format!(
                         "header {} of its chain: {error}",
-                        from + index as u64
+                        next + *index as u64
                     ))
-                    .into())
+                    .into());
                 }
-                None => {}
+            }
+            let taken = checked.hashes.len();
+            next += taken as u64;
+            their_work = sum_work(batch[..taken].iter())
+                .checked_add(their_work)
+                .unwrap_or(their_work);
+            theirs.extend(batch.into_iter().take(taken));
+            if taken_up_to.is_some() || their_work > mine {
+                let cut = taken_up_to.unwrap_or(meet);
+                self.take(cut, std::mem::take(&mut theirs))?;
+                taken_up_to = Some(self.tip());
+            }
+            // Ahead of our clock: not invalid, not yet; stop before it.
+            if checked.stopped.is_some() {
+                break;
             }
         }
-        let mine = sum_work(self.recent.iter().filter(|h| h.height.0 > meet.0));
-        let their_work = sum_work(theirs.iter());
-        if theirs.is_empty() || their_work <= mine {
-            if meet == ours {
-                return Ok(their_tip.min(ours));
-            }
-            return Err(HeadersRefused::NotBetter(format!(
-                "its chain (tip {their_tip}) has no more work than the headers this wallet checked (tip {ours})"
-            ))
-            .into());
+        if taken_up_to.is_some() {
+            return Ok(their_tip);
         }
-        self.hashes.truncate(meet.0 as usize + 1);
-        while self.recent.back().is_some_and(|h| h.height.0 > meet.0) {
+        if theirs.is_empty() && meet == ours {
+            return Ok(their_tip.min(ours));
+        }
+        Err(HeadersRefused::NotBetter(format!(
+            "its chain (tip {their_tip}) has no more work than the headers this wallet checked (tip {ours})"
+        ))
+        .into())
+    }
+
+    /// Replaces the chain above `cut` with `headers` (checked, heavier) and writes it.
+    fn take(&mut self, cut: Height, headers: Vec<BlockHeader>) -> std::io::Result<()> {
+        self.hashes.truncate(cut.0 as usize + 1);
+        while self.recent.back().is_some_and(|h| h.height > cut) {
             self.recent.pop_back();
         }
-        for header in theirs {
+        for header in headers {
             self.hashes.push(header.hash());
             self.recent.push_back(header);
         }
@@ -305,8 +322,7 @@ impl HeaderChain {
         while self.recent.len() > keep {
             self.recent.pop_front();
         }
-        self.save(meet.0 as usize + 1)?;
-        Ok(their_tip)
+        self.save(cut.0 as usize + 1)
     }
 
     /// The highest height at or below both tips where the source's chain and ours have

@@ -110,6 +110,18 @@ pub struct ProvedTx {
     pub confirmations: u64,
 }
 
+/// A node's hex of borsh bytes, as `what`; what does not decode is a lie.
+fn from_hex<T: borsh::BorshDeserialize>(
+    what: &'static str,
+    text: &str,
+    max: usize,
+) -> Result<T, Fault> {
+    hex::decode(text)
+        .ok()
+        .and_then(|bytes| decode_exact(what, &bytes, max).ok())
+        .ok_or_else(|| Fault::Lie(format!("a {what} that does not decode")))
+}
+
 /// A proof of one account: at most 256 siblings and the account it ends at.
 const MAX_PROOF_BYTES: usize = 4 + 256 * 32 + 1 + 32 + 16;
 /// A signed transaction: far more than its fields and the longest chain id take.
@@ -192,12 +204,8 @@ impl Light {
                 Some(spec) => spec,
                 None => {
                     let answer = node.client.ask::<api::ChainSpecGet>(&api::NoParams {})?;
-                    let spec: ChainSpec = hex::decode(&answer.spec)
-                        .ok()
-                        .and_then(|bytes| {
-                            decode_exact("chain spec", &bytes, crate::headers::MAX_SPEC_BYTES).ok()
-                        })
-                        .ok_or_else(|| Fault::Lie("a chain spec that does not decode".into()))?;
+                    let spec: ChainSpec =
+                        from_hex("chain spec", &answer.spec, crate::headers::MAX_SPEC_BYTES)?;
                     if spec.genesis_hash() != answer.genesis_hash {
                         return Err(Fault::Lie(format!(
                             "its chain spec hashes to genesis {}, not the {} it names",
@@ -297,10 +305,7 @@ pub fn proved_account(
     }
     on_our_chain(chain, answer.height, &answer.block_hash)?;
     let header = header_at(node, chain, answer.height)?;
-    let proof: AccountProof = hex::decode(&answer.proof)
-        .ok()
-        .and_then(|bytes| decode_exact("account proof", &bytes, MAX_PROOF_BYTES).ok())
-        .ok_or_else(|| Fault::Lie("a proof that does not decode".into()))?;
+    let proof: AccountProof = from_hex("account proof", &answer.proof, MAX_PROOF_BYTES)?;
     let proved = proof
         .verify(&header.state_root, address)
         .map_err(|e| Fault::Lie(format!("its proof of {text} fails: {e}")))?
@@ -342,10 +347,7 @@ pub fn proved_tx(
     }
     on_our_chain(chain, answer.height, &answer.block_hash)?;
     let header = header_at(node, chain, answer.height)?;
-    let tx: SignedTransaction = hex::decode(&answer.tx)
-        .ok()
-        .and_then(|bytes| decode_exact("transaction", &bytes, MAX_TX_BYTES).ok())
-        .ok_or_else(|| Fault::Lie("a transaction that does not decode".into()))?;
+    let tx: SignedTransaction = from_hex("transaction", &answer.tx, MAX_TX_BYTES)?;
     if tx.txid() != *txid {
         return Err(Fault::Lie(format!(
             "it gives another transaction for {txid}"

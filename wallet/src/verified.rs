@@ -163,11 +163,12 @@ fn adds_up(
         .map_or(0, |(_, account)| account.balance.base_units());
     let mut balance = i128::from(genesis);
     let mut sent = 0u64;
+    let ours = address.to_text(&spec.address_prefix);
     for entry in entries.iter().filter(|e| at_most(e.height)) {
         let amount = i128::from(entry.amount.0.base_units());
         let fee = i128::from(entry.fee.0.base_units());
-        let to_us = entry.to == address_text(spec, address);
-        let from_us = entry.from.as_deref() == Some(address_text(spec, address).as_str());
+        let to_us = entry.to == ours;
+        let from_us = entry.from.as_deref() == Some(ours.as_str());
         if from_us {
             balance -= amount + fee;
             sent += 1;
@@ -188,10 +189,6 @@ fn adds_up(
         )));
     }
     Ok(())
-}
-
-fn address_text(spec: &apiary_core::ChainSpec, address: &Address) -> String {
-    address.to_text(&spec.address_prefix)
 }
 
 fn format_units(units: i128) -> String {

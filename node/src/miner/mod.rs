@@ -34,54 +34,65 @@ const TEMPLATE_ATTEMPTS: usize = 8;
 /// read without the lock (a block that connects meanwhile changes the state: the template
 /// is made again on the new tip).
 pub fn build_template(node: &Node, miner: Address, now_ms: u64) -> Result<Block, SourceError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let (state, spec, context, candidates, commits) = {
+    for _ in 0..TEMPLATE_ATTEMPTS {
+        let (chosen, state, commits) = {
             let guard = node.lock();
-            let NodeState { chain, mempool } = &*guard;
-            let spec = chain.shared_spec();
-            let state = chain.state().clone();
+            let state = guard.chain.state().clone();
             let commits = state.commits();
-            let context = chain
-                .parent_context(&chain.tip())
-                .expect("the tip is indexed");
-            let candidates = mempool.select(
-                &*state,
-                spec.consensus.max_block_txs as usize,
-                block_tx_budget(&spec),
-            );
-            (state, spec, context, candidates, commits)
+            (Chosen::from(&guard), state, commits)
         };
-        let block = assemble_block(&*state, &spec, &context, miner, candidates, now_ms);
-        // The same state throughout, or it is done again (at last under the lock, where
-        // no block can connect).
+        let block = chosen.assemble(&*state, miner, now_ms);
+        // The same state throughout, or it is done again.
         if state.commits() == commits {
             return block;
         }
-        if attempt >= TEMPLATE_ATTEMPTS {
-            return build_template_locked(&node.lock(), miner, now_ms);
-        }
     }
+    // Blocks kept connecting: under the lock, where none can.
+    let guard = node.lock();
+    Chosen::from(&guard).assemble(&**guard.chain.state(), miner, now_ms)
 }
 
-/// `build_template` with the node's lock held throughout.
-fn build_template_locked(
-    state: &NodeState,
-    miner: Address,
-    now_ms: u64,
-) -> Result<Block, SourceError> {
-    let NodeState { chain, mempool } = state;
-    let spec = chain.shared_spec();
-    let context = chain
-        .parent_context(&chain.tip())
-        .expect("the tip is indexed");
-    let candidates = mempool.select(
-        &**chain.state(),
-        spec.consensus.max_block_txs as usize,
-        block_tx_budget(&spec),
-    );
-    assemble_block(&**chain.state(), &spec, &context, miner, candidates, now_ms)
+/// What a template is built from: the tip's context and the mempool's choice on it.
+struct Chosen {
+    spec: Arc<ChainSpec>,
+    context: ParentContext,
+    candidates: Vec<SignedTransaction>,
+}
+
+impl Chosen {
+    fn from(state: &NodeState) -> Chosen {
+        let NodeState { chain, mempool } = state;
+        let spec = chain.shared_spec();
+        let context = chain
+            .parent_context(&chain.tip())
+            .expect("the tip is indexed");
+        let candidates = mempool.select(
+            &**chain.state(),
+            spec.consensus.max_block_txs as usize,
+            block_tx_budget(&spec),
+        );
+        Chosen {
+            spec,
+            context,
+            candidates,
+        }
+    }
+
+    fn assemble(
+        self,
+        state: &impl StateSource,
+        miner: Address,
+        now_ms: u64,
+    ) -> Result<Block, SourceError> {
+        assemble_block(
+            state,
+            &self.spec,
+            &self.context,
+            miner,
+            self.candidates,
+            now_ms,
+        )
+    }
 }
 
 /// Bytes a block's transactions may take.

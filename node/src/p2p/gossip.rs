@@ -151,6 +151,11 @@ impl Service {
         }
         let data = message.data;
         if !is_block {
+            if self.gossiped_txs.len() >= MAX_TXS_WAITING {
+                // Behind by this many already: let gossipsub forget it, blame nobody.
+                self.report(swarm, &message_id, source, MessageAcceptance::Ignore);
+                return;
+            }
             self.gossiped_txs.push(GossipedTx {
                 message_id,
                 source,
@@ -404,6 +409,9 @@ fn judge_checked(node: &Node, checked: Result<CheckedBlock, ChainError>) -> Judg
 /// The most gossiped transactions checked in one batch (the mempool's lock is held while
 /// a batch is added: bounded, so a block waits for at most this many).
 const MAX_TX_BATCH: usize = 1_024;
+/// The most gossiped transactions waiting for a batch (each peer's rate is bounded too, but
+/// not the number of peers times a slow batch): past it, new ones are ignored unjudged.
+const MAX_TXS_WAITING: usize = 16 * MAX_TX_BATCH;
 
 /// Where a batch's verdicts go. If the batch's work ends without them (a panic), an empty
 /// answer still goes, so the next batch is checked: the messages of that one are left to
@@ -451,17 +459,25 @@ pub(super) fn judge_tx_batch<'a>(
     node: &Node,
     messages: impl Iterator<Item = &'a [u8]>,
 ) -> Vec<Judgement> {
-    let decoded: Vec<Option<SignedTransaction>> = messages
-        .map(|bytes| decode_exact("transaction", bytes, MAX_TX_BYTES).ok())
+    let mut txs = Vec::new();
+    // Which messages decoded (their transactions are in `txs`, in order), without a copy.
+    let decoded: Vec<bool> = messages
+        .map(
+            |bytes| match decode_exact("transaction", bytes, MAX_TX_BYTES) {
+                Ok(stx) => {
+                    txs.push(stx);
+                    true
+                }
+                Err(_) => false,
+            },
+        )
         .collect();
-    let mut verdicts = node
-        .take_gossiped_txs(decoded.iter().flatten().cloned().collect())
-        .into_iter();
+    let mut verdicts = node.take_gossiped_txs(txs).into_iter();
     decoded
-        .iter()
-        .map(|stx| match stx {
-            Some(_) => judge_submitted(verdicts.next().expect("one verdict per transaction")),
-            None => Judgement::reject(Misbehaviour::Undecodable),
+        .into_iter()
+        .map(|ok| match ok {
+            true => judge_submitted(verdicts.next().expect("one verdict per transaction")),
+            false => Judgement::reject(Misbehaviour::Undecodable),
         })
         .collect()
 }
