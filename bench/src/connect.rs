@@ -45,7 +45,15 @@ fn generate_chain(
             .map(|&(from, to, nonce)| accounts.transfer(spec, from, to, nonce))
             .collect();
         let context = chain.parent_context(&chain.tip()).expect("tip is indexed");
-        let mut block = assemble_block(&**chain.state(), spec, &context, miner, txs, now_ms())?;
+        let candidates = txs.into_iter().map(Candidate::new).collect();
+        let mut block = assemble_block(
+            &**chain.state(),
+            spec,
+            &context,
+            miner,
+            candidates,
+            now_ms(),
+        )?;
         if block.txs.len() != params.txs_per_block {
             bail!(
                 "block {height} holds {} transactions, not {}",

@@ -20,6 +20,7 @@ use apiary_core::{
 };
 use apiary_genesis::NewSpec;
 use apiary_node::chain::{Accepted, Chain, CheckedBlock};
+use apiary_node::mempool::Candidate;
 use apiary_node::mempool::MempoolConfig;
 use apiary_node::miner::{assemble_block, search_nonce, NONCES_BETWEEN_CHECKS};
 use apiary_node::p2p::{self, NetworkConfig};

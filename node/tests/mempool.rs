@@ -3,7 +3,7 @@
 mod common;
 
 use apiary_core::{Amount, SignedTransaction, Transaction};
-use apiary_node::mempool::{Mempool, MempoolConfig, MempoolError, VerifiedTx};
+use apiary_node::mempool::{Candidate, Mempool, MempoolConfig, MempoolError, VerifiedTx};
 use common::*;
 use tempfile::TempDir;
 
@@ -44,8 +44,12 @@ fn pool_orders_by_fee_keeps_nonce_order_and_refuses_what_cannot_be_mined() {
     // Key 2's tx pays more than key 1's first; key 1's second must follow its first.
     let order: Vec<_> = pool
         .select(state, 10, 1 << 20)
-        .iter()
-        .map(|t| t.txid())
+        .into_iter()
+        .map(|candidate| {
+            // What the pool tells the template is what the transaction is.
+            assert_eq!(candidate, Candidate::new(candidate.tx.clone()));
+            candidate.txid
+        })
         .collect();
     assert_eq!(order, vec![high.txid(), low.txid(), then.txid()]);
 
@@ -57,7 +61,10 @@ fn pool_orders_by_fee_keeps_nonce_order_and_refuses_what_cannot_be_mined() {
     let ahead = transfer(&spec, 1, addr(10), 1, 5);
     add(&mut pool, ahead.clone(), state, &spec).unwrap();
     assert!(
-        !pool.select(state, 10, 1 << 20).contains(&ahead),
+        !pool
+            .select(state, 10, 1 << 20)
+            .iter()
+            .any(|candidate| candidate.tx == ahead),
         "it waits behind the gap"
     );
     assert!(matches!(

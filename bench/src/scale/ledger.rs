@@ -274,7 +274,15 @@ fn take(
     let count = txs.len();
     let context = chain.parent_context(&chain.tip()).expect("tip is indexed");
     let timestamp = spec.genesis_timestamp_ms.0 + height * 1_000;
-    let mut block = assemble_block(&**chain.state(), spec, &context, miner, txs, timestamp)?;
+    let candidates = txs.into_iter().map(Candidate::new).collect();
+    let mut block = assemble_block(
+        &**chain.state(),
+        spec,
+        &context,
+        miner,
+        candidates,
+        timestamp,
+    )?;
     if block.txs.len() != count {
         bail!(
             "block {height} holds {} of its {count} transfers",

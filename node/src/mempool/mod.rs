@@ -4,11 +4,12 @@
 
 pub mod log;
 
-use apiary_core::state::AccountSource;
+use apiary_core::state::{AccountSource, FastMap};
 use apiary_core::tx::{signature_verdicts, KeyCache};
 use apiary_core::validate::check_chain_id;
 use apiary_core::{Address, Amount, ChainSpec, Nonce, SignedTransaction, TxError, TxId};
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
 use std::time::{Duration, Instant};
 
 /// Policy, not consensus: what this node keeps and relays.
@@ -95,6 +96,27 @@ impl VerifiedTx {
     }
 }
 
+/// A transaction the pool offers a block, with what the pool already knows of it (so a
+/// template neither encodes nor hashes it again).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub tx: SignedTransaction,
+    pub txid: TxId,
+    /// Its encoded size in bytes.
+    pub size: usize,
+}
+
+impl Candidate {
+    pub fn new(tx: SignedTransaction) -> Candidate {
+        let bytes = tx.encode();
+        Candidate {
+            txid: TxId(apiary_core::hash::sha256d(&bytes)),
+            size: bytes.len(),
+            tx,
+        }
+    }
+}
+
 struct PoolEntry {
     tx: SignedTransaction,
     size: usize,
@@ -104,9 +126,9 @@ struct PoolEntry {
 #[derive(Default)]
 pub struct Mempool {
     config: MempoolConfig,
-    txs: HashMap<TxId, PoolEntry>,
+    txs: FastMap<TxId, PoolEntry>,
     /// Each sender's pending transactions by nonce.
-    by_sender: HashMap<Address, BTreeMap<Nonce, TxId>>,
+    by_sender: FastMap<Address, BTreeMap<Nonce, TxId>>,
     /// Every pending transaction, cheapest first: where eviction looks.
     by_fee: BTreeSet<(Amount, TxId)>,
     bytes: usize,
@@ -499,39 +521,54 @@ impl Mempool {
         state: &impl AccountSource,
         max_txs: usize,
         max_bytes: usize,
-    ) -> Vec<SignedTransaction> {
-        // Each sender's run of consecutive nonces starting at its account nonce. The
-        // senders' accounts are read in one batch; a state that cannot be read gives an
+    ) -> Vec<Candidate> {
+        // Each sender's run of consecutive nonces starting at its account nonce, senders in
+        // address order (fee ties go to the lower address: the same choice on every run).
+        // The senders' accounts are read in one batch; a state that cannot be read gives an
         // empty selection (a block with fewer transactions, never an invalid one).
-        let mut runs: HashMap<Address, std::vec::IntoIter<TxId>> = HashMap::new();
-        let mut heap = BinaryHeap::new();
-        let senders: Vec<Address> = self.by_sender.keys().copied().collect();
+        let mut senders: Vec<Address> = self.by_sender.keys().copied().collect();
+        senders.sort_unstable();
         let Ok(accounts) = state.accounts(&senders) else {
             return Vec::new();
         };
-        for (sender, account) in senders.iter().zip(accounts) {
-            let next = account.unwrap_or_default().nonce;
-            let run: Vec<TxId> = self.run_from(sender, next).copied().collect();
-            let mut run = run.into_iter();
-            if let Some(first) = run.next() {
-                heap.push((self.txs[&first].tx.tx.fee, first));
-                runs.insert(*sender, run);
-            }
-        }
-        let mut selected = Vec::new();
+        let runs: Vec<Vec<(&TxId, &PoolEntry)>> = senders
+            .iter()
+            .zip(accounts)
+            .map(|(sender, account)| {
+                let next = account.unwrap_or_default().nonce;
+                self.run_from(sender, next)
+                    .map(|txid| (txid, &self.txs[txid]))
+                    .collect()
+            })
+            .collect();
+        // The next transaction of each sender by its fee; integers only, so a pop compares
+        // no hashes.
+        let mut next = vec![0usize; runs.len()];
+        let mut heap: BinaryHeap<(Amount, Reverse<usize>)> = runs
+            .iter()
+            .enumerate()
+            .filter_map(|(sender, run)| Some((run.first()?.1.tx.tx.fee, Reverse(sender))))
+            .collect();
+        let mut selected = Vec::with_capacity(max_txs.min(self.txs.len()));
         let mut bytes = 0;
-        while let Some((_, txid)) = heap.pop() {
+        while let Some((_, Reverse(sender))) = heap.pop() {
             if selected.len() >= max_txs {
                 break;
             }
-            let entry = &self.txs[&txid];
+            let (txid, entry) = runs[sender][next[sender]];
+            next[sender] += 1;
+            // Too big: the sender's later nonces cannot go without it.
             if bytes + entry.size > max_bytes {
                 continue;
             }
             bytes += entry.size;
-            selected.push(entry.tx.clone());
-            if let Some(next) = runs.get_mut(&entry.tx.tx.from).and_then(Iterator::next) {
-                heap.push((self.txs[&next].tx.tx.fee, next));
+            selected.push(Candidate {
+                tx: entry.tx.clone(),
+                txid: *txid,
+                size: entry.size,
+            });
+            if let Some((_, following)) = runs[sender].get(next[sender]) {
+                heap.push((following.tx.tx.fee, Reverse(sender)));
             }
         }
         selected

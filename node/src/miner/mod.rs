@@ -5,6 +5,7 @@
 
 use crate::chain::{Accepted, ChainError};
 use crate::health::CoreTask;
+use crate::mempool::Candidate;
 use crate::node::{Node, NodeState};
 use crate::time::now_ms;
 use apiary_core::block::{target_words, HeaderHasher, BLOCK_VERSION, HEADER_BYTES};
@@ -12,7 +13,7 @@ use apiary_core::state::{tree, SourceError, StateDelta, StateSource};
 use apiary_core::validate::{apply_tx, pay_miner, required_bits};
 use apiary_core::{
     tx_merkle_root, Address, Amount, Block, BlockHash, BlockHeader, ChainSpec, Hash256,
-    ParentContext, SignedTransaction,
+    ParentContext, SignedTransaction, TxId,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -56,7 +57,7 @@ pub fn build_template(node: &Node, miner: Address, now_ms: u64) -> Result<Block,
 struct Chosen {
     spec: Arc<ChainSpec>,
     context: ParentContext,
-    candidates: Vec<SignedTransaction>,
+    candidates: Vec<Candidate>,
 }
 
 impl Chosen {
@@ -101,15 +102,16 @@ pub fn block_tx_budget(spec: &ChainSpec) -> usize {
 }
 
 /// Assembles an unsealed block (nonce 0) on the parent described by `context`: those
-/// `candidates` that apply in order and fit (the rest are skipped), the miner's reward and
-/// fees, and the state root all that leads to. `state` is the parent's, only read: the
+/// `candidates` (`Candidate::new` for transactions from elsewhere than the mempool) that
+/// apply in order and fit (the rest are skipped), the miner's reward and fees, and the
+/// state root all that leads to. `state` is the parent's, only read: the
 /// block's changes are worked out on a delta over it.
 pub fn assemble_block(
     state: &impl StateSource,
     spec: &ChainSpec,
     context: &ParentContext,
     miner: Address,
-    candidates: Vec<SignedTransaction>,
+    candidates: Vec<Candidate>,
     now_ms: u64,
 ) -> Result<Block, SourceError> {
     let mut header = BlockHeader {
@@ -127,22 +129,23 @@ pub fn assemble_block(
     let mut bytes_left = block_tx_budget(spec);
     let mut touched: Vec<Address> = candidates
         .iter()
-        .flat_map(|stx| [stx.tx.from, stx.tx.to])
+        .flat_map(|candidate| [candidate.tx.tx.from, candidate.tx.tx.to])
         .collect();
     touched.push(miner);
     let mut delta = StateDelta::load(state, &touched)?;
     let mut fees = Amount::ZERO;
     let mut txs: Vec<SignedTransaction> = Vec::with_capacity(candidates.len().min(max_txs));
-    for stx in candidates {
-        let size = stx.encode().len();
+    let mut txids: Vec<TxId> = Vec::with_capacity(txs.capacity());
+    for Candidate { tx, txid, size } in candidates {
         if txs.len() == max_txs || size > bytes_left {
             continue;
         }
         // Candidates were checked against the parent state; skip any the order made invalid.
-        if let Ok(fee) = apply_tx(&mut delta, &stx) {
+        if let Ok(fee) = apply_tx(&mut delta, &tx) {
             fees = fees.checked_add(fee).unwrap_or(fees);
             bytes_left -= size;
-            txs.push(stx);
+            txs.push(tx);
+            txids.push(txid);
         }
     }
     if pay_miner(&mut delta, &header, fees, spec).is_err() {
@@ -150,7 +153,6 @@ pub fn assemble_block(
     }
     let (changes, _) = delta.finish();
     header.state_root = tree::update(state, &changes)?.root;
-    let txids: Vec<_> = txs.iter().map(SignedTransaction::txid).collect();
     header.tx_root = tx_merkle_root(&txids);
     Ok(Block { header, txs })
 }
