@@ -44,23 +44,7 @@ fn generate_chain(
             .par_iter()
             .map(|&(from, to, nonce)| accounts.transfer(spec, from, to, nonce))
             .collect();
-        let context = chain.parent_context(&chain.tip()).expect("tip is indexed");
-        let candidates = txs.into_iter().map(Candidate::new).collect();
-        let mut block = assemble_block(
-            &**chain.state(),
-            spec,
-            &context,
-            miner,
-            candidates,
-            now_ms(),
-        )?;
-        if block.txs.len() != params.txs_per_block {
-            bail!(
-                "block {height} holds {} transactions, not {}",
-                block.txs.len(),
-                params.txs_per_block
-            );
-        }
+        let mut block = block_of(&chain, spec, miner, txs, now_ms())?;
         block.header.nonce = search_nonce(&block.header, 0, 1, || false).expect("easy target");
         let bytes = block.encode();
         encoded.push(bytes.clone());

@@ -341,6 +341,35 @@ fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bo
 }
 
 /// One benchmark's result: its value against the limit measured in the same run.
+/// A block of exactly `txs` on `chain`'s tip (no proof of work searched yet).
+fn block_of(
+    chain: &Chain,
+    spec: &ChainSpec,
+    miner: Address,
+    txs: Vec<SignedTransaction>,
+    timestamp_ms: u64,
+) -> Result<apiary_core::Block> {
+    let count = txs.len();
+    let context = chain.parent_context(&chain.tip()).expect("tip is indexed");
+    let candidates = txs.into_iter().map(Candidate::new).collect();
+    let block = assemble_block(
+        &**chain.state(),
+        spec,
+        &context,
+        miner,
+        candidates,
+        timestamp_ms,
+    )?;
+    if block.txs.len() != count {
+        bail!(
+            "block {} holds {} of its {count} transactions",
+            block.header.height,
+            block.txs.len()
+        );
+    }
+    Ok(block)
+}
+
 fn figure(value: f64, unit: &str, limit: f64, params: Value) -> Value {
     json!({
         "value": shown(value),

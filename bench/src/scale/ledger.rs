@@ -271,24 +271,8 @@ fn take(
     txs: Vec<SignedTransaction>,
     height: u64,
 ) -> Result<Vec<u8>> {
-    let count = txs.len();
-    let context = chain.parent_context(&chain.tip()).expect("tip is indexed");
     let timestamp = spec.genesis_timestamp_ms.0 + height * 1_000;
-    let candidates = txs.into_iter().map(Candidate::new).collect();
-    let mut block = assemble_block(
-        &**chain.state(),
-        spec,
-        &context,
-        miner,
-        candidates,
-        timestamp,
-    )?;
-    if block.txs.len() != count {
-        bail!(
-            "block {height} holds {} of its {count} transfers",
-            block.txs.len()
-        );
-    }
+    let mut block = block_of(chain, spec, miner, txs, timestamp)?;
     block.header.nonce = search_nonce(&block.header, 0, 1, || false).expect("easy target");
     let txids = block.txids();
     for txid in &txids {
