@@ -4,6 +4,7 @@ mod common;
 
 use apiary_core::{Amount, SignedTransaction, Transaction};
 use apiary_node::mempool::{Candidate, Mempool, MempoolConfig, MempoolError, VerifiedTx};
+use apiary_node::miner::{assemble_block, search_nonce};
 use common::*;
 use tempfile::TempDir;
 
@@ -43,7 +44,7 @@ fn pool_orders_by_fee_keeps_nonce_order_and_refuses_what_cannot_be_mined() {
     add(&mut pool, high.clone(), state, &spec).unwrap();
     // Key 2's tx pays more than key 1's first; key 1's second must follow its first.
     let order: Vec<_> = pool
-        .select(state, 10, 1 << 20)
+        .select(10, 1 << 20)
         .into_iter()
         .map(|candidate| {
             // What the pool tells the template is what the transaction is.
@@ -62,7 +63,7 @@ fn pool_orders_by_fee_keeps_nonce_order_and_refuses_what_cannot_be_mined() {
     add(&mut pool, ahead.clone(), state, &spec).unwrap();
     assert!(
         !pool
-            .select(state, 10, 1 << 20)
+            .select(10, 1 << 20)
             .iter()
             .any(|candidate| candidate.tx == ahead),
         "it waits behind the gap"
@@ -181,4 +182,99 @@ fn fee_estimate_follows_the_competition_for_the_next_block() {
     assert_eq!(pool.fee_for_next_block(2, 10 * size).base_units(), 5_001);
     assert_eq!(pool.fee_for_next_block(10, 2 * size).base_units(), 5_001);
     assert_eq!(pool.fee_for_next_block(1, 10 * size).base_units(), 6_001);
+}
+
+/// What `select` must return, worked out from scratch the slow way: every sender's run of
+/// consecutive nonces from its account's nonce in the state, merged by fee (equal fees:
+/// the lower address first), a transaction too big for what is left ending its sender's
+/// run.
+fn select_from_scratch(
+    pool: &Mempool,
+    state: &impl apiary_core::state::AccountSource,
+    max_txs: usize,
+    max_bytes: usize,
+) -> Vec<apiary_core::TxId> {
+    use std::cmp::Reverse;
+    let mut senders: Vec<apiary_core::Address> =
+        pool.entries().map(|(stx, _)| stx.tx.from).collect();
+    senders.sort_unstable();
+    senders.dedup();
+    let runs: Vec<Vec<apiary_core::TxId>> = senders
+        .iter()
+        .map(|sender| {
+            let next = state.account(sender).unwrap().unwrap_or_default().nonce;
+            pool.run_from(sender, next).copied().collect()
+        })
+        .collect();
+    let mut next = vec![0; runs.len()];
+    let fee = |txid: &apiary_core::TxId| pool.get(txid).unwrap().tx.fee;
+    let mut heap: std::collections::BinaryHeap<(Amount, Reverse<usize>)> = runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, run)| Some((fee(run.first()?), Reverse(i))))
+        .collect();
+    let (mut chosen, mut bytes) = (Vec::new(), 0);
+    while let Some((_, Reverse(i))) = heap.pop() {
+        if chosen.len() == max_txs {
+            break;
+        }
+        let txid = runs[i][next[i]];
+        next[i] += 1;
+        let size = pool.get(&txid).unwrap().encode().len();
+        if bytes + size > max_bytes {
+            continue;
+        }
+        bytes += size;
+        chosen.push(txid);
+        if let Some(following) = runs[i].get(next[i]) {
+            heap.push((fee(following), Reverse(i)));
+        }
+    }
+    chosen
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// The pool keeps the senders that can go next sorted as transactions come, replace
+    /// each other, leave with a block (mined here, taking part of the pool) and are
+    /// evicted: a template chosen from that index is the one worked out from scratch.
+    #[test]
+    fn selection_kept_as_the_pool_changes_is_selection_from_scratch(
+        steps in proptest::collection::vec((0u8..8, 1u8..=3, 0u64..5, 1u64..6), 1..40),
+    ) {
+        let spec = test_spec(100);
+        let dir = TempDir::new().unwrap();
+        let node = open_node(dir.path(), &spec);
+        let size = transfer(&spec, 1, addr(10), 1, 0).encode().len();
+        for (kind, key, ahead, fee) in steps {
+            if kind == 0 {
+                // A block of at most three of the best, as another miner might make.
+                let mut block = {
+                    let guard = node.lock();
+                    let chosen = guard.mempool.select(3, usize::MAX);
+                    let context = guard.chain.parent_context(&guard.chain.tip()).unwrap();
+                    let state = &**guard.chain.state();
+                    assemble_block(state, &spec, &context, addr(9), chosen, 0).unwrap()
+                };
+                block.header.nonce = search_nonce(&block.header, 0, 1, || false).unwrap();
+                node.submit_block(block).unwrap();
+            } else {
+                // A nonce at or a little past the sender's next: gaps, and replacements
+                // when the fee beats the pending one's.
+                let next = node.lock().chain.state().account_at(&addr(key)).unwrap().nonce;
+                let stx = transfer(&spec, key, addr(10), 1, next.0 + ahead);
+                let _ = node.submit_tx(with_fee(stx, key, 1_000 * (fee + 1)));
+            }
+            let guard = node.lock();
+            let state = &**guard.chain.state();
+            for (max_txs, max_bytes) in [(usize::MAX, usize::MAX), (4, usize::MAX), (10, 2 * size + size / 2)] {
+                let chosen: Vec<_> = guard.mempool.select(max_txs, max_bytes).iter().map(|c| c.txid).collect();
+                proptest::prop_assert_eq!(
+                    chosen,
+                    select_from_scratch(&guard.mempool, state, max_txs, max_bytes)
+                );
+            }
+        }
+    }
 }

@@ -3,13 +3,14 @@
 //! highest fee first, and bounded in bytes by evicting the lowest fee, and in time.
 
 pub mod log;
+mod select;
 
 use apiary_core::state::{AccountSource, FastMap};
 use apiary_core::tx::{signature_verdicts, KeyCache};
 use apiary_core::validate::check_chain_id;
 use apiary_core::{Address, Amount, ChainSpec, Nonce, SignedTransaction, TxError, TxId};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 /// Policy, not consensus: what this node keeps and relays.
@@ -117,6 +118,19 @@ impl Candidate {
     }
 }
 
+/// A sender's pending transactions, and its account's nonce at the tip.
+#[derive(Default)]
+struct Queue {
+    /// The nonce its next transaction must carry. Right whenever the pool is consistent
+    /// with the tip: a sender's nonce changes only when a block holds its transactions,
+    /// and `update_for_tip` builds every such sender's queue again on the new state.
+    next: Nonce,
+    by_nonce: BTreeMap<Nonce, TxId>,
+    /// The fee it stands under in `Mempool::ready` (its first transaction's, when that one
+    /// carries `next`).
+    ready_fee: Option<Amount>,
+}
+
 struct PoolEntry {
     tx: SignedTransaction,
     size: usize,
@@ -128,7 +142,10 @@ pub struct Mempool {
     config: MempoolConfig,
     txs: FastMap<TxId, PoolEntry>,
     /// Each sender's pending transactions by nonce.
-    by_sender: FastMap<Address, BTreeMap<Nonce, TxId>>,
+    by_sender: FastMap<Address, Queue>,
+    /// The senders whose first pending transaction can go in the next block, by its fee:
+    /// where a template starts (`select`), without looking at any other sender.
+    ready: BTreeSet<(Amount, Reverse<Address>)>,
     /// Every pending transaction, cheapest first: where eviction looks.
     by_fee: BTreeSet<(Amount, TxId)>,
     bytes: usize,
@@ -212,7 +229,7 @@ impl Mempool {
             .into_iter()
             .flat_map(move |queue| {
                 (next.0..)
-                    .zip(queue.range(next..))
+                    .zip(queue.by_nonce.range(next..))
                     .take_while(|(expected, (nonce, _))| *expected == nonce.0)
                     .map(|(_, (_, txid))| txid)
             })
@@ -223,7 +240,7 @@ impl Mempool {
         self.by_sender
             .get(sender)
             .into_iter()
-            .flat_map(|queue| queue.values())
+            .flat_map(|queue| queue.by_nonce.values())
             .map(|txid| &self.txs[txid].tx)
             .collect()
     }
@@ -320,7 +337,7 @@ impl Mempool {
             });
         }
         let queue = self.by_sender.get(&tx.from);
-        let replaced = queue.and_then(|q| q.get(&tx.nonce)).copied();
+        let replaced = queue.and_then(|q| q.by_nonce.get(&tx.nonce)).copied();
         if let Some(old) = replaced {
             let existing = self.txs[&old].tx.tx.fee;
             if tx.fee <= existing {
@@ -337,7 +354,7 @@ impl Mempool {
             .ok_or(TxError::AmountOverflow)?;
         for other in queue
             .into_iter()
-            .flat_map(|q| q.values())
+            .flat_map(|q| q.by_nonce.values())
             .filter(|id| Some(**id) != replaced)
         {
             let other = &self.txs[other].tx.tx;
@@ -361,10 +378,10 @@ impl Mempool {
         for victim in victims.iter().chain(replaced.as_ref()) {
             self.remove(victim);
         }
-        self.by_sender
-            .entry(tx.from)
-            .or_default()
-            .insert(tx.nonce, txid);
+        let from = tx.from;
+        let queue = self.by_sender.entry(from).or_default();
+        queue.next = account.nonce;
+        queue.by_nonce.insert(tx.nonce, txid);
         self.by_fee.insert((tx.fee, txid));
         self.bytes += size;
         self.txs.insert(
@@ -375,6 +392,7 @@ impl Mempool {
                 added,
             },
         );
+        self.restate(from);
         Ok(txid)
     }
 
@@ -399,7 +417,8 @@ impl Mempool {
             }
             let entry = &self.txs[victim];
             let sender = entry.tx.tx.from;
-            let is_tail = self.by_sender[&sender].keys().next_back() == Some(&entry.tx.tx.nonce);
+            let is_tail =
+                self.by_sender[&sender].by_nonce.keys().next_back() == Some(&entry.tx.tx.nonce);
             if Some(*victim) == keep || !is_tail || !taken.insert(sender) {
                 continue;
             }
@@ -418,11 +437,9 @@ impl Mempool {
         self.by_fee.remove(&(entry.tx.tx.fee, *txid));
         let from = entry.tx.tx.from;
         if let Some(queue) = self.by_sender.get_mut(&from) {
-            queue.remove(&entry.tx.tx.nonce);
-            if queue.is_empty() {
-                self.by_sender.remove(&from);
-            }
+            queue.by_nonce.remove(&entry.tx.tx.nonce);
         }
+        self.restate(from);
         Some(entry.tx)
     }
 
@@ -491,7 +508,7 @@ impl Mempool {
             let queued: Vec<TxId> = self
                 .by_sender
                 .get(&sender)
-                .map(|q| q.values().copied().collect())
+                .map(|q| q.by_nonce.values().copied().collect())
                 .unwrap_or_default();
             for txid in queued {
                 let added = self.txs[&txid].added;
@@ -512,65 +529,5 @@ impl Mempool {
             }
         }
         dropped
-    }
-
-    /// Pending transactions for a block on `state`, highest fee first, each sender's in
-    /// nonce order from its next nonce (transactions beyond a gap wait).
-    pub fn select(
-        &self,
-        state: &impl AccountSource,
-        max_txs: usize,
-        max_bytes: usize,
-    ) -> Vec<Candidate> {
-        // Each sender's run of consecutive nonces starting at its account nonce, senders in
-        // address order (fee ties go to the lower address: the same choice on every run).
-        // The senders' accounts are read in one batch; a state that cannot be read gives an
-        // empty selection (a block with fewer transactions, never an invalid one).
-        let mut senders: Vec<Address> = self.by_sender.keys().copied().collect();
-        senders.sort_unstable();
-        let Ok(accounts) = state.accounts(&senders) else {
-            return Vec::new();
-        };
-        let runs: Vec<Vec<(&TxId, &PoolEntry)>> = senders
-            .iter()
-            .zip(accounts)
-            .map(|(sender, account)| {
-                let next = account.unwrap_or_default().nonce;
-                self.run_from(sender, next)
-                    .map(|txid| (txid, &self.txs[txid]))
-                    .collect()
-            })
-            .collect();
-        // The next transaction of each sender by its fee; integers only, so a pop compares
-        // no hashes.
-        let mut next = vec![0usize; runs.len()];
-        let mut heap: BinaryHeap<(Amount, Reverse<usize>)> = runs
-            .iter()
-            .enumerate()
-            .filter_map(|(sender, run)| Some((run.first()?.1.tx.tx.fee, Reverse(sender))))
-            .collect();
-        let mut selected = Vec::with_capacity(max_txs.min(self.txs.len()));
-        let mut bytes = 0;
-        while let Some((_, Reverse(sender))) = heap.pop() {
-            if selected.len() >= max_txs {
-                break;
-            }
-            let (txid, entry) = runs[sender][next[sender]];
-            next[sender] += 1;
-            // Too big: the sender's later nonces cannot go without it.
-            if bytes + entry.size > max_bytes {
-                continue;
-            }
-            bytes += entry.size;
-            selected.push(Candidate {
-                tx: entry.tx.clone(),
-                txid: *txid,
-                size: entry.size,
-            });
-            if let Some((_, following)) = runs[sender].get(next[sender]) {
-                heap.push((following.tx.tx.fee, Reverse(sender)));
-            }
-        }
-        selected
     }
 }

@@ -68,7 +68,6 @@ impl Chosen {
             .parent_context(&chain.tip())
             .expect("the tip is indexed");
         let candidates = mempool.select(
-            &**chain.state(),
             spec.consensus.max_block_txs as usize,
             block_tx_budget(&spec),
         );
