@@ -213,6 +213,7 @@ pub(crate) fn bench_gossip() -> Result<Value> {
     let node_refs: Vec<&Arc<Node>> = nodes.iter().map(|(n, _)| n).collect();
     let started = Instant::now();
     let cpu_before = super::procs::cpu_seconds(u64::from(std::process::id()))?;
+    let copies_before = tx_copies_received();
     let submitted_at = std::sync::Mutex::new(vec![None::<Instant>; total]);
     let done = std::sync::atomic::AtomicBool::new(false);
     let mut confirmed_at: std::collections::HashMap<TxId, (usize, Instant)> =
@@ -297,6 +298,8 @@ pub(crate) fn bench_gossip() -> Result<Value> {
         Ok(())
     })?;
     let cpu_seconds = super::procs::cpu_seconds(u64::from(std::process::id()))? - cpu_before;
+    let copies = tx_copies_received();
+    let per_tx_per_node = |n: f64| round3(n / (total * nodes_count) as f64);
     for (node, _) in &nodes {
         node.shutdown();
     }
@@ -334,6 +337,13 @@ pub(crate) fn bench_gossip() -> Result<Value> {
             "refused_at_submission": refused,
             // The whole process while the load ran (the submitter and the observer too).
             "cpu_seconds_per_1000_txs_per_node": round3(cpu_seconds / (total as f64 / 1_000.0) / nodes_count as f64),
+            // Gossipsub's own count: every copy of a transaction message each node
+            // received, and those beyond the first (a node also learns of transactions
+            // from a peer's mempool when they connect, not counted here).
+            "copies_received_per_tx_per_node": per_tx_per_node(copies.0 - copies_before.0),
+            "duplicates_per_tx_per_node": per_tx_per_node(
+                (copies.0 - copies.1) - (copies_before.0 - copies_before.1)
+            ),
             "not_confirmed": total - confirmed,
             "p50_confirm_ms": percentile(0.5).round(),
             "p99_confirm_ms": percentile(0.99).round(),
@@ -343,4 +353,21 @@ pub(crate) fn bench_gossip() -> Result<Value> {
             "setup": "5 nodes in one process on 2 cores, libp2p over 127.0.0.1; each tx submitted to one node, gossiped to the others; nodes mine in turn, a block a second",
         },
     }))
+}
+
+/// Transaction messages gossipsub received so far, over every node of this process: (every
+/// copy, first copies only), from its counters on the node's metrics.
+fn tx_copies_received() -> (f64, f64) {
+    let text = apiary_node::metrics::metrics().text();
+    let sum = |name: &str| -> f64 {
+        text.lines()
+            .filter_map(|line| line.strip_prefix(name)?.strip_prefix('{'))
+            .filter(|rest| rest.contains("/txs\"}"))
+            .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    (
+        sum("apiary_gossipsub_topic_msg_recv_counts_unfiltered_total"),
+        sum("apiary_gossipsub_topic_msg_recv_counts_total"),
+    )
 }

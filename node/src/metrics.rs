@@ -256,6 +256,14 @@ impl Metrics {
         self.flush.observe(seconds);
     }
 
+    /// Lets gossipsub register its own counters (messages and copies received per topic,
+    /// mesh sizes, peer scores) under `apiary_gossipsub_`. One network a process: a second
+    /// one (nodes of a test or benchmark sharing a process) adds its series beside them.
+    pub fn gossipsub<T>(&self, register: impl FnOnce(&mut Registry) -> T) -> T {
+        let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        register(registry.sub_registry_with_prefix("gossipsub"))
+    }
+
     /// The text exposition, with the state figures read now.
     pub fn render(&self, figures: Figures) -> String {
         self.height.set(figures.height.0 as i64);
@@ -278,6 +286,11 @@ impl Metrics {
         if let Some(path) = figures.store_path {
             self.store_bytes.set(directory_bytes(&path) as i64);
         }
+        self.text()
+    }
+
+    /// The text exposition as the series stand.
+    pub fn text(&self) -> String {
         let mut text = String::new();
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         // Writing to a String cannot fail.

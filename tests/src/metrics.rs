@@ -22,12 +22,26 @@ pub fn sample(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f6
         .samples
         .iter()
         .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => f64::NAN,
-        })
+        .map(value)
+}
+
+/// The sum of the samples `name` whose label `label` passes `keep`.
+pub fn sum(scrape: &Scrape, name: &str, label: &str, keep: impl Fn(&str) -> bool) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && s.labels.get(label).is_some_and(&keep))
+        .map(value)
+        .sum()
+}
+
+fn value(sample: &prometheus_parse::Sample) -> f64 {
+    match sample.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => v,
+        _ => f64::NAN,
+    }
 }
 
 /// `sample` on a node's RPC port (where /metrics needs no cookie).

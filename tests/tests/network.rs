@@ -570,3 +570,33 @@ fn net_connect_refuses_an_address_it_cannot_dial() {
     );
     assert_eq!(node.peer_count(), 0);
 }
+
+/// Gossipsub's own counters are on /metrics: transactions gossiped to a peer show there as
+/// messages received on the transactions' topic, before and after duplicates are filtered.
+#[test]
+fn gossiped_copies_are_counted_on_metrics() {
+    let dir = TempDir::new().unwrap();
+    let spec = write_test_spec(dir.path());
+    let (first, second) = connected_pair(dir.path(), &spec, ["first", "second"]);
+    let on_tx_topic = |node: &NodeProcess, name: &str| {
+        metrics::sum(&metrics::scrape(&node.rpc.url), name, "hash", |topic| {
+            topic.ends_with("/txs")
+        })
+    };
+    // Until the peers have told each other their topics a transaction reaches the other
+    // through the mempool exchange instead: send another until one goes by gossip.
+    let mut nonce = 0;
+    wait_until(Duration::from_secs(30), "a gossiped transaction", || {
+        // At most 16 may wait for a block (the pool's limit on nonces ahead).
+        if nonce < 16 {
+            first.submit_tx(&transfer(2, address(7), 1_000, 10_000, nonce));
+            nonce += 1;
+        }
+        on_tx_topic(&second, "apiary_gossipsub_topic_msg_recv_counts_total") >= 1.0
+    });
+    let unfiltered = on_tx_topic(
+        &second,
+        "apiary_gossipsub_topic_msg_recv_counts_unfiltered_total",
+    );
+    assert!(unfiltered >= 1.0, "copies received: {unfiltered}");
+}

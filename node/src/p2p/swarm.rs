@@ -221,7 +221,11 @@ pub(super) fn build(
         .with_behaviour(|key| {
             let mut gossipsub =
                 gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?;
+            let mut metrics_config = libp2p_gossipsub::MetricsConfig::default();
+            metrics_config.buckets_using_scoring_thresholds(&score_thresholds);
             gossipsub.with_peer_score(score_params, score_thresholds)?;
+            let gossipsub = crate::metrics::metrics()
+                .gossipsub(|registry| gossipsub.with_metrics(registry, metrics_config));
             let identify = identify::Behaviour::new(identify::Config::new(
                 identify_version(&genesis),
                 key.public(),
