@@ -214,6 +214,7 @@ pub(crate) fn bench_gossip() -> Result<Value> {
     let started = Instant::now();
     let cpu_before = super::procs::cpu_seconds(u64::from(std::process::id()))?;
     let copies_before = tx_copies_received();
+    let bans_before = bans();
     let submitted_at = std::sync::Mutex::new(vec![None::<Instant>; total]);
     let done = std::sync::atomic::AtomicBool::new(false);
     let mut confirmed_at: std::collections::HashMap<TxId, (usize, Instant)> =
@@ -299,6 +300,7 @@ pub(crate) fn bench_gossip() -> Result<Value> {
     })?;
     let cpu_seconds = super::procs::cpu_seconds(u64::from(std::process::id()))? - cpu_before;
     let copies = tx_copies_received();
+    let bans = bans() - bans_before;
     let per_tx_per_node = |n: f64| round3(n / (total * nodes_count) as f64);
     for (node, _) in &nodes {
         node.shutdown();
@@ -344,6 +346,8 @@ pub(crate) fn bench_gossip() -> Result<Value> {
             "duplicates_per_tx_per_node": per_tx_per_node(
                 (copies.0 - copies.1) - (copies_before.0 - copies_before.1)
             ),
+            // Peers the nodes banned: honest all, so anything but 0 is a fault.
+            "bans": bans,
             "not_confirmed": total - confirmed,
             "p50_confirm_ms": percentile(0.5).round(),
             "p99_confirm_ms": percentile(0.99).round(),
@@ -370,4 +374,13 @@ fn tx_copies_received() -> (f64, f64) {
         sum("apiary_gossipsub_topic_msg_recv_counts_unfiltered_total"),
         sum("apiary_gossipsub_topic_msg_recv_counts_total"),
     )
+}
+
+/// Peers banned so far by the nodes of this process (their metrics).
+fn bans() -> u64 {
+    apiary_node::metrics::metrics()
+        .text()
+        .lines()
+        .find_map(|line| line.strip_prefix("apiary_bans_total ")?.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
 }

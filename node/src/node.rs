@@ -70,6 +70,16 @@ pub enum SubmitError {
     NotLogged(String),
 }
 
+/// What became of a transaction a peer sent.
+#[derive(Debug)]
+pub enum Gossiped {
+    /// Refused on the pool's own checks before its signature was checked: it cost a
+    /// lookup (stale, known, unpayable, too far ahead).
+    Skipped(MempoolError),
+    /// Checked in full, signature and all: in the pool, or why not.
+    Checked(Result<TxId, SubmitError>),
+}
+
 /// What `Node::restore_mempool` found in the log.
 #[derive(Debug, Default)]
 pub struct Restored {
@@ -628,9 +638,30 @@ impl Node {
 
     /// Transactions gossiped by peers, as they came while the last batch was checked: their
     /// signatures verified in batches, the mempool locked once. One verdict each, in order.
-    pub fn take_gossiped_txs(&self, txs: Vec<SignedTransaction>) -> Vec<Result<TxId, SubmitError>> {
+    pub fn take_gossiped_txs(&self, txs: Vec<SignedTransaction>) -> Vec<Gossiped> {
+        // The pool's own checks first, under one lock: what it would refuse anyway costs
+        // no signature check (a peer replaying mined transactions costs us lookups).
+        let prechecked: Vec<Result<(), MempoolError>> = {
+            let guard = self.lock();
+            let state = &**guard.chain.state();
+            txs.iter()
+                .map(|stx| guard.mempool.precheck(stx, &stx.txid(), state, &self.spec))
+                .collect()
+        };
+        let worth: Vec<SignedTransaction> = txs
+            .into_iter()
+            .zip(&prechecked)
+            .filter_map(|(stx, precheck)| precheck.is_ok().then_some(stx))
+            .collect();
         // Gossipsub forwards each one the node accepts: no announcement of our own.
-        self.admit_all(txs, false)
+        let mut checked = self.admit_all(worth, false).into_iter();
+        prechecked
+            .into_iter()
+            .map(|precheck| match precheck {
+                Err(why) => Gossiped::Skipped(why),
+                Ok(()) => Gossiped::Checked(checked.next().expect("one verdict per transaction")),
+            })
+            .collect()
     }
 
     fn admit_all(

@@ -278,3 +278,36 @@ proptest::proptest! {
         }
     }
 }
+
+/// A transaction from a peer that the pool would refuse anyway (here: one a block already
+/// holds, as a peer replaying mined transactions sends) is refused before its signature is
+/// checked: even a broken signature is not looked at. New ones are checked in full.
+#[test]
+fn gossiped_transactions_the_pool_would_refuse_cost_no_signature_check() {
+    use apiary_node::node::Gossiped;
+    use apiary_node::SubmitError;
+    let spec = test_spec(100);
+    let dir = TempDir::new().unwrap();
+    let node = open_node(dir.path(), &spec);
+    let mined = transfer(&spec, 1, addr(10), 1, 0);
+    node.submit_tx(mined.clone()).unwrap();
+    mine(&node, addr(9), 1);
+    let mut forged = mined.clone();
+    forged.signature[0] ^= 1;
+    let next = transfer(&spec, 1, addr(10), 1, 1);
+    let mut broken = transfer(&spec, 2, addr(10), 1, 0);
+    broken.signature[0] ^= 1;
+    let verdicts = node.take_gossiped_txs(vec![mined, forged, next.clone(), broken]);
+    assert!(
+        matches!(
+            verdicts.as_slice(),
+            [
+                Gossiped::Skipped(MempoolError::NonceUsed { .. }),
+                Gossiped::Skipped(MempoolError::NonceUsed { .. }),
+                Gossiped::Checked(Ok(txid)),
+                Gossiped::Checked(Err(SubmitError::Rejected(MempoolError::Invalid(_)))),
+            ] if *txid == next.txid()
+        ),
+        "{verdicts:?}"
+    );
+}

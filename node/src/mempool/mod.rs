@@ -296,18 +296,33 @@ impl Mempool {
         self.insert(verified.0, state, spec, added, Admission::Returning)
     }
 
-    /// `add` for a transaction whose signature was verified when it first came in.
-    fn insert(
-        &mut self,
-        stx: SignedTransaction,
+    /// Whether `stx` (whose id is `txid`) could enter the pool on the tip `state` as a new
+    /// transaction, every check but its signature's: a node asks this first of what peers
+    /// send, so a transaction it would refuse anyway (stale, known, unpayable) costs a
+    /// lookup, not a signature check.
+    pub fn precheck(
+        &self,
+        stx: &SignedTransaction,
+        txid: &TxId,
         state: &impl AccountSource,
         spec: &ChainSpec,
-        added: Instant,
+    ) -> Result<(), MempoolError> {
+        self.admissible(stx, txid, state, spec, Admission::New)
+            .map(|_| ())
+    }
+
+    /// The checks a transaction passes before it is queued (its signature aside): the
+    /// sender's account, and the pending transaction it replaces, if any.
+    fn admissible(
+        &self,
+        stx: &SignedTransaction,
+        txid: &TxId,
+        state: &impl AccountSource,
+        spec: &ChainSpec,
         admission: Admission,
-    ) -> Result<TxId, MempoolError> {
-        let txid = stx.txid();
-        if self.txs.contains_key(&txid) {
-            return Err(MempoolError::Duplicate(txid));
+    ) -> Result<(apiary_core::Account, Option<TxId>), MempoolError> {
+        if self.txs.contains_key(txid) {
+            return Err(MempoolError::Duplicate(*txid));
         }
         let tx = &stx.tx;
         let new = admission == Admission::New;
@@ -317,7 +332,7 @@ impl Mempool {
                 offered: tx.fee,
             });
         }
-        check_chain_id(&stx, spec)?;
+        check_chain_id(stx, spec)?;
         let account = state
             .account(&tx.from)
             .map_err(|e| MempoolError::StateUnreadable(e.to_string()))?
@@ -369,6 +384,21 @@ impl Mempool {
                 needed,
             });
         }
+        Ok((account, replaced))
+    }
+
+    /// `add` for a transaction whose signature was verified when it first came in.
+    fn insert(
+        &mut self,
+        stx: SignedTransaction,
+        state: &impl AccountSource,
+        spec: &ChainSpec,
+        added: Instant,
+        admission: Admission,
+    ) -> Result<TxId, MempoolError> {
+        let txid = stx.txid();
+        let (account, replaced) = self.admissible(&stx, &txid, state, spec, admission)?;
+        let tx = &stx.tx;
         let size = stx.encode().len();
         let freed = replaced.map_or(0, |old| self.txs[&old].size);
         let victims = match admission {

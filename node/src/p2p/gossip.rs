@@ -7,7 +7,7 @@ use super::swarm::Behaviour;
 use super::{Pending, Service, Verdict};
 use crate::chain::{Accepted, ChainError, CheckedBlock};
 use crate::mempool::MempoolError;
-use crate::node::{Announcement, Node, SubmitError};
+use crate::node::{Announcement, Gossiped, Node, SubmitError};
 use crate::protocol::SyncRequest;
 use apiary_core::encoding::decode_exact;
 use apiary_core::tx::MAX_TX_BYTES;
@@ -54,6 +54,9 @@ pub(super) struct Judgement {
     /// The timestamp of a block new to us (our new tip, or one early by our clock): what
     /// the clock check counts. Blocks we hold or cannot place say nothing of the time.
     pub block_time_ms: Option<u64>,
+    /// A transaction that cost its signature check and was of no use (stale, known or
+    /// unpayable by then): what the useless-transactions allowance counts.
+    pub wasted: bool,
 }
 
 impl Judgement {
@@ -63,6 +66,14 @@ impl Judgement {
             misbehaviour,
             unknown_parent: false,
             block_time_ms: None,
+            wasted: false,
+        }
+    }
+
+    fn wasted() -> Judgement {
+        Judgement {
+            wasted: true,
+            ..Judgement::ignore()
         }
     }
 
@@ -269,7 +280,7 @@ impl Service {
             self.penalise(swarm, source, why);
         }
         if !is_block
-            && judgement.acceptance == MessageAcceptance::Ignore
+            && judgement.wasted
             && !self.book.allow(source, Flood::UselessTransactions, now)
         {
             self.penalise(
@@ -475,9 +486,16 @@ pub(super) fn judge_tx_batch<'a>(
     let mut verdicts = node.take_gossiped_txs(txs).into_iter();
     decoded
         .into_iter()
-        .map(|ok| match ok {
-            true => judge_submitted(verdicts.next().expect("one verdict per transaction")),
-            false => Judgement::reject(Misbehaviour::Undecodable),
+        .map(|decoded| {
+            if !decoded {
+                return Judgement::reject(Misbehaviour::Undecodable);
+            }
+            match verdicts.next() {
+                Some(Gossiped::Checked(submitted)) => judge_submitted(submitted),
+                // Refused before its signature was checked: it cost a lookup, and may be
+                // an honest race (a block took it while it travelled).
+                Some(Gossiped::Skipped(_)) | None => Judgement::ignore(),
+            }
         })
         .collect()
 }
@@ -491,10 +509,10 @@ pub(super) fn judge_submitted(submitted: Result<apiary_core::TxId, SubmitError>)
             if why.score() > 0 {
                 Judgement::reject(why)
             } else {
-                Judgement::ignore()
+                Judgement::wasted()
             }
         }
         // Stale, duplicate, or not payable against our tip: may be honest; do not forward.
-        Err(_) => Judgement::ignore(),
+        Err(_) => Judgement::wasted(),
     }
 }
