@@ -340,7 +340,6 @@ fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bo
     Ok(())
 }
 
-/// One benchmark's result: its value against the limit measured in the same run.
 /// A block of exactly `txs` on `chain`'s tip (no proof of work searched yet).
 fn block_of(
     chain: &Chain,
@@ -370,6 +369,7 @@ fn block_of(
     Ok(block)
 }
 
+/// One benchmark's result: its value against the limit measured in the same run.
 fn figure(value: f64, unit: &str, limit: f64, params: Value) -> Value {
     json!({
         "value": shown(value),

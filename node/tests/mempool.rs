@@ -236,9 +236,10 @@ fn select_from_scratch(
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
 
-    /// The pool keeps the senders that can go next sorted as transactions come, replace
-    /// each other, leave with a block (mined here, taking part of the pool) and are
-    /// evicted: a template chosen from that index is the one worked out from scratch.
+    /// The pool keeps the senders that can go next sorted as transactions come, wait
+    /// behind a gap, replace each other and leave with a block (mined here, taking part
+    /// of the pool): a template chosen from that index is the one worked out from scratch.
+    /// (Eviction leaves through the same `remove` as a block's transactions.)
     #[test]
     fn selection_kept_as_the_pool_changes_is_selection_from_scratch(
         steps in proptest::collection::vec((0u8..8, 1u8..=3, 0u64..5, 1u64..6), 1..40),
